@@ -1,0 +1,201 @@
+"""Runs the rules over a package's files: YARA first (cheap), tree-sitter only where needed."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import yara
+
+from chainwatch.analysis import jsast
+from chainwatch.analysis.detectors import DETECTORS, Hit, lifecycle_scripts, load_manifest
+from chainwatch.analysis.rules import Rule
+from chainwatch.analysis.text import LineIndex
+from chainwatch.errors import UsageError
+from chainwatch.model import Finding, PackageFile, Severity
+
+CODE_EXT = (*jsast.JS_EXT, *jsast.TS_EXT, *jsast.TSX_EXT)
+SHELL_EXT = (".sh", ".bash", ".zsh", ".ps1", ".bat", ".cmd")
+DOC_EXT = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".map", ".d.ts", ".d.mts",
+           ".d.cts", ".css", ".svg", ".flow", ".snap", ".lock")
+DOC_NAMES = ("license", "licence", "changelog", "history", "readme", "authors", "notice")
+
+
+def file_kinds(file: PackageFile) -> tuple[str, ...]:
+    """Which rule targets apply to a file."""
+    low = file.path.lower()
+    base = posixpath.basename(low)
+    if low == "package.json":
+        return ("manifest",)
+    if low.endswith(DOC_EXT) or base.split(".")[0] in DOC_NAMES:
+        return ()
+    head = file.data[:8192]
+    if b"\x00" in head:
+        return ("binary",)
+    if low.endswith(CODE_EXT) or head.startswith(b"#!/usr/bin/env node"):
+        return ("code", "text")
+    if low.endswith(SHELL_EXT) or head.startswith(b"#!/bin/"):
+        return ("script", "text")
+    if low.endswith((".png", ".jpg", ".jpeg", ".gif", ".ico", ".webp")):
+        return ("binary",)
+    if low.endswith(".json"):
+        return ()
+    return ("text",)
+
+
+_NODE_RUNS = re.compile(r"\bnode\s+(?:-[-\w=]+\s+)*([^\s;&|>]+)?")
+
+
+def install_time_files(manifest: dict[str, object], paths: Iterable[str]) -> set[str]:
+    """Files the lifecycle scripts run with ``node`` (``node .`` means the package main)."""
+    known = set(paths)
+    out: set[str] = set()
+    for command in lifecycle_scripts(manifest).values():
+        for m in _NODE_RUNS.finditer(command):
+            target = m.group(1) or "."
+            if target in (".", "./"):
+                main = manifest.get("main")
+                target = main if isinstance(main, str) else "index.js"
+            target = posixpath.normpath(target.lstrip("./") or "index.js")
+            for candidate in (target, f"{target}.js", f"{target}/index.js"):
+                if candidate in known:
+                    out.add(candidate)
+    return out
+
+
+_BUMP = {Severity.LOW: Severity.MEDIUM, Severity.MEDIUM: Severity.HIGH}
+
+
+@dataclass
+class _Compiled:
+    rules: Sequence[Rule]
+    yara: dict[str, yara.Rules]
+    yara_ids: dict[str, str]
+
+
+class Engine:
+    """Compiled rules, ready to run over many files."""
+
+    def __init__(self, rules: Sequence[Rule]) -> None:
+        self.rules = list(rules)
+        self.by_id = {r.id: r for r in self.rules}
+        yara_ids: dict[str, str] = {}
+        sources: dict[str, list[str]] = defaultdict(list)
+        for index, rule in enumerate(self.rules):
+            if rule.yara:
+                name = f"r{index}"
+                yara_ids[name] = rule.id
+                sources[rule.target].append(f"rule {name} {{\n{rule.yara}\n}}")
+        self._yara: dict[str, yara.Rules] = {}
+        for target, parts in sources.items():
+            try:
+                self._yara[target] = yara.compile(source="\n".join(parts))
+            except yara.Error as exc:
+                raise UsageError(f"a YARA rule for '{target}' does not compile: {exc}") from exc
+        self._yara_ids = yara_ids
+        self._queries = [r for r in self.rules if r.query]
+        self._detectors = [r for r in self.rules if r.detector]
+        for rule in self._detectors:
+            if rule.detector not in DETECTORS:
+                raise UsageError(f"{rule.origin}: rule {rule.id}: unknown detector {rule.detector}")
+
+    # -- one file ----------------------------------------------------------------------------
+    def _hits(self, file: PackageFile, kinds: tuple[str, ...]) -> dict[str, list[Hit]]:
+        hits: dict[str, list[Hit]] = defaultdict(list)
+        for kind in kinds:
+            compiled = self._yara.get(kind)
+            if compiled is None:
+                continue
+            for match in compiled.match(data=file.data, timeout=30):
+                rid = self._yara_ids[match.rule]
+                for string in match.strings:
+                    for inst in string.instances:
+                        hits[rid].append(Hit(inst.offset, inst.matched_length))
+                if rid not in hits:
+                    hits[rid].append(Hit(0, 0))
+        if "code" in kinds:
+            tree = None
+            for rule in self._queries:
+                if rule.target != "code" or (
+                    rule.needles and not any(n.encode() in file.data for n in rule.needles)
+                ):
+                    continue
+                kind = jsast.language_kind(file.path)
+                assert rule.query is not None
+                query = jsast.compile_query(kind, rule.query)
+                if query is None:
+                    continue
+                if tree is None:
+                    tree = jsast.parse(file.data, kind)
+                for qh in jsast.run_query(tree, query):
+                    hits[rule.id].append(Hit(qh.offset, qh.length))
+        for rule in self._detectors:
+            if rule.target in kinds:
+                found = DETECTORS[rule.detector or ""](file, rule.params)
+                if found:
+                    hits[rule.id].extend(found)
+        return hits
+
+    def _findings(self, file: PackageFile, hits: dict[str, list[Hit]],
+                  install_time: bool, display_path: str | None = None) -> list[Finding]:
+        index = LineIndex(file.data)
+        findings: list[Finding] = []
+        for rid, rule_hits in hits.items():
+            rule = self.by_id[rid]
+            rule_hits = sorted(rule_hits, key=lambda h: h.offset)
+            shown: list[Hit] = []
+            lines: set[int] = set()
+            for hit in rule_hits:
+                line = index.line_of(hit.offset)
+                if line not in lines:
+                    lines.add(line)
+                    shown.append(hit)
+            severity = rule.severity
+            message = rule.title
+            if install_time and severity in _BUMP and rule.capability != "install-script":
+                severity = _BUMP[severity]
+                message += " [in a file run at install time]"
+            extra = len(shown) - rule.max_hits
+            for n, hit in enumerate(shown[: rule.max_hits]):
+                text = message + (f": {hit.message}" if hit.message else "")
+                if n == rule.max_hits - 1 and extra > 0:
+                    text += f" (+{extra} more places in this file)"
+                findings.append(Finding(
+                    rule=rule.id, severity=severity, technique=rule.technique,
+                    capability=rule.capability, message=text,
+                    file=display_path or file.path, line=index.line_of(hit.offset),
+                    snippet=index.snippet(hit.offset, hit.length), reference=rule.reference,
+                    install_time=install_time,
+                ))
+        return findings
+
+    def scan_file(self, file: PackageFile, install_time: bool = False) -> list[Finding]:
+        kinds = file_kinds(file)
+        if not kinds:
+            return []
+        return self._findings(file, self._hits(file, kinds), install_time)
+
+    def scan_scripts(self, manifest_file: PackageFile) -> list[Finding]:
+        """Script rules over each lifecycle script's command line."""
+        findings: list[Finding] = []
+        manifest = load_manifest(manifest_file.data)
+        index = LineIndex(manifest_file.data)
+        for hook, command in lifecycle_scripts(manifest).items():
+            virtual = PackageFile(f"package.json#scripts.{hook}", command.encode())
+            hits = self._hits(virtual, ("script",))
+            pos = manifest_file.data.find(f'"{hook}"'.encode())
+            for f in self._findings(virtual, hits, False, "package.json"):
+                findings.append(replace(
+                    f, line=index.line_of(max(pos, 0)), snippet=f"{hook}: {command[:200]}",
+                ))
+        return findings
+
+    def scan_snippet(self, text: str, path: str = "index.js") -> list[Finding]:
+        """Scan a piece of text as if it were a file at ``path`` (for rule tests)."""
+        file = PackageFile(path, text.encode())
+        if path == "package.json":
+            return self.scan_file(file) + self.scan_scripts(file)
+        return self.scan_file(file)

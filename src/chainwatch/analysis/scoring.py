@@ -1,0 +1,110 @@
+"""The one place where findings become a verdict: level, 0-100 score and a short explanation.
+
+A malicious verdict needs strong evidence: a critical finding (integrity mismatch, unsafe
+archive, DNS beacon, env-keyed decryption), or new dangerous capability together with at
+least two of concealment / theft / exfiltration / attack behaviour, one of them high; or an
+install-time script whose file does something high-severity. Findings for capabilities the
+baseline already had weigh little, so popular libraries' ordinary code stays benign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from chainwatch.model import Finding, Level, Severity
+
+CATEGORY: dict[str, str] = {
+    "obfuscation": "concealment",
+    "secrets": "theft",
+    "wallet": "theft",
+    "fingerprint": "theft",
+    "exfil": "exfiltration",
+    "browser-hook": "attack",
+    "dropper": "attack",
+    "propagation": "attack",
+    "persistence": "attack",
+    "sabotage": "attack",
+    "hidden-process": "attack",
+    "publisher-change": "trust",
+    "trust-downgrade": "trust",
+    "manifest-confusion": "trust",
+    "typosquat": "trust",
+    "dependency-confusion": "trust",
+    "archive-anomaly": "integrity",
+    "integrity": "integrity",
+}
+BEHAVIOUR = {"concealment", "theft", "exfiltration", "attack"}
+DANGER_CAPABILITIES = {
+    "install-script", "exec", "eval", "network", "browser-hook", "dropper", "binary",
+    "propagation", "persistence", "sabotage", "hidden-process", "exfil",
+}
+WEIGHT = {Severity.INFO: 0.0, Severity.LOW: 4.0, Severity.MEDIUM: 12.0,
+          Severity.HIGH: 30.0, Severity.CRITICAL: 60.0}
+PREEXISTING_FACTOR = 0.15
+BAND = {Level.BENIGN: (0, 24), Level.SUSPICIOUS: (25, 69), Level.MALICIOUS: (70, 100)}
+BUMP_FACTOR = {"patch": 1.5, "prerelease": 1.5, "minor": 1.0, "major": 0.5, "unknown": 1.0}
+
+
+@dataclass(frozen=True)
+class Scored:
+    level: Level
+    score: int
+    explanation: str
+
+
+def _raw_score(findings: Sequence[Finding]) -> float:
+    per_rule: dict[str, list[Finding]] = {}
+    for f in findings:
+        per_rule.setdefault(f.rule, []).append(f)
+    total = 0.0
+    for group in per_rule.values():
+        strongest = max(group, key=lambda f: (not f.preexisting, f.severity.rank))
+        weight = WEIGHT[strongest.severity]
+        if strongest.preexisting:
+            weight *= PREEXISTING_FACTOR
+        total += weight * min(2.0, 1.0 + 0.1 * (len(group) - 1))
+    return total
+
+
+def score(
+    findings: Sequence[Finding],
+    capabilities_added: Iterable[str] = (),
+    bump: str = "unknown",
+) -> Scored:
+    new = [f for f in findings if not f.preexisting]
+    added_danger = sorted(set(capabilities_added) & DANGER_CAPABILITIES)
+    new_danger = bool(added_danger) or any(
+        f.capability in DANGER_CAPABILITIES and f.severity.rank >= Severity.LOW.rank for f in new)
+    high_cats = {CATEGORY.get(f.capability, "") for f in new if f.severity.rank >= Severity.HIGH.rank}
+    med_cats = {CATEGORY.get(f.capability, "") for f in new
+                if f.severity.rank >= Severity.MEDIUM.rank}
+    critical = [f for f in new if f.severity is Severity.CRITICAL]
+    install_hook = any(f.capability == "install-script" for f in new)
+    install_time_bad = [f for f in new if f.install_time and f.severity.rank >= Severity.HIGH.rank
+                        and CATEGORY.get(f.capability) in BEHAVIOUR]
+
+    raw = _raw_score(findings) + 8.0 * BUMP_FACTOR.get(bump, 1.0) * len(added_danger)
+    reasons: list[str] = []
+    if critical:
+        level = Level.MALICIOUS
+        reasons.append(f"critical finding: {critical[0].message}")
+    elif new_danger and len(med_cats & BEHAVIOUR) >= 2 and high_cats & BEHAVIOUR:
+        level = Level.MALICIOUS
+        reasons.append("new dangerous capability with " + " and ".join(sorted(med_cats & BEHAVIOUR)))
+    elif install_hook and install_time_bad:
+        level = Level.MALICIOUS
+        reasons.append(f"install script runs {install_time_bad[0].file}, which shows "
+                       f"{CATEGORY[install_time_bad[0].capability]}")
+    elif raw >= BAND[Level.SUSPICIOUS][0] or high_cats - {""} or (med_cats & {"trust"}):
+        level = Level.SUSPICIOUS
+        cats = sorted((med_cats | high_cats) - {""})
+        reasons.append("unusual for this package: " + (", ".join(cats) or "several weak signals"))
+    else:
+        level = Level.BENIGN
+        reasons.append("no new dangerous behaviour" if findings else "nothing found")
+    if added_danger:
+        reasons.append("capabilities new since the baseline: " + ", ".join(added_danger))
+    low, high = BAND[level]
+    value = int(round(min(max(raw, low), high)))
+    return Scored(level, value, "; ".join(reasons))

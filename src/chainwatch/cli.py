@@ -1,0 +1,167 @@
+"""The ``chainwatch`` command line (see DESIGN.md for the contract)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from chainwatch import __version__
+from chainwatch.errors import ChainwatchError, RegistryError
+from chainwatch.model import Level, Verdict
+
+app = typer.Typer(
+    name="chainwatch",
+    help="Detect, expose and prevent compromised npm releases.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rules_app = typer.Typer(help="Inspect the detection rules.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+err = Console(stderr=True, highlight=False)
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    sarif = "sarif"
+    markdown = "markdown"
+
+
+class FailOn(str, Enum):
+    suspicious = "suspicious"
+    malicious = "malicious"
+    never = "never"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"chainwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """chainwatch: analyse npm releases against their previous version and publisher history."""
+
+
+RegistryOpt = Annotated[str | None, typer.Option(
+    "--registry", help="Registry URL (default: from .npmrc / npm_config_registry).")]
+CacheOpt = Annotated[Path | None, typer.Option(
+    "--cache-dir", help="Cache folder (default: the user cache dir).")]
+OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only the cache; no network.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the result.")]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Log what happens.")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@app.command()
+def scan(
+    targets: Annotated[list[str], typer.Argument(
+        help="name@version, name (latest), a .tgz file or an unpacked package folder.")],
+    against: Annotated[str | None, typer.Option(
+        "--against", help="Baseline: name@version, .tgz, folder, or 'none'. "
+                          "Default for name@version: the previous version by semver.")] = None,
+    packument: Annotated[Path | None, typer.Option(
+        "--packument", help="Use this packument JSON file instead of asking the registry.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    fail_on: Annotated[FailOn, typer.Option(
+        "--fail-on", help="Exit 1 when a verdict is at least this level.")] = FailOn.suspicious,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64,
+                                      help="Targets scanned in parallel.")] = 4,
+    rules_dir: Annotated[list[Path] | None, typer.Option(
+        "--rules", help="Extra folder of rule files (repeatable).")] = None,
+    show_all: Annotated[bool, typer.Option(
+        "--all", help="Table: also show findings the baseline already had.")] = False,
+    registry: RegistryOpt = None,
+    cache_dir: CacheOpt = None,
+    offline: OfflineOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Analyse releases and give a verdict with evidence, diffed against the previous version."""
+    from chainwatch.analysis.rules import load_rules
+    from chainwatch.output import FORMATS
+    from chainwatch.output.table import render as render_table
+    from chainwatch.registry import NpmConfig, RegistryClient
+    from chainwatch.scan import Scanner, read_packument_file
+
+    _setup_logging(verbose)
+    try:
+        rules = load_rules(rules_dir or [])
+        doc = read_packument_file(packument) if packument else None
+        client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
+    except ChainwatchError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True)
+        raise typer.Exit(exc.exit_code) from exc
+    scanner = Scanner(client, rules)
+    verdicts: dict[str, Verdict] = {}
+    errors: list[ChainwatchError] = []
+
+    def one(spec: str) -> Verdict:
+        return scanner.scan(spec, against, doc)
+
+    show_progress = len(targets) > 1 and not quiet and err.is_terminal
+    with client, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=err, disable=not show_progress) as bar:
+        task = bar.add_task("scanning", total=len(targets))
+        with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
+            futures = {pool.submit(one, spec): spec for spec in targets}
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    verdicts[spec] = future.result()
+                except ChainwatchError as exc:
+                    errors.append(exc)
+                    err.print(f"error: {spec}: {exc}", markup=False)
+                bar.advance(task)
+    ordered = [verdicts[s] for s in targets if s in verdicts]
+    if ordered:
+        if fmt is Format.table:
+            out = render_table(ordered, color=sys.stdout.isatty(), show_all=show_all,
+                               width=Console().width)
+        else:
+            out = FORMATS[fmt.value](ordered)
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    if errors:
+        raise typer.Exit(3 if any(isinstance(e, RegistryError) for e in errors) else 2)
+    if fail_on is not FailOn.never:
+        threshold = Level(fail_on.value).rank
+        if any(v.level.rank >= threshold for v in ordered):
+            raise typer.Exit(1)
+
+
+@rules_app.command("list")
+def rules_list(
+    rules_dir: Annotated[list[Path] | None, typer.Option("--rules")] = None,
+) -> None:
+    """List every rule with its severity and technique."""
+    from chainwatch.analysis.rules import load_rules
+
+    try:
+        rules = load_rules(rules_dir or [])
+    except ChainwatchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code) from exc
+    for r in rules:
+        typer.echo(f"{r.id:32} {r.severity.value:9} {r.technique:24} {r.title}")
+
+
+def main() -> None:
+    app()

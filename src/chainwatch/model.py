@@ -1,0 +1,196 @@
+"""The value objects that flow between chainwatch's parts (see DESIGN.md)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Severity(str, Enum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+class Level(str, Enum):
+    BENIGN = "benign"
+    SUSPICIOUS = "suspicious"
+    MALICIOUS = "malicious"
+
+    @property
+    def rank(self) -> int:
+        return [Level.BENIGN, Level.SUSPICIOUS, Level.MALICIOUS].index(self)
+
+
+@dataclass(frozen=True, order=True)
+class PackageRef:
+    """A package name (scoped names kept whole) and an exact version."""
+
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @classmethod
+    def parse(cls, spec: str) -> PackageRef:
+        """Parse ``name@version`` or ``@scope/name@version``."""
+        at = spec.rfind("@")
+        if at <= 0:
+            raise ValueError(f"expected name@version, got {spec!r}")
+        name, version = spec[:at], spec[at + 1 :]
+        if not name or not version:
+            raise ValueError(f"expected name@version, got {spec!r}")
+        return cls(name, version)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A package version and what the registry says of it."""
+
+    ref: PackageRef
+    published: str | None = None
+    publisher: str | None = None
+    publisher_email: str | None = None
+    maintainers: tuple[str, ...] = ()
+    integrity: str | None = None
+    shasum: str | None = None
+    tarball_url: str | None = None
+    has_provenance: bool = False
+    has_signatures: bool = False
+    trusted_publisher: bool = False
+    scripts: dict[str, str] = field(default_factory=dict)
+    dependencies: dict[str, str] = field(default_factory=dict)
+    git_head: str | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """One regular file of a package, held in memory."""
+
+    path: str
+    data: bytes
+    mode: int = 0o644
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of evidence: which rule fired, where, and on what."""
+
+    rule: str
+    severity: Severity
+    technique: str
+    capability: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    snippet: str | None = None
+    reference: str | None = None
+    #: True when the same capability was already present in the baseline.
+    preexisting: bool = False
+    #: True when the file is run by an install-time lifecycle script.
+    install_time: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity.value,
+            "technique": self.technique,
+            "capability": self.capability,
+            "message": self.message,
+            "file": self.file,
+            "line": self.line,
+            "snippet": self.snippet,
+            "reference": self.reference,
+            "preexisting": self.preexisting,
+            "install_time": self.install_time,
+        }
+
+
+@dataclass(frozen=True)
+class PackageFiles:
+    """The files of one package (tarball or folder), read under limits."""
+
+    source: str
+    files: tuple[PackageFile, ...]
+    #: Problems met while reading (unsafe entries, limits hit): findings, never followed.
+    findings: tuple[Finding, ...] = ()
+    sha512: str | None = None
+
+    def by_path(self) -> dict[str, PackageFile]:
+        return {f.path: f for f in self.files}
+
+    def get(self, path: str) -> PackageFile | None:
+        for f in self.files:
+            if f.path == path:
+                return f
+        return None
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(len(f.data) for f in self.files)
+
+
+@dataclass(frozen=True)
+class FileChanges:
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed between the baseline and the release under analysis."""
+
+    files: FileChanges
+    dependencies_added: dict[str, str] = field(default_factory=dict)
+    dependencies_removed: dict[str, str] = field(default_factory=dict)
+    scripts_added: dict[str, str] = field(default_factory=dict)
+    scripts_changed: dict[str, str] = field(default_factory=dict)
+    capabilities_added: tuple[str, ...] = ()
+    capabilities_removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of analysing one release, always with its evidence."""
+
+    target: PackageRef
+    level: Level
+    score: int
+    explanation: str
+    findings: tuple[Finding, ...]
+    capabilities: tuple[str, ...]
+    baseline: PackageRef | None = None
+    changes: Changes | None = None
+    metadata_signals: tuple[Finding, ...] = ()
+    source: str = ""
+    integrity: str | None = None
+    elapsed_s: float = 0.0
+    bytes_scanned: int = 0

@@ -1,0 +1,175 @@
+"""The one registry client: packuments and tarballs over httpx, with retries and a cache."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from httpx_retries import Retry, RetryTransport
+
+from chainwatch import __version__
+from chainwatch.errors import NotFoundError, OfflineMissError, RegistryError, UsageError
+from chainwatch.registry.cache import Cache, sri_to_hex
+from chainwatch.registry.npmrc import NpmConfig
+
+#: Larger tarballs are refused before they are read into memory.
+MAX_TARBALL_BYTES = 256 * 1024 * 1024
+#: Larger packuments are refused (the largest real ones are a few tens of MB).
+MAX_PACKUMENT_BYTES = 128 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Tarball:
+    data: bytes
+    #: None when the bytes match the registry's checksum, else what was wrong.
+    integrity_error: str | None = None
+
+
+def packument_url(registry: str, name: str) -> str:
+    if name.startswith("@"):
+        return registry + quote(name, safe="@")  # @scope%2fname, as npm sends it
+    return registry + quote(name, safe="")
+
+
+def check_integrity(data: bytes, integrity: str | None, shasum: str | None) -> str | None:
+    """Compare bytes to ``dist.integrity`` (SRI) or the legacy ``dist.shasum``."""
+    if integrity:
+        parsed = sri_to_hex(integrity)
+        if parsed is not None:
+            algo, expected = parsed
+            actual = hashlib.new(algo, data).hexdigest()
+            if actual != expected:
+                b64 = base64.b64encode(bytes.fromhex(actual)).decode()
+                return f"{algo} is {algo}-{b64}, the registry says {integrity}"
+            return None
+    if shasum:
+        actual = hashlib.sha1(data).hexdigest()
+        if actual != shasum.lower():
+            return f"sha1 is {actual}, the registry says {shasum}"
+        return None
+    return "the registry gives no integrity or shasum for this tarball"
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        config: NpmConfig | None = None,
+        cache_dir: Path | None = None,
+        offline: bool = False,
+        timeout: float = 30.0,
+        retries: int = 4,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        from chainwatch.paths import cache_dir as default_cache_dir
+
+        self.config = config or NpmConfig.load()
+        self.cache = Cache(cache_dir or default_cache_dir())
+        self.offline = offline
+        retry = Retry(
+            total=retries,
+            backoff_factor=0.5,
+            max_backoff_wait=30.0,
+            respect_retry_after_header=True,
+            status_forcelist=[429, 500, 502, 503, 504],
+            retry_on_exceptions=[httpx.TransportError],
+        )
+        self._http = httpx.Client(
+            transport=RetryTransport(transport=transport or httpx.HTTPTransport(), retry=retry),
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            follow_redirects=True,
+            headers={"User-Agent": f"chainwatch/{__version__}"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _headers(self, url: str) -> dict[str, str]:
+        auth = self.config.auth_header(url)
+        return {"Authorization": auth} if auth else {}
+
+    def _get(self, url: str, headers: dict[str, str]) -> httpx.Response:
+        try:
+            response = self._http.get(url, headers={**self._headers(url), **headers})
+        except httpx.TimeoutException as exc:
+            raise RegistryError(f"registry timed out: {url} ({exc})") from exc
+        except httpx.TransportError as exc:
+            raise RegistryError(f"registry unreachable: {url} ({exc})") from exc
+        return response
+
+    def packument(self, name: str) -> dict[str, Any]:
+        """The full-format packument (``application/json``), revalidated by ETag."""
+        url = packument_url(self.config.registry_for(name), name)
+        cached = self.cache.get_doc(url)
+        if self.offline:
+            if cached is None:
+                raise OfflineMissError(f"--offline: no cached packument for {name}")
+            return cached[0]
+        headers = {"Accept": "application/json"}
+        if cached and cached[1]:
+            headers["If-None-Match"] = cached[1]
+        response = self._get(url, headers)
+        if response.status_code == 304 and cached:
+            return cached[0]
+        if response.status_code == 404:
+            raise NotFoundError(f"no such package in the registry: {name}")
+        if response.status_code in (401, 403):
+            raise UsageError(f"the registry refused access to {name} (HTTP {response.status_code})")
+        if response.status_code >= 400:
+            raise RegistryError(f"registry answered HTTP {response.status_code} for {name}")
+        if len(response.content) > MAX_PACKUMENT_BYTES:
+            raise RegistryError(f"packument of {name} is larger than {MAX_PACKUMENT_BYTES} bytes")
+        try:
+            body = json.loads(response.content)
+        except ValueError as exc:
+            raise RegistryError(f"registry sent a packument that is not JSON for {name}") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("versions", {}), dict):
+            raise RegistryError(f"registry sent a malformed packument for {name}")
+        self.cache.put_doc(url, body, response.headers.get("ETag"))
+        return body
+
+    def tarball(self, url: str, integrity: str | None, shasum: str | None) -> Tarball:
+        """Bytes of a tarball, checked against the registry's checksum; cached by content."""
+        for token in (integrity, shasum and f"sha1-{base64.b64encode(bytes.fromhex(shasum)).decode()}"):
+            if not token:
+                continue
+            parsed = sri_to_hex(token)
+            if parsed:
+                hit = self.cache.get_blob(*parsed)
+                if hit is not None:
+                    return Tarball(hit)
+        if self.offline:
+            raise OfflineMissError(f"--offline: tarball not in the cache: {url}")
+        try:
+            with self._http.stream("GET", url, headers=self._headers(url)) as response:
+                if response.status_code == 404:
+                    raise NotFoundError(f"tarball not found in the registry: {url}")
+                if response.status_code >= 400:
+                    raise RegistryError(f"registry answered HTTP {response.status_code} for {url}")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_TARBALL_BYTES:
+                        raise UsageError(f"tarball larger than {MAX_TARBALL_BYTES} bytes: {url}")
+                    chunks.append(chunk)
+        except httpx.TimeoutException as exc:
+            raise RegistryError(f"registry timed out: {url} ({exc})") from exc
+        except httpx.TransportError as exc:
+            raise RegistryError(f"registry unreachable: {url} ({exc})") from exc
+        data = b"".join(chunks)
+        problem = check_integrity(data, integrity, shasum)
+        if problem is None:
+            self.cache.put_blob(data)
+        return Tarball(data, problem)

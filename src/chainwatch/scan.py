@@ -1,0 +1,222 @@
+"""Scanning one release: load target and baseline, analyse what changed, score a verdict."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from chainwatch.analysis.diff import file_changes, manifest_changes
+from chainwatch.analysis.engine import Engine, install_time_files
+from chainwatch.analysis.metadata import metadata_signals, typosquat_target
+from chainwatch.analysis.rules import Rule, load_rules
+from chainwatch.analysis.detectors import load_manifest
+from chainwatch.analysis.scoring import score
+from chainwatch.archive import read_folder, read_tarball
+from chainwatch.errors import UsageError
+from chainwatch.model import (
+    Changes,
+    Finding,
+    PackageFile,
+    PackageFiles,
+    PackageRef,
+    Release,
+    Severity,
+    Verdict,
+)
+from chainwatch.registry.client import RegistryClient
+from chainwatch.registry.packument import (
+    baseline_version,
+    latest_version,
+    release_from_packument,
+)
+from chainwatch.versions import bump_kind
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A package read into memory, with what the registry says of it when known."""
+
+    ref: PackageRef
+    files: PackageFiles
+    release: Release | None = None
+    packument: dict[str, Any] | None = None
+    integrity_error: str | None = None
+
+
+def _ref_from_files(files: PackageFiles, fallback: str) -> PackageRef:
+    manifest_file = files.get("package.json")
+    manifest = load_manifest(manifest_file.data) if manifest_file else {}
+    name = manifest.get("name") if isinstance(manifest.get("name"), str) else fallback
+    version = manifest.get("version") if isinstance(manifest.get("version"), str) else "0.0.0"
+    return PackageRef(str(name), str(version))
+
+
+def read_packument_file(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read packument: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("versions"), dict):
+        raise UsageError(f"{path}: not a packument (no 'versions' object)")
+    return doc
+
+
+class Scanner:
+    def __init__(self, client: RegistryClient | None, rules: list[Rule] | None = None) -> None:
+        self.client = client
+        self.engine = Engine(rules if rules is not None else load_rules())
+        self._packuments: dict[str, dict[str, Any]] = {}
+
+    # -- loading ---------------------------------------------------------------------------
+    def _packument(self, name: str) -> dict[str, Any]:
+        if name not in self._packuments:
+            if self.client is None:
+                raise UsageError(f"{name}: needs the registry, but no client is configured")
+            self._packuments[name] = self.client.packument(name)
+        return self._packuments[name]
+
+    def load(self, spec: str, packument: dict[str, Any] | None = None) -> Loaded:
+        path = Path(spec)
+        if path.is_dir():
+            files = read_folder(path)
+            return self._with_metadata(files, packument)
+        if path.is_file():
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"{spec}: cannot read: {exc}") from exc
+            files = read_tarball(data, source=str(path))
+            return self._with_metadata(files, packument)
+        if spec.endswith((".tgz", ".tar.gz", ".tar")) or "/" in spec and not spec.startswith("@"):
+            raise UsageError(f"{spec}: no such file or folder")
+        if "@" in spec[1:]:
+            ref = PackageRef.parse(spec)
+        else:
+            doc = packument or self._packument(spec)
+            ref = PackageRef(spec, latest_version(doc))
+        doc = packument or self._packument(ref.name)
+        self._packuments[ref.name] = doc
+        release = release_from_packument(doc, ref.version)
+        if not release.tarball_url:
+            raise UsageError(f"{ref}: the registry gives no tarball URL")
+        if self.client is None:
+            raise UsageError(f"{ref}: needs the registry, but no client is configured")
+        tarball = self.client.tarball(release.tarball_url, release.integrity, release.shasum)
+        files = read_tarball(tarball.data, source=str(ref))
+        return Loaded(ref, files, release, doc, tarball.integrity_error)
+
+    def _with_metadata(self, files: PackageFiles, packument: dict[str, Any] | None) -> Loaded:
+        ref = _ref_from_files(files, Path(files.source).name)
+        release = None
+        if packument is not None and ref.version in packument.get("versions", {}):
+            release = release_from_packument(packument, ref.version)
+        return Loaded(ref, files, release, packument)
+
+    def default_baseline(self, target: Loaded) -> Loaded | None:
+        if target.packument is None:
+            return None
+        base = baseline_version(target.packument, target.ref.version)
+        if base is None:
+            return None
+        return self.load(f"{target.ref.name}@{base}", target.packument)
+
+    # -- analysing ---------------------------------------------------------------------------
+    def _scan_files(self, files: PackageFiles, paths: set[str],
+                    manifest: dict[str, Any]) -> list[Finding]:
+        install_time = install_time_files(manifest, (f.path for f in files.files))
+        out: list[Finding] = []
+        for f in files.files:
+            if f.path in paths and f.path != "package.json":
+                out.extend(self.engine.scan_file(f, f.path in install_time))
+        manifest_file = files.get("package.json")
+        if manifest_file is not None:
+            out.extend(self.engine.scan_file(manifest_file))
+            out.extend(self.engine.scan_scripts(manifest_file))
+        return out
+
+    def analyze(self, target: Loaded, baseline: Loaded | None) -> Verdict:
+        started = time.perf_counter()
+        changes = file_changes(target.files, baseline.files if baseline else None)
+        t_manifest_file = target.files.get("package.json")
+        t_manifest = load_manifest(t_manifest_file.data) if t_manifest_file else {}
+        fresh = set(changes.added) | set(changes.changed)
+        findings = self._scan_files(target.files, fresh, t_manifest)
+        capabilities_now = {f.capability for f in findings}
+        capabilities_before: set[str] = set()
+        if baseline is not None:
+            b_manifest_file = baseline.files.get("package.json")
+            b_manifest = load_manifest(b_manifest_file.data) if b_manifest_file else {}
+            unchanged = {f.path for f in target.files.files} - fresh
+            # identical files are analysed once, for the capabilities both versions share
+            shared = self._scan_files(
+                PackageFiles(target.files.source,
+                             tuple(f for f in target.files.files if f.path in unchanged)),
+                unchanged, {})
+            old = set(changes.changed) | set(changes.removed)
+            before = self._scan_files(baseline.files, old, b_manifest)
+            capabilities_before = {f.capability for f in before} | {f.capability for f in shared}
+            capabilities_now |= {f.capability for f in shared}
+            findings = [replace(f, preexisting=f.capability in capabilities_before)
+                        for f in findings]
+        findings.extend(target.files.findings)
+        if target.integrity_error:
+            findings.append(Finding(
+                rule="CW-INTEGRITY-MISMATCH", severity=Severity.CRITICAL, technique="tampering",
+                capability="integrity",
+                message=f"tarball bytes do not match the registry's checksum: "
+                        f"{target.integrity_error}",
+                reference="https://docs.npmjs.com/cli/configuring-npm/package-lock-json"))
+        signals = metadata_signals(
+            target.packument, target.release, baseline.release if baseline else None,
+            t_manifest_file)
+        if target.release is None and baseline is None:
+            squatted = typosquat_target(target.ref.name)
+            if squatted:
+                signals.append(Finding(
+                    rule="CW-META-TYPOSQUAT", severity=Severity.MEDIUM, technique="metadata",
+                    capability="typosquat",
+                    message=f"name imitates the popular package {squatted!r}"))
+        added_caps = tuple(sorted(capabilities_now - capabilities_before)) if baseline else ()
+        removed_caps = tuple(sorted(capabilities_before - capabilities_now)) if baseline else ()
+        deps_added, deps_removed, scripts_added, scripts_changed = manifest_changes(
+            target.files, baseline.files if baseline else None)
+        bump = bump_kind(baseline.ref.version, target.ref.version) if baseline else "unknown"
+        scored = score([*findings, *signals], added_caps, bump)
+        ordered = sorted(findings, key=lambda f: (f.preexisting, -f.severity.rank,
+                                                  f.file or "", f.line or 0))
+        return Verdict(
+            target=target.ref,
+            level=scored.level,
+            score=scored.score,
+            explanation=scored.explanation,
+            findings=tuple(ordered),
+            capabilities=tuple(sorted(c for c in capabilities_now if c)),
+            baseline=baseline.ref if baseline else None,
+            changes=Changes(changes, deps_added, deps_removed, scripts_added, scripts_changed,
+                            added_caps, removed_caps) if baseline else None,
+            metadata_signals=tuple(signals),
+            source=target.files.source,
+            integrity=target.release.integrity if target.release else None,
+            elapsed_s=time.perf_counter() - started,
+            bytes_scanned=sum(len(f.data) for f in target.files.files if f.path in fresh),
+        )
+
+    def scan(self, spec: str, against: str | None = None,
+             packument: dict[str, Any] | None = None) -> Verdict:
+        target = self.load(spec, packument)
+        if against is None:
+            baseline = self.default_baseline(target)
+        elif against.lower() == "none":
+            baseline = None
+        else:
+            baseline = self.load(against, packument if "@" in against[1:] else None)
+        return self.analyze(target, baseline)
+
+
+def scan_snippet_files(files: dict[str, str | bytes]) -> PackageFiles:
+    """Build an in-memory package from a mapping of paths to contents (tests, replicas)."""
+    return PackageFiles("<memory>", tuple(
+        PackageFile(p, c.encode() if isinstance(c, str) else c) for p, c in files.items()))
