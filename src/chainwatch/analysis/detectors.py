@@ -74,7 +74,7 @@ def install_scripts(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
 
 # --- obfuscation ----------------------------------------------------------------------------
 _BUILD_PATH = re.compile(
-    r"(^|/)(dist|build|lib|umd|esm|cjs|bundles?|vendor|out|min|browser|prebuilds?)/"
+    r"(^|/)(dist|build|lib|umd|esm|cjs|bundles?|vendor|out|min|browser|prebuilds?)([.-]\w+)?/"
     r"|[.-]min\.[cm]?js$|\.bundle\.[cm]?js$|\.prod(uction)?\.[cm]?js$",
     re.IGNORECASE,
 )
@@ -183,6 +183,8 @@ _LEVENSHTEIN = re.compile(
 @detector("lookalike_address")
 def lookalike_address(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     """A string-distance routine in the same file as a list of wallet addresses."""
+    if not any(k in file.data for k in (b"Math.min", b"evenshtein", b"EVENSHTEIN", b"istance")):
+        return []
     m = _LEVENSHTEIN.search(file.data)
     if not m:
         return []

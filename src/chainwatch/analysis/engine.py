@@ -96,7 +96,8 @@ class Engine:
             except yara.Error as exc:
                 raise UsageError(f"a YARA rule for '{target}' does not compile: {exc}") from exc
         self._yara_ids = yara_ids
-        self._queries = [r for r in self.rules if r.query]
+        self._queries = [(r, re.compile(r.needle.encode())) for r in self.rules
+                         if r.query and r.needle]
         self._detectors = [r for r in self.rules if r.detector]
         for rule in self._detectors:
             if rule.detector not in DETECTORS:
@@ -111,17 +112,16 @@ class Engine:
                 continue
             for match in compiled.match(data=file.data, timeout=30):
                 rid = self._yara_ids[match.rule]
-                for string in match.strings:
+                # the rarest string of a rule is its most telling evidence: report it first
+                for string in sorted(match.strings, key=lambda s: len(s.instances)):
                     for inst in string.instances:
                         hits[rid].append(Hit(inst.offset, inst.matched_length))
                 if rid not in hits:
                     hits[rid].append(Hit(0, 0))
         if "code" in kinds:
             tree = None
-            for rule in self._queries:
-                if rule.target != "code" or (
-                    rule.needles and not any(n.encode() in file.data for n in rule.needles)
-                ):
+            for rule, needle in self._queries:
+                if rule.target != "code" or not needle.search(file.data):
                     continue
                 kind = jsast.language_kind(file.path)
                 assert rule.query is not None
@@ -145,7 +145,6 @@ class Engine:
         findings: list[Finding] = []
         for rid, rule_hits in hits.items():
             rule = self.by_id[rid]
-            rule_hits = sorted(rule_hits, key=lambda h: h.offset)
             shown: list[Hit] = []
             lines: set[int] = set()
             for hit in rule_hits:
@@ -159,7 +158,7 @@ class Engine:
                 severity = _BUMP[severity]
                 message += " [in a file run at install time]"
             extra = len(shown) - rule.max_hits
-            for n, hit in enumerate(shown[: rule.max_hits]):
+            for n, hit in enumerate(sorted(shown[: rule.max_hits], key=lambda h: h.offset)):
                 text = message + (f": {hit.message}" if hit.message else "")
                 if n == rule.max_hits - 1 and extra > 0:
                     text += f" (+{extra} more places in this file)"

@@ -44,7 +44,8 @@ class Rule:
     tests: RuleTests
     yara: str | None = None
     query: str | None = None
-    needles: tuple[str, ...] = ()
+    #: Regex (bytes) that must match before the file is parsed for ``query``: the prefilter.
+    needle: str | None = None
     detector: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     #: Report at most this many places per file (the count is still given).
@@ -75,6 +76,8 @@ def _parse_rule(raw: dict[str, Any], origin: str) -> Rule:
     kinds = [k for k in ("yara", "query", "detector") if k in match]
     if len(kinds) != 1:
         raise UsageError(f"{origin}: rule {rid}: 'match' needs exactly one of yara/query/detector")
+    if "query" in match and not match.get("needle"):
+        raise UsageError(f"{origin}: rule {rid}: a query needs a 'needle' regex as prefilter")
     target = str(raw.get("target", "code"))
     if target not in TARGETS:
         raise UsageError(f"{origin}: rule {rid}: unknown target {target!r}")
@@ -99,7 +102,7 @@ def _parse_rule(raw: dict[str, Any], origin: str) -> Rule:
         tests=RuleTests(positive, negative, str(tests.get("path", "index.js"))),
         yara=match.get("yara"),
         query=match.get("query"),
-        needles=tuple(match.get("needles") or ()),
+        needle=match.get("needle"),
         detector=match.get("detector"),
         params=dict(match.get("params") or {}),
         max_hits=int(raw.get("max_hits", 3)),

@@ -75,14 +75,18 @@ def score(
     new = [f for f in findings if not f.preexisting]
     added_danger = sorted(set(capabilities_added) & DANGER_CAPABILITIES)
     new_danger = bool(added_danger) or any(
-        f.capability in DANGER_CAPABILITIES and f.severity.rank >= Severity.LOW.rank for f in new)
+        f.capability in DANGER_CAPABILITIES for f in new)
     high_cats = {CATEGORY.get(f.capability, "") for f in new if f.severity.rank >= Severity.HIGH.rank}
     med_cats = {CATEGORY.get(f.capability, "") for f in new
                 if f.severity.rank >= Severity.MEDIUM.rank}
     critical = [f for f in new if f.severity is Severity.CRITICAL]
     install_hook = any(f.capability == "install-script" for f in new)
-    install_time_bad = [f for f in new if f.install_time and f.severity.rank >= Severity.HIGH.rank
-                        and CATEGORY.get(f.capability) in BEHAVIOUR]
+    install_time_high = [f for f in new if f.install_time and f.severity.rank >= Severity.HIGH.rank
+                         and CATEGORY.get(f.capability) in BEHAVIOUR]
+    # downloading a platform binary at install is common (esbuild, sharp); one attack rule alone
+    # is not enough, but theft, exfiltration, concealment or two attack techniques are
+    install_time_bad = [f for f in install_time_high if CATEGORY[f.capability] != "attack"] or (
+        install_time_high if len({f.rule for f in install_time_high}) >= 2 else [])
 
     raw = _raw_score(findings) + 8.0 * BUMP_FACTOR.get(bump, 1.0) * len(added_danger)
     reasons: list[str] = []
