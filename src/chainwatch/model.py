@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     LOW = "low"
     MEDIUM = "medium"
@@ -29,7 +29,7 @@ _SEVERITY_RANK = {
 }
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     BENIGN = "benign"
     SUSPICIOUS = "suspicious"
     MALICIOUS = "malicious"

@@ -8,11 +8,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chainwatch.analysis.detectors import load_manifest
 from chainwatch.analysis.diff import file_changes, manifest_changes
-from chainwatch.analysis.engine import Engine, install_time_files
+from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.metadata import metadata_signals, typosquat_target
 from chainwatch.analysis.rules import Rule, load_rules
-from chainwatch.analysis.detectors import load_manifest
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
 from chainwatch.errors import UsageError
@@ -33,6 +33,9 @@ from chainwatch.registry.packument import (
     release_from_packument,
 )
 from chainwatch.versions import bump_kind
+
+#: Up to this many JS/TS files, behaviour in different files counts as one payload.
+SMALL_PACKAGE_FILES = 30
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ class Scanner:
                 raise UsageError(f"{spec}: cannot read: {exc}") from exc
             files = read_tarball(data, source=str(path))
             return self._with_metadata(files, packument)
-        if spec.endswith((".tgz", ".tar.gz", ".tar")) or "/" in spec and not spec.startswith("@"):
+        if spec.endswith((".tgz", ".tar.gz", ".tar")) or ("/" in spec and not spec.startswith("@")):
             raise UsageError(f"{spec}: no such file or folder")
         if "@" in spec[1:]:
             ref = PackageRef.parse(spec)
@@ -184,7 +187,9 @@ class Scanner:
         deps_added, deps_removed, scripts_added, scripts_changed = manifest_changes(
             target.files, baseline.files if baseline else None)
         bump = bump_kind(baseline.ref.version, target.ref.version) if baseline else "unknown"
-        scored = score([*findings, *signals], added_caps, bump)
+        code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))
+        scored = score([*findings, *signals], added_caps, bump,
+                       small_package=code_files <= SMALL_PACKAGE_FILES)
         ordered = sorted(findings, key=lambda f: (f.preexisting, -f.severity.rank,
                                                   f.file or "", f.line or 0))
         return Verdict(
@@ -208,7 +213,10 @@ class Scanner:
              packument: dict[str, Any] | None = None) -> Verdict:
         target = self.load(spec, packument)
         if against is None:
-            baseline = self.default_baseline(target)
+            # a registry release defaults to its previous version; a local file or folder is
+            # compared with nothing unless --against names a baseline
+            is_local = Path(spec).exists()
+            baseline = None if is_local else self.default_baseline(target)
         elif against.lower() == "none":
             baseline = None
         else:

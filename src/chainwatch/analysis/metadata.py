@@ -71,7 +71,7 @@ def typosquat_target(name: str) -> str | None:
         return None
     bare = name.split("/", 1)[-1]
     squashed = _SEPARATORS.sub("", bare)
-    for known in top:
+    for known in sorted(top, key=lambda k: (k.startswith("@"), k)):
         kb = known.split("/", 1)[-1]
         if len(kb) < 4:
             continue

@@ -67,10 +67,30 @@ def _raw_score(findings: Sequence[Finding]) -> float:
     return total
 
 
+def _combination(new: Sequence[Finding], small_package: bool) -> tuple[str, list[str]] | None:
+    """Two behaviour categories (one high) in one file; across files only in small packages.
+
+    A payload concentrates its behaviour; in a framework of thousands of files, a polyfill here
+    and a wordlist there are unrelated and must not add up to one attack.
+    """
+    groups: dict[str, list[Finding]] = {}
+    for f in new:
+        if CATEGORY.get(f.capability) in BEHAVIOUR and f.severity.rank >= Severity.MEDIUM.rank:
+            groups.setdefault(f.file or "package.json", []).append(f)
+    if small_package:
+        groups["the package"] = [f for group in groups.values() for f in group]
+    for where, group in groups.items():
+        cats = {CATEGORY[f.capability] for f in group}
+        if len(cats) >= 2 and any(f.severity.rank >= Severity.HIGH.rank for f in group):
+            return where, sorted(cats)
+    return None
+
+
 def score(
     findings: Sequence[Finding],
     capabilities_added: Iterable[str] = (),
     bump: str = "unknown",
+    small_package: bool = True,
 ) -> Scored:
     new = [f for f in findings if not f.preexisting]
     added_danger = sorted(set(capabilities_added) & DANGER_CAPABILITIES)
@@ -79,6 +99,7 @@ def score(
     high_cats = {CATEGORY.get(f.capability, "") for f in new if f.severity.rank >= Severity.HIGH.rank}
     med_cats = {CATEGORY.get(f.capability, "") for f in new
                 if f.severity.rank >= Severity.MEDIUM.rank}
+    # a package of a few code files is one payload; only bigger ones need per-file evidence
     critical = [f for f in new if f.severity is Severity.CRITICAL]
     install_hook = any(f.capability == "install-script" for f in new)
     install_time_high = [f for f in new if f.install_time and f.severity.rank >= Severity.HIGH.rank
@@ -93,9 +114,10 @@ def score(
     if critical:
         level = Level.MALICIOUS
         reasons.append(f"critical finding: {critical[0].message}")
-    elif new_danger and len(med_cats & BEHAVIOUR) >= 2 and high_cats & BEHAVIOUR:
+    elif new_danger and (combo := _combination(new, small_package)):
         level = Level.MALICIOUS
-        reasons.append("new dangerous capability with " + " and ".join(sorted(med_cats & BEHAVIOUR)))
+        where, cats = combo
+        reasons.append(f"new dangerous capability with {' and '.join(cats)} in {where}")
     elif install_hook and install_time_bad:
         level = Level.MALICIOUS
         reasons.append(f"install script runs {install_time_bad[0].file}, which shows "
@@ -110,5 +132,5 @@ def score(
     if added_danger:
         reasons.append("capabilities new since the baseline: " + ", ".join(added_danger))
     low, high = BAND[level]
-    value = int(round(min(max(raw, low), high)))
+    value = round(min(max(raw, low), high))
     return Scored(level, value, "; ".join(reasons))

@@ -74,7 +74,7 @@ def read_tarball(data: bytes, source: str = "<tarball>", limits: Limits | None =
     seen: set[str] = set()
     total = 0
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")
+        archive = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")  # noqa: SIM115 (in memory)
     except tarfile.TarError as exc:
         raise UnsafeArchiveError(f"{source}: not a readable tar archive ({exc})") from exc
     count = 0

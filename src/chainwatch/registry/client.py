@@ -64,6 +64,7 @@ class RegistryClient:
         offline: bool = False,
         timeout: float = 30.0,
         retries: int = 4,
+        backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         from chainwatch.paths import cache_dir as default_cache_dir
@@ -73,7 +74,7 @@ class RegistryClient:
         self.offline = offline
         retry = Retry(
             total=retries,
-            backoff_factor=0.5,
+            backoff_factor=backoff,
             max_backoff_wait=30.0,
             respect_retry_after_header=True,
             status_forcelist=[429, 500, 502, 503, 504],

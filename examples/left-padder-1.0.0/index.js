@@ -1,0 +1,7 @@
+'use strict';
+module.exports = function leftPad(str, len, ch) {
+  str = String(str);
+  ch = ch === undefined ? ' ' : String(ch);
+  while (str.length < len) str = ch + str;
+  return str;
+};

@@ -1,0 +1,122 @@
+"""The console script as a user runs it: exit codes, formats, escaping."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import BENIGN_INDEX, FIXTURES, clipper_source, make_tgz, manifest, write_package
+
+EXE = shutil.which("chainwatch") or str(Path(sys.executable).parent / "chainwatch")
+
+
+def run(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(cache), "NO_COLOR": "1", "COLUMNS": "160"}
+    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=120,
+                          check=False)
+
+
+@pytest.fixture()
+def packages(tmp_path: Path) -> dict[str, Path]:
+    good = write_package(tmp_path / "good", {"package.json": manifest(version="1.0.1"),
+                                             "index.js": BENIGN_INDEX})
+    base = write_package(tmp_path / "base", {"package.json": manifest(version="1.0.0"),
+                                             "index.js": BENIGN_INDEX})
+    bad = tmp_path / "left-padder-1.0.2.tgz"
+    bad.write_bytes(make_tgz({"package.json": manifest(version="1.0.2"),
+                              "index.js": clipper_source()}))
+    return {"good": good, "base": base, "bad": bad}
+
+
+def test_benign_folder_exits_zero(packages: dict[str, Path], tmp_path: Path) -> None:
+    r = run("scan", str(packages["good"]), "--against", str(packages["base"]), cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "BENIGN" in r.stdout
+
+
+def test_malicious_tarball_json_contract(packages: dict[str, Path], tmp_path: Path) -> None:
+    r = run("scan", str(packages["bad"]), "--against", str(packages["base"]), "--format", "json",
+            cache=tmp_path)
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "chainwatch.scan/1"
+    assert (doc["package"], doc["version"], doc["baseline"]) == ("left-padder", "1.0.2", "1.0.0")
+    assert doc["verdict"] == "malicious" and 70 <= doc["score"] <= 100
+    assert {"added", "removed"} <= set(doc["capabilities"])
+    assert "browser-hook" in doc["capabilities"]["added"]
+    first = doc["findings"][0]
+    assert {"rule", "severity", "message", "file", "line", "snippet"} <= set(first)
+    assert "metadata_signals" in doc
+
+
+def test_fail_on_malicious_and_jsonl(packages: dict[str, Path], tmp_path: Path) -> None:
+    r = run("scan", str(packages["good"]), str(packages["bad"]), "--against", "none",
+            "--format", "jsonl", "--fail-on", "malicious", cache=tmp_path)
+    assert r.returncode == 1
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [x["verdict"] for x in lines] == ["benign", "malicious"]
+
+
+def test_sarif_output_is_well_formed(packages: dict[str, Path], tmp_path: Path) -> None:
+    r = run("scan", str(packages["bad"]), "--against", "none", "--format", "sarif", cache=tmp_path)
+    doc = json.loads(r.stdout)
+    assert doc["version"] == "2.1.0"
+    run0 = doc["runs"][0]
+    ids = [rule["id"] for rule in run0["tool"]["driver"]["rules"]]
+    assert run0["results"] and all(res["ruleId"] in ids for res in run0["results"])
+    for res in run0["results"]:
+        assert res["level"] in ("note", "warning", "error")
+        assert res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+
+
+def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
+    name = "evil\x1b[31m-pkg|<img src=x onerror=alert(1)>"
+    folder = write_package(tmp_path / "evil", {
+        "package.json": json.dumps({"name": name, "version": "1.0.0"}),
+        "index.js": "window.fetch = function () { return 1; }; // \x1b]8;;http://x.invalid\x07",
+    })
+    table = run("scan", str(folder), "--fail-on", "never", cache=tmp_path)
+    assert "\x1b" not in table.stdout
+    md = run("scan", str(folder), "--format", "markdown", "--fail-on", "never", cache=tmp_path)
+    assert "<img" not in md.stdout and "\x1b" not in md.stdout
+    sarif = run("scan", str(folder), "--format", "sarif", "--fail-on", "never", cache=tmp_path)
+    assert "\x1b" not in json.loads(sarif.stdout)["runs"][0]["results"][0]["message"]["text"]
+
+
+def test_packument_fixture_gives_metadata_offline(tmp_path: Path) -> None:
+    tgz = tmp_path / "left-padder-1.0.2.tgz"
+    tgz.write_bytes(make_tgz({"package.json": manifest(version="1.0.2"), "index.js": BENIGN_INDEX}))
+    r = run("scan", str(tgz), "--packument", str(FIXTURES / "packuments" / "left-padder.full.json"),
+            "--format", "json", "--offline", cache=tmp_path)
+    doc = json.loads(r.stdout)
+    signals = {s["rule"] for s in doc["metadata_signals"]}
+    assert "CW-META-NEW-PUBLISHER" in signals and "CW-META-PROVENANCE-LOST" in signals
+    assert doc["verdict"] == "suspicious" and r.returncode == 1
+
+
+def test_bad_usage_and_unknown_version_exit_two(tmp_path: Path) -> None:
+    assert run("scan", str(tmp_path / "missing.tgz"), cache=tmp_path).returncode == 2
+    r = run("scan", "left-padder@9.9.9", "--packument",
+            str(FIXTURES / "packuments" / "left-padder.full.json"), "--offline", cache=tmp_path)
+    assert r.returncode == 2 and "no such version" in r.stderr
+
+
+def test_registry_down_exits_three(tmp_path: Path) -> None:
+    r = run("scan", "left-padder@1.0.0", "--registry", "http://127.0.0.1:9/", cache=tmp_path)
+    assert r.returncode == 3 and "registry" in r.stderr
+
+
+def test_offline_cache_miss_exits_three(tmp_path: Path) -> None:
+    r = run("scan", "left-padder@1.0.0", "--offline", cache=tmp_path)
+    assert r.returncode == 3 and "--offline" in r.stderr
+
+
+def test_rules_list(tmp_path: Path) -> None:
+    r = run("rules", "list", cache=tmp_path)
+    assert r.returncode == 0 and "CW-BROWSER-FETCH-HOOK" in r.stdout
