@@ -191,10 +191,3 @@ class Engine:
                     f, line=index.line_of(max(pos, 0)), snippet=f"{hook}: {command[:200]}",
                 ))
         return findings
-
-    def scan_snippet(self, text: str, path: str = "index.js") -> list[Finding]:
-        """Scan a piece of text as if it were a file at ``path`` (for rule tests)."""
-        file = PackageFile(path, text.encode())
-        if path == "package.json":
-            return self.scan_file(file) + self.scan_scripts(file)
-        return self.scan_file(file)

@@ -99,7 +99,6 @@ def score(
     high_cats = {CATEGORY.get(f.capability, "") for f in new if f.severity.rank >= Severity.HIGH.rank}
     med_cats = {CATEGORY.get(f.capability, "") for f in new
                 if f.severity.rank >= Severity.MEDIUM.rank}
-    # a package of a few code files is one payload; only bigger ones need per-file evidence
     critical = [f for f in new if f.severity is Severity.CRITICAL]
     install_hook = any(f.capability == "install-script" for f in new)
     install_time_high = [f for f in new if f.install_time and f.severity.rank >= Severity.HIGH.rank
