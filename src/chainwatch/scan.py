@@ -11,7 +11,7 @@ from typing import Any
 from chainwatch.analysis.detectors import load_manifest
 from chainwatch.analysis.diff import file_changes, manifest_changes
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
-from chainwatch.analysis.metadata import metadata_signals, typosquat_target
+from chainwatch.analysis.metadata import metadata_signals, name_signals
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
@@ -95,13 +95,10 @@ class Scanner:
             return self._with_metadata(files, packument)
         if spec.endswith((".tgz", ".tar.gz", ".tar")) or ("/" in spec and not spec.startswith("@")):
             raise UsageError(f"{spec}: no such file or folder")
-        if "@" in spec[1:]:
-            ref = PackageRef.parse(spec)
-        else:
-            doc = packument or self._packument(spec)
-            ref = PackageRef(spec, latest_version(doc))
-        doc = packument or self._packument(ref.name)
-        self._packuments[ref.name] = doc
+        name = PackageRef.parse(spec).name if "@" in spec[1:] else spec
+        doc = packument or self._packument(name)
+        self._packuments[name] = doc
+        ref = PackageRef.parse(spec) if "@" in spec[1:] else PackageRef(name, latest_version(doc))
         release = release_from_packument(doc, ref.version)
         if not release.tarball_url:
             raise UsageError(f"{ref}: the registry gives no tarball URL")
@@ -176,12 +173,7 @@ class Scanner:
             target.packument, target.release, baseline.release if baseline else None,
             t_manifest_file)
         if target.release is None and baseline is None:
-            squatted = typosquat_target(target.ref.name)
-            if squatted:
-                signals.append(Finding(
-                    rule="CW-META-TYPOSQUAT", severity=Severity.MEDIUM, technique="metadata",
-                    capability="typosquat",
-                    message=f"name imitates the popular package {squatted!r}"))
+            signals.extend(name_signals(target.ref.name, target.ref.version, 1))
         added_caps = tuple(sorted(capabilities_now - capabilities_before)) if baseline else ()
         removed_caps = tuple(sorted(capabilities_before - capabilities_now)) if baseline else ()
         deps_added, deps_removed, scripts_added, scripts_changed = manifest_changes(

@@ -96,6 +96,23 @@ def _manifest_confusion(doc: dict[str, Any], tarball_manifest: dict[str, Any]) -
     return diffs
 
 
+def name_signals(name: str, version: str, known_versions: int) -> list[Finding]:
+    """Signals from the name and version alone: they need no registry metadata."""
+    out: list[Finding] = []
+    v = parse(version)
+    if (v is not None and v.major >= 90 and _INTERNAL.search(name.split("/")[-1])
+            and known_versions <= 3):
+        out.append(_signal(
+            "CW-META-DEPENDENCY-CONFUSION", Severity.HIGH, "dependency-confusion",
+            f"internal-looking name with version {version}: a dependency-confusion probe"))
+    squatted = typosquat_target(name)
+    if squatted:
+        out.append(_signal(
+            "CW-META-TYPOSQUAT", Severity.MEDIUM, "typosquat",
+            f"name imitates the popular package {squatted!r}"))
+    return out
+
+
 def metadata_signals(
     packument: dict[str, Any] | None,
     release: Release | None,
@@ -172,14 +189,5 @@ def metadata_signals(
                 "package.json"))
 
     # -- names ------------------------------------------------------------------------------
-    v = parse(version)
-    if v is not None and v.major >= 90 and _INTERNAL.search(name.split("/")[-1]) and len(ordered) <= 3:
-        out.append(_signal(
-            "CW-META-DEPENDENCY-CONFUSION", Severity.HIGH, "dependency-confusion",
-            f"internal-looking name with version {version}: a dependency-confusion probe"))
-    squatted = typosquat_target(name)
-    if squatted:
-        out.append(_signal(
-            "CW-META-TYPOSQUAT", Severity.MEDIUM, "typosquat",
-            f"name imitates the popular package {squatted!r}"))
+    out.extend(name_signals(name, version, len(ordered)))
     return out

@@ -54,7 +54,9 @@ class Cache:
         path = self._blob_path(algo, hexdigest)
         try:
             data = path.read_bytes()
-        except OSError:
+            if algo != "sha512":  # other digests are small pointers to the sha512 entry
+                data = self._blob_path("sha512", data.decode("ascii")).read_bytes()
+        except (OSError, UnicodeDecodeError):
             return None
         if hashlib.new(algo, data).hexdigest() != hexdigest:
             path.unlink(missing_ok=True)  # a damaged entry is dropped, never served
@@ -65,7 +67,7 @@ class Cache:
         digest = hashlib.sha512(data).hexdigest()
         _atomic_write(self._blob_path("sha512", digest), data)
         sha1 = hashlib.sha1(data).hexdigest()
-        _atomic_write(self._blob_path("sha1", sha1), data)
+        _atomic_write(self._blob_path("sha1", sha1), digest.encode("ascii"))
         return digest
 
     # -- documents (packuments), addressed by URL -------------------------------------------
