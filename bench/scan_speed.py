@@ -2,16 +2,18 @@
 """Scan speed: MB/s of unpacked JS scanned, and the median time of a patch-release diff.
 
 Downloads (once, cached by integrity) the latest release of each package and the release before
-it, then times analysis only (not the download). Prints a table and writes bench/out/scan_speed.json.
+it, then times analysis only (not the download). Prints a table (rss: the process peak so far,
+downloads included) and writes
+bench/out/scan_speed.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import time
-import tracemalloc
 from pathlib import Path
 
 from chainwatch.analysis.engine import CODE_EXT
@@ -33,12 +35,10 @@ def main() -> None:
         target = scanner.load(name)
         baseline = scanner.default_baseline(target)
         js = sum(len(f.data) for f in target.files.files if f.path.lower().endswith(CODE_EXT))
-        tracemalloc.start()
         t0 = time.perf_counter()
         alone = scanner.analyze(target, None)
         t_alone = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # peak so far
         t_diff = None
         if baseline is not None:
             t0 = time.perf_counter()
@@ -49,7 +49,7 @@ def main() -> None:
                      "peak_mb": peak / 1e6, "verdict_alone": alone.level.value})
         print(f"{target.ref!s:28} {js / 1e6:8.2f} MB JS  alone {t_alone:7.2f}s "
               f"({js / 1e6 / max(t_alone, 1e-9):6.1f} MB/s)  diff "
-              f"{'-' if t_diff is None else f'{t_diff:6.2f}s'}  peak {peak / 1e6:7.1f} MB  "
+              f"{'-' if t_diff is None else f'{t_diff:6.2f}s'}  rss {peak / 1e6:7.1f} MB  "
               f"{alone.level.value}")
     total_mb = sum(r["js_mb"] for r in rows)
     total_s = sum(r["standalone_s"] for r in rows)

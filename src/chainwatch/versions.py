@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 import semver
 
 
+@lru_cache(maxsize=65536)
 def parse(version: str) -> semver.Version | None:
     try:
         return semver.Version.parse(version.lstrip("v="))

@@ -6,7 +6,7 @@ import posixpath
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import yara
 
@@ -67,77 +67,107 @@ def install_time_files(manifest: dict[str, object], paths: Iterable[str]) -> set
 
 
 _BUMP = {Severity.LOW: Severity.MEDIUM, Severity.MEDIUM: Severity.HIGH}
+#: Files larger than this are parsed only around the places their needles matched.
+WINDOW_THRESHOLD = 256 * 1024
+WINDOW_RADIUS = 4096
 
 
-@dataclass
-class _Compiled:
-    rules: Sequence[Rule]
-    yara: dict[str, yara.Rules]
-    yara_ids: dict[str, str]
+def _windows(offsets: Iterable[int], size: int) -> list[tuple[int, int]]:
+    """Merged byte ranges of WINDOW_RADIUS around each offset."""
+    spans: list[tuple[int, int]] = []
+    for off in sorted(offsets):
+        lo, hi = max(0, off - WINDOW_RADIUS), min(size, off + WINDOW_RADIUS)
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], hi))
+        else:
+            spans.append((lo, hi))
+    return spans
 
 
 class Engine:
-    """Compiled rules, ready to run over many files."""
+    """Compiled rules, ready to run over many files.
+
+    Per kind of file (code, script, manifest, binary, text) one YARA ruleset holds the pattern
+    rules that apply and the needles of the query and detector rules, so each file is read by
+    YARA once; tree-sitter and the Python detectors run only where a needle matched.
+    """
 
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
         self.by_id = {r.id: r for r in self.rules}
-        yara_ids: dict[str, str] = {}
-        sources: dict[str, list[str]] = defaultdict(list)
+        self._names: dict[str, tuple[str, bool]] = {}  # yara name -> (rule id, is a needle)
+        self._sources: dict[str, str] = {}
         for index, rule in enumerate(self.rules):
-            if rule.yara:
-                name = f"r{index}"
-                yara_ids[name] = rule.id
-                sources[rule.target].append(f"rule {name} {{\n{rule.yara}\n}}")
-        self._yara: dict[str, yara.Rules] = {}
-        for target, parts in sources.items():
-            try:
-                self._yara[target] = yara.compile(source="\n".join(parts))
-            except yara.Error as exc:
-                raise UsageError(f"a YARA rule for '{target}' does not compile: {exc}") from exc
-        self._yara_ids = yara_ids
-        self._queries = [(r, re.compile(r.needle.encode())) for r in self.rules
-                         if r.query and r.needle]
-        self._detectors = [r for r in self.rules if r.detector]
-        for rule in self._detectors:
-            if rule.detector not in DETECTORS:
+            if rule.detector and rule.detector not in DETECTORS:
                 raise UsageError(f"{rule.origin}: rule {rule.id}: unknown detector {rule.detector}")
+            if rule.yara:
+                name, body = f"r{index}", rule.yara
+            elif rule.needle:
+                name, body = f"n{index}", f"strings: $n = /{rule.needle}/ condition: $n"
+            else:
+                continue
+            source = f"rule {name} {{\n{body}\n}}"
+            try:
+                yara.compile(source=source)
+            except yara.Error as exc:
+                raise UsageError(f"{rule.origin}: rule {rule.id} does not compile as YARA: "
+                                 f"{exc}") from exc
+            self._names[name] = (rule.id, name.startswith("n"))
+            self._sources[name] = source
+        self._compiled: dict[tuple[str, ...], yara.Rules | None] = {}
+
+    def _ruleset(self, kinds: tuple[str, ...]) -> yara.Rules | None:
+        if kinds not in self._compiled:
+            parts = [src for name, src in self._sources.items()
+                     if self.by_id[self._names[name][0]].target in kinds]
+            self._compiled[kinds] = yara.compile(source="\n".join(parts)) if parts else None
+        return self._compiled[kinds]
 
     # -- one file ----------------------------------------------------------------------------
     def _hits(self, file: PackageFile, kinds: tuple[str, ...]) -> dict[str, list[Hit]]:
         hits: dict[str, list[Hit]] = defaultdict(list)
-        for kind in kinds:
-            compiled = self._yara.get(kind)
-            if compiled is None:
+        needles: dict[str, list[int]] = {}
+        ruleset = self._ruleset(kinds)
+        for match in ruleset.match(data=file.data, timeout=30) if ruleset else ():
+            rid, is_needle = self._names[match.rule]
+            if is_needle:
+                needles[rid] = [i.offset for s in match.strings for i in s.instances]
                 continue
-            for match in compiled.match(data=file.data, timeout=30):
-                rid = self._yara_ids[match.rule]
-                # the rarest string of a rule is its most telling evidence: report it first
-                for string in sorted(match.strings, key=lambda s: len(s.instances)):
-                    for inst in string.instances:
-                        hits[rid].append(Hit(inst.offset, inst.matched_length))
-                if rid not in hits:
-                    hits[rid].append(Hit(0, 0))
-        if "code" in kinds:
-            tree = None
-            for rule, needle in self._queries:
-                if rule.target != "code" or not needle.search(file.data):
-                    continue
-                kind = jsast.language_kind(file.path)
-                assert rule.query is not None
-                query = jsast.compile_query(kind, rule.query)
-                if query is None:
-                    continue
-                if tree is None:
-                    tree = jsast.parse(file.data, kind)
-                for qh in jsast.run_query(tree, query):
-                    hits[rule.id].append(Hit(qh.offset, qh.length))
-        for rule in self._detectors:
-            if rule.target in kinds:
-                found = DETECTORS[rule.detector or ""](file, rule.params)
+            # the rarest string of a rule is its most telling evidence: report it first
+            for string in sorted(match.strings, key=lambda s: len(s.instances)):
+                for inst in string.instances:
+                    hits[rid].append(Hit(inst.offset, inst.matched_length))
+            if rid not in hits:
+                hits[rid].append(Hit(0, 0))
+        queries = [self.by_id[rid] for rid in needles if self.by_id[rid].query]
+        if queries:
+            self._query_hits(file, queries, needles, hits)
+        for rule in self.rules:
+            if rule.detector and rule.target in kinds and (not rule.needle or rule.id in needles):
+                found = DETECTORS[rule.detector](file, rule.params)
                 if found:
                     hits[rule.id].extend(found)
         return hits
+
+    def _query_hits(self, file: PackageFile, queries: list[Rule],
+                    needles: dict[str, list[int]], hits: dict[str, list[Hit]]) -> None:
+        lang = jsast.language_kind(file.path)
+        if len(file.data) <= WINDOW_THRESHOLD:
+            spans = [(0, len(file.data))]
+        else:
+            spans = _windows((o for r in queries for o in needles[r.id]), len(file.data))
+        for lo, hi in spans:
+            tree = jsast.parse(file.data[lo:hi], lang)
+            for rule in queries:
+                query = jsast.compile_query(lang, rule.query or "")
+                if query is None:
+                    continue
+                for qh in jsast.run_query(tree, query):
+                    hits[rule.id].append(Hit(lo + qh.offset, qh.length))
+        for rule in queries:  # a place inside two merged windows is reported once
+            unique = {h.offset: h for h in hits.get(rule.id, [])}
+            if unique:
+                hits[rule.id] = list(unique.values())
 
     def _findings(self, file: PackageFile, hits: dict[str, list[Hit]],
                   install_time: bool, display_path: str | None = None) -> list[Finding]:

@@ -44,7 +44,7 @@ class Rule:
     tests: RuleTests
     yara: str | None = None
     query: str | None = None
-    #: Regex (bytes) that must match before the file is parsed for ``query``: the prefilter.
+    #: YARA regex that must match before the file is parsed for ``query``: the prefilter.
     needle: str | None = None
     detector: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
