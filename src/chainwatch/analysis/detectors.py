@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from chainwatch.model import PackageFile
@@ -142,6 +143,7 @@ WALLET_PATTERNS: dict[str, re.Pattern[bytes]] = {
 _QUOTED = re.compile(rb"""["'`]([^"'`\s]{25,100})["'`]""")
 
 
+@lru_cache(maxsize=8)  # two detectors ask for the same file in a row
 def wallet_addresses(data: bytes) -> dict[str, dict[bytes, int]]:
     """Distinct quoted wallet-address-like literals by chain, with the offset of the first."""
     found: dict[str, dict[bytes, int]] = {}
@@ -185,11 +187,11 @@ def lookalike_address(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     """A string-distance routine in the same file as a list of wallet addresses."""
     if not any(k in file.data for k in (b"Math.min", b"evenshtein", b"EVENSHTEIN", b"istance")):
         return []
-    m = _LEVENSHTEIN.search(file.data)
-    if not m:
-        return []
     total = sum(len(v) for v in wallet_addresses(file.data).values())
     if total < int(params.get("min_addresses", 5)):
+        return []
+    m = _LEVENSHTEIN.search(file.data)
+    if not m:
         return []
     return [Hit(m.start(), len(m.group()),
                 f"edit-distance routine beside {total} wallet addresses: picks a look-alike address")]
