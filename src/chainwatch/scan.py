@@ -31,6 +31,7 @@ from chainwatch.registry.packument import (
     baseline_version,
     latest_version,
     release_from_packument,
+    slim_packument,
 )
 from chainwatch.versions import bump_kind
 
@@ -78,7 +79,7 @@ class Scanner:
         if name not in self._packuments:
             if self.client is None:
                 raise UsageError(f"{name}: needs the registry, but no client is configured")
-            self._packuments[name] = self.client.packument(name)
+            self._packuments[name] = slim_packument(self.client.packument(name))
         return self._packuments[name]
 
     def load(self, spec: str, packument: dict[str, Any] | None = None) -> Loaded:

@@ -7,6 +7,10 @@ import io
 import posixpath
 import tarfile
 import zlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 from chainwatch.archive.limits import Limits, archive_finding
 from chainwatch.errors import UnsafeArchiveError
@@ -15,37 +19,70 @@ from chainwatch.model import Finding, PackageFile, PackageFiles, Severity
 _CHUNK = 1 << 16
 
 
-def _gunzip_bounded(data: bytes, limits: Limits) -> tuple[bytes, Finding | None]:
-    """Decompress gzip (or pass plain tar through) without exceeding the limits."""
-    if data[:2] != b"\x1f\x8b":
-        return data, None
-    inflater = zlib.decompressobj(wbits=47)
-    out = bytearray()
-    view = memoryview(data)
-    pos = 0
-    while pos < len(view) or inflater.unconsumed_tail:
-        if inflater.unconsumed_tail:
-            piece = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
-        else:
-            piece = inflater.decompress(view[pos : pos + _CHUNK], _CHUNK)
-            pos += _CHUNK
-        out += piece
-        if len(out) > limits.max_total_bytes:
-            return bytes(out[: limits.max_total_bytes]), archive_finding(
+class _LimitExceeded(Exception):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
+
+class _BoundedInflater(io.RawIOBase):
+    """A read-only stream of the decompressed tar, checking size and ratio as it goes.
+
+    tarfile reads it sequentially (stream mode), so the whole tar is never held in memory.
+    """
+
+    def __init__(self, data: bytes, limits: Limits) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+        self._limits = limits
+        self._out = 0
+        self._gzip = data[:2] == b"\x1f\x8b"
+        self._inflater = zlib.decompressobj(wbits=47) if self._gzip else None
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def _more(self, size: int) -> bytes:
+        if self._inflater is None:
+            piece = bytes(self._view[self._pos : self._pos + size])
+            self._pos += len(piece)
+            return piece
+        while True:
+            if self._inflater.eof:
+                return b""
+            if self._inflater.unconsumed_tail:
+                piece = self._inflater.decompress(self._inflater.unconsumed_tail, size)
+            elif self._pos < len(self._view):
+                chunk = self._view[self._pos : self._pos + _CHUNK]
+                self._pos += len(chunk)
+                piece = self._inflater.decompress(chunk, size)
+            else:
+                return b""
+            if piece:
+                return piece
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        target = memoryview(buffer).cast("B")
+        if not self._pending:
+            self._pending = self._more(max(len(target), _CHUNK))
+        n = min(len(target), len(self._pending))
+        target[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._out += n
+        limits = self._limits
+        if self._out > limits.max_total_bytes:
+            raise _LimitExceeded(archive_finding(
                 "CW-ARCHIVE-BOMB",
                 f"archive unpacks to more than {limits.max_total_bytes} bytes; reading stopped",
-                severity=Severity.CRITICAL,
-            )
-        if len(out) > limits.ratio_floor_bytes and len(out) > limits.max_ratio * max(pos, 1):
-            return bytes(out), archive_finding(
+                severity=Severity.CRITICAL))
+        if (self._gzip and self._out > limits.ratio_floor_bytes
+                and self._out > limits.max_ratio * max(self._pos, 1)):
+            raise _LimitExceeded(archive_finding(
                 "CW-ARCHIVE-BOMB",
                 f"compression ratio above {limits.max_ratio:.0f}:1 (decompression bomb); "
-                "reading stopped",
-                severity=Severity.CRITICAL,
-            )
-        if inflater.eof:
-            break
-    return bytes(out), None
+                "reading stopped", severity=Severity.CRITICAL))
+        return n
 
 
 def _package_path(name: str) -> tuple[str | None, str | None]:
@@ -65,18 +102,17 @@ def read_tarball(data: bytes, source: str = "<tarball>", limits: Limits | None =
     """Read a package tarball in memory. Unsafe entries become findings and are skipped."""
     limits = limits or Limits()
     sha512 = hashlib.sha512(data).hexdigest()
-    try:
-        raw, bomb = _gunzip_bounded(data, limits)
-    except zlib.error as exc:
-        raise UnsafeArchiveError(f"{source}: not a readable gzip archive ({exc})") from exc
-    findings: list[Finding] = [bomb] if bomb else []
+    findings: list[Finding] = []
     files: list[PackageFile] = []
     seen: set[str] = set()
     total = 0
+    stream = io.BufferedReader(_BoundedInflater(data, limits), buffer_size=_CHUNK)
     try:
-        archive = tarfile.open(fileobj=io.BytesIO(raw), mode="r:")  # noqa: SIM115 (in memory)
-    except tarfile.TarError as exc:
-        raise UnsafeArchiveError(f"{source}: not a readable tar archive ({exc})") from exc
+        archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (in memory)
+    except (tarfile.TarError, zlib.error, EOFError) as exc:
+        raise UnsafeArchiveError(f"{source}: not a readable package archive ({exc})") from exc
+    except _LimitExceeded as exc:
+        raise UnsafeArchiveError(f"{source}: {exc}") from exc
     count = 0
     try:
         for member in archive:
@@ -128,6 +164,8 @@ def read_tarball(data: bytes, source: str = "<tarball>", limits: Limits | None =
                 files = [f for f in files if f.path != path]
             seen.add(path)
             files.append(PackageFile(path, content, member.mode & 0o7777))
+    except _LimitExceeded as exc:
+        findings.append(exc.finding)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         findings.append(archive_finding(
             "CW-ARCHIVE-CORRUPT", f"archive is truncated or corrupt after {count} entries: {exc}",

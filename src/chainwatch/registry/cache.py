@@ -73,18 +73,25 @@ class Cache:
     # -- documents (packuments), addressed by URL -------------------------------------------
     def _doc_path(self, url: str) -> Path:
         key = hashlib.sha256(url.encode()).hexdigest()
-        return self.root / "documents" / key[:2] / f"{key[2:]}.json"
+        return self.root / "packuments" / key[:2] / f"{key[2:]}.json"
 
     def get_doc(self, url: str) -> tuple[dict[str, Any], str | None] | None:
+        """The cached JSON document for ``url`` and its ETag."""
         path = self._doc_path(url)
         try:
-            wrapper = json.loads(path.read_bytes())
+            body = json.loads(path.read_bytes())
         except (OSError, ValueError):
             return None
-        if not isinstance(wrapper, dict) or "body" not in wrapper:
+        if not isinstance(body, dict):
             return None
-        return wrapper["body"], wrapper.get("etag")
+        try:
+            etag: str | None = path.with_suffix(".etag").read_text().strip() or None
+        except OSError:
+            etag = None
+        return body, etag
 
-    def put_doc(self, url: str, body: dict[str, Any], etag: str | None) -> None:
-        data = json.dumps({"url": url, "etag": etag, "body": body}).encode()
-        _atomic_write(self._doc_path(url), data)
+    def put_doc(self, url: str, raw: bytes, etag: str | None) -> None:
+        """Store the registry's bytes as they came (no re-serialisation) and the ETag beside."""
+        path = self._doc_path(url)
+        _atomic_write(path.with_suffix(".etag"), (etag or "").encode())
+        _atomic_write(path, raw)

@@ -137,7 +137,7 @@ class RegistryClient:
             raise RegistryError(f"registry sent a packument that is not JSON for {name}") from exc
         if not isinstance(body, dict) or not isinstance(body.get("versions", {}), dict):
             raise RegistryError(f"registry sent a malformed packument for {name}")
-        self.cache.put_doc(url, body, response.headers.get("ETag"))
+        self.cache.put_doc(url, response.content, response.headers.get("ETag"))
         return body
 
     def tarball(self, url: str, integrity: str | None, shasum: str | None) -> Tarball:

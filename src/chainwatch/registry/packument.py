@@ -81,3 +81,23 @@ def latest_version(packument: dict[str, Any]) -> str:
     if isinstance(tags, dict) and isinstance(tags.get("latest"), str):
         return str(tags["latest"])
     raise NotFoundError(f"{packument.get('name', '?')} has no 'latest' dist-tag")
+
+
+#: What analysis reads of each version document; the rest (readmes, descriptions) is dropped.
+VERSION_FIELDS = ("name", "version", "main", "bin", "dist", "_npmUser", "maintainers", "scripts",
+                  "dependencies", "optionalDependencies", "gitHead", "deprecated")
+
+
+def slim_packument(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy holding only what release analysis needs: popular packuments shrink tenfold."""
+    versions = doc.get("versions")
+    return {
+        "name": doc.get("name"),
+        "dist-tags": doc.get("dist-tags"),
+        "time": doc.get("time"),
+        "versions": {
+            v: {k: d[k] for k in VERSION_FIELDS if k in d}
+            for v, d in (versions.items() if isinstance(versions, dict) else ())
+            if isinstance(d, dict)
+        },
+    }
