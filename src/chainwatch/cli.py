@@ -118,7 +118,7 @@ def scan(
         return scanner.scan(spec, against, doc)
 
     show_progress = len(targets) > 1 and not quiet and err.is_terminal
-    with client, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    with client, scanner, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=err, disable=not show_progress) as bar:
         task = bar.add_task("scanning", total=len(targets))
         with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:

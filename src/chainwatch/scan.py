@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -68,11 +72,67 @@ def read_packument_file(path: Path) -> dict[str, Any]:
     return doc
 
 
+_WORKER_ENGINE: Engine | None = None
+
+
+def _init_worker(rules: list[Rule]) -> None:
+    global _WORKER_ENGINE
+    _WORKER_ENGINE = Engine(rules)
+
+
+def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[Finding]:
+    assert _WORKER_ENGINE is not None
+    return [f for file, install_time in batch for f in _WORKER_ENGINE.scan_file(file, install_time)]
+
+
+#: Packages with more than this many bytes to analyse are spread over worker processes.
+PARALLEL_BYTES = 8 * 1024 * 1024
+_BATCH_BYTES = 2 * 1024 * 1024
+
+
 class Scanner:
-    def __init__(self, client: RegistryClient | None, rules: list[Rule] | None = None) -> None:
+    """Loads releases and analyses them; reusable across many scans (caches, worker pool)."""
+
+    def __init__(self, client: RegistryClient | None, rules: list[Rule] | None = None,
+                 workers: int | None = None) -> None:
         self.client = client
-        self.engine = Engine(rules if rules is not None else load_rules())
+        self.rules = rules if rules is not None else load_rules()
+        self.engine = Engine(self.rules)
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._packuments: dict[str, dict[str, Any]] = {}
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Scanner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _scan_many(self, work: list[tuple[PackageFile, bool]]) -> list[Finding]:
+        """Scan files here, or in worker processes when there is a lot to scan."""
+        size = sum(len(f.data) for f, _ in work)
+        if self.workers <= 1 or size <= PARALLEL_BYTES:
+            return [x for f, t in work for x in self.engine.scan_file(f, t)]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_init_worker, initargs=(self.rules,))
+        batches: list[list[tuple[PackageFile, bool]]] = [[]]
+        filled = 0
+        for item in sorted(work, key=lambda w: -len(w[0].data)):
+            if filled >= _BATCH_BYTES:
+                batches.append([])
+                filled = 0
+            batches[-1].append(item)
+            filled += len(item[0].data)
+        return [x for found in self._pool.map(_scan_batch, batches) for x in found]
 
     # -- loading ---------------------------------------------------------------------------
     def _packument(self, name: str) -> dict[str, Any]:
@@ -128,10 +188,8 @@ class Scanner:
     def _scan_files(self, files: PackageFiles, paths: set[str],
                     manifest: dict[str, Any]) -> list[Finding]:
         install_time = install_time_files(manifest, (f.path for f in files.files))
-        out: list[Finding] = []
-        for f in files.files:
-            if f.path in paths and f.path != "package.json":
-                out.extend(self.engine.scan_file(f, f.path in install_time))
+        out = self._scan_many([(f, f.path in install_time) for f in files.files
+                               if f.path in paths and f.path != "package.json"])
         manifest_file = files.get("package.json")
         if manifest_file is not None:
             out.extend(self.engine.scan_file(manifest_file))
