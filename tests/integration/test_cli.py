@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import jsonschema
 import pytest
 
 from tests.helpers import BENIGN_INDEX, FIXTURES, clipper_source, make_tgz, manifest, write_package
@@ -63,9 +65,15 @@ def test_fail_on_malicious_and_jsonl(packages: dict[str, Path], tmp_path: Path) 
     assert [x["verdict"] for x in lines] == ["benign", "malicious"]
 
 
-def test_sarif_output_is_well_formed(packages: dict[str, Path], tmp_path: Path) -> None:
+def test_sarif_output_is_well_formed(packages: dict[str, Path], tmp_path: Path,
+                                     sarif_schema: dict[str, Any]) -> None:
     r = run("scan", str(packages["bad"]), "--against", "none", "--format", "sarif", cache=tmp_path)
     doc = json.loads(r.stdout)
+    validator = jsonschema.Draft4Validator(sarif_schema)
+    validator.validate(doc)
+    broken = json.loads(r.stdout)
+    broken["runs"][0]["results"][0]["level"] = "fatal"  # not a SARIF level: the schema must say so
+    assert not validator.is_valid(broken)
     assert doc["version"] == "2.1.0"
     run0 = doc["runs"][0]
     ids = [rule["id"] for rule in run0["tool"]["driver"]["rules"]]

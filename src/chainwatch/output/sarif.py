@@ -10,7 +10,9 @@ from chainwatch import __version__
 from chainwatch.model import Finding, Severity, Verdict
 from chainwatch.output.escape import plain
 
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_SCHEMA = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
 LEVEL = {Severity.INFO: "note", Severity.LOW: "note", Severity.MEDIUM: "warning",
          Severity.HIGH: "error", Severity.CRITICAL: "error"}
 SECURITY_SEVERITY = {Severity.INFO: "0.0", Severity.LOW: "3.0", Severity.MEDIUM: "5.0",
