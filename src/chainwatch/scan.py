@@ -15,11 +15,11 @@ from typing import Any
 from chainwatch.analysis.detectors import load_manifest
 from chainwatch.analysis.diff import file_changes, manifest_changes
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
-from chainwatch.analysis.metadata import metadata_signals, name_signals
+from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
-from chainwatch.errors import UsageError
+from chainwatch.errors import ChainwatchError, UsageError
 from chainwatch.model import (
     Changes,
     Finding,
@@ -85,6 +85,8 @@ def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[Finding]:
     return [f for file, install_time in batch for f in _WORKER_ENGINE.scan_file(file, install_time)]
 
 
+#: At most this many newly added dependencies are looked up for their age.
+MAX_DEPENDENCY_LOOKUPS = 10
 #: Packages with more than this many bytes to analyse are spread over worker processes.
 PARALLEL_BYTES = 8 * 1024 * 1024
 _BATCH_BYTES = 2 * 1024 * 1024
@@ -176,6 +178,18 @@ class Scanner:
             release = release_from_packument(packument, ref.version)
         return Loaded(ref, files, release, packument)
 
+    def _created(self, deps: dict[str, str]) -> dict[str, str | None]:
+        """When each dependency's package was created, for those the registry answers for."""
+        out: dict[str, str | None] = {}
+        for dep in sorted(deps)[:MAX_DEPENDENCY_LOOKUPS]:
+            try:
+                times = self._packument(dep).get("time")
+            except ChainwatchError:
+                continue
+            if isinstance(times, dict) and isinstance(times.get("created"), str):
+                out[dep] = times["created"]
+        return out
+
     def default_baseline(self, target: Loaded) -> Loaded | None:
         if target.packument is None:
             return None
@@ -237,6 +251,9 @@ class Scanner:
         removed_caps = tuple(sorted(capabilities_before - capabilities_now)) if baseline else ()
         deps_added, deps_removed, scripts_added, scripts_changed = manifest_changes(
             target.files, baseline.files if baseline else None)
+        if baseline is not None and deps_added and target.release is not None:
+            signals.extend(young_dependencies(
+                deps_added, self._created(deps_added), target.release.published))
         bump = bump_kind(baseline.ref.version, target.ref.version) if baseline else "unknown"
         code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))
         scored = score([*findings, *signals], added_caps, bump,

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chainwatch.analysis.metadata import metadata_signals, osa_distance, typosquat_target
+from chainwatch.analysis.metadata import (
+    metadata_signals,
+    osa_distance,
+    typosquat_target,
+    young_dependencies,
+)
 from chainwatch.analysis.scoring import score
 from chainwatch.model import Finding, Level, PackageRef, Severity
 from chainwatch.registry.packument import release_from_packument
@@ -138,3 +143,12 @@ def test_scoring_levels() -> None:
     assert score([info, high, theft]).level is Level.MALICIOUS
     old = Finding("R2", Severity.HIGH, "obfuscation", "obfuscation", "packed", preexisting=True)
     assert score([info, old]).level is Level.BENIGN
+
+
+def test_young_dependency() -> None:
+    found = young_dependencies(
+        {"flatmap-stream": "0.1.1", "through": "~2.3.1", "ghost": "1.0.0"},
+        {"flatmap-stream": "2018-09-05T00:00:00Z", "through": "2011-01-01T00:00:00Z"},
+        "2018-09-09T00:00:00Z")
+    assert [f.rule for f in found] == ["CW-META-YOUNG-DEPENDENCY"]
+    assert "flatmap-stream@0.1.1" in found[0].message and "4 days" in found[0].message

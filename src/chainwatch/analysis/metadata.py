@@ -191,3 +191,30 @@ def metadata_signals(
     # -- names ------------------------------------------------------------------------------
     out.extend(name_signals(name, version, len(ordered)))
     return out
+
+
+#: A dependency created this close to the release that adds it is suspect.
+YOUNG_DEPENDENCY_DAYS = 7
+
+
+def young_dependencies(added: dict[str, str], created: dict[str, str | None],
+                       published: str | None) -> list[Finding]:
+    """New dependencies whose package was created days before (or after) this release.
+
+    ``created`` maps a dependency to its packument's ``time.created``; a missing entry means
+    the registry could not be asked, and nothing is said about that dependency.
+    """
+    out: list[Finding] = []
+    when = _when(published)
+    for dep in sorted(added):
+        born = _when(created.get(dep))
+        if born is None:
+            continue
+        age = (when - born).days if when else None
+        if age is None or age < YOUNG_DEPENDENCY_DAYS:
+            shown = f"{age} days" if age is not None else "an unknown time"
+            out.append(_signal(
+                "CW-META-YOUNG-DEPENDENCY", Severity.MEDIUM, "new-dependency",
+                f"new dependency {dep}@{added[dep]} was created {shown} before this release",
+                "package.json"))
+    return out

@@ -31,6 +31,7 @@ CATEGORY: dict[str, str] = {
     "manifest-confusion": "trust",
     "typosquat": "trust",
     "dependency-confusion": "trust",
+    "new-dependency": "trust",
     "archive-anomaly": "integrity",
     "integrity": "integrity",
 }
