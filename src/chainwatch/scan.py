@@ -201,7 +201,7 @@ class Scanner:
     # -- analysing ---------------------------------------------------------------------------
     def _scan_files(self, files: PackageFiles, paths: set[str],
                     manifest: dict[str, Any]) -> list[Finding]:
-        install_time = install_time_files(manifest, (f.path for f in files.files))
+        install_time = install_time_files(manifest, files.files)
         out = self._scan_many([(f, f.path in install_time) for f in files.files
                                if f.path in paths and f.path != "package.json"])
         manifest_file = files.get("package.json")

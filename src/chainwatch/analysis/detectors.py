@@ -305,3 +305,32 @@ def encoded_host(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
         if dest:
             hits.append(Hit(m.start(1), len(m.group(1)), f"base64 literal decodes to {dest[:100]!r}"))
     return hits
+
+
+_SHORT_HEX = re.compile(rb"""["'`]((?:[0-9a-fA-F]{2}){2,64})["'`]""")
+_SHORT_B64 = re.compile(rb"""["'`]([A-Za-z0-9+/]{4,88}={0,2})["'`]""")
+
+
+@detector("encoded_identifier")
+def encoded_identifier(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
+    """Hex or base64 literals that decode exactly to sensitive module or API names."""
+    import base64
+    import binascii
+
+    names = {str(n).encode() for n in params.get("names", ())}
+    hits: list[Hit] = []
+    for m in _SHORT_HEX.finditer(file.data):
+        if bytes.fromhex(m.group(1).decode()) in names:
+            hits.append(Hit(m.start(1), len(m.group(1)),
+                            f"hex literal spells {bytes.fromhex(m.group(1).decode()).decode()!r}"))
+    for m in _SHORT_B64.finditer(file.data):
+        body = m.group(1)
+        if len(body) % 4:
+            continue
+        try:
+            decoded = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if decoded in names:
+            hits.append(Hit(m.start(1), len(body), f"base64 literal spells {decoded.decode()!r}"))
+    return hits if len(hits) >= int(params.get("min_hits", 2)) else []

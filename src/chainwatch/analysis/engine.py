@@ -15,7 +15,7 @@ from chainwatch.analysis.detectors import DETECTORS, Hit, lifecycle_scripts, loa
 from chainwatch.analysis.rules import Rule
 from chainwatch.analysis.text import LineIndex
 from chainwatch.errors import UsageError
-from chainwatch.model import Finding, PackageFile, Severity
+from chainwatch.model import Finding, PackageFile
 
 CODE_EXT = (*jsast.JS_EXT, *jsast.TS_EXT, *jsast.TSX_EXT)
 SHELL_EXT = (".sh", ".bash", ".zsh", ".ps1", ".bat", ".cmd")
@@ -46,27 +46,56 @@ def file_kinds(file: PackageFile) -> tuple[str, ...]:
     return ("text",)
 
 
-_NODE_RUNS = re.compile(r"\bnode\s+(?:-[-\w=]+\s+)*([^\s;&|>]+)?")
+_TOKEN = re.compile(r"[^\s;&|<>()'\"`]+")
+_LITERAL = re.compile(rb"""['"`]([^'"`\s]{1,200})['"`]""")
+#: How far references from install-time files to other package files are followed.
+INSTALL_REACH_DEPTH = 3
+INSTALL_REACH_FILES = 64
 
 
-def install_time_files(manifest: dict[str, object], paths: Iterable[str]) -> set[str]:
-    """Files the lifecycle scripts run with ``node`` (``node .`` means the package main)."""
-    known = set(paths)
-    out: set[str] = set()
+def _resolve(token: str, base: str, known: dict[str, PackageFile]) -> str | None:
+    token = token.removeprefix("./")
+    for root in (base, ""):
+        path = posixpath.normpath(posixpath.join(root, token)) if token else ""
+        if path.startswith(".."):
+            continue
+        for candidate in (path, f"{path}.js", f"{path}/index.js"):
+            if candidate in known and candidate != "package.json":
+                return candidate
+    return None
+
+
+def install_time_files(manifest: dict[str, object], files: Sequence[PackageFile]) -> set[str]:
+    """Files that run at install: named by a lifecycle script, or referenced from one that runs.
+
+    Any token of a preinstall/install/postinstall command that names a package file counts
+    (``node x.js``, ``sh setup.sh``, ``start /b run.bat``; ``node .`` is the package main), and so
+    does any string literal in such a file that names another package file (``spawn('bun',
+    ['payload.js'])``, ``require('./lib/steal')``), a few levels deep.
+    """
+    known = {f.path: f for f in files}
+    main = manifest.get("main") if isinstance(manifest.get("main"), str) else "index.js"
+    found: set[str] = set()
+    frontier: list[str] = []
     for command in lifecycle_scripts(manifest).values():
-        for m in _NODE_RUNS.finditer(command):
-            target = m.group(1) or "."
-            if target in (".", "./"):
-                main = manifest.get("main")
-                target = main if isinstance(main, str) else "index.js"
-            target = posixpath.normpath(target.lstrip("./") or "index.js")
-            for candidate in (target, f"{target}.js", f"{target}/index.js"):
-                if candidate in known:
-                    out.add(candidate)
-    return out
+        for token in _TOKEN.findall(command):
+            target = _resolve(str(main) if token in (".", "./") else token, "", known)
+            if target and target not in found:
+                found.add(target)
+                frontier.append(target)
+    for _ in range(INSTALL_REACH_DEPTH):
+        next_frontier: list[str] = []
+        for path in frontier:
+            base = posixpath.dirname(path)
+            for m in _LITERAL.finditer(known[path].data[:1_000_000]):
+                target = _resolve(m.group(1).decode("utf-8", "replace"), base, known)
+                if target and target not in found and len(found) < INSTALL_REACH_FILES:
+                    found.add(target)
+                    next_frontier.append(target)
+        frontier = next_frontier
+    return found
 
 
-_BUMP = {Severity.LOW: Severity.MEDIUM, Severity.MEDIUM: Severity.HIGH}
 #: Files larger than this are parsed only around the places their needles matched.
 WINDOW_THRESHOLD = 256 * 1024
 WINDOW_RADIUS = 4096
@@ -184,8 +213,7 @@ class Engine:
                     shown.append(hit)
             severity = rule.severity
             message = rule.title
-            if install_time and severity in _BUMP and rule.capability != "install-script":
-                severity = _BUMP[severity]
+            if install_time and rule.target != "script":
                 message += " [in a file run at install time]"
             extra = len(shown) - rule.max_hits
             for n, hit in enumerate(sorted(shown[: rule.max_hits], key=lambda h: h.offset)):
@@ -214,9 +242,9 @@ class Engine:
         index = LineIndex(manifest_file.data)
         for hook, command in lifecycle_scripts(manifest).items():
             virtual = PackageFile(f"package.json#scripts.{hook}", command.encode())
-            hits = self._hits(virtual, ("script",))
+            hits = self._hits(virtual, ("script", "text"))
             pos = manifest_file.data.find(f'"{hook}"'.encode())
-            for f in self._findings(virtual, hits, False, "package.json"):
+            for f in self._findings(virtual, hits, True, "package.json"):
                 findings.append(replace(
                     f, line=index.line_of(max(pos, 0)), snippet=f"{hook}: {command[:200]}",
                 ))

@@ -54,36 +54,59 @@ class Scored:
     explanation: str
 
 
+def rank(f: Finding) -> int:
+    """Severity as weighed: evidence in code that runs at install counts one step higher."""
+    r = f.severity.rank
+    if f.install_time and f.capability != "install-script" and r in (1, 2):
+        return r + 1
+    return r
+
+
+_BY_RANK = {s.rank: s for s in Severity}
+
+
 def _raw_score(findings: Sequence[Finding]) -> float:
     per_rule: dict[str, list[Finding]] = {}
     for f in findings:
         per_rule.setdefault(f.rule, []).append(f)
     total = 0.0
     for group in per_rule.values():
-        strongest = max(group, key=lambda f: (not f.preexisting, f.severity.rank))
-        weight = WEIGHT[strongest.severity]
+        strongest = max(group, key=lambda f: (not f.preexisting, rank(f)))
+        weight = WEIGHT[_BY_RANK[rank(strongest)]]
         if strongest.preexisting:
             weight *= PREEXISTING_FACTOR
         total += weight * min(2.0, 1.0 + 0.1 * (len(group) - 1))
     return total
 
 
-def _combination(new: Sequence[Finding], small_package: bool) -> tuple[str, list[str]] | None:
-    """Two behaviour categories (one high) in one file; across files only in small packages.
+HIGH = Severity.HIGH.rank
+MEDIUM = Severity.MEDIUM.rank
 
+
+def _combination(new: Sequence[Finding], small_package: bool) -> tuple[str, list[str]] | None:
+    """Strong evidence in one place: a file, or the whole package when it is small.
+
+    Either a high-severity dangerous capability beside a behaviour finding of another rule
+    (concealment, theft, exfiltration or attack), or two behaviour categories, one of them high.
     A payload concentrates its behaviour; in a framework of thousands of files, a polyfill here
     and a wordlist there are unrelated and must not add up to one attack.
     """
     groups: dict[str, list[Finding]] = {}
     for f in new:
-        if CATEGORY.get(f.capability) in BEHAVIOUR and f.severity.rank >= Severity.MEDIUM.rank:
+        if rank(f) >= MEDIUM and (CATEGORY.get(f.capability) in BEHAVIOUR
+                                  or f.capability in DANGER_CAPABILITIES):
             groups.setdefault(f.file or "package.json", []).append(f)
     if small_package:
         groups["the package"] = [f for group in groups.values() for f in group]
     for where, group in groups.items():
-        cats = {CATEGORY[f.capability] for f in group}
-        if len(cats) >= 2 and any(f.severity.rank >= Severity.HIGH.rank for f in group):
+        behaviour = [f for f in group if CATEGORY.get(f.capability) in BEHAVIOUR]
+        cats = {CATEGORY[f.capability] for f in behaviour}
+        if len(cats) >= 2 and any(rank(f) >= HIGH for f in behaviour):
             return where, sorted(cats)
+        for danger in (f for f in group if f.capability in DANGER_CAPABILITIES and rank(f) >= HIGH):
+            other = [f for f in behaviour if f.rule != danger.rule]
+            if other:
+                return where, sorted({danger.capability, *(CATEGORY[f.capability] for f in other)})
     return None
 
 
@@ -97,12 +120,11 @@ def score(
     added_danger = sorted(set(capabilities_added) & DANGER_CAPABILITIES)
     new_danger = bool(added_danger) or any(
         f.capability in DANGER_CAPABILITIES for f in new)
-    high_cats = {CATEGORY.get(f.capability, "") for f in new if f.severity.rank >= Severity.HIGH.rank}
-    med_cats = {CATEGORY.get(f.capability, "") for f in new
-                if f.severity.rank >= Severity.MEDIUM.rank}
+    high_cats = {CATEGORY.get(f.capability, "") for f in new if rank(f) >= HIGH}
+    med_cats = {CATEGORY.get(f.capability, "") for f in new if rank(f) >= MEDIUM}
     critical = [f for f in new if f.severity is Severity.CRITICAL]
     install_hook = any(f.capability == "install-script" for f in new)
-    install_time_high = [f for f in new if f.install_time and f.severity.rank >= Severity.HIGH.rank
+    install_time_high = [f for f in new if f.install_time and rank(f) >= HIGH
                          and CATEGORY.get(f.capability) in BEHAVIOUR]
     # downloading a platform binary at install is common (esbuild, sharp); one attack rule alone
     # is not enough, but theft, exfiltration, concealment or two attack techniques are
