@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from chainwatch.analysis.detectors import load_manifest
-from chainwatch.analysis.diff import file_changes, manifest_changes
+from chainwatch.analysis.diff import (
+    entry_points,
+    file_changes,
+    injected_concealment,
+    manifest_changes,
+)
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
 from chainwatch.analysis.rules import Rule, load_rules
@@ -200,8 +205,7 @@ class Scanner:
 
     # -- analysing ---------------------------------------------------------------------------
     def _scan_files(self, files: PackageFiles, paths: set[str],
-                    manifest: dict[str, Any]) -> list[Finding]:
-        install_time = install_time_files(manifest, files.files)
+                    install_time: set[str]) -> list[Finding]:
         out = self._scan_many([(f, f.path in install_time) for f in files.files
                                if f.path in paths and f.path != "package.json"])
         manifest_file = files.get("package.json")
@@ -216,7 +220,8 @@ class Scanner:
         t_manifest_file = target.files.get("package.json")
         t_manifest = load_manifest(t_manifest_file.data) if t_manifest_file else {}
         fresh = set(changes.added) | set(changes.changed)
-        findings = self._scan_files(target.files, fresh, t_manifest)
+        t_install = install_time_files(t_manifest, target.files.files)
+        findings = self._scan_files(target.files, fresh, t_install)
         capabilities_now = {f.capability for f in findings}
         capabilities_before: set[str] = set()
         if baseline is not None:
@@ -227,13 +232,17 @@ class Scanner:
             shared = self._scan_files(
                 PackageFiles(target.files.source,
                              tuple(f for f in target.files.files if f.path in unchanged)),
-                unchanged, {})
+                unchanged, set())
             old = set(changes.changed) | set(changes.removed)
-            before = self._scan_files(baseline.files, old, b_manifest)
+            before = self._scan_files(baseline.files, old,
+                                      install_time_files(b_manifest, baseline.files.files))
             capabilities_before = {f.capability for f in before} | {f.capability for f in shared}
             capabilities_now |= {f.capability for f in shared}
             findings = [replace(f, preexisting=f.capability in capabilities_before)
                         for f in findings]
+            findings.extend(injected_concealment(
+                findings, before, changes.changed, entry_points(t_manifest), t_install,
+                bump_kind(baseline.ref.version, target.ref.version)))
         findings.extend(target.files.findings)
         if target.integrity_error:
             findings.append(Finding(

@@ -152,3 +152,27 @@ def test_young_dependency() -> None:
         "2018-09-09T00:00:00Z")
     assert [f.rule for f in found] == ["CW-META-YOUNG-DEPENDENCY"]
     assert "flatmap-stream@0.1.1" in found[0].message and "4 days" in found[0].message
+
+
+OBFUSCATED = "var _0x1a2b=['a'];" + "".join(f"var _0x{i:04x}=_0x1a2b;" for i in range(40))
+
+
+def test_obfuscation_injected_into_clean_entry_file_is_critical() -> None:
+    v = SCANNER.analyze(pkg("1.0.1", {"index.js": BENIGN_INDEX + OBFUSCATED}),
+                        pkg("1.0.0", {"index.js": BENIGN_INDEX}))
+    injected = [f for f in v.findings if f.rule == "CW-DIFF-INJECTED-OBFUSCATION"]
+    assert injected and injected[0].severity is Severity.CRITICAL
+    assert v.level is Level.MALICIOUS
+
+
+def test_obfuscation_already_there_or_in_a_major_release_is_not_critical() -> None:
+    same = SCANNER.analyze(pkg("1.0.1", {"index.js": OBFUSCATED + "\n//1"}),
+                           pkg("1.0.0", {"index.js": OBFUSCATED}))
+    assert not [f for f in same.findings if f.rule == "CW-DIFF-INJECTED-OBFUSCATION"]
+    major = SCANNER.analyze(pkg("2.0.0", {"index.js": BENIGN_INDEX + OBFUSCATED}),
+                            pkg("1.0.0", {"index.js": BENIGN_INDEX}))
+    found = [f for f in major.findings if f.rule == "CW-DIFF-INJECTED-OBFUSCATION"]
+    assert found and found[0].severity is Severity.HIGH
+    new_file = SCANNER.analyze(pkg("1.0.1", {"index.js": BENIGN_INDEX, "vendor.js": OBFUSCATED}),
+                               pkg("1.0.0", {"index.js": BENIGN_INDEX}))
+    assert not [f for f in new_file.findings if f.rule == "CW-DIFF-INJECTED-OBFUSCATION"]
