@@ -194,3 +194,17 @@ class Verdict:
     integrity: str | None = None
     elapsed_s: float = 0.0
     bytes_scanned: int = 0
+
+
+@dataclass(frozen=True)
+class Advisory:
+    """A record saying that versions of a package are malicious (MAL-…, GHSA-…, or ours)."""
+
+    id: str
+    package: str
+    versions: tuple[str, ...]
+    summary: str = ""
+    source: str = ""
+    references: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    published: str | None = None

@@ -25,6 +25,7 @@ from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
 from chainwatch.errors import ChainwatchError, UsageError
+from chainwatch.intel import BuiltinKnownBad, KnownBadSource
 from chainwatch.model import (
     Changes,
     Finding,
@@ -101,8 +102,9 @@ class Scanner:
     """Loads releases and analyses them; reusable across many scans (caches, worker pool)."""
 
     def __init__(self, client: RegistryClient | None, rules: list[Rule] | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, known_bad: KnownBadSource | None = None) -> None:
         self.client = client
+        self.known_bad: KnownBadSource = known_bad if known_bad is not None else BuiltinKnownBad()
         self.rules = rules if rules is not None else load_rules()
         self.engine = Engine(self.rules)
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -244,6 +246,13 @@ class Scanner:
                 findings, before, changes.changed, entry_points(t_manifest), t_install,
                 bump_kind(baseline.ref.version, target.ref.version)))
         findings.extend(target.files.findings)
+        for advisory in self.known_bad.lookup(target.ref.name, target.ref.version):
+            findings.append(Finding(
+                rule="CW-KNOWN-BAD", severity=Severity.CRITICAL, technique="known-bad",
+                capability="known-bad",
+                message=f"listed as malicious by {advisory.id} ({advisory.source}): "
+                        f"{advisory.summary}",
+                reference=advisory.references[0] if advisory.references else None))
         if target.integrity_error:
             findings.append(Finding(
                 rule="CW-INTEGRITY-MISMATCH", severity=Severity.CRITICAL, technique="tampering",

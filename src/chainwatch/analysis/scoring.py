@@ -34,6 +34,7 @@ CATEGORY: dict[str, str] = {
     "new-dependency": "trust",
     "archive-anomaly": "integrity",
     "integrity": "integrity",
+    "known-bad": "integrity",
 }
 BEHAVIOUR = {"concealment", "theft", "exfiltration", "attack"}
 DANGER_CAPABILITIES = {
