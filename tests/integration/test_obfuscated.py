@@ -14,10 +14,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from bench.corpus.replica import SPECS, appended_code, load
 
 from chainwatch.model import Level, PackageRef
 from chainwatch.scan import Loaded, Scanner, scan_snippet_files
-from tests.helpers import BENIGN_INDEX, CLIPPER_APPENDIX, btc_like, eth_like, manifest
+from tests.helpers import BENIGN_INDEX, manifest
 from tests.integration.conftest import FIXTURE_CACHE
 
 OBFUSCATOR = "javascript-obfuscator@4.1.1"
@@ -68,7 +69,7 @@ def obfuscate(cli: Path, source: str, preset: str) -> str:
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_obfuscated_clipper_appended_to_a_patch_release(obfuscator: Path, preset: str) -> None:
-    payload = obfuscate(obfuscator, CLIPPER_APPENDIX % (eth_like(40) + "," + btc_like(20)), preset)
+    payload = obfuscate(obfuscator, appended_code(load(SPECS / "qix.yml")), preset)
     base = Loaded(PackageRef("left-padder", "1.0.0"), scan_snippet_files(
         {"package.json": manifest(version="1.0.0"), "index.js": BENIGN_INDEX}))
     target = Loaded(PackageRef("left-padder", "1.0.1"), scan_snippet_files(

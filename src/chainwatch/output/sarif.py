@@ -56,7 +56,8 @@ def render(verdicts: Sequence[Verdict]) -> str:
                     "id": f.rule,
                     "shortDescription": {"text": f.technique},
                     "properties": {"security-severity": SECURITY_SEVERITY[f.severity],
-                                   "tags": ["security", f.technique, f.capability]},
+                                   "tags": list(dict.fromkeys(
+                                       ["security", f.technique, f.capability]))},
                 }
                 if f.reference:
                     rule["helpUri"] = f.reference
