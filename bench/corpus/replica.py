@@ -37,6 +37,8 @@ class Spec:
     wallets: dict[str, int] = field(default_factory=dict)
     obfuscate: tuple[str, ...] = ()
     hosts: tuple[str, ...] = ()
+    #: The attack is a new package (typosquat, probe): judged without a baseline.
+    new_package: bool = False
 
 
 def load(path: Path) -> Spec:
@@ -47,7 +49,7 @@ def load(path: Path) -> Spec:
         top_technique=tuple(raw["top_technique"]), manifest=raw.get("manifest") or {},
         add=raw.get("add") or {}, append_main=raw.get("append_main"),
         wallets=raw.get("wallets") or {}, obfuscate=tuple(raw.get("obfuscate") or ()),
-        hosts=tuple(raw.get("hosts") or ()))
+        hosts=tuple(raw.get("hosts") or ()), new_package=bool(raw.get("new_package")))
 
 
 def specs() -> list[Spec]:

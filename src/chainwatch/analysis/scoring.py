@@ -84,28 +84,40 @@ HIGH = Severity.HIGH.rank
 MEDIUM = Severity.MEDIUM.rank
 
 
-def _combination(new: Sequence[Finding], small_package: bool) -> tuple[str, list[str]] | None:
+def _combination(findings: Sequence[Finding], small_package: bool,
+                 new_danger: bool) -> tuple[str, list[str]] | None:
     """Strong evidence in one place: a file, or the whole package when it is small.
 
-    Either a high-severity dangerous capability beside a behaviour finding of another rule
-    (concealment, theft, exfiltration or attack), or two behaviour categories, one of them high.
-    A payload concentrates its behaviour; in a framework of thousands of files, a polyfill here
-    and a wordlist there are unrelated and must not add up to one attack.
+    Either two behaviour categories (concealment, theft, exfiltration, attack), one of them high,
+    where the code also has a dangerous capability (new to the package, or used in that very
+    changed file: key theft over the network a library always had); or a high-severity new
+    dangerous capability beside a behaviour of another category. A payload concentrates its
+    behaviour; in a framework of thousands of files, a polyfill here and a wordlist there are
+    unrelated and must not add up to one attack.
     """
     groups: dict[str, list[Finding]] = {}
-    for f in new:
-        if rank(f) >= MEDIUM and (CATEGORY.get(f.capability) in BEHAVIOUR
-                                  or f.capability in DANGER_CAPABILITIES):
-            groups.setdefault(f.file or "package.json", []).append(f)
+    danger_in: dict[str, bool] = {}
+    for f in findings:
+        where = f.file or "package.json"
+        if f.capability in DANGER_CAPABILITIES:
+            danger_in[where] = True
+        if not f.preexisting and rank(f) >= MEDIUM and (
+                CATEGORY.get(f.capability) in BEHAVIOUR or f.capability in DANGER_CAPABILITIES):
+            groups.setdefault(where, []).append(f)
     if small_package:
         groups["the package"] = [f for group in groups.values() for f in group]
+        danger_in["the package"] = any(danger_in.values())
     for where, group in groups.items():
         behaviour = [f for f in group if CATEGORY.get(f.capability) in BEHAVIOUR]
         cats = {CATEGORY[f.capability] for f in behaviour}
-        if len(cats) >= 2 and any(rank(f) >= HIGH for f in behaviour):
+        if (len(cats) >= 2 and any(rank(f) >= HIGH for f in behaviour)
+                and (new_danger or danger_in.get(where, False))):
             return where, sorted(cats)
         for danger in (f for f in group if f.capability in DANGER_CAPABILITIES and rank(f) >= HIGH):
-            other = [f for f in behaviour if f.rule != danger.rule]
+            # a second technique of the same kind (a downloader beside a detached process in one
+            # bundle) is not yet concealment, theft or exfiltration
+            own = CATEGORY.get(danger.capability)
+            other = [f for f in behaviour if f.rule != danger.rule and CATEGORY[f.capability] != own]
             if other:
                 return where, sorted({danger.capability, *(CATEGORY[f.capability] for f in other)})
     return None
@@ -125,19 +137,24 @@ def score(
     med_cats = {CATEGORY.get(f.capability, "") for f in new if rank(f) >= MEDIUM}
     critical = [f for f in new if f.severity is Severity.CRITICAL]
     install_hook = any(f.capability == "install-script" for f in new)
-    install_time_high = [f for f in new if f.install_time and rank(f) >= HIGH
-                         and CATEGORY.get(f.capability) in BEHAVIOUR]
-    # downloading a platform binary at install is common (esbuild, sharp); one attack rule alone
-    # is not enough, but theft, exfiltration, concealment or two attack techniques are
-    install_time_bad = [f for f in install_time_high if CATEGORY[f.capability] != "attack"] or (
-        install_time_high if len({f.rule for f in install_time_high}) >= 2 else [])
+    install_time_behaviour = [f for f in new if f.install_time and rank(f) >= MEDIUM
+                              and CATEGORY.get(f.capability) in BEHAVIOUR]
+    # strong evidence by the rule's own severity: one minified line in a preinstall bundle is
+    # not; theft, exfiltration or concealment rated high are; downloading a platform binary at
+    # install is common (esbuild, sharp), so attack needs two techniques, one of them high
+    install_time_bad = [f for f in install_time_behaviour if f.severity.rank >= HIGH
+                        and CATEGORY[f.capability] != "attack"]
+    attack = [f for f in install_time_behaviour if CATEGORY[f.capability] == "attack"]
+    if not install_time_bad and len({f.rule for f in attack}) >= 2 and any(
+            f.severity.rank >= HIGH for f in attack):
+        install_time_bad = sorted(attack, key=lambda f: -f.severity.rank)
 
     raw = _raw_score(findings) + 8.0 * BUMP_FACTOR.get(bump, 1.0) * len(added_danger)
     reasons: list[str] = []
     if critical:
         level = Level.MALICIOUS
         reasons.append(f"critical finding: {critical[0].message}")
-    elif new_danger and (combo := _combination(new, small_package)):
+    elif combo := _combination(findings, small_package, new_danger):
         level = Level.MALICIOUS
         where, cats = combo
         reasons.append(f"new dangerous capability with {' and '.join(cats)} in {where}")
