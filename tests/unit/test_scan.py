@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import semver
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from chainwatch.analysis.metadata import (
     metadata_signals,
     osa_distance,
@@ -15,7 +19,7 @@ from chainwatch.analysis.scoring import score
 from chainwatch.model import Finding, Level, PackageRef, Severity
 from chainwatch.registry.packument import release_from_packument
 from chainwatch.scan import Loaded, Scanner, scan_snippet_files
-from chainwatch.versions import previous_version
+from chainwatch.versions import previous_version, sort_versions
 from tests.helpers import BENIGN_INDEX, FIXTURES, clipper_source, manifest
 
 SCANNER = Scanner(None)
@@ -176,3 +180,13 @@ def test_obfuscation_already_there_or_in_a_major_release_is_not_critical() -> No
     new_file = SCANNER.analyze(pkg("1.0.1", {"index.js": BENIGN_INDEX, "vendor.js": OBFUSCATED}),
                                pkg("1.0.0", {"index.js": BENIGN_INDEX}))
     assert not [f for f in new_file.findings if f.rule == "CW-DIFF-INJECTED-OBFUSCATION"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3),
+                          st.lists(st.sampled_from(["alpha", "beta", "rc", "1", "2", "11", "x7"]),
+                                   max_size=3)), min_size=2, max_size=12))
+def test_version_order_is_semver_precedence(parts: list[tuple[int, int, int, list[str]]]) -> None:
+    versions = sorted({f"{a}.{b}.{c}" + (f"-{'.'.join(pre)}" if pre else "")
+                       for a, b, c, pre in parts})
+    assert sort_versions(versions) == sorted(versions, key=semver.Version.parse)

@@ -6,6 +6,8 @@ Rules name them under ``match.detector``; thresholds live in the rule files.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import math
@@ -261,8 +263,15 @@ def image_payload(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     return []
 
 
-_HEX_LITERAL = re.compile(rb"""["'`]((?:[0-9a-fA-F]{2}){8,512})["'`]""")
-_B64_LITERAL = re.compile(rb"""["'`]([A-Za-z0-9+/\\n]{16,2048}={0,2})["'`]""")
+# Encoded literals, found in one pass and kept per file: both encoded-literal detectors read them.
+# Hex is a subset of the base64 alphabet; "\\n" escapes inside a literal are allowed (long base64).
+_ENCODED_LITERAL = re.compile(
+    rb"""["'`]([A-Za-z0-9+/=]{8,2048}(?:\\n[A-Za-z0-9+/=]{1,2048}){0,32}(?:\\n)?)["'`]""")
+# Encodings of printable ASCII (hosts, URLs, API names): in hex every byte starts with 2-7; in
+# base64 every fourth character is A-Z or a-f. Random blobs rarely have that shape.
+_HEX_ASCII = re.compile(rb"(?:[2-7][0-9a-fA-F])+")
+_B64_ASCII = re.compile(
+    rb"(?:[A-Za-f][A-Za-z0-9+/]{3})*(?:[A-Za-f][A-Za-z0-9+/]{2}=|[A-Za-f][A-Za-z0-9+/]==)?")
 _DESTINATION = re.compile(
     r"^(?:(?:https?|wss?|ftp)://\S+"
     r"|(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?"
@@ -282,55 +291,38 @@ def _destination(raw: bytes) -> str | None:
     return text if _DESTINATION.match(text) else None
 
 
+@lru_cache(maxsize=8)
+def decoded_literals(data: bytes) -> tuple[tuple[int, int, str, bytes], ...]:
+    """(offset, length, "hex" or "base64", decoded) of each literal that encodes ASCII text."""
+    out: list[tuple[int, int, str, bytes]] = []
+    for m in _ENCODED_LITERAL.finditer(data):
+        raw = m.group(1)
+        body = raw.replace(b"\\n", b"")
+        if len(body) % 2 == 0 and _HEX_ASCII.fullmatch(body):
+            out.append((m.start(1), len(raw), "hex", bytes.fromhex(body.decode())))
+        elif len(body) % 4 == 0 and _B64_ASCII.fullmatch(body):
+            try:
+                out.append((m.start(1), len(raw), "base64", base64.b64decode(body, validate=True)))
+            except (binascii.Error, ValueError):
+                continue
+    return tuple(out)
+
+
 @detector("encoded_host")
 def encoded_host(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     """Hex or base64 literals that decode to a URL, host name or IP address."""
-    import base64
-    import binascii
-
     hits: list[Hit] = []
-    for m in _HEX_LITERAL.finditer(file.data):
-        dest = _destination(bytes.fromhex(m.group(1).decode()))
-        if dest:
-            hits.append(Hit(m.start(1), len(m.group(1)), f"hex literal decodes to {dest[:100]!r}"))
-    for m in _B64_LITERAL.finditer(file.data):
-        body = m.group(1).replace(b"\\n", b"")
-        if len(body) % 4:
-            continue
-        try:
-            decoded = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            continue
+    for offset, length, kind, decoded in decoded_literals(file.data):
         dest = _destination(decoded)
         if dest:
-            hits.append(Hit(m.start(1), len(m.group(1)), f"base64 literal decodes to {dest[:100]!r}"))
+            hits.append(Hit(offset, length, f"{kind} literal decodes to {dest[:100]!r}"))
     return hits
-
-
-_SHORT_HEX = re.compile(rb"""["'`]((?:[0-9a-fA-F]{2}){2,64})["'`]""")
-_SHORT_B64 = re.compile(rb"""["'`]([A-Za-z0-9+/]{4,88}={0,2})["'`]""")
 
 
 @detector("encoded_identifier")
 def encoded_identifier(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     """Hex or base64 literals that decode exactly to sensitive module or API names."""
-    import base64
-    import binascii
-
     names = {str(n).encode() for n in params.get("names", ())}
-    hits: list[Hit] = []
-    for m in _SHORT_HEX.finditer(file.data):
-        if bytes.fromhex(m.group(1).decode()) in names:
-            hits.append(Hit(m.start(1), len(m.group(1)),
-                            f"hex literal spells {bytes.fromhex(m.group(1).decode()).decode()!r}"))
-    for m in _SHORT_B64.finditer(file.data):
-        body = m.group(1)
-        if len(body) % 4:
-            continue
-        try:
-            decoded = base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if decoded in names:
-            hits.append(Hit(m.start(1), len(body), f"base64 literal spells {decoded.decode()!r}"))
+    hits = [Hit(offset, length, f"{kind} literal spells {decoded.decode()!r}")
+            for offset, length, kind, decoded in decoded_literals(file.data) if decoded in names]
     return hits if len(hits) >= int(params.get("min_hits", 2)) else []

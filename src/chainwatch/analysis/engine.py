@@ -200,6 +200,8 @@ class Engine:
 
     def _findings(self, file: PackageFile, hits: dict[str, list[Hit]],
                   install_time: bool, display_path: str | None = None) -> list[Finding]:
+        if not hits:
+            return []
         index = LineIndex(file.data)
         findings: list[Finding] = []
         for rid, rule_hits in hits.items():

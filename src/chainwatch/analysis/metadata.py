@@ -127,7 +127,8 @@ def metadata_signals(
     times = packument.get("time", {}) if packument else {}
     ordered = sort_versions(versions)
     target = parse(version)
-    earlier = [v for v in ordered if target is not None and (p := parse(v)) is not None and p < target]
+    earlier = ordered[: ordered.index(version)] if version in ordered else [
+        v for v in ordered if target is not None and (p := parse(v)) is not None and p < target]
     recent = [release_from_packument(packument, v) for v in earlier[-10:]] if packument else []
 
     # -- publisher and maintainers ------------------------------------------------------------
