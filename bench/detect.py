@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -56,6 +58,8 @@ HARD_NEGATIVES = [
     "playwright-core", "core-js", "protobufjs", "@sentry/cli", "electron", "canvas", "cypress",
     "viem", "@solana/web3.js", "bitcoinjs-lib", "tronweb", "webpack", "terser", "vm2", "ejs",
 ]
+SAMPLE_LABELS: dict[str, dict[str, Any]] = yaml.safe_load(
+    (ROOT / "bench" / "corpus" / "samples.yml").read_text())
 GUARDDOG_LEVEL = {"no_risks_detected": "benign", "low": "benign", "suspicious": "suspicious",
                   "high_risk": "malicious"}
 
@@ -127,8 +131,11 @@ def malicious_work() -> Iterator[Work]:
                 data = z.read(info.filename, pwd=b"infected")
                 if not info.filename.endswith(".tgz"):
                     data = wrap_tgz(Path(info.filename).stem, data)
-                label = {"incident": "real sample", "expect": "malicious", "techniques": [],
-                         "top_technique": []}
+                known = next((v for k, v in SAMPLE_LABELS.items()
+                              if info.filename.startswith(k)), {})
+                label = {"incident": f"real sample: {known.get('incident', '?')}",
+                         "expect": "malicious", "techniques": known.get("techniques", []),
+                         "top_technique": known.get("techniques", [])}
                 yield Work(loaded_from_tgz(data, info.filename), data,
                            [(Item(info.filename, "sample", label), None)])
 
