@@ -87,7 +87,8 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
     name = "evil\x1b[31m-pkg|<img src=x onerror=alert(1)>"
     folder = write_package(tmp_path / "evil", {
         "package.json": json.dumps({"name": name, "version": "1.0.0"}),
-        "index.js": "window.fetch = function () { return 1; }; // \x1b]8;;http://x.invalid\x07",
+        "index.js": "const f = window.fetch; window.fetch = function () { return f(); };"
+                    " // \x1b]8;;http://x.invalid\x07",
     })
     table = run("scan", str(folder), "--fail-on", "never", cache=tmp_path)
     assert "\x1b" not in table.stdout

@@ -124,25 +124,28 @@ class Engine:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = list(rules)
         self.by_id = {r.id: r for r in self.rules}
-        self._names: dict[str, tuple[str, bool]] = {}  # yara name -> (rule id, is a needle)
+        self._names: dict[str, tuple[str, str]] = {}  # yara name -> (rule id, role)
         self._sources: dict[str, str] = {}
         for index, rule in enumerate(self.rules):
             if rule.detector and rule.detector not in DETECTORS:
                 raise UsageError(f"{rule.origin}: rule {rule.id}: unknown detector {rule.detector}")
+            parts: list[tuple[str, str, str]] = []  # (yara name, body, role)
             if rule.yara:
-                name, body = f"r{index}", rule.yara
+                parts.append((f"r{index}", rule.yara, "rule"))
             elif rule.needle:
-                name, body = f"n{index}", f"strings: $n = /{rule.needle}/ condition: $n"
-            else:
-                continue
-            source = f"rule {name} {{\n{body}\n}}"
-            try:
-                yara.compile(source=source)
-            except yara.Error as exc:
-                raise UsageError(f"{rule.origin}: rule {rule.id} does not compile as YARA: "
-                                 f"{exc}") from exc
-            self._names[name] = (rule.id, name.startswith("n"))
-            self._sources[name] = source
+                parts.append((f"n{index}", f"strings: $n = /{rule.needle}/ condition: $n",
+                              "needle"))
+            parts += [(f"q{index}_{k}", f"strings: $q = /{req}/ condition: $q", "requires")
+                      for k, req in enumerate(rule.requires)]
+            for name, body, role in parts:
+                source = f"rule {name} {{\n{body}\n}}"
+                try:
+                    yara.compile(source=source)
+                except yara.Error as exc:
+                    raise UsageError(f"{rule.origin}: rule {rule.id} does not compile as YARA: "
+                                     f"{exc}") from exc
+                self._names[name] = (rule.id, role)
+                self._sources[name] = source
         self._compiled: dict[tuple[str, ...], yara.Rules | None] = {}
 
     def _ruleset(self, kinds: tuple[str, ...]) -> yara.Rules | None:
@@ -157,10 +160,14 @@ class Engine:
         hits: dict[str, list[Hit]] = defaultdict(list)
         needles: dict[str, list[int]] = {}
         ruleset = self._ruleset(kinds)
+        met: dict[str, int] = defaultdict(int)  # rule id -> how many 'requires' matched
         for match in ruleset.match(data=file.data, timeout=30) if ruleset else ():
-            rid, is_needle = self._names[match.rule]
-            if is_needle:
+            rid, role = self._names[match.rule]
+            if role == "needle":
                 needles[rid] = [i.offset for s in match.strings for i in s.instances]
+                continue
+            if role == "requires":
+                met[rid] += 1
                 continue
             # the rarest string of a rule is its most telling evidence: report it first
             for string in sorted(match.strings, key=lambda s: len(s.instances)):
@@ -176,6 +183,8 @@ class Engine:
                 found = DETECTORS[rule.detector](file, rule.params)
                 if found:
                     hits[rule.id].extend(found)
+        for rid in [r for r in hits if len(self.by_id[r].requires) > met[r]]:
+            del hits[rid]
         return hits
 
     def _query_hits(self, file: PackageFile, queries: list[Rule],

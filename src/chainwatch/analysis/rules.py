@@ -48,6 +48,8 @@ class Rule:
     needle: str | None = None
     detector: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: YARA regexes that must all match somewhere in the file for the rule to fire.
+    requires: tuple[str, ...] = ()
     #: Report at most this many places per file (the count is still given).
     max_hits: int = 3
     origin: str = ""
@@ -105,6 +107,7 @@ def _parse_rule(raw: dict[str, Any], origin: str) -> Rule:
         needle=match.get("needle"),
         detector=match.get("detector"),
         params=dict(match.get("params") or {}),
+        requires=tuple(str(r) for r in match.get("requires") or ()),
         max_hits=int(raw.get("max_hits", 3)),
         origin=origin,
     )
