@@ -110,7 +110,8 @@ def wrap_tgz(name: str, data: bytes) -> bytes:
 
 def loaded_from_tgz(data: bytes, source: str) -> Loaded:
     files = read_tarball(data, source)
-    manifest = json.loads(files.get("package.json").data) if files.get("package.json") else {}
+    manifest_file = files.get("package.json")
+    manifest = json.loads(manifest_file.data) if manifest_file else {}
     return Loaded(PackageRef(str(manifest.get("name", source)),
                              str(manifest.get("version", "0.0.0"))), files)
 

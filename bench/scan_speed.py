@@ -15,6 +15,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from chainwatch.analysis.engine import CODE_EXT
 from chainwatch.registry import RegistryClient
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--offline", action="store_true", help="use only the cache")
     args = parser.parse_args()
     scanner = Scanner(RegistryClient(offline=args.offline))
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in args.packages:
         target = scanner.load(name)
         baseline = scanner.default_baseline(target)
@@ -51,9 +52,9 @@ def main() -> None:
               f"({js / 1e6 / max(t_alone, 1e-9):6.1f} MB/s)  diff "
               f"{'-' if t_diff is None else f'{t_diff:6.2f}s'}  rss {peak / 1e6:7.1f} MB  "
               f"{alone.level.value}")
-    total_mb = sum(r["js_mb"] for r in rows)
-    total_s = sum(r["standalone_s"] for r in rows)
-    diffs = [r["diff_s"] for r in rows if r["diff_s"] is not None]
+    total_mb = sum(float(r["js_mb"]) for r in rows)
+    total_s = sum(float(r["standalone_s"]) for r in rows)
+    diffs = [float(r["diff_s"]) for r in rows if r["diff_s"] is not None]
     summary = {"mb_per_s": total_mb / total_s if total_s else 0.0,
                "median_diff_s": statistics.median(diffs) if diffs else None,
                "packages": rows}
