@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chainwatch import __version__
 from chainwatch.errors import ChainwatchError, RegistryError
-from chainwatch.model import Level, Verdict
+from chainwatch.model import Environment, Level, Verdict
 
 app = typer.Typer(
     name="chainwatch",
@@ -145,6 +145,93 @@ def scan(
         threshold = Level(fail_on.value).rank
         if any(v.level.rank >= threshold for v in ordered):
             raise typer.Exit(1)
+
+
+class InventoryFormat(StrEnum):
+    table = "table"
+    json = "json"
+    cyclonedx = "cyclonedx"
+
+
+class ExposureFormat(StrEnum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+    markdown = "markdown"
+
+
+def _collect(paths: list[Path], exclude: list[str] | None,
+             quiet: bool) -> tuple[list[Environment], list[dict[str, str]]]:
+    """Environments found under the paths, and per-file errors (reported, not fatal)."""
+    from chainwatch.inventory.walk import FileError, walk
+
+    envs: list[Environment] = []
+    errors: list[dict[str, str]] = []
+    with err.status("looking for lockfiles, node_modules and manifests …") as status:
+        def progress(folder: str) -> None:
+            if not quiet:
+                status.update(f"looking in {folder[-80:]}")
+        for found in walk(paths, exclude or [], progress=progress):
+            if isinstance(found, FileError):
+                errors.append({"source": found.source, "error": found.message})
+                err.print(f"warning: {found.source}: {found.message}", markup=False)
+            else:
+                envs.append(found)
+    if not envs and errors:
+        raise typer.Exit(2)
+    return envs, errors
+
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Folders or files to inventory.")]
+ExcludeOpt = Annotated[list[str] | None, typer.Option(
+    "--exclude", help="Glob of paths to skip (repeatable).")]
+
+
+@app.command()
+def inventory(
+    paths: PathsArg,
+    fmt: Annotated[InventoryFormat, typer.Option("--format", "-f")] = InventoryFormat.table,
+    exclude: ExcludeOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Every installed package found under PATHS, with dependency paths."""
+    from chainwatch.output import inventory as out
+
+    envs, errors = _collect(paths, exclude, quiet)
+    if fmt is InventoryFormat.json:
+        typer.echo(out.inventory_json(envs, errors))
+    elif fmt is InventoryFormat.cyclonedx:
+        typer.echo(out.inventory_cyclonedx(envs))
+    else:
+        typer.echo(out.inventory_table(envs, Console().width), nl=False)
+
+
+@app.command()
+def exposure(
+    paths: PathsArg,
+    fmt: Annotated[ExposureFormat, typer.Option("--format", "-f")] = ExposureFormat.table,
+    exclude: ExcludeOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Which environments under PATHS hold known-bad versions, and by which dependency path."""
+    from chainwatch.exposure import expose
+    from chainwatch.intel import BuiltinKnownBad
+    from chainwatch.output import inventory as out
+
+    envs, errors = _collect(paths, exclude, quiet)
+    known_bad = BuiltinKnownBad()
+    exps = [expose(env, known_bad) for env in envs]
+    if fmt is ExposureFormat.json:
+        text = out.exposure_json(exps, errors)
+    elif fmt is ExposureFormat.sarif:
+        text = out.exposure_sarif(exps)
+    elif fmt is ExposureFormat.markdown:
+        text = out.exposure_markdown(exps)
+    else:
+        text = out.exposure_table(exps, Console().width)
+    typer.echo(text, nl=not text.endswith("\n"))
+    if any(x.hits for x in exps):
+        raise typer.Exit(1)
 
 
 @rules_app.command("list")

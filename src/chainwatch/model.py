@@ -208,3 +208,30 @@ class Advisory:
     references: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     published: str | None = None
+
+
+@dataclass(frozen=True)
+class InstalledPackage:
+    """One resolved package in an environment, with how it got there."""
+
+    name: str
+    version: str
+    dev: bool = False
+    optional: bool = False
+    resolved: str | None = None
+    integrity: str | None = None
+    #: Dependency paths, each a tuple of names from a root or importer down to this package.
+    paths: tuple[tuple[str, ...], ...] = ()
+    #: False for declared ranges that no lockfile resolved (package.json alone).
+    exact: bool = True
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One place that holds packages: a lockfile, a node_modules tree, an SBOM, an image."""
+
+    id: str
+    kind: str
+    source: str
+    packages: tuple[InstalledPackage, ...]
+    errors: tuple[str, ...] = ()

@@ -1,0 +1,47 @@
+"""The interface every inventory parser implements (one module per format)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from chainwatch.model import Environment
+
+#: Reads a file next to the one being parsed (e.g. ``package.json``), or None.
+Sibling = Callable[[str], bytes | None]
+
+
+class InventoryError(ValueError):
+    """A file that cannot be parsed: reported per file, the scan goes on."""
+
+
+class Extractor(Protocol):
+    kind: str
+
+    def wants(self, path: PurePosixPath) -> bool:
+        """Whether this parser reads the file at ``path`` (relative to the scanned root)."""
+        ...
+
+    def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
+        """Parse one file's bytes into an environment; raise InventoryError when unreadable."""
+        ...
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``@scope/name@range`` → (``@scope/name``, ``range``)."""
+    at = spec.rfind("@")
+    if at <= 0:
+        return spec, ""
+    return spec[:at], spec[at + 1 :]
+
+
+def manifest_deps(manifest: dict[str, object]) -> list[tuple[str, str, str]]:
+    """(name, range, kind) for a package.json's declared dependencies."""
+    out: list[tuple[str, str, str]] = []
+    for key, kind in (("dependencies", "prod"), ("devDependencies", "dev"),
+                      ("optionalDependencies", "optional"), ("peerDependencies", "peer")):
+        block = manifest.get(key)
+        if isinstance(block, dict):
+            out.extend((str(k), str(v), kind) for k, v in block.items())
+    return out

@@ -1,0 +1,124 @@
+"""bun.lock (text, JSONC) of bun 1.1+; the binary bun.lockb is not read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Any
+
+from chainwatch.inventory.base import InventoryError, Sibling, split_spec
+from chainwatch.inventory.graph import Graph, Node
+from chainwatch.model import Environment
+
+
+def strip_jsonc(text: str) -> str:
+    """Remove comments and trailing commas outside strings."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    in_string = False
+    while i < n:
+        c = text[i]
+        if in_string:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+            out.append(c)
+        elif text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        elif c == ",":
+            j = i + 1
+            while j < n and text[j] in " \t\r\n":
+                j += 1
+            if j < n and text[j] in "]}":
+                i += 1
+                continue
+            out.append(c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _key_parts(key: str) -> list[str]:
+    """``a/@s/b/c`` → [``a``, ``@s/b``, ``c``]: package names along a nested key."""
+    parts = key.split("/")
+    names: list[str] = []
+    i = 0
+    while i < len(parts):
+        if parts[i].startswith("@") and i + 1 < len(parts):
+            names.append(f"{parts[i]}/{parts[i + 1]}")
+            i += 2
+        else:
+            names.append(parts[i])
+            i += 1
+    return names
+
+
+class BunLockExtractor:
+    kind = "bun"
+
+    def wants(self, path: PurePosixPath) -> bool:
+        return path.name == "bun.lock"
+
+    def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
+        try:
+            doc = json.loads(strip_jsonc(data.decode("utf-8", errors="replace")))
+        except ValueError as exc:
+            raise InventoryError(f"not valid JSONC: {exc}") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("packages"), dict):
+            raise InventoryError("no 'packages' object in bun.lock")
+        packages: dict[str, Any] = doc["packages"]
+        graph = Graph()
+        for key, value in packages.items():
+            if not isinstance(value, list) or not value:
+                continue
+            name, version = split_spec(str(value[0]))
+            if version.startswith(("workspace:", "link:", "file:")):
+                continue
+            integrity = value[3] if len(value) > 3 and isinstance(value[3], str) else None
+            graph.add(key, Node(name, version.removeprefix("npm:"),
+                                value[1] if isinstance(value[1], str) and value[1] else None,
+                                integrity))
+
+        def find(owner: str, dep: str) -> str | None:
+            names = _key_parts(owner) if owner else []
+            for cut in range(len(names), -1, -1):
+                candidate = "/".join([*names[:cut], dep])
+                if candidate in graph.nodes:
+                    return candidate
+            return None
+
+        for key, value in packages.items():
+            if key not in graph.nodes or len(value) < 3 or not isinstance(value[2], dict):
+                continue
+            meta = value[2]
+            for section, optional in (("dependencies", False), ("optionalDependencies", True),
+                                      ("peerDependencies", True)):
+                for dep in meta.get(section) or {}:
+                    child = find(key, dep)
+                    if child:
+                        graph.edge(key, child, optional)
+        workspaces = doc.get("workspaces") or {}
+        for path, ws in workspaces.items():
+            if not isinstance(ws, dict):
+                continue
+            label = str(ws.get("name") or path or "(root)")
+            for section, kind in (("dependencies", "prod"), ("devDependencies", "dev"),
+                                  ("optionalDependencies", "optional"), ("peerDependencies", "peer")):
+                for dep in ws.get(section) or {}:
+                    child = find(label if path else "", dep) or find("", dep)
+                    if child:
+                        graph.importer(label, child, kind)
+        return graph.to_environment(source, self.kind, source)

@@ -1,0 +1,97 @@
+"""A resolved dependency graph, the shape every inventory parser produces.
+
+Parsers add nodes (one per installed copy of a package) and edges, and name the importers
+(the root project and workspaces) with their direct dependencies split into prod, dev and
+optional. ``to_environment`` derives flags and dependency paths the same way for every format:
+a package is dev only if no production path reaches it, optional only if every path to it goes
+through an optional edge, and its paths are the shortest ones from an importer.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from chainwatch.model import Environment, InstalledPackage
+
+#: At most this many dependency paths are kept per package (shortest first).
+MAX_PATHS = 10
+
+
+@dataclass
+class Node:
+    name: str
+    version: str
+    resolved: str | None = None
+    integrity: str | None = None
+    #: (child node id, optional edge?)
+    edges: list[tuple[str, bool]] = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    #: importer label -> list of (node id, kind) with kind in prod/dev/optional/peer
+    importers: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, node_id: str, node: Node) -> None:
+        self.nodes.setdefault(node_id, node)
+
+    def edge(self, parent: str, child: str, optional: bool = False) -> None:
+        self.nodes[parent].edges.append((child, optional))
+
+    def importer(self, label: str, child: str, kind: str = "prod") -> None:
+        self.importers.setdefault(label, []).append((child, kind))
+
+    def to_environment(self, env_id: str, kind: str, source: str) -> Environment:
+        prod_reach = self._reach({"prod", "peer"}, through_optional=True)
+        required_reach = self._reach({"prod", "dev", "peer"}, through_optional=False)
+        paths = self._paths()
+        packages = []
+        for node_id, node in self.nodes.items():
+            packages.append(InstalledPackage(
+                name=node.name, version=node.version,
+                dev=node_id not in prod_reach and bool(self.importers),
+                optional=node_id not in required_reach and bool(self.importers),
+                resolved=node.resolved, integrity=node.integrity,
+                paths=tuple(paths.get(node_id, ())),
+            ))
+        packages.sort(key=lambda p: (p.name, p.version))
+        return Environment(env_id, kind, source, tuple(packages), tuple(self.errors))
+
+    def _reach(self, kinds: set[str], through_optional: bool) -> set[str]:
+        seen: set[str] = set()
+        queue = deque(child for roots in self.importers.values() for child, k in roots
+                      if k in kinds and child in self.nodes)
+        seen.update(queue)
+        while queue:
+            for child, optional in self.nodes[queue.popleft()].edges:
+                if child in self.nodes and child not in seen and (through_optional or not optional):
+                    seen.add(child)
+                    queue.append(child)
+        return seen
+
+    def _paths(self) -> dict[str, list[tuple[str, ...]]]:
+        """Shortest paths from importers, up to MAX_PATHS per node (BFS over paths)."""
+        found: dict[str, list[tuple[str, ...]]] = {}
+        queue: deque[tuple[str, tuple[str, ...]]] = deque()
+        for label, roots in self.importers.items():
+            for child, _ in roots:
+                if child in self.nodes:
+                    queue.append((child, (label, self.nodes[child].name)))
+        expanded: dict[str, int] = {}
+        while queue:
+            node_id, path = queue.popleft()
+            bucket = found.setdefault(node_id, [])
+            if len(bucket) >= MAX_PATHS or path in bucket:
+                continue
+            bucket.append(path)
+            # expand each node from its first few paths only: enough for every descendant
+            if expanded.get(node_id, 0) >= 2:
+                continue
+            expanded[node_id] = expanded.get(node_id, 0) + 1
+            for child, _ in self.nodes[node_id].edges:
+                if child in self.nodes and len(found.get(child, ())) < MAX_PATHS:
+                    queue.append((child, (*path, self.nodes[child].name)))
+        return found

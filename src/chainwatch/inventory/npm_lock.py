@@ -1,0 +1,130 @@
+"""package-lock.json (v1, v2, v3), npm-shrinkwrap.json and node_modules/.package-lock.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Any
+
+from chainwatch.inventory.base import InventoryError, Sibling, manifest_deps
+from chainwatch.inventory.graph import Graph, Node
+from chainwatch.model import Environment
+
+NAMES = ("package-lock.json", "npm-shrinkwrap.json", ".package-lock.json")
+
+
+def _name_at(location: str) -> str:
+    return location.rsplit("node_modules/", 1)[-1]
+
+
+def resolve(location: str, dep: str, entries: dict[str, Any]) -> str | None:
+    """Node's module resolution: the nearest ``node_modules/dep`` at or above ``location``."""
+    base = location
+    while True:
+        candidate = f"{base}/node_modules/{dep}" if base else f"node_modules/{dep}"
+        if candidate in entries:
+            return candidate
+        if not base:
+            return None
+        cut = base.rfind("/node_modules/")
+        if cut >= 0:
+            base = base[:cut]
+        elif base.startswith("node_modules/"):
+            base = ""
+        else:  # a workspace folder: its own node_modules, then the root's
+            base = ""
+
+
+class NpmLockExtractor:
+    kind = "package-lock"
+
+    def wants(self, path: PurePosixPath) -> bool:
+        return path.name in NAMES and (path.name != ".package-lock.json"
+                                       or path.parent.name == "node_modules")
+
+    def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise InventoryError(f"not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise InventoryError("not a package-lock object")
+        version = doc.get("lockfileVersion", 1)
+        if isinstance(doc.get("packages"), dict):
+            graph = self._packages(doc["packages"], source)
+        elif isinstance(doc.get("dependencies"), dict):
+            graph = self._v1(doc["dependencies"])
+        else:
+            raise InventoryError(f"no 'packages' or 'dependencies' (lockfileVersion {version})")
+        kind = "node_modules" if source.endswith(".package-lock.json") else self.kind
+        return graph.to_environment(source, kind, source)
+
+    def _packages(self, entries: dict[str, Any], source: str) -> Graph:
+        graph = Graph()
+        hidden = source.endswith(".package-lock.json")  # keys are relative to the project root
+        for location, entry in entries.items():
+            if not isinstance(entry, dict) or "node_modules/" not in f"{location}/" or entry.get(
+                    "link") or location == "":
+                continue
+            if not location.startswith("node_modules/") and "/node_modules/" not in location:
+                continue
+            graph.add(location, Node(
+                name=str(entry.get("name") or _name_at(location)),
+                version=str(entry.get("version", "")),
+                resolved=entry.get("resolved"), integrity=entry.get("integrity")))
+        importers = [loc for loc, e in entries.items() if isinstance(e, dict) and (
+            loc == "" or ("node_modules/" not in f"{loc}/" and not e.get("link")))]
+        for location, entry in entries.items():
+            if location not in graph.nodes and location not in importers:
+                continue
+            deps = manifest_deps(entry)
+            for dep, _, kind in deps:
+                target = resolve(location, dep, entries)
+                if target is None or target not in graph.nodes:
+                    linked = entries.get(target or "", {})
+                    if isinstance(linked, dict) and linked.get("link"):
+                        continue  # a workspace: an importer of its own
+                    if kind not in ("optional", "peer") and not hidden:
+                        graph.errors.append(f"{location or '(root)'}: {dep} is not in the lockfile")
+                    continue
+                if location in graph.nodes:
+                    if kind != "dev":
+                        graph.edge(location, target, optional=kind in ("optional", "peer"))
+                else:
+                    label = str(entry.get("name") or location or "(root)")
+                    graph.importer(label, target, kind)
+        return graph
+
+    def _v1(self, deps: dict[str, Any]) -> Graph:
+        graph = Graph()
+        flat: dict[str, Any] = {}
+
+        def visit(tree: dict[str, Any], prefix: str) -> None:
+            for name, entry in tree.items():
+                if not isinstance(entry, dict):
+                    continue
+                location = f"{prefix}node_modules/{name}"
+                flat[location] = entry
+                version = str(entry.get("version", ""))
+                real = name
+                if version.startswith("npm:"):  # alias: npm:real@version
+                    real, _, version = version[4:].rpartition("@")
+                graph.add(location, Node(real, version, entry.get("resolved"),
+                                         entry.get("integrity")))
+                if isinstance(entry.get("dependencies"), dict):
+                    visit(entry["dependencies"], f"{location}/")
+
+        visit(deps, "")
+        required: set[str] = set()
+        for location, entry in flat.items():
+            for dep in (entry.get("requires") or {}):
+                target = resolve(location, dep, flat)
+                if target:
+                    graph.edge(location, target, optional=bool(flat[target].get("optional")))
+                    required.add(target)
+        for location, entry in flat.items():
+            if location.count("node_modules/") == 1 and location not in required:
+                kind = "dev" if entry.get("dev") else (
+                    "optional" if entry.get("optional") else "prod")
+                graph.importer("(root)", location, kind)
+        return graph

@@ -1,0 +1,99 @@
+"""pnpm-lock.yaml: lockfile 5.x, 6.0 and 9.0 (importers, packages, snapshots), multi-document."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+from chainwatch.inventory.base import InventoryError, Sibling
+from chainwatch.inventory.graph import Graph, Node
+from chainwatch.model import Environment
+
+_PEERS = re.compile(r"\(.*\)$")
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    """``/@s/n/1.0.0`` (v5), ``/@s/n@1.0.0`` (v6) or ``@s/n@1.0.0(peer@1)`` (v9) → name, version."""
+    core = _PEERS.sub("", key.split("_", 1)[0] if key.startswith("/") and "_" in key else key)
+    core = core.lstrip("/")
+    at = core.rfind("@")
+    if at > 0:
+        return core[:at], core[at + 1 :]
+    name, _, version = core.rpartition("/")  # v5: /name/version
+    return name, version
+
+
+class PnpmLockExtractor:
+    kind = "pnpm"
+
+    def wants(self, path: PurePosixPath) -> bool:
+        return path.name == "pnpm-lock.yaml"
+
+    def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
+        try:
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            docs = [d for d in yaml.load_all(data.decode("utf-8", errors="replace"), Loader=loader)
+                    if isinstance(d, dict)]
+        except yaml.YAMLError as exc:
+            raise InventoryError(f"not valid YAML: {exc}") from exc
+        if not docs:
+            raise InventoryError("empty pnpm lockfile")
+        graph = Graph()
+        for doc in docs:  # pnpm 11 writes more than one document: read them all
+            self._document(doc, graph)
+        if not graph.nodes and not graph.importers:
+            raise InventoryError("no importers or packages in the pnpm lockfile")
+        return graph.to_environment(source, self.kind, source)
+
+    def _document(self, doc: dict[str, Any], graph: Graph) -> None:
+        packages = doc.get("packages") or {}
+        snapshots = doc.get("snapshots")
+        nodes_src = snapshots if isinstance(snapshots, dict) else packages
+        ids: dict[tuple[str, str], str] = {}
+        for key in nodes_src:
+            name, version = _split_key(str(key))
+            meta = packages.get(key) or packages.get(_PEERS.sub("", str(key))) or {}
+            resolution = meta.get("resolution") or {} if isinstance(meta, dict) else {}
+            graph.add(str(key), Node(name, version, resolution.get("tarball"),
+                                     resolution.get("integrity")))
+            ids[(name, _PEERS.sub("", version))] = str(key)
+            ids.setdefault((name, version), str(key))
+
+        def find(dep: str, ref: object) -> str | None:
+            ref = str(ref)
+            if ref.startswith(("link:", "workspace:")):
+                return None
+            for candidate in (ref, f"/{ref}", f"{dep}@{ref}", f"/{dep}@{ref}", f"/{dep}/{ref}"):
+                if candidate in graph.nodes:
+                    return candidate
+            if "@" in ref.lstrip("@"):  # alias: realname@version
+                name, version = _split_key(ref)
+                return ids.get((name, _PEERS.sub("", version)))
+            return ids.get((dep, _PEERS.sub("", ref)))
+
+        for key, entry in nodes_src.items():
+            if not isinstance(entry, dict):
+                continue
+            for section, optional in (("dependencies", False), ("optionalDependencies", True)):
+                for dep, ref in (entry.get(section) or {}).items():
+                    child = find(dep, ref)
+                    if child:
+                        graph.edge(str(key), child, optional)
+        importers = doc.get("importers")
+        if not isinstance(importers, dict):  # v5/v6 single project: the root fields
+            importers = {".": doc} if any(k in doc for k in ("dependencies", "devDependencies")) else {}
+        for path, importer in importers.items():
+            if not isinstance(importer, dict):
+                continue
+            for section, kind in (("dependencies", "prod"), ("devDependencies", "dev"),
+                                  ("optionalDependencies", "optional")):
+                for dep, ref in (importer.get(section) or {}).items():
+                    wanted = ref.get("version") if isinstance(ref, dict) else ref
+                    child = find(dep, wanted)
+                    if child:
+                        graph.importer(str(path), child, kind)
+                    elif not str(wanted).startswith(("link:", "workspace:")):
+                        graph.errors.append(f"{path}: {dep}@{wanted} is not in the lockfile")

@@ -1,0 +1,109 @@
+"""The one walker: finds the files each parser wants under the given paths and hands them over."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from chainwatch.inventory import EXTRACTORS, Extractor, InventoryError
+from chainwatch.inventory.node_modules import NodeModulesExtractor
+from chainwatch.model import Environment
+
+SKIP_DIRS = {".git", ".hg", ".svn"}
+#: Larger inputs are refused with a per-file error (the biggest real lockfiles are a few MB).
+MAX_FILE_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FileError:
+    source: str
+    message: str
+
+
+def _read(path: Path) -> bytes:
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise InventoryError(f"larger than {MAX_FILE_BYTES} bytes")
+    return path.read_bytes()
+
+
+def _sibling(folder: Path) -> Callable[[str], bytes | None]:
+    def read(name: str) -> bytes | None:
+        candidate = folder / name
+        try:
+            if candidate.is_file() and not candidate.is_symlink():
+                return _read(candidate)
+        except (OSError, InventoryError):
+            return None
+        return None
+    return read
+
+
+def _excluded(path: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(Path(path).name, p) for p in patterns)
+
+
+def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
+         extractors: Sequence[Extractor] = EXTRACTORS,
+         progress: Callable[[str], None] | None = None) -> Iterator[Environment | FileError]:
+    """Environments found under each path (a folder or a single file), and per-file errors."""
+    for root in paths:
+        if root.is_file():
+            yield from _one_file(root, root.name, extractors)
+            continue
+        if not root.is_dir():
+            yield FileError(str(root), "no such file or folder")
+            continue
+        for folder, dirs, files in os.walk(root, followlinks=False, onerror=None):
+            here = Path(folder)
+            rel_folder = here.relative_to(root).as_posix()
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not _excluded(
+                f"{rel_folder}/{d}".lstrip("./"), exclude))
+            if progress:
+                progress(str(here))
+            if "node_modules" in dirs and here.name != "node_modules":
+                dirs.remove("node_modules")
+                yield _tree(here / "node_modules")
+            for name in sorted(files):
+                rel = f"{rel_folder}/{name}".lstrip("./") if rel_folder != "." else name
+                if _excluded(rel, exclude) or (here / name).is_symlink():
+                    continue
+                yield from _one_file(here / name, rel, extractors)
+
+
+def _one_file(path: Path, rel: str, extractors: Sequence[Extractor]) -> Iterator[
+        Environment | FileError]:
+    posix = PurePosixPath(rel)
+    for extractor in extractors:
+        if not extractor.wants(posix):
+            continue
+        try:
+            env = extractor.extract(str(path), _read(path), _sibling(path.parent))
+        except InventoryError as exc:
+            yield FileError(str(path), str(exc))
+            continue
+        except (OSError, UnicodeError, RecursionError, MemoryError) as exc:
+            yield FileError(str(path), f"cannot read: {exc}")
+            continue
+        if env.packages or not env.errors:
+            yield env
+        break
+
+
+def _tree(modules: Path) -> Environment | FileError:
+    """Every package.json below one node_modules, links never followed outside it."""
+    files: dict[str, bytes] = {}
+    for folder, dirs, names in os.walk(modules, followlinks=False):
+        dirs[:] = [d for d in dirs if not (Path(folder) / d).is_symlink()]
+        if "package.json" in names:
+            path = Path(folder) / "package.json"
+            if path.is_symlink():
+                continue
+            try:
+                files[path.relative_to(modules.parent).as_posix()] = _read(path)
+            except (OSError, InventoryError):
+                continue
+    project = _sibling(modules.parent)("package.json")
+    return NodeModulesExtractor().extract_tree(str(modules), files, project)
