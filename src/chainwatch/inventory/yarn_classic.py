@@ -55,10 +55,10 @@ def parse_blocks(text: str) -> list[tuple[list[str], dict[str, str], dict[str, d
 
 def real_name(spec: str) -> tuple[str, str]:
     """``alias@npm:real@range`` → (``real``, ``range``); plain specs unchanged."""
-    name, rng = split_spec(spec)
-    if rng.startswith("npm:"):
-        return split_spec(rng[4:])
-    return name, rng
+    at = spec.find("@", 1)
+    if at > 0 and spec[at + 1 :].startswith("npm:"):
+        return split_spec(spec[at + 5 :])
+    return split_spec(spec)
 
 
 class YarnClassicExtractor:
