@@ -129,3 +129,37 @@ def test_offline_cache_miss_exits_three(tmp_path: Path) -> None:
 def test_rules_list(tmp_path: Path) -> None:
     r = run("rules", "list", cache=tmp_path)
     assert r.returncode == 0 and "CW-BROWSER-FETCH-HOOK" in r.stdout
+
+
+def test_inventory_and_exposure_through_the_cli(tmp_path: Path) -> None:
+    project = tmp_path / "repo"
+    project.mkdir()
+    (project / "package-lock.json").write_text(json.dumps({
+        "name": "app", "lockfileVersion": 3, "packages": {
+            "": {"name": "app", "dependencies": {"a": "^1.0.0"}},
+            "node_modules/a": {"version": "1.0.0", "dependencies": {"debug": "^4.4.0"}},
+            "node_modules/debug": {"version": "4.4.2"}}}))
+    inv = run("inventory", str(project), "--format", "json", cache=tmp_path)
+    assert inv.returncode == 0, inv.stderr
+    doc = json.loads(inv.stdout)
+    assert doc["schema"] == "chainwatch.inventory/1"
+    env = doc["environments"][0]
+    assert {"id", "kind", "source", "packages"} <= set(env) and env["kind"] == "package-lock"
+    debug = next(p for p in env["packages"] if p["name"] == "debug")
+    assert debug["paths"] == [["app", "a", "debug"]] and debug["dev"] is False
+    exp = run("exposure", str(project), "--format", "json", cache=tmp_path)
+    assert exp.returncode == 1
+    hit = json.loads(exp.stdout)["environments"][0]["hits"][0]
+    assert hit == {"name": "debug", "version": "4.4.2", "advisories": ["CW-2025-QIX"],
+                   "dev": False, "paths": [["app", "a", "debug"]]}
+    table = run("exposure", str(project), cache=tmp_path)
+    assert "debug@4.4.2" in table.stdout and "app > a > debug" in table.stdout
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "package.json").write_text(json.dumps({"name": "c", "dependencies": {"ms": "^2"}}))
+    assert run("exposure", str(clean), cache=tmp_path).returncode == 0
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "package-lock.json").write_text("{not json")
+    bad = run("inventory", str(broken), cache=tmp_path)
+    assert bad.returncode == 2 and "not valid JSON" in bad.stderr
