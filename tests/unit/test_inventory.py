@@ -320,3 +320,38 @@ def test_real_lockfiles(tmp_path: Path, name: str, target: str, minimum: int) ->
     assert len(env.packages) >= minimum
     reached = sum(1 for p in env.packages if p.paths)
     assert reached / len(env.packages) >= 0.99
+
+
+def test_cyclonedx_and_spdx_by_purl() -> None:
+    from chainwatch.inventory.sbom import SbomExtractor
+
+    cdx = {"bomFormat": "CycloneDX", "specVersion": "1.5",
+           "metadata": {"component": {"bom-ref": "root", "name": "svc"}},
+           "components": [
+               {"bom-ref": "a", "purl": "pkg:npm/a@1.0.0"},
+               {"bom-ref": "d", "purl": "pkg:npm/%40duckdb/node-api@1.3.3"},
+               {"bom-ref": "c", "purl": "pkg:npm/@scope/raw@2.0.0", "scope": "optional"},
+               {"bom-ref": "py", "purl": "pkg:pypi/requests@2.0.0"}],
+           "dependencies": [{"ref": "root", "dependsOn": ["a", "c"]},
+                            {"ref": "a", "dependsOn": ["d"]}]}
+    env = SbomExtractor().extract("bom.json", json.dumps(cdx).encode(), NO_SIBLING)
+    found = pkgs(env)
+    assert set(found) == {("a", "1.0.0"), ("@duckdb/node-api", "1.3.3"), ("@scope/raw", "2.0.0")}
+    assert found[("@duckdb/node-api", "1.3.3")].paths == (("svc", "a", "@duckdb/node-api"),)  # type: ignore[attr-defined]
+    assert found[("@scope/raw", "2.0.0")].optional  # type: ignore[attr-defined]
+    spdx = {"spdxVersion": "SPDX-2.3", "name": "svc", "documentDescribes": ["SPDXRef-root"],
+            "packages": [
+                {"SPDXID": "SPDXRef-root", "name": "svc"},
+                {"SPDXID": "SPDXRef-a", "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER",
+                 "referenceType": "purl", "referenceLocator": "pkg:npm/a@1.0.0"}]},
+                {"SPDXID": "SPDXRef-d", "externalRefs": [{"referenceCategory": "PACKAGE_MANAGER",
+                 "referenceType": "purl", "referenceLocator": "pkg:npm/debug@4.4.2"}]}],
+            "relationships": [
+                {"spdxElementId": "SPDXRef-root", "relationshipType": "DEPENDS_ON",
+                 "relatedSpdxElement": "SPDXRef-a"},
+                {"spdxElementId": "SPDXRef-d", "relationshipType": "DEPENDENCY_OF",
+                 "relatedSpdxElement": "SPDXRef-a"}]}
+    env = SbomExtractor().extract("app.spdx.json", json.dumps(spdx).encode(), NO_SIBLING)
+    assert pkgs(env)[("debug", "4.4.2")].paths == (("svc", "a", "debug"),)  # type: ignore[attr-defined]
+    hits = expose(env, BuiltinKnownBad()).hits
+    assert [(h.package.name, h.package.version) for h in hits] == [("debug", "4.4.2")]

@@ -9,11 +9,12 @@ from chainwatch.inventory.bun_lock import BunLockExtractor
 from chainwatch.inventory.npm_lock import NpmLockExtractor
 from chainwatch.inventory.package_json import PackageJsonExtractor
 from chainwatch.inventory.pnpm_lock import PnpmLockExtractor
+from chainwatch.inventory.sbom import SbomExtractor
 from chainwatch.inventory.yarn_berry import YarnBerryExtractor
 
 EXTRACTORS: tuple[Extractor, ...] = (
     NpmLockExtractor(), YarnBerryExtractor(), PnpmLockExtractor(), BunLockExtractor(),
-    PackageJsonExtractor(),
+    PackageJsonExtractor(), SbomExtractor(),
 )
 
 __all__ = ["EXTRACTORS", "Extractor", "InventoryError"]

@@ -45,7 +45,7 @@ class Graph:
         self.importers.setdefault(label, []).append((child, kind))
 
     def to_environment(self, env_id: str, kind: str, source: str) -> Environment:
-        prod_reach = self._reach({"prod", "peer"}, through_optional=True)
+        prod_reach = self._reach({"prod", "peer", "optional"}, through_optional=True)
         required_reach = self._reach({"prod", "dev", "peer"}, through_optional=False)
         paths = self._paths()
         packages = []
