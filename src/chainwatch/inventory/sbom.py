@@ -54,7 +54,7 @@ class SbomExtractor:
     @staticmethod
     def _cyclonedx(doc: dict[str, Any]) -> Graph:
         graph = Graph()
-        optional: set[str] = set()
+        scope: dict[str, str] = {}  # ref -> importer kind (excluded = dev, optional)
 
         def visit(components: object) -> None:
             for comp in components if isinstance(components, list) else []:
@@ -69,7 +69,7 @@ class SbomExtractor:
                                         f"sha512-{hashes['SHA-512']}" if hashes.get("SHA-512")
                                         else None))
                     if comp.get("scope") in ("optional", "excluded"):
-                        optional.add(ref)
+                        scope[ref] = "dev" if comp["scope"] == "excluded" else "optional"
                 visit(comp.get("components"))
 
         visit(doc.get("components"))
@@ -87,12 +87,12 @@ class SbomExtractor:
                     continue
                 depended.add(child)
                 if parent == root_ref or parent not in graph.nodes:
-                    graph.importer(label, child, "optional" if child in optional else "prod")
+                    graph.importer(label, child, scope.get(child, "prod"))
                 else:
-                    graph.edge(parent, child, optional=child in optional)
+                    graph.edge(parent, child, optional=scope.get(child) == "optional")
         for ref in graph.nodes:  # no graph given: every component is a root
             if ref not in depended:
-                graph.importer(label, ref, "optional" if ref in optional else "prod")
+                graph.importer(label, ref, scope.get(ref, "prod"))
         return graph
 
     @staticmethod

@@ -48,7 +48,8 @@ def inventory_cyclonedx(envs: Sequence[Environment]) -> str:
                               version=p.version).to_string()
             components.append({"type": "library", "name": p.name, "version": p.version,
                                "purl": purl, "bom-ref": purl,
-                               "scope": "optional" if p.dev or p.optional else "required"})
+                               "scope": "excluded" if p.dev else (
+                                   "optional" if p.optional else "required")})
     return json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
                        "metadata": {"tools": {"components": [
                            {"type": "application", "name": "chainwatch",
