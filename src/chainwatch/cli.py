@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chainwatch import __version__
 from chainwatch.errors import ChainwatchError, RegistryError
+from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
 
 app = typer.Typer(
@@ -26,6 +28,9 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="Inspect the detection rules.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+db_app = typer.Typer(help="The known-bad store (OSV records and chainwatch's own).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
 err = Console(stderr=True, highlight=False)
 
 
@@ -64,6 +69,24 @@ CacheOpt = Annotated[Path | None, typer.Option(
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only the cache; no network.")]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the result.")]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Log what happens.")]
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", help="Database URL (default: $CHAINWATCH_DB or a SQLite file in the user data dir).")]
+
+
+def _known_bad(db: str | None) -> KnownBadSource:
+    """The database (when it can be opened) and the built-in list, asked together."""
+    from chainwatch.intel import BuiltinKnownBad
+    from chainwatch.intel.store import CombinedKnownBad, KnownBadStore
+
+    try:
+        return CombinedKnownBad(KnownBadStore(db), BuiltinKnownBad())
+    except Exception as exc:
+        if db:
+            err.print(f"error: cannot open the database {db}: {exc}", markup=False)
+            raise typer.Exit(2) from exc
+        err.print(f"warning: known-bad database unavailable ({exc}); using the built-in list",
+                  markup=False)
+        return BuiltinKnownBad()
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -92,6 +115,7 @@ def scan(
     registry: RegistryOpt = None,
     cache_dir: CacheOpt = None,
     offline: OfflineOpt = False,
+    db: DbOpt = None,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -110,7 +134,7 @@ def scan(
     except ChainwatchError as exc:
         err.print(f"[red]error:[/] {exc}", markup=True)
         raise typer.Exit(exc.exit_code) from exc
-    scanner = Scanner(client, rules)
+    scanner = Scanner(client, rules, known_bad=_known_bad(db))
     verdicts: dict[str, Verdict] = {}
     errors: list[ChainwatchError] = []
 
@@ -211,15 +235,15 @@ def exposure(
     paths: PathsArg,
     fmt: Annotated[ExposureFormat, typer.Option("--format", "-f")] = ExposureFormat.table,
     exclude: ExcludeOpt = None,
+    db: DbOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Which environments under PATHS hold known-bad versions, and by which dependency path."""
     from chainwatch.exposure import expose
-    from chainwatch.intel import BuiltinKnownBad
     from chainwatch.output import inventory as out
 
     envs, errors = _collect(paths, exclude, quiet)
-    known_bad = BuiltinKnownBad()
+    known_bad = _known_bad(db)
     exps = [expose(env, known_bad) for env in envs]
     if fmt is ExposureFormat.json:
         text = out.exposure_json(exps, errors)
@@ -232,6 +256,53 @@ def exposure(
     typer.echo(text, nl=not text.endswith("\n"))
     if any(x.hits for x in exps):
         raise typer.Exit(1)
+
+
+@db_app.command("import")
+def db_import(
+    sources: Annotated[list[Path], typer.Argument(
+        help="OSV all.zip, a folder tree (e.g. ossf/malicious-packages osv/), or JSON files.")],
+    db: DbOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Load OSV records (MAL-…, GHSA-… and others) for npm into the known-bad store."""
+    from chainwatch.intel.store import KnownBadStore, Record, parse_osv, read_osv
+
+    store = KnownBadStore(db)
+    problems = 0
+    seen = 0
+
+    def records() -> Iterator[Record]:
+        nonlocal problems, seen
+        with Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                      disable=quiet or not err.is_terminal) as bar:
+            task = bar.add_task("reading OSV records")
+            for origin, doc, problem in read_osv(sources):
+                seen += 1
+                if problem:
+                    problems += 1
+                    err.print(f"warning: {origin}: {problem}", markup=False)
+                    continue
+                assert doc is not None
+                record = parse_osv(doc, "osv")
+                if record is not None:
+                    yield record
+                if seen % 5000 == 0:
+                    bar.update(task, description=f"reading OSV records: {seen}")
+
+    imported = store.import_records(records())
+    typer.echo(f"imported {imported} npm advisories from {seen} records "
+               f"({problems} unreadable); the store holds {store.count()}")
+    if imported == 0 and problems:
+        raise typer.Exit(2)
+
+
+@db_app.command("stats")
+def db_stats(db: DbOpt = None) -> None:
+    """How many advisories the store holds."""
+    from chainwatch.intel.store import KnownBadStore, default_url
+
+    typer.echo(f"{KnownBadStore(db).count()} advisories in {db or default_url()}")
 
 
 @rules_app.command("list")

@@ -19,7 +19,8 @@ EXE = shutil.which("chainwatch") or str(Path(sys.executable).parent / "chainwatc
 
 
 def run(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(cache), "NO_COLOR": "1", "COLUMNS": "160"}
+    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(cache), "CHAINWATCH_DATA_DIR": str(cache),
+           "NO_COLOR": "1", "COLUMNS": "160"}
     return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=120,
                           check=False)
 
@@ -163,3 +164,30 @@ def test_inventory_and_exposure_through_the_cli(tmp_path: Path) -> None:
     (broken / "package-lock.json").write_text("{not json")
     bad = run("inventory", str(broken), cache=tmp_path)
     assert bad.returncode == 2 and "not valid JSON" in bad.stderr
+
+
+def test_db_import_then_exposure_uses_it(tmp_path: Path) -> None:
+    osv = tmp_path / "osv" / "malicious" / "npm" / "left-padder"
+    osv.mkdir(parents=True)
+    (osv / "MAL-2099-1.json").write_text(json.dumps({
+        "id": "MAL-2099-1", "summary": "Malicious code in left-padder (npm)",
+        "affected": [{"package": {"ecosystem": "npm", "name": "left-padder"},
+                      "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}]}]}))
+    (osv / "broken.json").write_text("{")
+    db = f"sqlite:///{tmp_path / 'kb.db'}"
+    imported = run("db", "import", str(tmp_path / "osv"), "--db", db, cache=tmp_path)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 1" in imported.stdout and "broken.json" in imported.stderr
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps({"name": "p", "dependencies": {"left-padder": "1.0.0"}}))
+    exp = run("exposure", str(project), "--db", db, "--format", "json", cache=tmp_path)
+    assert exp.returncode == 1
+    assert json.loads(exp.stdout)["environments"][0]["hits"][0]["advisories"] == ["MAL-2099-1"]
+    scan = run("scan", str(packages_dir(tmp_path)), "--db", db, "--format", "json", cache=tmp_path)
+    assert json.loads(scan.stdout)["verdict"] == "malicious"
+
+
+def packages_dir(tmp_path: Path) -> Path:
+    return write_package(tmp_path / "lp", {"package.json": manifest(version="1.0.0"),
+                                           "index.js": BENIGN_INDEX})

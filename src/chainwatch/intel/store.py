@@ -1,0 +1,264 @@
+"""The known-bad store: OSV records (MAL-…, GHSA-…, ours) in SQLite or PostgreSQL.
+
+SQLAlchemy 2 Core: a SQLite file in the user data dir by default (WAL), any database URL for
+teams. Exact versions are indexed by (package, version); ranges are kept per package and checked
+with semver precedence (``introduced: "0"`` means every version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+)
+
+from chainwatch.model import Advisory
+from chainwatch.paths import data_dir
+from chainwatch.versions import parse, precedence
+
+metadata = MetaData()
+advisories = Table(
+    "advisories", metadata,
+    Column("id", String(128), primary_key=True),
+    Column("source", String(64), nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("published", String(40)),
+    Column("modified", String(40)),
+    Column("withdrawn", String(40)),
+    Column("aliases", Text, nullable=False, default="[]"),
+    Column("references", Text, nullable=False, default="[]"),
+)
+affected = Table(
+    "affected", metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("advisory_id", String(128), ForeignKey("advisories.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("package", String(256), nullable=False),
+    Column("version", String(128)),  # an exact version, or NULL for a range row
+    Column("introduced", String(128)),
+    Column("fixed", String(128)),
+    Column("last_affected", String(128)),
+    Column("all_versions", Boolean, nullable=False, default=False),
+    Index("ix_affected_package_version", "package", "version"),
+)
+
+
+def default_url() -> str:
+    env = os.environ.get("CHAINWATCH_DB")
+    if env:
+        return env
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'chainwatch.db'}"
+
+
+def connect(url: str | None = None) -> Engine:
+    engine = create_engine(url or default_url())
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _: Any) -> None:
+            cursor = conn.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+    metadata.create_all(engine)
+    return engine
+
+
+# -- reading OSV ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Record:
+    advisory: dict[str, Any]
+    affected: list[dict[str, Any]]
+
+
+def parse_osv(doc: dict[str, Any], source: str) -> Record | None:
+    """The npm part of one OSV record, or None when it names no npm package."""
+    rows: list[dict[str, Any]] = []
+    rid = str(doc.get("id") or "")
+    if not rid:
+        return None
+    for entry in doc.get("affected") or []:
+        pkg = entry.get("package") or {}
+        if str(pkg.get("ecosystem", "")).lower() != "npm" or not pkg.get("name"):
+            continue
+        name = str(pkg["name"])
+        for version in entry.get("versions") or []:
+            rows.append({"advisory_id": rid, "package": name, "version": str(version)})
+        for rng in entry.get("ranges") or []:
+            if rng.get("type") not in ("SEMVER", "ECOSYSTEM"):
+                continue
+            introduced: str | None = None
+            for ev in rng.get("events") or []:
+                if "introduced" in ev:
+                    introduced = str(ev["introduced"])
+                elif introduced is not None and ("fixed" in ev or "last_affected" in ev):
+                    rows.append({"advisory_id": rid, "package": name, "version": None,
+                                 "introduced": introduced, "fixed": ev.get("fixed"),
+                                 "last_affected": ev.get("last_affected"),
+                                 "all_versions": False})
+                    introduced = None
+            if introduced is not None:  # open-ended: introduced "0" means every version
+                rows.append({"advisory_id": rid, "package": name, "version": None,
+                             "introduced": introduced, "fixed": None, "last_affected": None,
+                             "all_versions": introduced == "0"})
+    if not rows:
+        return None
+    refs = [r.get("url") for r in doc.get("references") or [] if isinstance(r, dict)]
+    return Record({
+        "id": rid, "source": source, "summary": str(doc.get("summary") or doc.get("details") or "")[:2000],
+        "published": doc.get("published"), "modified": doc.get("modified"),
+        "withdrawn": doc.get("withdrawn"), "aliases": json.dumps(doc.get("aliases") or []),
+        "references": json.dumps([r for r in refs if r]),
+    }, rows)
+
+
+def read_osv(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    """(origin, document or None, error) for every OSV JSON in zips, trees and files."""
+    import zipfile
+
+    for path in paths:
+        if path.suffix == ".zip" and path.is_file():
+            try:
+                archive = zipfile.ZipFile(path)
+            except (OSError, zipfile.BadZipFile) as exc:
+                yield str(path), None, f"not a readable zip: {exc}"
+                continue
+            with archive:
+                for info in archive.infolist():
+                    if info.filename.endswith(".json") and info.file_size < 16 * 1024 * 1024:
+                        yield _parsed(f"{path}!{info.filename}", archive.read(info))
+            continue
+        files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+        for file in files:
+            try:
+                data = file.read_bytes()
+            except OSError as exc:
+                yield str(file), None, f"cannot read: {exc}"
+                continue
+            yield _parsed(str(file), data)
+
+
+def _parsed(origin: str, data: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        return origin, None, f"not valid JSON: {exc}"
+    return (origin, doc, None) if isinstance(doc, dict) else (origin, None, "not an OSV object")
+
+
+# -- the store ----------------------------------------------------------------------------------
+class KnownBadStore:
+    """Known-bad lookups and imports against one database."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.engine = connect(url)
+
+    def import_records(self, records: Iterable[Record], batch: int = 5000) -> int:
+        """Insert or replace records (a re-import updates, never duplicates). Returns count."""
+        count = 0
+        pending: list[Record] = []
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA synchronous=OFF")
+            for record in records:
+                pending.append(record)
+                if len(pending) >= batch:
+                    count += self._flush(conn, pending)
+                    pending = []
+            count += self._flush(conn, pending)
+        return count
+
+    @staticmethod
+    def _flush(conn: Any, records: list[Record]) -> int:
+        if not records:
+            return 0
+        ids = [r.advisory["id"] for r in records]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            conn.execute(delete(affected).where(affected.c.advisory_id.in_(chunk)))
+            conn.execute(delete(advisories).where(advisories.c.id.in_(chunk)))
+        unique = {r.advisory["id"]: r for r in records}
+        conn.execute(insert(advisories), [r.advisory for r in unique.values()])
+        rows = [{"version": None, "introduced": None, "fixed": None, "last_affected": None,
+                 "all_versions": False, **row} for r in unique.values() for row in r.affected]
+        conn.execute(insert(affected), rows)
+        return len(unique)
+
+    def lookup(self, name: str, version: str) -> list[Advisory]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(affected, advisories)
+                .join(advisories, advisories.c.id == affected.c.advisory_id)
+                .where(affected.c.package == name)
+                .where(advisories.c.withdrawn.is_(None))
+                .where((affected.c.version == version) | affected.c.version.is_(None))
+            ).mappings().all()
+        found: dict[str, Advisory] = {}
+        for row in rows:
+            if row["version"] is None and not _in_range(version, row):
+                continue
+            found.setdefault(row["advisory_id"], Advisory(
+                id=row["advisory_id"], package=name, versions=(version,),
+                summary=row["summary"], source=row["source"],
+                references=tuple(json.loads(row["references"] or "[]")),
+                aliases=tuple(json.loads(row["aliases"] or "[]")), published=row["published"]))
+        return list(found.values())
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(advisories)).scalar_one())
+
+
+def _in_range(version: str, row: Any) -> bool:
+    if row["all_versions"]:
+        return True
+    v = parse(version)
+    if v is None:
+        return False
+    key = precedence(v)
+    low = parse(row["introduced"] or "0") if row["introduced"] not in (None, "0") else None
+    if low is not None and key < precedence(low):
+        return False
+    if row["fixed"]:
+        fixed = parse(row["fixed"])
+        return fixed is None or key < precedence(fixed)
+    if row["last_affected"]:
+        last = parse(row["last_affected"])
+        return last is None or key <= precedence(last)
+    return True
+
+
+class CombinedKnownBad:
+    """Several sources asked in turn (the database, then the built-in list)."""
+
+    def __init__(self, *sources: Any) -> None:
+        self.sources = sources
+
+    def lookup(self, name: str, version: str) -> list[Advisory]:
+        seen: dict[str, Advisory] = {}
+        for source in self.sources:
+            for advisory in source.lookup(name, version):
+                seen.setdefault(advisory.id, advisory)
+        return list(seen.values())
