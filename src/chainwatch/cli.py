@@ -207,6 +207,17 @@ def _collect(paths: list[Path], exclude: list[str] | None,
 
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Folders or files to inventory.")]
+RecordOpt = Annotated[str | None, typer.Option(
+    "--record", help="Remember these environments under a label (repo@commit, image digest).")]
+
+
+def _record(label: str | None, envs: list[Environment], db: str | None) -> None:
+    if not label:
+        return
+    from chainwatch.fleet import Fleet
+
+    count = Fleet(db).record(label, envs)
+    err.print(f"recorded {len(envs)} environments ({count} packages) as {label}", markup=False)
 ExcludeOpt = Annotated[list[str] | None, typer.Option(
     "--exclude", help="Glob of paths to skip (repeatable).")]
 
@@ -216,12 +227,15 @@ def inventory(
     paths: PathsArg,
     fmt: Annotated[InventoryFormat, typer.Option("--format", "-f")] = InventoryFormat.table,
     exclude: ExcludeOpt = None,
+    record: RecordOpt = None,
+    db: DbOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Every installed package found under PATHS, with dependency paths."""
     from chainwatch.output import inventory as out
 
     envs, errors = _collect(paths, exclude, quiet)
+    _record(record, envs, db)
     if fmt is InventoryFormat.json:
         typer.echo(out.inventory_json(envs, errors))
     elif fmt is InventoryFormat.cyclonedx:
@@ -232,9 +246,14 @@ def inventory(
 
 @app.command()
 def exposure(
-    paths: PathsArg,
+    paths: Annotated[list[Path] | None, typer.Argument(
+        help="Folders or files to inventory.")] = None,
     fmt: Annotated[ExposureFormat, typer.Option("--format", "-f")] = ExposureFormat.table,
     exclude: ExcludeOpt = None,
+    query: Annotated[str | None, typer.Option(
+        "--query", help="Answer from fleet memory: which recorded environments held "
+                        "name@version (or name@range), and when.")] = None,
+    record: RecordOpt = None,
     db: DbOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -242,7 +261,14 @@ def exposure(
     from chainwatch.exposure import expose
     from chainwatch.output import inventory as out
 
+    if query:
+        _answer_query(query, fmt, db)
+        return
+    if not paths:
+        err.print("error: give PATHS to inventory, or --query name@version", markup=False)
+        raise typer.Exit(2)
     envs, errors = _collect(paths, exclude, quiet)
+    _record(record, envs, db)
     known_bad = _known_bad(db)
     exps = [expose(env, known_bad) for env in envs]
     if fmt is ExposureFormat.json:
@@ -255,6 +281,32 @@ def exposure(
         text = out.exposure_table(exps, Console().width)
     typer.echo(text, nl=not text.endswith("\n"))
     if any(x.hits for x in exps):
+        raise typer.Exit(1)
+
+
+def _answer_query(query: str, fmt: ExposureFormat, db: str | None) -> None:
+    import json
+
+    from chainwatch.fleet import Fleet
+
+    try:
+        sightings = Fleet(db).query(query)
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    if fmt is ExposureFormat.json:
+        typer.echo(json.dumps({"schema": "chainwatch.fleet-query/1", "query": query,
+                               "sightings": [s.__dict__ for s in sightings]}, indent=2))
+    else:
+        labels = {s.label for s in sightings}
+        from chainwatch.output.escape import plain
+
+        typer.echo(plain(f"{query}: held by {len(labels)} recorded environment labels "
+                         f"({len(sightings)} sightings)"))
+        for s in sightings[:200]:
+            typer.echo(plain(f"  {s.recorded_at}  {s.label}  {s.source} ({s.kind})  "
+                             f"{s.name}@{s.version} {'dev' if s.dev else 'prod'}  {s.path}"))
+    if sightings:
         raise typer.Exit(1)
 
 
@@ -300,7 +352,8 @@ def db_import(
 @db_app.command("stats")
 def db_stats(db: DbOpt = None) -> None:
     """How many advisories the store holds."""
-    from chainwatch.intel.store import KnownBadStore, default_url
+    from chainwatch.db import default_url
+    from chainwatch.intel.store import KnownBadStore
 
     typer.echo(f"{KnownBadStore(db).count()} advisories in {db or default_url()}")
 

@@ -191,3 +191,19 @@ def test_db_import_then_exposure_uses_it(tmp_path: Path) -> None:
 def packages_dir(tmp_path: Path) -> Path:
     return write_package(tmp_path / "lp", {"package.json": manifest(version="1.0.0"),
                                            "index.js": BENIGN_INDEX})
+
+
+def test_fleet_memory_record_then_query(tmp_path: Path) -> None:
+    project = tmp_path / "svc"
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps({"name": "svc", "dependencies": {"debug": "4.4.2"}}))
+    db = f"sqlite:///{tmp_path / 'fleet.db'}"
+    rec = run("inventory", str(project), "--record", "svc@1a2b3c", "--db", db, cache=tmp_path)
+    assert rec.returncode == 0 and "recorded 1 environments" in rec.stderr
+    q = run("exposure", "--query", "debug@4.4.2", "--db", db, "--format", "json", cache=tmp_path)
+    assert q.returncode == 1
+    sightings = json.loads(q.stdout)["sightings"]
+    assert [s["label"] for s in sightings] == ["svc@1a2b3c"]
+    none = run("exposure", "--query", "debug@4.4.3", "--db", db, cache=tmp_path)
+    assert none.returncode == 0 and "held by 0" in none.stdout
+    assert run("exposure", "--db", db, cache=tmp_path).returncode == 2

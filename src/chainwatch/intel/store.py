@@ -8,7 +8,6 @@ with semver precedence (``introduced: "0"`` means every version).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,27 +16,22 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     Column,
-    Engine,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
 )
 
+from chainwatch.db import connect, metadata
 from chainwatch.model import Advisory
-from chainwatch.paths import data_dir
 from chainwatch.versions import parse, precedence
 
-metadata = MetaData()
 advisories = Table(
     "advisories", metadata,
     Column("id", String(128), primary_key=True),
@@ -62,28 +56,6 @@ affected = Table(
     Column("all_versions", Boolean, nullable=False, default=False),
     Index("ix_affected_package_version", "package", "version"),
 )
-
-
-def default_url() -> str:
-    env = os.environ.get("CHAINWATCH_DB")
-    if env:
-        return env
-    folder = data_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'chainwatch.db'}"
-
-
-def connect(url: str | None = None) -> Engine:
-    engine = create_engine(url or default_url())
-    if engine.dialect.name == "sqlite":
-        @event.listens_for(engine, "connect")
-        def _pragmas(conn: Any, _: Any) -> None:
-            cursor = conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-    metadata.create_all(engine)
-    return engine
 
 
 # -- reading OSV ----------------------------------------------------------------------------------
