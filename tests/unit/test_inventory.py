@@ -355,3 +355,77 @@ def test_cyclonedx_and_spdx_by_purl() -> None:
     assert pkgs(env)[("debug", "4.4.2")].paths == (("svc", "a", "debug"),)  # type: ignore[attr-defined]
     hits = expose(env, BuiltinKnownBad()).hits
     assert [(h.package.name, h.package.version) for h in hits] == [("debug", "4.4.2")]
+
+
+def _layer(files: dict[str, bytes | None], gz: bool = False) -> bytes:
+    import gzip
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    return gzip.compress(raw) if gz else raw
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> None:
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+LOCK_BAD = json.dumps({"name": "svc", "lockfileVersion": 3, "packages": {
+    "": {"name": "svc", "dependencies": {"debug": "^4"}},
+    "node_modules/debug": {"version": "4.4.2"}}}).encode()
+
+
+def test_docker_save_image_with_whiteouts(tmp_path: Path) -> None:
+    base = _layer({"app/package-lock.json": LOCK_BAD,
+                   "app/node_modules/debug/package.json":
+                       json.dumps({"name": "debug", "version": "4.4.2"}).encode(),
+                   "old/package-lock.json": LOCK_BAD,
+                   "app/node_modules/debug/index.js": b"module.exports = 1"})
+    top = _layer({"old/.wh..wh..opq": b"", "srv/package.json":
+                  json.dumps({"name": "srv", "dependencies": {"chalk": "5.6.1"}}).encode(),
+                  "app/node_modules/.wh.debug": b""})
+    image = tmp_path / "svc.tar"
+    _tar(image, {"manifest.json": json.dumps([{"Config": "c.json", "RepoTags": ["svc:1"],
+                                               "Layers": ["l1/layer.tar", "l2/layer.tar"]}]).encode(),
+                 "l1/layer.tar": base, "l2/layer.tar": top, "c.json": b"{}"})
+    envs = [e for e in walk([image]) if isinstance(e, Environment)]
+    kinds = sorted((e.id, e.kind) for e in envs)
+    assert kinds == [("svc:1!/app/package-lock.json", "image:package-lock"),
+                     ("svc:1!/srv/package.json", "image:package.json")]
+    hits = {(h.package.name, h.package.version) for e in envs
+            for h in expose(e, BuiltinKnownBad()).hits}
+    assert hits == {("debug", "4.4.2"), ("chalk", "5.6.1")}
+
+
+def test_oci_layout_image(tmp_path: Path) -> None:
+    import hashlib
+
+    layer = _layer({"app/package-lock.json": LOCK_BAD}, gz=True)
+    digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    manifest = json.dumps({"schemaVersion": 2, "layers": [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest}]}).encode()
+    mdigest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    image = tmp_path / "svc.oci"
+    _tar(image, {"oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
+                 "index.json": json.dumps({"manifests": [{"digest": mdigest}]}).encode(),
+                 f"blobs/{mdigest.replace(':', '/')}": manifest,
+                 f"blobs/{digest.replace(':', '/')}": layer})
+    envs = [e for e in walk([image]) if isinstance(e, Environment)]
+    assert [p.name for e in envs for p in e.packages] == ["debug"]

@@ -49,7 +49,15 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
          extractors: Sequence[Extractor] = EXTRACTORS,
          progress: Callable[[str], None] | None = None) -> Iterator[Environment | FileError]:
     """Environments found under each path (a folder or a single file), and per-file errors."""
+    from chainwatch.inventory.image import inventory_image, is_image
+
     for root in paths:
+        if root.is_file() and is_image(root):
+            try:
+                yield from inventory_image(root)
+            except InventoryError as exc:
+                yield FileError(str(root), str(exc))
+            continue
         if root.is_file():
             yield from _one_file(root, root.name, extractors)
             continue
