@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import PurePosixPath
-from typing import Protocol
+from typing import Any, Protocol
 
 from chainwatch.model import Environment
 
@@ -26,6 +27,17 @@ class Extractor(Protocol):
     def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
         """Parse one file's bytes into an environment; raise InventoryError when unreadable."""
         ...
+
+
+def json_object(data: bytes | str, what: str) -> dict[str, Any]:
+    """Parse JSON that must be an object; a clear InventoryError otherwise."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        raise InventoryError(f"not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InventoryError(f"{what} is not a JSON object")
+    return doc
 
 
 def split_spec(spec: str) -> tuple[str, str]:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePosixPath
 from typing import Any
 
-from chainwatch.inventory.base import InventoryError, Sibling, manifest_deps
+from chainwatch.inventory.base import InventoryError, Sibling, json_object, manifest_deps
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -43,12 +42,7 @@ class NpmLockExtractor:
                                        or path.parent.name == "node_modules")
 
     def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise InventoryError(f"not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InventoryError("not a package-lock object")
+        doc = json_object(data, "package-lock")
         version = doc.get("lockfileVersion", 1)
         if isinstance(doc.get("packages"), dict):
             graph = self._packages(doc["packages"], source)

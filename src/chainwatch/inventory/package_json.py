@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePosixPath
 
-from chainwatch.inventory.base import InventoryError, Sibling, manifest_deps
+from chainwatch.inventory.base import Sibling, json_object, manifest_deps
 from chainwatch.model import Environment, InstalledPackage
 from chainwatch.versions import parse
 
@@ -22,12 +21,7 @@ class PackageJsonExtractor:
     def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
         if any(sibling(name) is not None for name in LOCKFILES):
             return Environment(source, self.kind, source, (), ("skipped: a lockfile is beside it",))
-        try:
-            manifest = json.loads(data)
-        except ValueError as exc:
-            raise InventoryError(f"not valid JSON: {exc}") from exc
-        if not isinstance(manifest, dict):
-            raise InventoryError("package.json is not an object")
+        manifest = json_object(data, "package.json")
         label = str(manifest.get("name") or "(root)")
         packages = tuple(sorted(
             (InstalledPackage(name=dep, version=rng.lstrip("=v").strip(), dev=kind == "dev",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import PurePosixPath
 from typing import Any
 
 from packageurl import PackageURL
 
-from chainwatch.inventory.base import InventoryError, Sibling
+from chainwatch.inventory.base import InventoryError, Sibling, json_object
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -37,12 +36,7 @@ class SbomExtractor:
         return path.name in NAMES or path.name.endswith(SUFFIXES)
 
     def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
-        try:
-            doc = json.loads(data)
-        except ValueError as exc:
-            raise InventoryError(f"not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise InventoryError("not an SBOM object")
+        doc = json_object(data, "the SBOM")
         if doc.get("bomFormat") == "CycloneDX":
             graph = self._cyclonedx(doc)
         elif str(doc.get("spdxVersion", "")).startswith("SPDX-2"):
