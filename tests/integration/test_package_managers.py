@@ -31,11 +31,12 @@ WORKSPACE = {"name": "lib", "version": "1.0.0", "dependencies": {"ms": "^2.1.3",
 ALIASES = {"string-width-cjs": "string-width"}
 
 
-def _project(tool: str) -> Path:
-    key = hashlib.sha256(json.dumps([tool, MANIFEST, WORKSPACE]).encode()).hexdigest()[:16]
+def _project(tool: str, manifest: dict[str, Any] | None = None) -> Path:
+    manifest = manifest or MANIFEST
+    key = hashlib.sha256(json.dumps([tool, manifest, WORKSPACE]).encode()).hexdigest()[:16]
     folder = FIXTURE_CACHE / "lockfiles" / f"{tool}-{key}"
     (folder / "packages" / "lib").mkdir(parents=True, exist_ok=True)
-    (folder / "package.json").write_text(json.dumps(MANIFEST, indent=2))
+    (folder / "package.json").write_text(json.dumps(manifest, indent=2))
     (folder / "packages" / "lib" / "package.json").write_text(json.dumps(WORKSPACE, indent=2))
     return folder
 
@@ -73,6 +74,21 @@ def _npm_truth(folder: Path) -> set[tuple[str, str]]:
     return found
 
 
+@pytest.mark.parametrize("npm_version", ["8", "6"])
+def test_older_npm_lockfiles_match_npm_ls(npm_version: str) -> None:
+    manifest = dict(MANIFEST)
+    if npm_version == "6":
+        manifest.pop("workspaces")  # npm 6 has no workspaces
+    folder = _built(f"npm{npm_version}", ["npx", "--yes", f"npm@{npm_version}", "install",
+                                          "--package-lock-only", "--ignore-scripts",
+                                          "--no-audit", "--no-fund"],
+                    "package-lock.json", manifest)
+    lock = json.loads((folder / "package-lock.json").read_text())
+    assert lock["lockfileVersion"] == (2 if npm_version == "8" else 1)
+    ours = {(p.name, p.version) for p in _ours(folder / "package-lock.json").packages}
+    assert ours == _npm_truth(folder)
+
+
 def test_npm_lockfile_matches_npm_ls(npm_project: Path) -> None:
     envs = [e for e in walk([npm_project / "package-lock.json"]) if isinstance(e, Environment)]
     ours = {(p.name, p.version) for p in envs[0].packages}
@@ -83,17 +99,25 @@ def test_npm_lockfile_matches_npm_ls(npm_project: Path) -> None:
     assert ("packages/lib", "chalk") in chalk2.paths and not chalk2.dev  # importer = its folder
 
 
-def _built(tool: str, command: list[str], lockfile: str) -> Path:
+def _built(tool: str, command: list[str], lockfile: str,
+           manifest: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Path:
     """A project installed by ``command`` (scripts ignored), cached; skip when it cannot run."""
     if shutil.which("npx") is None:
         pytest.skip("npx not installed")
-    folder = _project(tool)
+    folder = _project(tool, manifest)
     if tool.startswith("pnpm"):
         (folder / "pnpm-workspace.yaml").write_text('packages:\n  - "packages/*"\n')
-    if not (folder / lockfile).exists() or not (folder / "node_modules").exists():
+    if tool.startswith("yarn4"):
+        (folder / "yarn.lock").touch()
+    needs_tree = tool.startswith(("pnpm", "yarn1", "bun"))
+    if not (folder / lockfile).exists() or (folder / lockfile).stat().st_size == 0 or (
+            needs_tree and not (folder / "node_modules").exists()):
+        import os
+
         done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600,
-                              check=False)
-        if done.returncode != 0 or not (folder / lockfile).exists():
+                              check=False, env={**os.environ, **(env or {})})
+        if done.returncode != 0 or not (folder / lockfile).exists() or not (
+                folder / lockfile).stat().st_size:
             pytest.skip(f"{tool} could not build the fixture (registry unreachable?): "
                         f"{done.stderr[-300:]}")
     return folder
@@ -105,8 +129,9 @@ def _ours(path: Path) -> Environment:
     return envs[0]
 
 
-def _pnpm_truth(folder: Path) -> set[tuple[str, str]]:
-    done = subprocess.run(["npx", "--yes", "pnpm@9", "ls", "-r", "--depth", "Infinity", "--json"],
+def _pnpm_truth(folder: Path, version: str) -> set[tuple[str, str]]:
+    done = subprocess.run(["npx", "--yes", f"pnpm@{version}", "ls", "-r", "--depth", "Infinity",
+                           "--json"],
                           cwd=folder, capture_output=True, text=True, timeout=300, check=False)
     found: set[tuple[str, str]] = set()
 
@@ -124,10 +149,11 @@ def _pnpm_truth(folder: Path) -> set[tuple[str, str]]:
     return found
 
 
-def test_pnpm9_lockfile_and_node_modules_match_pnpm_ls() -> None:
-    folder = _built("pnpm9", ["npx", "--yes", "pnpm@9", "install", "--ignore-scripts",
-                              "--reporter=silent"], "pnpm-lock.yaml")
-    truth = _pnpm_truth(folder)
+@pytest.mark.parametrize("version", ["8", "9", "10"])
+def test_pnpm_lockfile_and_node_modules_match_pnpm_ls(version: str) -> None:
+    folder = _built(f"pnpm{version}", ["npx", "--yes", f"pnpm@{version}", "install",
+                                       "--ignore-scripts", "--reporter=silent"], "pnpm-lock.yaml")
+    truth = _pnpm_truth(folder, version)
     lock = _ours(folder / "pnpm-lock.yaml")
     ours = {(p.name, p.version) for p in lock.packages}
     optional = {(p.name, p.version) for p in lock.packages if p.optional}
@@ -158,3 +184,37 @@ def test_yarn1_lockfile_matches_yarn_list() -> None:
     ours = {(p.name, p.version) for p in lock.packages}
     optional = {(p.name, p.version) for p in lock.packages if p.optional}
     assert truth - {("lib", "1.0.0")} <= ours and ours - truth <= optional
+
+
+def test_bun_lockfile_matches_bun_pm_ls() -> None:
+    folder = _built("bun1", ["npx", "--yes", "bun@1", "install", "--ignore-scripts",
+                             "--save-text-lockfile"], "bun.lock")
+    done = subprocess.run(["npx", "--yes", "bun@1", "pm", "ls", "--all"], cwd=folder,
+                          capture_output=True, text=True, timeout=300, check=False)
+    truth: set[tuple[str, str]] = set()
+    for line in done.stdout.splitlines():
+        item = line.strip().lstrip("│├└─ ").strip()
+        name, _, version = item.rpartition("@")
+        if name and version and not version.startswith(("workspace:", "link:")):
+            truth.add((ALIASES.get(name, name), version))
+    lock = _ours(folder / "bun.lock")
+    ours = {(p.name, p.version) for p in lock.packages}
+    optional = {(p.name, p.version) for p in lock.packages if p.optional}
+    assert truth and truth <= ours and ours - truth <= optional
+
+
+def test_yarn4_lockfile_matches_yarn_info() -> None:
+    folder = _built("yarn4", ["npx", "--yes", "-p", "@yarnpkg/cli-dist@4", "yarn", "install",
+                              "--mode=skip-build"], "yarn.lock",
+                    env={"YARN_ENABLE_IMMUTABLE_INSTALLS": "false"})
+    done = subprocess.run(["npx", "--yes", "-p", "@yarnpkg/cli-dist@4", "yarn", "info", "-A", "-R",
+                           "--json"], cwd=folder, capture_output=True, text=True, timeout=300,
+                          check=False)
+    truth: set[tuple[str, str]] = set()
+    for line in done.stdout.splitlines():
+        locator = str(json.loads(line)["value"])
+        if "@npm:" in locator:
+            name, _, version = locator.rpartition("@npm:")
+            truth.add((name, version))
+    ours = {(p.name, p.version) for p in _ours(folder / "yarn.lock").packages}
+    assert truth and ours == truth
