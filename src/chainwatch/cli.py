@@ -73,6 +73,20 @@ DbOpt = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: $CHAINWATCH_DB or a SQLite file in the user data dir).")]
 
 
+def _remember(verdicts: list[Verdict], db: str | None) -> None:
+    from chainwatch.intel.store import KnownBadStore
+
+    try:
+        store = KnownBadStore(db)
+        for verdict in verdicts:
+            rid = store.remember(verdict)
+            if rid:
+                err.print(f"remembered {verdict.target} as {rid} in the known-bad store",
+                          markup=False)
+    except Exception as exc:
+        err.print(f"warning: could not store the verdict: {exc}", markup=False)
+
+
 def _known_bad(db: str | None) -> KnownBadSource:
     """The database (when it can be opened) and the built-in list, asked together."""
     from chainwatch.intel import BuiltinKnownBad
@@ -116,6 +130,9 @@ def scan(
     cache_dir: CacheOpt = None,
     offline: OfflineOpt = False,
     db: DbOpt = None,
+    remember: Annotated[bool, typer.Option(
+        "--remember/--no-remember",
+        help="Store malicious verdicts in the known-bad store, so that exposure finds them.")] = True,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -156,6 +173,8 @@ def scan(
                     err.print(f"error: {spec}: {exc}", markup=False)
                 bar.advance(task)
     ordered = [verdicts[s] for s in targets if s in verdicts]
+    if remember and any(v.level is Level.MALICIOUS for v in ordered):
+        _remember(ordered, db)
     if ordered:
         if fmt is Format.table:
             out = render_table(ordered, color=sys.stdout.isatty(), show_all=show_all,

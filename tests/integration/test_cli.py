@@ -207,3 +207,19 @@ def test_fleet_memory_record_then_query(tmp_path: Path) -> None:
     none = run("exposure", "--query", "debug@4.4.3", "--db", db, cache=tmp_path)
     assert none.returncode == 0 and "held by 0" in none.stdout
     assert run("exposure", "--db", db, cache=tmp_path).returncode == 2
+
+
+def test_malicious_verdicts_are_remembered_for_exposure(packages: dict[str, Path], tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'kb.db'}"
+    r = run("scan", str(packages["bad"]), "--against", str(packages["base"]), "--db", db, cache=tmp_path)
+    assert r.returncode == 1 and "remembered left-padder@1.0.2" in r.stderr
+    project = tmp_path / "uses"
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps({"name": "u", "dependencies": {"left-padder": "1.0.2"}}))
+    exp = run("exposure", str(project), "--db", db, "--format", "json", cache=tmp_path)
+    assert exp.returncode == 1
+    assert json.loads(exp.stdout)["environments"][0]["hits"][0]["advisories"] == [
+        "CW-VERDICT-left-padder@1.0.2"]
+    again = run("scan", str(packages["bad"]), "--no-remember", "--db", f"sqlite:///{tmp_path / 'x.db'}",
+                cache=tmp_path)
+    assert "remembered" not in again.stderr

@@ -429,3 +429,17 @@ def test_oci_layout_image(tmp_path: Path) -> None:
                  f"blobs/{digest.replace(':', '/')}": layer})
     envs = [e for e in walk([image]) if isinstance(e, Environment)]
     assert [p.name for e in envs for p in e.packages] == ["debug"]
+
+
+def test_unreadable_folder_is_reported(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "package-lock.json").write_text(json.dumps(NPM_V3))
+    locked.chmod(0)
+    try:
+        results = list(walk([tmp_path]))
+    finally:
+        locked.chmod(0o755)
+    assert any(isinstance(r, FileError) and "cannot read" in r.message for r in results)

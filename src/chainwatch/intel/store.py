@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from sqlalchemy import (
 )
 
 from chainwatch.db import connect, metadata
-from chainwatch.model import Advisory
+from chainwatch.model import Advisory, Level, Verdict
 from chainwatch.versions import parse, precedence
 
 advisories = Table(
@@ -177,6 +178,20 @@ class KnownBadStore:
                  "all_versions": False, **row} for r in unique.values() for row in r.affected]
         conn.execute(insert(affected), rows)
         return len(unique)
+
+    def remember(self, verdict: Verdict) -> str | None:
+        """Store a malicious verdict as a known-bad record of chainwatch's own; its id."""
+        if verdict.level is not Level.MALICIOUS:
+            return None
+        ref = verdict.target
+        rid = f"CW-VERDICT-{ref.name}@{ref.version}"
+        top = verdict.findings[0].message if verdict.findings else verdict.explanation
+        self.import_records([Record(
+            {"id": rid, "source": "chainwatch verdict", "summary": f"{verdict.explanation}. {top}"[:2000],
+             "published": datetime.now(UTC).isoformat(timespec="seconds"), "modified": None,
+             "withdrawn": None, "aliases": "[]", "references": "[]"},
+            [{"advisory_id": rid, "package": ref.name, "version": ref.version}])])
+        return rid
 
     def lookup(self, name: str, version: str) -> list[Advisory]:
         with self.engine.connect() as conn:

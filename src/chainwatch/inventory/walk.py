@@ -64,7 +64,8 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
         if not root.is_dir():
             yield FileError(str(root), "no such file or folder")
             continue
-        for folder, dirs, files in os.walk(root, followlinks=False, onerror=None):
+        unreadable: list[OSError] = []
+        for folder, dirs, files in os.walk(root, followlinks=False, onerror=unreadable.append):
             here = Path(folder)
             rel_folder = here.relative_to(root).as_posix()
             dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not _excluded(
@@ -79,6 +80,8 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
                 if _excluded(rel, exclude) or (here / name).is_symlink():
                     continue
                 yield from _one_file(here / name, rel, extractors)
+        for problem in unreadable:
+            yield FileError(str(problem.filename or root), f"cannot read: {problem.strerror}")
 
 
 def _one_file(path: Path, rel: str, extractors: Sequence[Extractor]) -> Iterator[
