@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from chainwatch import __version__
 from chainwatch.errors import ChainwatchError, RegistryError
+from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
 
@@ -31,6 +32,9 @@ app.add_typer(rules_app, name="rules")
 db_app = typer.Typer(help="The known-bad store (OSV records and chainwatch's own).",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
+policy_app = typer.Typer(help="The install policy shared by check and the proxy.",
+                         no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
 err = Console(stderr=True, highlight=False)
 
 
@@ -326,6 +330,77 @@ def _answer_query(query: str, fmt: ExposureFormat, db: str | None) -> None:
             typer.echo(plain(f"  {s.recorded_at}  {s.label}  {s.source} ({s.kind})  "
                              f"{s.name}@{s.version} {'dev' if s.dev else 'prod'}  {s.path}"))
     if sightings:
+        raise typer.Exit(1)
+
+
+class CheckFormat(StrEnum):
+    table = "table"
+    json = "json"
+    sarif = "sarif"
+    github = "github"
+
+
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy TOML file.")]
+MinAgeOpt = Annotated[str | None, typer.Option(
+    "--min-age", help="Minimum release age, e.g. 48h or 7d (overrides the policy).")]
+
+
+def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
+    from chainwatch.gate.policy import load_policy
+
+    try:
+        return load_policy(policy_file, min_age)
+    except ChainwatchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code) from exc
+
+
+@policy_app.command("show")
+def policy_show(policy_file: PolicyOpt = None, min_age: MinAgeOpt = None) -> None:
+    """Print the effective policy (built-in defaults, the file, then flags) as TOML."""
+    import tomli_w
+
+    typer.echo(tomli_w.dumps(_policy(policy_file, min_age).to_toml()), nl=False)
+
+
+@app.command()
+def check(
+    paths: PathsArg,
+    policy_file: PolicyOpt = None,
+    min_age: MinAgeOpt = None,
+    fmt: Annotated[CheckFormat, typer.Option("--format", "-f")] = CheckFormat.table,
+    exclude: ExcludeOpt = None,
+    registry: RegistryOpt = None,
+    cache_dir: CacheOpt = None,
+    offline: OfflineOpt = False,
+    db: DbOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check every resolved version in the lockfiles under PATHS against the policy."""
+    from chainwatch.gate.check import Checker
+    from chainwatch.output import check as out
+    from chainwatch.registry import NpmConfig, RegistryClient
+
+    policy = _policy(policy_file, min_age)
+    envs, _errors = _collect(paths, exclude, quiet)
+    envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
+    client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
+    with client:
+        checker = Checker(policy, client, _known_bad(db))
+        with err.status("checking versions against the policy …"):
+            placed = checker.check(envs)
+    checked = len({(p.name, p.version) for e in envs for p in e.packages if p.exact})
+    if fmt is CheckFormat.json:
+        text = out.check_json(placed, checked)
+    elif fmt is CheckFormat.sarif:
+        text = out.check_sarif(placed)
+    elif fmt is CheckFormat.github:
+        text = out.check_github(placed)
+    else:
+        text = out.check_table(placed, checked, Console().width)
+    if text:
+        typer.echo(text, nl=not text.endswith("\n"))
+    if any(p.decision.action == "block" for p in placed):
         raise typer.Exit(1)
 
 

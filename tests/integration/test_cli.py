@@ -223,3 +223,28 @@ def test_malicious_verdicts_are_remembered_for_exposure(packages: dict[str, Path
     again = run("scan", str(packages["bad"]), "--no-remember", "--db", f"sqlite:///{tmp_path / 'x.db'}",
                 cache=tmp_path)
     assert "remembered" not in again.stderr
+
+
+def test_policy_show_and_check(tmp_path: Path) -> None:
+    shown = run("policy", "show", "--min-age", "7d", cache=tmp_path)
+    assert shown.returncode == 0 and 'duration = "1w"' in shown.stdout
+    project = tmp_path / "ci"
+    project.mkdir()
+    (project / "package-lock.json").write_text(json.dumps({
+        "name": "app", "lockfileVersion": 3, "packages": {
+            "": {"name": "app", "dependencies": {"debug": "^4.4.0"}},
+            "node_modules/debug": {"version": "4.4.2"}}}))
+    down = ["--offline"]  # no registry metadata: known-bad still blocks, the rest warns
+    r = run("check", str(project), *down, "--format", "json", cache=tmp_path)
+    assert r.returncode == 1, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["schema"] == "chainwatch.check/1" and doc["summary"]["blocked"] == 1
+    rules = {(d["rule"], d["action"]) for d in doc["decisions"]}
+    assert ("known-bad", "block") in rules and ("registry", "warn") in rules
+    gh = run("check", str(project), *down, "--format", "github", cache=tmp_path)
+    assert gh.stdout.startswith("::error file=") and "known-bad" in gh.stdout
+    policy = tmp_path / "p.toml"
+    policy.write_text("[known-bad]\naction = 'warn'\n")
+    assert run("check", str(project), *down, "--policy", str(policy), cache=tmp_path).returncode == 0
+    policy.write_text("[known-bad]\naction = 'sometimes'\n")
+    assert run("check", str(project), "--policy", str(policy), cache=tmp_path).returncode == 2

@@ -1,0 +1,180 @@
+"""The CI gate: every resolved version in the lockfiles found, judged against the policy."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chainwatch.analysis.detectors import INSTALL_HOOKS
+from chainwatch.analysis.metadata import metadata_signals
+from chainwatch.errors import ChainwatchError
+from chainwatch.gate.policy import Policy
+from chainwatch.intel.base import KnownBadSource
+from chainwatch.model import Environment
+from chainwatch.registry.client import RegistryClient
+from chainwatch.registry.packument import (
+    baseline_version,
+    release_from_packument,
+    slim_packument,
+)
+from chainwatch.versions import parse, sort_versions
+
+TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
+RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str
+    version: str
+    action: str  # block | warn
+    rule: str
+    reason: str
+    suggestion: str | None = None
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A decision where it applies: which lockfile, dev or not, through which path."""
+
+    decision: Decision
+    source: str
+    dev: bool
+    path: tuple[str, ...]
+
+
+def _when(stamp: str | None) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class Checker:
+    def __init__(self, policy: Policy, client: RegistryClient | None,
+                 known_bad: KnownBadSource, now: datetime | None = None) -> None:
+        self.policy = policy
+        self.client = client
+        self.known_bad = known_bad
+        self.now = now or datetime.now(UTC)
+        self._packuments: dict[str, dict[str, Any] | ChainwatchError] = {}
+        self._lock = threading.Lock()
+
+    def _packument(self, name: str) -> dict[str, Any]:
+        with self._lock:
+            cached = self._packuments.get(name)
+        if cached is None:
+            if self.client is None:
+                raise ChainwatchError("no registry client")
+            try:
+                cached = slim_packument(self.client.packument(name))
+            except ChainwatchError as exc:
+                cached = exc
+            with self._lock:
+                self._packuments[name] = cached
+        if isinstance(cached, ChainwatchError):
+            raise cached
+        return cached
+
+    def evaluate(self, name: str, version: str) -> list[Decision]:
+        doc: dict[str, Any] | None = None
+        problems: list[tuple[str, str, str]] = []
+        if self._needs_registry():
+            try:
+                doc = self._packument(name)
+            except ChainwatchError as exc:
+                problems.append(("warn", "registry", f"registry metadata unavailable: {exc}"))
+        if doc is not None and version not in (doc.get("versions") or {}):
+            problems.append(("warn", "registry", "version not in the registry (unpublished?)"))
+        return [Decision(name, version, action, rule, reason,
+                         self.suggest(name, version, doc) if action == "block" and doc else None)
+                for action, rule, reason in [*self._decide(name, version, doc), *problems]]
+
+    def _needs_registry(self) -> bool:
+        p = self.policy
+        return any(a != "off" for a in (p.min_age, p.install_scripts, p.new_install_script,
+                                        p.trust_downgrade, p.publisher_change))
+
+    def _decide(self, name: str, version: str,
+                doc: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+        """Every rule that fires for this version, after exceptions: (action, rule, reason)."""
+        if self.policy.exception_for(name, version) is not None:
+            return []
+        found: list[tuple[str, str, str]] = []
+        if self.policy.known_bad != "off":
+            for advisory in self.known_bad.lookup(name, version):
+                found.append((self.policy.known_bad, "known-bad",
+                              f"listed by {advisory.id}: {advisory.summary[:160]}"))
+        if doc is not None and version in (doc.get("versions") or {}):
+            found.extend(self._metadata_rules(doc, name, version))
+        return found
+
+    def _metadata_rules(self, doc: dict[str, Any], name: str,
+                        version: str) -> Iterable[tuple[str, str, str]]:
+        p = self.policy
+        release = release_from_packument(doc, version)
+        published = _when(release.published)
+        if p.min_age != "off" and published and not p.age_exempt(name):
+            age = self.now - published
+            if age < p.min_age_duration:
+                yield (p.min_age, "min-age",
+                       f"published {_ago(age)} ago; the policy wants {_ago(p.min_age_duration)}")
+        hooks = {h: c for h, c in release.scripts.items() if h in RUN_AT_INSTALL}
+        base_version = baseline_version(doc, version)
+        base = release_from_packument(doc, base_version) if base_version else None
+        if hooks and p.new_install_script != "off" and base is not None and not any(
+                h in RUN_AT_INSTALL for h in base.scripts):
+            yield (p.new_install_script, "new-install-script",
+                   f"{', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]} is new since "
+                   f"{base.ref.version}")
+        elif hooks and p.install_scripts != "off" and not p.allowed_scripts(name):
+            yield (p.install_scripts, "install-scripts",
+                   f"runs {', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]} at install")
+        if p.trust_downgrade != "off" or p.publisher_change != "off":
+            for signal in metadata_signals(doc, release, base, None):
+                if signal.rule in TRUST_RULES and p.trust_downgrade != "off":
+                    yield (p.trust_downgrade, "trust-downgrade", signal.message)
+                elif signal.rule == "CW-META-NEW-PUBLISHER" and p.publisher_change != "off":
+                    yield (p.publisher_change, "publisher-change", signal.message)
+
+    def suggest(self, name: str, version: str, doc: dict[str, Any]) -> str | None:
+        """The newest stable version the whole policy lets through (up to 30 are tried)."""
+        latest = (doc.get("dist-tags") or {}).get("latest")
+        top = parse(latest) if isinstance(latest, str) else None
+        tried = 0
+        for candidate in reversed(sort_versions(doc.get("versions") or {})):
+            parsed = parse(candidate)
+            if (parsed is None or parsed.prerelease or candidate == version
+                    or (top is not None and parsed > top)
+                    or (doc["versions"][candidate] or {}).get("deprecated")):
+                continue
+            tried += 1
+            if tried > 30:
+                return None
+            if not any(action == "block" for action, _, _ in self._decide(name, candidate, doc)):
+                return candidate
+        return None
+
+    def check(self, envs: list[Environment], jobs: int = 8) -> list[Placed]:
+        unique = sorted({(p.name, p.version) for e in envs for p in e.packages if p.exact})
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = dict(zip(unique, pool.map(lambda nv: self.evaluate(*nv), unique),
+                               strict=True))
+        placed: list[Placed] = []
+        for env in envs:
+            for package in env.packages:
+                for decision in results.get((package.name, package.version), []):
+                    placed.append(Placed(decision, env.source, package.dev,
+                                         package.paths[0] if package.paths else ()))
+        return placed
+
+
+def _ago(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"

@@ -1,0 +1,88 @@
+"""Outputs of ``chainwatch check``: table, json, sarif, github (workflow annotations)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from chainwatch import __version__
+from chainwatch.gate.check import Placed
+from chainwatch.output.escape import plain
+from chainwatch.output.table import safe
+
+
+def _row(p: Placed) -> dict[str, object]:
+    d = p.decision
+    return {"name": d.name, "version": d.version, "action": d.action, "rule": d.rule,
+            "reason": d.reason, "suggestion": d.suggestion, "source": p.source, "dev": p.dev,
+            "path": list(p.path)}
+
+
+def summary(placed: Sequence[Placed], checked: int) -> dict[str, int]:
+    return {"checked": checked,
+            "blocked": len({(p.decision.name, p.decision.version) for p in placed
+                            if p.decision.action == "block"}),
+            "warned": len({(p.decision.name, p.decision.version) for p in placed
+                           if p.decision.action == "warn"})}
+
+
+def check_json(placed: Sequence[Placed], checked: int) -> str:
+    return json.dumps({"schema": "chainwatch.check/1", "summary": summary(placed, checked),
+                       "decisions": [_row(p) for p in placed]}, indent=2)
+
+
+def check_table(placed: Sequence[Placed], checked: int, width: int = 120) -> str:
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, no_color=True, highlight=False)
+    s = summary(placed, checked)
+    console.print(f"{s['checked']} versions checked: {s['blocked']} blocked, {s['warned']} warned")
+    if placed:
+        table = Table(box=None)
+        for col in ("action", "package", "rule", "why", "instead", "where"):
+            table.add_column(col, overflow="fold")
+        for p in sorted(placed, key=lambda p: (p.decision.action != "block", p.decision.name)):
+            d = p.decision
+            table.add_row(d.action, safe(f"{d.name}@{d.version}"), d.rule, safe(d.reason),
+                          safe(d.suggestion or "-"),
+                          safe(f"{p.source}" + (f" ({' > '.join(p.path)})" if p.path else "")))
+        console.print(table)
+    return buf.getvalue()
+
+
+def _gh_escape(text: str) -> str:
+    return plain(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def check_github(placed: Sequence[Placed]) -> str:
+    """GitHub Actions workflow commands: one annotation per decision."""
+    lines = []
+    for p in placed:
+        d = p.decision
+        level = "error" if d.action == "block" else "warning"
+        props = f"file={_gh_escape(p.source).replace(',', '%2C').replace(':', '%3A')}"
+        message = f"{d.name}@{d.version}: {d.reason}" + (
+            f" (use {d.suggestion})" if d.suggestion else "")
+        lines.append(f"::{level} {props},title=chainwatch {d.rule}::{_gh_escape(message)}")
+    return "\n".join(lines)
+
+
+def check_sarif(placed: Sequence[Placed]) -> str:
+    rules = sorted({p.decision.rule for p in placed})
+    results = [{
+        "ruleId": f"CW-POLICY-{p.decision.rule.upper()}",
+        "level": "error" if p.decision.action == "block" else "warning",
+        "message": {"text": plain(f"{p.decision.name}@{p.decision.version}: {p.decision.reason}")},
+        "locations": [{"physicalLocation": {"artifactLocation": {
+            "uri": plain(p.source).replace(" ", "%20")}}}],
+    } for p in placed]
+    return json.dumps({
+        "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/"
+                   "sarif-schema-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": {"name": "chainwatch", "version": __version__, "rules": [
+            {"id": f"CW-POLICY-{r.upper()}", "shortDescription": {"text": f"policy: {r}"}}
+            for r in rules]}}, "results": results}]}, indent=2)

@@ -1,0 +1,123 @@
+"""Policy parsing and the check rules, against an in-process fake registry."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chainwatch.errors import UsageError
+from chainwatch.gate.check import Checker
+from chainwatch.gate.policy import load_policy, parse_duration
+from chainwatch.intel import BuiltinKnownBad
+from chainwatch.model import Environment, InstalledPackage
+from chainwatch.registry import NpmConfig, RegistryClient
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+REG = "https://registry.test.invalid/"
+
+
+def version(v: str, scripts: dict[str, str] | None = None, provenance: bool = False,
+            publisher: str = "alice") -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": "pkg", "version": v, "scripts": scripts or {},
+                           "_npmUser": {"name": publisher, "email": f"{publisher}@x.invalid"},
+                           "dist": {"tarball": f"{REG}pkg/-/pkg-{v}.tgz"}}
+    if provenance:
+        doc["dist"]["attestations"] = {"provenance": {"predicateType": "slsa"}}
+    return doc
+
+
+PACKUMENT = {
+    "name": "pkg", "dist-tags": {"latest": "1.3.0"},
+    "versions": {"1.0.0": version("1.0.0", provenance=True),
+                 "1.1.0": version("1.1.0", provenance=True),
+                 "1.2.0": version("1.2.0", {"postinstall": "node x.js"}, publisher="mallory"),
+                 "1.3.0": version("1.3.0", {"postinstall": "node x.js"}, provenance=True)},
+    "time": {"1.0.0": "2026-01-01T00:00:00Z", "1.1.0": "2026-06-01T00:00:00Z",
+             "1.2.0": "2026-11-20T00:00:00Z", "1.3.0": (NOW - timedelta(hours=3)).isoformat()},
+}
+
+
+def checker(tmp_path: Path, policy_text: str = "") -> Checker:
+    path = tmp_path / "policy.toml"
+    path.write_text(policy_text)
+    client = RegistryClient(NpmConfig(registry=REG), tmp_path, backoff=0,
+                            transport=httpx.MockTransport(
+                                lambda r: httpx.Response(200, json=PACKUMENT)))
+    return Checker(load_policy(path), client, BuiltinKnownBad(), now=NOW)
+
+
+def rules(c: Checker, v: str) -> dict[str, str]:
+    return {d.rule: d.action for d in c.evaluate("pkg", v)}
+
+
+def test_durations() -> None:
+    assert parse_duration("48h") == timedelta(hours=48)
+    assert parse_duration("7d") == timedelta(days=7) and parse_duration("2w") == timedelta(days=14)
+    with pytest.raises(UsageError):
+        parse_duration("soon")
+
+
+def test_rules_on_a_fake_registry(tmp_path: Path) -> None:
+    c = checker(tmp_path)
+    assert rules(c, "1.0.0") == {}
+    # too young, and its install script is not allow-listed
+    assert rules(c, "1.3.0") == {"min-age": "block", "install-scripts": "warn"}
+    # a new install script since 1.1.0, provenance lost, new publisher
+    assert rules(c, "1.2.0") == {"new-install-script": "block", "trust-downgrade": "block",
+                                 "publisher-change": "warn"}
+    blocked = [d for d in c.evaluate("pkg", "1.3.0") if d.action == "block"]
+    assert blocked[0].suggestion == "1.1.0"  # 1.2.0 is old enough, but 1.1.0 passes all
+
+
+def test_policy_file_overrides_and_exceptions(tmp_path: Path) -> None:
+    text = """
+[min-age]
+duration = "1h"
+[install-scripts]
+action = "off"
+new-in-bump = "warn"
+[trust-downgrade]
+action = "off"
+[[exceptions]]
+package = "pkg@1.2.x"
+reason = "reviewed by security on 2026-11-21"
+expires = "2099-01-01"
+"""
+    c = checker(tmp_path, text)
+    assert rules(c, "1.3.0") == {}
+    assert rules(c, "1.2.0") == {}  # the exception covers it
+    expired = text.replace("2099-01-01", "2020-01-01")
+    c = checker(tmp_path, expired)
+    assert rules(c, "1.2.0") == {"new-install-script": "warn", "publisher-change": "warn"}
+
+
+@pytest.mark.parametrize("text", [
+    "[min-age]\naction = 'maybe'\n",
+    "[[exceptions]]\npackage = 'pkg'\nreason = 'x'\nexpires = 2099-01-01\n",
+    "[[exceptions]]\npackage = 'pkg@not a range'\nreason = 'x'\nexpires = 2099-01-01\n",
+    "this is not toml [",
+])
+def test_bad_policies_are_clear_errors(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(UsageError):
+        load_policy(path)
+
+
+def test_check_places_decisions_and_known_bad_needs_no_registry(tmp_path: Path) -> None:
+    c = checker(tmp_path)
+    env = Environment("package-lock.json", "package-lock", "package-lock.json", (
+        InstalledPackage("pkg", "1.3.0", paths=(("app", "pkg"),)),
+        InstalledPackage("chalk", "5.6.1", dev=True, paths=(("app", "chalk"),))))
+    placed = c.check([env])
+    assert {(p.decision.name, p.decision.rule) for p in placed} >= {
+        ("pkg", "min-age"), ("chalk", "known-bad")}
+    chalk = next(p for p in placed if p.decision.rule == "known-bad")
+    assert chalk.dev and chalk.path == ("app", "chalk") and chalk.source == "package-lock.json"
+    assert json.dumps([p.decision.reason for p in placed])
+    assert date.today()  # the gate uses its own clock (NOW) for ages
