@@ -404,6 +404,35 @@ def check(
         raise typer.Exit(1)
 
 
+@app.command()
+def proxy(
+    upstream: Annotated[str, typer.Option("--upstream", help="The registry to filter.")] = (
+        "https://registry.npmjs.org/"),
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = (
+        "127.0.0.1:4873"),
+    policy_file: PolicyOpt = None,
+    min_age: MinAgeOpt = None,
+    db: DbOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve an npm-compatible registry that hides and refuses what the policy blocks."""
+    import uvicorn
+
+    from chainwatch.gate.check import Checker
+    from chainwatch.gate.proxy import Proxy
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        err.print(f"error: --listen wants HOST:PORT, not {listen!r}", markup=False)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    server = Proxy(upstream, Checker(_policy(policy_file, min_age), None, _known_bad(db)))
+    err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
+              f"with: npm config set registry http://{listen}/", markup=False)
+    uvicorn.run(server.app, host=host, port=int(port), log_level="info" if verbose else "warning")
+
+
 @db_app.command("import")
 def db_import(
     sources: Annotated[list[Path], typer.Argument(

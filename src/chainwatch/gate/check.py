@@ -94,14 +94,14 @@ class Checker:
             problems.append(("warn", "registry", "version not in the registry (unpublished?)"))
         return [Decision(name, version, action, rule, reason,
                          self.suggest(name, version, doc) if action == "block" and doc else None)
-                for action, rule, reason in [*self._decide(name, version, doc), *problems]]
+                for action, rule, reason in [*self.decide(name, version, doc), *problems]]
 
     def _needs_registry(self) -> bool:
         p = self.policy
         return any(a != "off" for a in (p.min_age, p.install_scripts, p.new_install_script,
                                         p.trust_downgrade, p.publisher_change))
 
-    def _decide(self, name: str, version: str,
+    def decide(self, name: str, version: str,
                 doc: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         """Every rule that fires for this version, after exceptions: (action, rule, reason)."""
         if self.policy.exception_for(name, version) is not None:
@@ -157,7 +157,7 @@ class Checker:
             tried += 1
             if tried > 30:
                 return None
-            if not any(action == "block" for action, _, _ in self._decide(name, candidate, doc)):
+            if not any(action == "block" for action, _, _ in self.decide(name, candidate, doc)):
                 return candidate
         return None
 
