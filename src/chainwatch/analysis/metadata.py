@@ -25,7 +25,8 @@ def _signal(rule: str, severity: Severity, capability: str, message: str,
                    message=message, file=file, reference=REF)
 
 
-def _when(stamp: str | None) -> datetime | None:
+def parse_time(stamp: str | None) -> datetime | None:
+    """An ISO timestamp from a packument's ``time`` map, or None."""
     if not stamp:
         return None
     try:
@@ -171,7 +172,7 @@ def metadata_signals(
 
     # -- timing -----------------------------------------------------------------------------
     if baseline and isinstance(times, dict):
-        t_new, t_old = _when(times.get(version)), _when(times.get(baseline.ref.version))
+        t_new, t_old = parse_time(times.get(version)), parse_time(times.get(baseline.ref.version))
         if t_new and t_old and (t_new - t_old).days >= 365:
             out.append(_signal(
                 "CW-META-DORMANT", Severity.LOW, "publisher-change",
@@ -206,9 +207,9 @@ def young_dependencies(added: dict[str, str], created: dict[str, str | None],
     the registry could not be asked, and nothing is said about that dependency.
     """
     out: list[Finding] = []
-    when = _when(published)
+    when = parse_time(published)
     for dep in sorted(added):
-        born = _when(created.get(dep))
+        born = parse_time(created.get(dep))
         if born is None:
             continue
         age = (when - born).days if when else None

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chainwatch.analysis.detectors import INSTALL_HOOKS
-from chainwatch.analysis.metadata import metadata_signals
+from chainwatch.analysis.metadata import metadata_signals, parse_time
 from chainwatch.errors import ChainwatchError
 from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
@@ -45,15 +45,6 @@ class Placed:
     source: str
     dev: bool
     path: tuple[str, ...]
-
-
-def _when(stamp: str | None) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class Checker:
@@ -119,7 +110,7 @@ class Checker:
                         version: str) -> Iterable[tuple[str, str, str]]:
         p = self.policy
         release = release_from_packument(doc, version)
-        published = _when(release.published)
+        published = parse_time(release.published)
         if p.min_age != "off" and published and not p.age_exempt(name):
             age = self.now - published
             if age < p.min_age_duration:
