@@ -167,3 +167,21 @@ def test_the_cooldown_hides_a_version_published_seconds_ago(world: dict[str, obj
     assert done.returncode != 0  # both versions were published moments ago
     decisions = httpx.get(str(world["cooldown"]) + "-/chainwatch/decisions").json()["decisions"]
     assert {d["rule"] for d in decisions if d["package"] == "left-padder"} >= {"min-age"}
+
+
+def test_pnpm_installs_the_newest_allowed_version_through_the_proxy(
+        world: dict[str, object]) -> None:
+    if shutil.which("npx") is None:
+        pytest.skip("npx not installed")
+    folder = _project(world, "app5")
+    home = Path(str(world["home"]))
+    env = {**os.environ, "NPM_CONFIG_USERCONFIG": str(home / ".npmrc"),
+           "npm_config_cache": str(home / "npm-cache")}
+    done = subprocess.run(["npx", "--yes", "pnpm@9", "add", "left-padder", "--registry",
+                           str(world["policy"]), "--ignore-scripts",
+                           "--store-dir", str(folder / ".pnpm-store")],
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-500:] + done.stderr[-500:]
+    installed = json.loads((folder / "node_modules" / "left-padder" / "package.json").read_text())
+    assert installed["version"] == "1.0.0"
