@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
@@ -18,8 +19,10 @@ def manifest(name: str = "left-padder", version: str = "1.0.0", **extra: Any) ->
 
 
 def make_tgz(files: dict[str, str | bytes], prefix: str = "package/") -> bytes:
+    """A gzipped tarball, byte-for-byte the same for the same files (gzip mtime 0)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
         for path, content in files.items():
             data = content.encode() if isinstance(content, str) else content
             info = tarfile.TarInfo(prefix + path)

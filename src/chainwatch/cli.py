@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,6 +19,10 @@ from chainwatch.errors import ChainwatchError, RegistryError
 from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
+
+if TYPE_CHECKING:
+    from chainwatch.gate.scanning import ScanGate
+    from chainwatch.registry import RegistryClient
 
 app = typer.Typer(
     name="chainwatch",
@@ -343,6 +347,29 @@ class CheckFormat(StrEnum):
 PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy TOML file.")]
 MinAgeOpt = Annotated[str | None, typer.Option(
     "--min-age", help="Minimum release age, e.g. 48h or 7d (overrides the policy).")]
+ScanOpt = Annotated[bool, typer.Option(
+    "--scan/--no-scan", help="Apply the scan rule: scan releases within the policy's scan "
+    "window once (verdicts are kept in the database by integrity).")]
+
+
+def _scan_gate(policy: Policy, client: RegistryClient, db: str | None) -> ScanGate:
+    from chainwatch.gate.scanning import ScanGate
+    from chainwatch.intel.store import CombinedKnownBad
+    from chainwatch.scan import Scanner
+    from chainwatch.verdicts import VerdictStore
+
+    try:
+        store: VerdictStore | None = VerdictStore(db)
+    except Exception as exc:
+        if db:
+            err.print(f"error: cannot open the database {db}: {exc}", markup=False)
+            raise typer.Exit(2) from exc
+        err.print(f"warning: verdict memory unavailable ({exc}); verdicts are kept in memory",
+                  markup=False)
+        store = None
+    # the known-bad rule is separate; the scan rule judges the code and metadata alone
+    return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1), store,
+                    policy.scan_window)
 
 
 def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
@@ -374,6 +401,7 @@ def check(
     cache_dir: CacheOpt = None,
     offline: OfflineOpt = False,
     db: DbOpt = None,
+    scan: ScanOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Check every resolved version in the lockfiles under PATHS against the policy."""
@@ -386,8 +414,9 @@ def check(
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
     client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
     with client:
-        checker = Checker(policy, client, _known_bad(db))
-        with err.status("checking versions against the policy …"):
+        checker = Checker(policy, client, _known_bad(db),
+                          scans=_scan_gate(policy, client, db) if scan else None)
+        with err.status("checking versions against the policy (scanning recent releases) …"):
             placed = checker.check(envs)
     checked = len({(p.name, p.version) for e in envs for p in e.packages if p.exact})
     if fmt is CheckFormat.json:
@@ -413,6 +442,8 @@ def proxy(
     policy_file: PolicyOpt = None,
     min_age: MinAgeOpt = None,
     db: DbOpt = None,
+    scan: ScanOpt = True,
+    cache_dir: CacheOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve an npm-compatible registry that hides and refuses what the policy blocks."""
@@ -427,7 +458,13 @@ def proxy(
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
-    server = Proxy(upstream, Checker(_policy(policy_file, min_age), None, _known_bad(db)))
+    from chainwatch.registry import NpmConfig, RegistryClient
+
+    policy = _policy(policy_file, min_age)
+    # scans fetch from upstream with the operator's npm credentials, not the client's
+    client = RegistryClient(NpmConfig.load(upstream), cache_dir)
+    server = Proxy(upstream, Checker(policy, None, _known_bad(db),
+                                     scans=_scan_gate(policy, client, db) if scan else None))
     err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
               f"with: npm config set registry http://{listen}/", markup=False)
     uvicorn.run(server.app, host=host, port=int(port), log_level="info" if verbose else "warning")

@@ -24,7 +24,8 @@ def default_url() -> str:
 def connect(url: str | None = None) -> Engine:
     """An engine with every table created (the tables register themselves on ``metadata``)."""
     import chainwatch.fleet
-    import chainwatch.intel.store  # noqa: F401 - both define tables on the shared metadata
+    import chainwatch.intel.store
+    import chainwatch.verdicts  # noqa: F401 - each defines tables on the shared metadata
 
     engine = create_engine(url or default_url())
     if engine.dialect.name == "sqlite":

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import BENIGN_INDEX, clipper_source
 from tests.integration.conftest import FIXTURE_CACHE
 
 VERDACCIO = FIXTURE_CACHE / "verdaccio-6.8.0"
@@ -92,6 +93,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
             (pkg / "index.js").write_text("module.exports = (s) => String(s);\n")
             done = _npm(["publish", "--registry", registry], pkg, home)
             assert done.returncode == 0, done.stderr
+        # an inert replica of the September 2025 clipper appended to a patch release
+        for version, code in (("1.0.0", BENIGN_INDEX), ("1.0.1", BENIGN_INDEX + clipper_source())):
+            pkg = root / f"tint-{version}"
+            pkg.mkdir()
+            (pkg / "package.json").write_text(json.dumps(
+                {"name": "color-tint", "version": version, "main": "index.js"}))
+            (pkg / "index.js").write_text(code)
+            done = _npm(["publish", "--registry", registry], pkg, home)
+            assert done.returncode == 0, done.stderr
         osv = root / "MAL-2099-7.json"
         osv.write_text(json.dumps({"id": "MAL-2099-7", "summary": "inert test record",
                                    "affected": [{"package": {"ecosystem": "npm",
@@ -158,6 +168,27 @@ def test_npm_ci_with_a_pinned_blocked_version_fails_naming_the_rule(
                 folder, home, cache=folder / "fresh-npm-cache")
     assert done.returncode != 0
     assert "403" in done.stderr and "known-bad" in done.stderr
+
+
+def test_a_release_the_scan_finds_malicious_is_refused_then_hidden(
+        world: dict[str, object]) -> None:
+    folder = _project(world, "app6")
+    home = Path(str(world["home"]))
+    cache = folder / "npm-cache"  # npm keeps what it published in its own cache
+    done = _npm(["install", "color-tint@1.0.1", "--registry", str(world["policy"])], folder, home,
+                cache)
+    assert done.returncode != 0 and "scan-malicious" in done.stderr
+    assert not (folder / "node_modules" / "color-tint").exists()
+    # the verdict is remembered: the packument now hides 1.0.1 and npm takes 1.0.0
+    done = _npm(["install", "color-tint", "--registry", str(world["policy"])], folder, home,
+                cache)
+    assert done.returncode == 0, done.stderr
+    installed = json.loads((folder / "node_modules" / "color-tint" / "package.json").read_text())
+    assert installed["version"] == "1.0.0"
+    decisions = httpx.get(str(world["policy"]) + "-/chainwatch/decisions").json()["decisions"]
+    assert {(d["version"], d["action"], d["rule"]) for d in decisions
+            if d["package"] == "color-tint"} >= {("1.0.1", "refused", "scan-malicious"),
+                                                 ("1.0.1", "hidden", "scan-malicious")}
 
 
 def test_the_cooldown_hides_a_version_published_seconds_ago(world: dict[str, object]) -> None:

@@ -121,3 +121,92 @@ def test_check_places_decisions_and_known_bad_needs_no_registry(tmp_path: Path) 
     assert chalk.dev and chalk.path == ("app", "chalk") and chalk.source == "package-lock.json"
     assert json.dumps([p.decision.reason for p in placed])
     assert date.today()  # the gate uses its own clock (NOW) for ages
+
+
+# -- the scan rule ---------------------------------------------------------------------------
+def _scan_registry(times: dict[str, str]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    import base64
+    import hashlib
+
+    from tests.helpers import BENIGN_INDEX, clipper_source, make_tgz, manifest
+
+    bodies = {
+        "1.0.0": {"index.js": BENIGN_INDEX},
+        "1.0.1": {"index.js": BENIGN_INDEX + "\n" + clipper_source()},
+        "1.0.2": {"index.js": BENIGN_INDEX + "\n// typo fixed\n"},
+    }
+    tarballs = {v: make_tgz({"package.json": manifest(version=v), **files})
+                for v, files in bodies.items()}
+    doc = {"name": "left-padder", "dist-tags": {"latest": "1.0.2"},
+           "time": times, "versions": {v: {
+               "name": "left-padder", "version": v,
+               "dist": {"tarball": f"{REG}left-padder/-/left-padder-{v}.tgz",
+                        "integrity": "sha512-" + base64.b64encode(
+                            hashlib.sha512(t).digest()).decode()}}
+               for v, t in tarballs.items()}}
+    return doc, tarballs
+
+
+def _scan_checker(tmp_path: Path, db: str, times: dict[str, str],
+                  policy_text: str = "") -> tuple[Checker, Any, list[str]]:
+    from chainwatch.gate.scanning import ScanGate
+    from chainwatch.scan import Scanner
+    from chainwatch.verdicts import VerdictStore
+
+    doc, tarballs = _scan_registry(times)
+    fetched: list[str] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith(".tgz"):
+            fetched.append(path.rsplit("-", 1)[-1][:-4])
+            return httpx.Response(200, content=tarballs[path.rsplit("-", 1)[-1][:-4]])
+        return httpx.Response(200, json=doc)
+
+    client = RegistryClient(NpmConfig(registry=REG), tmp_path / "cache", backoff=0,
+                            transport=httpx.MockTransport(registry))
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "p.toml").write_text(policy_text)
+    policy = load_policy(tmp_path / "p.toml", min_age="1h")
+    gate = ScanGate(Scanner(client, workers=1), VerdictStore(db), policy.scan_window)
+    return Checker(policy, client, BuiltinKnownBad(), now=NOW, scans=gate), gate, fetched
+
+
+def test_scan_rule_blocks_a_malicious_release_and_remembers_it(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    times = {"1.0.0": "2026-11-01T00:00:00Z", "1.0.1": "2026-11-20T00:00:00Z",
+             "1.0.2": "2026-11-21T00:00:00Z"}
+    c, gate, _fetched = _scan_checker(tmp_path, db, times)
+    decisions = c.evaluate("left-padder", "1.0.1")
+    scan = [d for d in decisions if d.rule.startswith("scan-")]
+    assert [(d.rule, d.action) for d in scan] == [("scan-malicious", "block")]
+    assert "against 1.0.0" in scan[0].reason
+    # 1.0.2 is clean against its baseline 1.0.1, and is what check suggests instead
+    assert scan[0].suggestion == "1.0.2" and gate.scans == 2
+    assert not [d for d in c.evaluate("left-padder", "1.0.2") if d.rule.startswith("scan-")]
+    # a second run (a new process) asks the database and scans nothing
+    c2, gate2, fetched2 = _scan_checker(tmp_path / "again", db, times)
+    assert {d.rule for d in c2.evaluate("left-padder", "1.0.1")} >= {"scan-malicious"}
+    assert gate2.scans == 0 and fetched2 == []
+
+
+def test_scan_rule_window_and_actions(tmp_path: Path) -> None:
+    old = {"1.0.0": "2024-01-01T00:00:00Z", "1.0.1": "2024-02-01T00:00:00Z",
+           "1.0.2": "2024-03-01T00:00:00Z"}
+    c, gate, fetched = _scan_checker(tmp_path, f"sqlite:///{tmp_path / 'v.db'}", old)
+    assert not [d for d in c.evaluate("left-padder", "1.0.1") if d.rule.startswith("scan-")]
+    assert gate.scans == 0 and fetched == []  # older than the 30-day window: not scanned
+    recent = {"1.0.0": "2026-11-01T00:00:00Z", "1.0.1": "2026-11-20T00:00:00Z",
+              "1.0.2": "2026-11-21T00:00:00Z"}
+    c, gate, _ = _scan_checker(tmp_path / "w", f"sqlite:///{tmp_path / 'w.db'}", recent,
+                               "[scan]\nmalicious = 'warn'\n")
+    assert {(d.rule, d.action) for d in c.evaluate("left-padder", "1.0.1")} == {
+        ("scan-malicious", "warn")}
+    c, gate, _ = _scan_checker(tmp_path / "o", f"sqlite:///{tmp_path / 'o.db'}", recent,
+                               "[scan]\nmalicious = 'off'\nsuspicious = 'off'\n")
+    assert c.evaluate("left-padder", "1.0.1") == [] and gate.scans == 0
+
+
+def test_scan_rule_in_policy_show() -> None:
+    shown = load_policy(None).to_toml()
+    assert shown["scan"] == {"malicious": "block", "suspicious": "warn", "window": "30d"}

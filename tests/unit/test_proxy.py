@@ -98,3 +98,157 @@ def test_upstream_down_is_502() -> None:
     r = asyncio.run(go())
     assert r.status_code == 502 and "unreachable" in r.json()["error"]
     assert json.dumps(r.json())
+
+
+def serve(proxy: Proxy, *requests: tuple[str, str]) -> list[httpx.Response]:
+    """Several requests against one proxy (so its cache is shared between them)."""
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app),
+                                     base_url="http://proxy.test") as client:
+            return [await client.request(m, p) for m, p in requests]
+
+    return asyncio.run(go())
+
+
+class Flaky:
+    """An upstream that answers, counts requests, and can be switched off or made slow."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.mode = "up"
+        self.etag_hits = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.mode == "down":
+            raise httpx.ConnectError("refused", request=request)
+        if self.mode == "slow":
+            raise httpx.ReadTimeout("no answer in time", request=request)
+        if self.mode == "error":
+            return httpx.Response(503, text="maintenance")
+        if request.headers.get("if-none-match") == '"v1"':
+            self.etag_hits += 1
+            return httpx.Response(304)
+        return httpx.Response(200, json=packument("debug"), headers={"ETag": '"v1"'})
+
+
+def test_cache_revalidates_and_never_serves_a_newly_blocked_version(tmp_path: Any) -> None:
+    from chainwatch.intel.store import CombinedKnownBad, KnownBadStore, Record
+
+    store = KnownBadStore(f"sqlite:///{tmp_path / 'kb.db'}")
+    upstream_ = Flaky()
+    proxy = Proxy(UP, Checker(Policy(), None, CombinedKnownBad(store, BuiltinKnownBad())),
+                  transport=httpx.MockTransport(upstream_), fresh_seconds=0)
+    first, tar_ok = serve(proxy, ("GET", "/debug"), ("GET", "/debug/-/debug-4.4.1.tgz"))
+    assert "4.4.1" in first.json()["versions"] and tar_ok.status_code == 200
+    # 4.4.1 becomes known-bad while the packument sits in the cache
+    store.import_records([Record(
+        {"id": "MAL-TEST-1", "source": "test", "summary": "test record", "published": None,
+         "modified": None, "withdrawn": None, "aliases": "[]", "references": "[]"},
+        [{"advisory_id": "MAL-TEST-1", "package": "debug", "version": "4.4.1"}])])
+    upstream_.mode = "down"  # and upstream goes away: the cached copy is served stale
+    again, tar = serve(proxy, ("GET", "/debug"), ("GET", "/debug/-/debug-4.4.1.tgz"))
+    assert again.status_code == 200 and again.headers["x-chainwatch-stale"]
+    assert again.json()["versions"] == {} and "latest" not in again.json()["dist-tags"]
+    assert tar.status_code == 403 and tar.json()["rule"] == "known-bad"
+
+
+def test_cache_is_fresh_for_a_while_then_asks_with_the_etag() -> None:
+    upstream_ = Flaky()
+    proxy = Proxy(UP, Checker(Policy(), None, BuiltinKnownBad()),
+                  transport=httpx.MockTransport(upstream_), fresh_seconds=60)
+    serve(proxy, ("GET", "/debug"), ("GET", "/debug"), ("GET", "/debug/-/debug-4.4.1.tgz"))
+    assert upstream_.calls == 2  # one packument fetch, one tarball
+    proxy.fresh_seconds = 0
+    assert serve(proxy, ("GET", "/debug"))[0].status_code == 200 and upstream_.etag_hits == 1
+
+
+def test_slow_or_failing_upstream_is_504_or_passed_on() -> None:
+    upstream_ = Flaky()
+    upstream_.mode = "slow"
+    proxy = Proxy(UP, Checker(Policy(), None, BuiltinKnownBad()),
+                  transport=httpx.MockTransport(upstream_))
+    slow = serve(proxy, ("GET", "/debug"))[0]
+    assert slow.status_code == 504 and "timed out" in slow.json()["error"]
+    upstream_.mode = "error"
+    assert serve(proxy, ("GET", "/debug"))[0].status_code == 503
+
+
+def test_huge_and_malformed_packuments_are_bounded_errors() -> None:
+    async def chunks() -> Any:
+        for _ in range(10_000):  # 640 MB if it were all read
+            yield b" " * 65536
+
+    def huge(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=chunks())  # streamed, no length
+
+    proxy = Proxy(UP, Checker(Policy(), None, BuiltinKnownBad()),
+                  transport=httpx.MockTransport(huge), max_packument=1024 * 1024)
+    r = serve(proxy, ("GET", "/debug"))[0]
+    assert r.status_code == 502 and "larger than" in r.json()["error"]
+    for body in (b"not json", b"[1, 2]", b'{"versions": []}'):
+        bad = Proxy(UP, Checker(Policy(), None, BuiltinKnownBad()),
+                    transport=httpx.MockTransport(lambda _r, b=body: httpx.Response(200, content=b)))
+        r = serve(bad, ("GET", "/debug"))[0]
+        assert r.status_code == 502 and "packument" in r.json()["error"]
+
+
+def test_scoped_name_encodings_and_traversal() -> None:
+    for path in ("/@scope%2fdebug", "/@scope%2Fdebug", "/%40scope%2fdebug", "/@scope/debug"):
+        r = call("GET", path)
+        assert r.status_code == 200 and r.json()["name"] == "@scope/debug", path
+    for path in ("/@scope/debug/-/debug-4.4.1.tgz", "/@scope%2fdebug/-/debug-4.4.1.tgz"):
+        assert call("GET", path).status_code == 200, path
+    for path in ("/debug/-/..%2f..%2fdebug-4.4.1.tgz", "/debug/-/../debug-4.4.1.tgz",
+                 "/@scope%252fdebug", "/%2e%2e/etc/passwd", "/debug%00", "/Debug", "/@/x"):
+        assert call("GET", path).status_code in (400, 404), path
+
+
+def test_scan_rule_hides_stored_malicious_and_scans_a_tarball_before_serving(
+        tmp_path: Any) -> None:
+    from chainwatch.gate.scanning import ScanGate
+    from chainwatch.model import Level, PackageRef, Verdict
+    from chainwatch.scan import Scanner
+    from chainwatch.verdicts import VerdictStore
+
+    class FakeScanner(Scanner):
+        """Counts scans; the verdict depends only on the version (the engine is tested apart)."""
+
+        def __init__(self) -> None:
+            super().__init__(None, workers=1)
+            self.scanned: list[str] = []
+
+        def scan(self, spec: str, against: str | None = None,
+                 packument: dict[str, Any] | None = None) -> Verdict:
+            ref = PackageRef.parse(spec)
+            self.scanned.append(ref.version)
+            level = Level.MALICIOUS if ref.version == "4.4.0" else Level.BENIGN
+            return Verdict(ref, level, 90 if level is Level.MALICIOUS else 0, "test verdict",
+                           (), (), integrity=f"sha512-{ref.version}")
+
+    store = VerdictStore(f"sqlite:///{tmp_path / 'v.db'}")
+    scanner = FakeScanner()
+    gate = ScanGate(scanner, store, timedelta(days=36500))
+
+    def up(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith(".tgz"):
+            return httpx.Response(200, content=b"TARBALL")
+        doc = packument("debug")
+        doc["versions"]["4.4.0"] = json.loads(json.dumps(doc["versions"]["4.4.1"]))
+        doc["versions"]["4.4.0"]["version"] = "4.4.0"
+        doc["time"]["4.4.0"] = "2024-12-01T00:00:00Z"
+        for v, data in doc["versions"].items():
+            data["dist"]["integrity"] = f"sha512-{v}"
+        return httpx.Response(200, json=doc)
+
+    proxy = Proxy(UP, Checker(Policy(), None, BuiltinKnownBad(), scans=gate),
+                  transport=httpx.MockTransport(up))
+    doc, bad, good = serve(proxy, ("GET", "/debug"), ("GET", "/debug/-/debug-4.4.0.tgz"),
+                           ("GET", "/debug/-/debug-4.4.1.tgz"))
+    assert "4.4.0" in doc.json()["versions"] and scanner.scanned == ["4.4.0", "4.4.1"]
+    assert bad.status_code == 403 and bad.json()["rule"] == "scan-malicious"
+    assert good.status_code == 200
+    # the stored verdict now hides 4.4.0 from the packument, without scanning again
+    assert "4.4.0" not in serve(proxy, ("GET", "/debug"))[0].json()["versions"]
+    assert scanner.scanned == ["4.4.0", "4.4.1"]

@@ -13,8 +13,9 @@ from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
 from chainwatch.errors import ChainwatchError
 from chainwatch.gate.policy import Policy
+from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import KnownBadSource
-from chainwatch.model import Environment
+from chainwatch.model import Environment, Level
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import (
     baseline_version,
@@ -49,10 +50,13 @@ class Placed:
 
 class Checker:
     def __init__(self, policy: Policy, client: RegistryClient | None,
-                 known_bad: KnownBadSource, now: datetime | None = None) -> None:
+                 known_bad: KnownBadSource, now: datetime | None = None,
+                 scans: ScanGate | None = None) -> None:
         self.policy = policy
         self.client = client
         self.known_bad = known_bad
+        #: scan verdicts (cached by integrity, scanned on demand); None switches the rule off
+        self.scans = scans
         self.now = now or datetime.now(UTC)
         self._packuments: dict[str, dict[str, Any] | ChainwatchError] = {}
         self._lock = threading.Lock()
@@ -85,16 +89,23 @@ class Checker:
             problems.append(("warn", "registry", "version not in the registry (unpublished?)"))
         return [Decision(name, version, action, rule, reason,
                          self.suggest(name, version, doc) if action == "block" and doc else None)
-                for action, rule, reason in [*self.decide(name, version, doc), *problems]]
+                for action, rule, reason in [*self.decide(name, version, doc, scan=True),
+                                             *problems]]
 
     def _needs_registry(self) -> bool:
         p = self.policy
+        scan_actions = (p.scan_malicious, p.scan_suspicious) if self.scans else ()
         return any(a != "off" for a in (p.min_age, p.install_scripts, p.new_install_script,
-                                        p.trust_downgrade, p.publisher_change))
+                                        p.trust_downgrade, p.publisher_change, *scan_actions))
 
-    def decide(self, name: str, version: str,
-                doc: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-        """Every rule that fires for this version, after exceptions: (action, rule, reason)."""
+    def decide(self, name: str, version: str, doc: dict[str, Any] | None,
+               scan: bool = False) -> list[tuple[str, str, str]]:
+        """Every rule that fires for this version, after exceptions: (action, rule, reason).
+
+        With ``scan``, a release within the scan window that has no stored verdict is scanned
+        now; otherwise only stored verdicts count (cheap enough for every version of a
+        packument).
+        """
         if self.policy.exception_for(name, version) is not None:
             return []
         found: list[tuple[str, str, str]] = []
@@ -104,7 +115,29 @@ class Checker:
                               f"listed by {advisory.id}: {advisory.summary[:160]}"))
         if doc is not None and version in (doc.get("versions") or {}):
             found.extend(self._metadata_rules(doc, name, version))
+            found.extend(self._scan_rules(doc, name, version, scan))
         return found
+
+    def _scan_rules(self, doc: dict[str, Any], name: str, version: str,
+                    scan: bool) -> Iterable[tuple[str, str, str]]:
+        p = self.policy
+        if self.scans is None or (p.scan_malicious == "off" and p.scan_suspicious == "off"):
+            return
+        try:
+            stored = (self.scans.verdict(name, version, doc, self.now) if scan else
+                      self.scans.cached(name, version,
+                                        release_from_packument(doc, version).integrity))
+        except ChainwatchError as exc:
+            yield ("warn", "scan-error", f"could not be scanned: {exc}")
+            return
+        if stored is None:
+            return
+        action = {Level.MALICIOUS: p.scan_malicious,
+                  Level.SUSPICIOUS: p.scan_suspicious}.get(stored.level, "off")
+        if action != "off":
+            yield (action, f"scan-{stored.level.value}",
+                   f"chainwatch scan against {stored.baseline or 'no baseline'}: "
+                   f"{stored.summary}"[:400])
 
     def _metadata_rules(self, doc: dict[str, Any], name: str,
                         version: str) -> Iterable[tuple[str, str, str]]:
@@ -135,7 +168,11 @@ class Checker:
                     yield (p.publisher_change, "publisher-change", signal.message)
 
     def suggest(self, name: str, version: str, doc: dict[str, Any]) -> str | None:
-        """The newest stable version the whole policy lets through (up to 30 are tried)."""
+        """The newest stable version the whole policy lets through (up to 30 are tried).
+
+        A candidate within the scan window is scanned too: suggesting an unscanned release
+        could send a team from one compromised version to the next.
+        """
         latest = (doc.get("dist-tags") or {}).get("latest")
         top = parse(latest) if isinstance(latest, str) else None
         tried = 0
@@ -148,7 +185,8 @@ class Checker:
             tried += 1
             if tried > 30:
                 return None
-            if not any(action == "block" for action, _, _ in self.decide(name, candidate, doc)):
+            if not any(action == "block"
+                       for action, _, _ in self.decide(name, candidate, doc, scan=True)):
                 return candidate
         return None
 

@@ -70,6 +70,11 @@ class Policy:
     new_install_script: str = "block"
     trust_downgrade: str = "block"
     publisher_change: str = "warn"
+    #: what a chainwatch scan verdict of malicious / suspicious does
+    scan_malicious: str = "block"
+    scan_suspicious: str = "warn"
+    #: versions published longer ago than this are not scanned (known-bad lists cover them)
+    scan_window: timedelta = timedelta(days=30)
     exceptions: tuple[Exception_, ...] = field(default_factory=tuple)
 
     def allowed_scripts(self, name: str) -> bool:
@@ -92,6 +97,8 @@ class Policy:
                                 "new-in-bump": self.new_install_script},
             "trust-downgrade": {"action": self.trust_downgrade},
             "publisher-change": {"action": self.publisher_change},
+            "scan": {"malicious": self.scan_malicious, "suspicious": self.scan_suspicious,
+                     "window": format_duration(self.scan_window)},
             "exceptions": [{"package": f"{e.package}@{e.range}", "reason": e.reason,
                             "expires": e.expires.isoformat()} for e in self.exceptions],
         }
@@ -122,6 +129,7 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
     kb = doc.get("known-bad", {})
     age = doc.get("min-age", {})
     scripts = doc.get("install-scripts", {})
+    scan = doc.get("scan", {})
     exceptions = []
     for i, raw in enumerate(doc.get("exceptions", [])):
         spec = str(raw.get("package", ""))
@@ -150,5 +158,8 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
                                 "trust-downgrade"),
         publisher_change=_action(doc.get("publisher-change", {}), "action",
                                  policy.publisher_change, "publisher-change"),
+        scan_malicious=_action(scan, "malicious", policy.scan_malicious, "scan"),
+        scan_suspicious=_action(scan, "suspicious", policy.scan_suspicious, "scan"),
+        scan_window=parse_duration(scan["window"]) if "window" in scan else policy.scan_window,
         exceptions=tuple(exceptions),
     )

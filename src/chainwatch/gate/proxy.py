@@ -12,15 +12,18 @@ request (so a cooled-down version appears by itself), and are logged and listed 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+import anyio.to_thread
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,6 +42,9 @@ _CORGI_FIELDS = ("name", "version", "dependencies", "optionalDependencies", "dev
                  "_hasShrinkwrap", "hasInstallScript", "cpu", "os", "deprecated", "funding",
                  "libc", "license")
 MAX_PACKUMENT = 128 * 1024 * 1024
+#: Cached packuments are reused this long before upstream is asked again (with If-None-Match).
+FRESH_SECONDS = 10.0
+CACHE_BYTES = 256 * 1024 * 1024
 
 
 def abbreviate(doc: dict[str, Any]) -> dict[str, Any]:
@@ -56,14 +62,66 @@ def package_from_path(raw_path: str) -> str | None:
     return name if _NAME.match(name) else None
 
 
+class TooLarge(Exception):
+    pass
+
+
+@dataclass
+class Cached:
+    raw: bytes
+    etag: str | None
+    fetched: float
+
+
+class PackumentCache:
+    """Raw upstream packuments, least recently used first out, bounded by their total size."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[tuple[str, str], Cached] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> Cached | None:
+        hit = self._entries.get(key)
+        if hit is not None:
+            self._entries.move_to_end(key)
+        return hit
+
+    def put(self, key: tuple[str, str], entry: Cached) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= len(old.raw)
+        if len(entry.raw) > self.max_bytes:
+            return
+        self._entries[key] = entry
+        self.size += len(entry.raw)
+        while self.size > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.size -= len(dropped.raw)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _error(status: int, message: str, **extra: str) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
 class Proxy:
     def __init__(self, upstream: str, checker: Checker, timeout: float = 30.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 fresh_seconds: float = FRESH_SECONDS, cache_bytes: int = CACHE_BYTES,
+                 max_packument: int = MAX_PACKUMENT) -> None:
         self.upstream = upstream.rstrip("/") + "/"
         self.checker = checker
+        self.fresh_seconds = fresh_seconds
+        self.max_packument = max_packument
+        self.cache = PackumentCache(cache_bytes)
         self.decisions: deque[dict[str, Any]] = deque(maxlen=1000)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0),
-                                      transport=transport, follow_redirects=True)
+                                      transport=transport, follow_redirects=True,
+                                      limits=httpx.Limits(max_connections=256,
+                                                          max_keepalive_connections=64))
         self.app = Starlette(routes=[
             Route("/-/chainwatch/health", self.health),
             Route("/-/chainwatch/decisions", self.list_decisions),
@@ -77,7 +135,8 @@ class Proxy:
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "upstream": self.upstream,
-                             "decisions": len(self.decisions)})
+                             "decisions": len(self.decisions), "cached_packuments": len(self.cache),
+                             "cached_bytes": self.cache.size})
 
     async def list_decisions(self, request: Request) -> Response:
         return JSONResponse({"decisions": list(self.decisions)})
@@ -86,49 +145,85 @@ class Proxy:
         auth = request.headers.get("authorization")
         return {"Authorization": auth} if auth else {}
 
-    async def _upstream_get(self, path: str, request: Request,
-                            accept: str = "application/json") -> httpx.Response | Response:
-        try:
-            return await self.http.get(self.upstream + path.lstrip("/"),
-                                       headers={"Accept": accept, **self._auth(request)})
-        except httpx.TimeoutException as exc:
-            return JSONResponse({"error": f"upstream timed out: {exc}"}, status_code=504)
-        except httpx.TransportError as exc:
-            return JSONResponse({"error": f"upstream unreachable: {exc}"}, status_code=502)
-
     async def route(self, request: Request) -> Response:
         raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
         if "/-/" in raw:
             name_part, _, file = raw.lstrip("/").partition("/-/")
             name = package_from_path(name_part)
-            if name and file.endswith(".tgz") and "/" not in file:
+            if name and file.endswith(".tgz") and "/" not in file and ".." not in file:
                 return await self.tarball(request, name, file)
-            return JSONResponse({"error": "not served by the chainwatch proxy"}, status_code=404)
+            return _error(404, "not served by the chainwatch proxy")
         name = package_from_path(raw)
         if name is None:
-            return JSONResponse({"error": "not a package name"}, status_code=400)
+            return _error(400, "not a package name")
         return await self.packument(request, name)
 
-    async def _full(self, request: Request, name: str) -> dict[str, Any] | Response:
-        got = await self._upstream_get(quote(name, safe="@"), request)
-        if isinstance(got, Response):
-            return got
-        if got.status_code != 200:
-            return Response(got.content, status_code=got.status_code,
-                            media_type=got.headers.get("content-type"))
-        if len(got.content) > MAX_PACKUMENT:
-            return JSONResponse({"error": "upstream packument too large"}, status_code=502)
+    async def _fetch(self, name: str, request: Request,
+                     etag: str | None) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body (read under the size limit) and headers of the upstream packument."""
+        headers = {"Accept": "application/json", **self._auth(request)}
+        if etag:
+            headers["If-None-Match"] = etag
+        req = self.http.build_request("GET", self.upstream + quote(name, safe="@"),
+                                      headers=headers)
+        response = await self.http.send(req, stream=True)
         try:
-            doc = json.loads(got.content)
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > self.max_packument:
+                raise TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > self.max_packument:
+                    raise TooLarge
+                chunks.append(chunk)
+            return response.status_code, b"".join(chunks), dict(response.headers)
+        finally:
+            await response.aclose()
+
+    async def _full(self, request: Request, name: str) -> tuple[dict[str, Any], bool] | Response:
+        """The upstream packument (and whether it is served stale), or an error response."""
+        key = (name, hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest())
+        cached = self.cache.get(key)
+        stale = False
+        if cached is not None and time.monotonic() - cached.fetched < self.fresh_seconds:
+            raw = cached.raw
+        else:
+            try:
+                status, raw, headers = await self._fetch(name, request,
+                                                         cached.etag if cached else None)
+            except TooLarge:
+                return _error(502, f"upstream packument of {name} is larger than "
+                                   f"{self.max_packument} bytes")
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if cached is None:
+                    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+                    return _error(504 if kind == "timed out" else 502,
+                                  f"upstream {kind}: {type(exc).__name__}: {exc}")
+                raw, stale = cached.raw, True
+            else:
+                if status == 304 and cached is not None:
+                    cached.fetched = time.monotonic()
+                    raw = cached.raw
+                elif status != 200:
+                    if status >= 500 and cached is not None:
+                        raw, stale = cached.raw, True
+                    else:
+                        return Response(raw, status_code=status,
+                                        media_type=headers.get("content-type"))
+                else:
+                    self.cache.put(key, Cached(raw, headers.get("etag"), time.monotonic()))
+        try:
+            doc = json.loads(raw)
         except ValueError:
-            return JSONResponse({"error": "upstream sent a packument that is not JSON"},
-                                status_code=502)
+            return _error(502, "upstream sent a packument that is not JSON")
         if not isinstance(doc, dict) or not isinstance(doc.get("versions", {}), dict):
-            return JSONResponse({"error": "upstream sent a malformed packument"}, status_code=502)
-        return doc
+            return _error(502, "upstream sent a malformed packument")
+        return doc, stale
 
     def _blocked(self, name: str, doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
-        """version -> (rule, reason) for every version the policy blocks."""
+        """version -> (rule, reason) for every version the policy blocks (stored verdicts only)."""
         out: dict[str, tuple[str, str]] = {}
         for version in doc.get("versions") or {}:
             for action, rule, reason in self.checker.decide(name, version, doc):
@@ -144,10 +239,11 @@ class Proxy:
         log.info("%s %s@%s %s: %s", action, name, version, rule, reason)
 
     async def packument(self, request: Request, name: str) -> Response:
-        doc = await self._full(request, name)
-        if isinstance(doc, Response):
-            return doc
-        blocked = self._blocked(name, doc)
+        got = await self._full(request, name)
+        if isinstance(got, Response):
+            return got
+        doc, stale = got
+        blocked = await anyio.to_thread.run_sync(self._blocked, name, doc)
         for version, (rule, reason) in blocked.items():
             self._record(name, version, "hidden", rule, reason)
             doc["versions"].pop(version, None)
@@ -156,7 +252,7 @@ class Proxy:
                    if (p := parse(v)) is not None and not p.prerelease]
         tags = doc.get("dist-tags") or {}
         for tag, version in list(tags.items()):
-            if version in blocked:
+            if version in blocked or version not in doc["versions"]:
                 if allowed:
                     tags[tag] = allowed[0]
                 else:
@@ -171,30 +267,34 @@ class Proxy:
         wants_corgi = ABBREVIATED in request.headers.get("accept", "")
         body = abbreviate(doc) if wants_corgi else doc
         return Response(json.dumps(body), media_type=ABBREVIATED if wants_corgi
-                        else "application/json")
+                        else "application/json",
+                        headers={"X-Chainwatch-Stale": "upstream unavailable"} if stale else None)
 
     async def tarball(self, request: Request, name: str, file: str) -> Response:
         base = name.rsplit("/", 1)[-1]
         version = file[len(base) + 1 : -4] if file.startswith(f"{base}-") else None
-        doc = await self._full(request, name)
-        if isinstance(doc, Response):
-            return doc
+        got = await self._full(request, name)
+        if isinstance(got, Response):
+            return got
+        doc, _ = got
         if version is None or version not in (doc.get("versions") or {}):
-            return JSONResponse({"error": f"unknown tarball {file}"}, status_code=404)
-        for action, rule, reason in self.checker.decide(name, version, doc):
+            return _error(404, f"unknown tarball {file}")
+        decided = await anyio.to_thread.run_sync(
+            lambda: self.checker.decide(name, version, doc, scan=True))
+        for action, rule, reason in decided:
             if action == "block":
                 self._record(name, version, "refused", rule, reason)
-                return JSONResponse({"error": f"chainwatch blocked {name}@{version}: {rule}: "
-                                              f"{reason}", "rule": rule}, status_code=403)
+                return _error(403, f"chainwatch blocked {name}@{version}: {rule}: {reason}",
+                              rule=rule)
         url = doc["versions"][version].get("dist", {}).get("tarball") or (
             f"{self.upstream}{quote(name, safe='@/')}/-/{file}")
         try:
             upstream = await self.http.send(self.http.build_request(
                 "GET", url, headers=self._auth(request)), stream=True)
         except httpx.TimeoutException as exc:
-            return JSONResponse({"error": f"upstream timed out: {exc}"}, status_code=504)
+            return _error(504, f"upstream timed out: {type(exc).__name__}: {exc}")
         except httpx.TransportError as exc:
-            return JSONResponse({"error": f"upstream unreachable: {exc}"}, status_code=502)
+            return _error(502, f"upstream unreachable: {type(exc).__name__}: {exc}")
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -203,5 +303,7 @@ class Proxy:
             finally:
                 await upstream.aclose()
 
-        return StreamingResponse(body(), status_code=upstream.status_code,
+        headers = {k: v for k, v in upstream.headers.items()
+                   if k.lower() in ("content-length", "etag", "last-modified")}
+        return StreamingResponse(body(), status_code=upstream.status_code, headers=headers,
                                  media_type="application/octet-stream")
