@@ -443,6 +443,9 @@ def proxy(
     min_age: MinAgeOpt = None,
     db: DbOpt = None,
     scan: ScanOpt = True,
+    cache_ttl: Annotated[str, typer.Option(
+        "--cache-ttl", help="How long a cached packument is used before upstream is asked "
+        "again (with its ETag); 0s asks every time. The policy is applied to every answer.")] = "10s",
     cache_dir: CacheOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -450,6 +453,7 @@ def proxy(
     import uvicorn
 
     from chainwatch.gate.check import Checker
+    from chainwatch.gate.policy import parse_duration
     from chainwatch.gate.proxy import Proxy
 
     host, _, port = listen.rpartition(":")
@@ -461,10 +465,16 @@ def proxy(
     from chainwatch.registry import NpmConfig, RegistryClient
 
     policy = _policy(policy_file, min_age)
+    try:
+        fresh = parse_duration(cache_ttl).total_seconds()
+    except ChainwatchError as exc:
+        err.print(f"error: --cache-ttl: {exc}", markup=False)
+        raise typer.Exit(2) from exc
     # scans fetch from upstream with the operator's npm credentials, not the client's
     client = RegistryClient(NpmConfig.load(upstream), cache_dir)
     server = Proxy(upstream, Checker(policy, None, _known_bad(db),
-                                     scans=_scan_gate(policy, client, db) if scan else None))
+                                     scans=_scan_gate(policy, client, db) if scan else None),
+                   fresh_seconds=fresh)
     err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
               f"with: npm config set registry http://{listen}/", markup=False)
     uvicorn.run(server.app, host=host, port=int(port), log_level="info" if verbose else "warning")

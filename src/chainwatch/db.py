@@ -25,7 +25,8 @@ def connect(url: str | None = None) -> Engine:
     """An engine with every table created (the tables register themselves on ``metadata``)."""
     import chainwatch.fleet
     import chainwatch.intel.store
-    import chainwatch.verdicts  # noqa: F401 - each defines tables on the shared metadata
+    import chainwatch.verdicts
+    import chainwatch.watch.state  # noqa: F401 - each defines tables on the shared metadata
 
     engine = create_engine(url or default_url())
     if engine.dialect.name == "sqlite":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from functools import lru_cache
 
@@ -24,11 +25,18 @@ def precedence(v: semver.Version) -> tuple[object, ...]:
     return (v.major, v.minor, v.patch, 0 if parts else 1, parts)
 
 
+@lru_cache(maxsize=512)
+def _ordered(versions: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[tuple[object, ...], ...]]:
+    """The valid versions in ascending order, and their sort keys (cached: a packument's
+    versions are ordered once, however many of them are asked about)."""
+    parsed = sorted(((precedence(p), v) for v in versions if (p := parse(v)) is not None),
+                    key=lambda item: item[0])
+    return tuple(v for _, v in parsed), tuple(k for k, _ in parsed)
+
+
 def sort_versions(versions: Iterable[str]) -> list[str]:
     """Valid semver versions in ascending order; invalid ones are left out."""
-    parsed = [(v, precedence(p)) for v in versions if (p := parse(v)) is not None]
-    parsed.sort(key=lambda item: item[1])
-    return [v for v, _ in parsed]
+    return list(_ordered(tuple(versions))[0])
 
 
 def previous_version(versions: Iterable[str], target: str) -> str | None:
@@ -36,14 +44,40 @@ def previous_version(versions: Iterable[str], target: str) -> str | None:
     tv = parse(target)
     if tv is None:
         return None
-    top = precedence(tv)
-    lower = [(v, p) for v in versions if (p := parse(v)) is not None and precedence(p) < top]
-    if not tv.prerelease:
-        stable = [(v, p) for v, p in lower if not p.prerelease]
-        lower = stable or lower
-    if not lower:
+    ordered, keys = _ordered(tuple(versions))
+    below = bisect_left(keys, precedence(tv))
+    if below == 0:
         return None
-    return max(lower, key=lambda item: precedence(item[1]))[0]
+    if not tv.prerelease:
+        for i in range(below - 1, -1, -1):
+            candidate = parse(ordered[i])
+            if candidate is not None and not candidate.prerelease:
+                return ordered[i]
+    return ordered[below - 1]
+
+
+def previous_versions(versions: Iterable[str]) -> dict[str, str | None]:
+    """``previous_version`` of every version at once, in one pass over the sorted order."""
+    ordered, keys = _ordered(tuple(versions))
+    out: dict[str, str | None] = {}
+    last_any: str | None = None
+    last_stable: str | None = None
+    i = 0
+    while i < len(ordered):
+        j = i  # versions of equal precedence ("1.0.0" and "v1.0.0") share their predecessors
+        while j < len(ordered) and keys[j] == keys[i]:
+            j += 1
+        for v in ordered[i:j]:
+            parsed = parse(v)
+            out[v] = last_any if parsed is not None and parsed.prerelease else (
+                last_stable or last_any)
+        for v in ordered[i:j]:
+            parsed = parse(v)
+            last_any = v
+            if parsed is not None and not parsed.prerelease:
+                last_stable = v
+        i = j
+    return out
 
 
 def bump_kind(old: str, new: str) -> str:

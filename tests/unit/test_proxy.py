@@ -252,3 +252,16 @@ def test_scan_rule_hides_stored_malicious_and_scans_a_tarball_before_serving(
     # the stored verdict now hides 4.4.0 from the packument, without scanning again
     assert "4.4.0" not in serve(proxy, ("GET", "/debug"))[0].json()["versions"]
     assert scanner.scanned == ["4.4.0", "4.4.1"]
+
+
+def test_the_age_rule_reads_the_clock_on_every_request() -> None:
+    import time as clock
+
+    checker = Checker(Policy(), None, BuiltinKnownBad())  # one checker, as a proxy keeps it
+    doc = packument("debug")
+    doc["time"]["4.4.1"] = (datetime.now(UTC) - timedelta(hours=48) + timedelta(
+        seconds=0.6)).isoformat()
+    assert [r for _, r, _ in checker.decide("debug", "4.4.1", doc)] == ["min-age"]
+    clock.sleep(1.0)  # now old enough
+    assert checker.decide("debug", "4.4.1", doc) == []
+    assert Checker(Policy(), None, BuiltinKnownBad(), now=NOW).now == NOW

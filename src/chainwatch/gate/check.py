@@ -15,14 +15,14 @@ from chainwatch.errors import ChainwatchError
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import KnownBadSource
-from chainwatch.model import Environment, Level
+from chainwatch.intel.store import package_view
+from chainwatch.model import Environment, Level, Release
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import (
-    baseline_version,
     release_from_packument,
     slim_packument,
 )
-from chainwatch.versions import parse, sort_versions
+from chainwatch.versions import parse, previous_versions, sort_versions
 
 TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
 RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
@@ -57,9 +57,18 @@ class Checker:
         self.known_bad = known_bad
         #: scan verdicts (cached by integrity, scanned on demand); None switches the rule off
         self.scans = scans
-        self.now = now or datetime.now(UTC)
+        self._fixed_now = now
         self._packuments: dict[str, dict[str, Any] | ChainwatchError] = {}
+        #: per release: its publish time and the rules that never change for it
+        self._static: dict[tuple[str, str, Any, str | None],
+                           tuple[datetime | None, list[tuple[str, str, str]]]] = {}
         self._lock = threading.Lock()
+
+    @property
+    def now(self) -> datetime:
+        """The clock the age rules read: fixed when given (tests, replays), else the real one,
+        so a long-running proxy lets a version through once it is old enough."""
+        return self._fixed_now or datetime.now(UTC)
 
     def _packument(self, name: str) -> dict[str, Any]:
         with self._lock:
@@ -106,17 +115,27 @@ class Checker:
         now; otherwise only stored verdicts count (cheap enough for every version of a
         packument).
         """
-        if self.policy.exception_for(name, version) is not None:
-            return []
-        found: list[tuple[str, str, str]] = []
-        if self.policy.known_bad != "off":
-            for advisory in self.known_bad.lookup(name, version):
+        return self.decide_all(name, [version], doc, scan)[version]
+
+    def decide_all(self, name: str, versions: Iterable[str], doc: dict[str, Any] | None,
+                   scan: bool = False) -> dict[str, list[tuple[str, str, str]]]:
+        """``decide`` for many versions of one package, reading the known-bad store once."""
+        view = package_view(self.known_bad, name) if self.policy.known_bad != "off" else None
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        listed = doc.get("versions") or {} if doc is not None else {}
+        bases = previous_versions(listed) if listed else {}
+        for version in versions:
+            found: list[tuple[str, str, str]] = []
+            out[version] = found
+            if self.policy.exception_for(name, version) is not None:
+                continue
+            for advisory in view.lookup(version) if view is not None else ():
                 found.append((self.policy.known_bad, "known-bad",
                               f"listed by {advisory.id}: {advisory.summary[:160]}"))
-        if doc is not None and version in (doc.get("versions") or {}):
-            found.extend(self._metadata_rules(doc, name, version))
-            found.extend(self._scan_rules(doc, name, version, scan))
-        return found
+            if doc is not None and version in listed:
+                found.extend(self._metadata_rules(doc, name, version, bases.get(version)))
+                found.extend(self._scan_rules(doc, name, version, scan))
+        return out
 
     def _scan_rules(self, doc: dict[str, Any], name: str, version: str,
                     scan: bool) -> Iterable[tuple[str, str, str]]:
@@ -139,18 +158,38 @@ class Checker:
                    f"chainwatch scan against {stored.baseline or 'no baseline'}: "
                    f"{stored.summary}"[:400])
 
-    def _metadata_rules(self, doc: dict[str, Any], name: str,
-                        version: str) -> Iterable[tuple[str, str, str]]:
+    def _metadata_rules(self, doc: dict[str, Any], name: str, version: str,
+                        base_version: str | None) -> Iterable[tuple[str, str, str]]:
         p = self.policy
-        release = release_from_packument(doc, version)
-        published = parse_time(release.published)
+        data = doc["versions"][version]
+        dist = data.get("dist") if isinstance(data, dict) else None
+        dist = dist if isinstance(dist, dict) else {}
+        key = (name, version, dist.get("integrity") or dist.get("tarball"), base_version)
+        with self._lock:
+            memo = self._static.get(key)
+        if memo is None:
+            release = release_from_packument(doc, version)
+            memo = (parse_time(release.published),
+                    list(self._static_rules(doc, name, release, base_version)))
+            with self._lock:
+                if len(self._static) > 200_000:
+                    self._static.clear()
+                self._static[key] = memo
+        published, static = memo
+        now = self.now
         if p.min_age != "off" and published and not p.age_exempt(name):
-            age = self.now - published
+            age = now - published
             if age < p.min_age_duration:
                 yield (p.min_age, "min-age",
                        f"published {_ago(age)} ago; the policy wants {_ago(p.min_age_duration)}")
+        yield from static
+
+    def _static_rules(self, doc: dict[str, Any], name: str, release: Release,
+                      base_version: str | None) -> Iterable[tuple[str, str, str]]:
+        """The rules that depend only on a release and the ones before it (never on the clock
+        or on the databases), kept per release so a big packument is judged quickly."""
+        p = self.policy
         hooks = {h: c for h, c in release.scripts.items() if h in RUN_AT_INSTALL}
-        base_version = baseline_version(doc, version)
         base = release_from_packument(doc, base_version) if base_version else None
         if hooks and p.new_install_script != "off" and base is not None and not any(
                 h in RUN_AT_INSTALL for h in base.scripts):

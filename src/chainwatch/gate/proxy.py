@@ -11,31 +11,32 @@ request (so a cooled-down version appears by itself), and are logged and listed 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-import json
 import logging
-import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
 import anyio.to_thread
 import httpx
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from chainwatch.gate.check import Checker
+from chainwatch.names import valid_package_name
+from chainwatch.registry.packument import slim_packument
 from chainwatch.versions import parse, sort_versions
 
 log = logging.getLogger("chainwatch.proxy")
 ABBREVIATED = "application/vnd.npm.install-v1+json"
-_NAME = re.compile(r"^(?:@[a-z0-9~][a-z0-9._~-]*/)?[a-z0-9~][a-z0-9._~-]*$")
 _CORGI_FIELDS = ("name", "version", "dependencies", "optionalDependencies", "devDependencies",
                  "bundleDependencies", "bundledDependencies", "peerDependencies",
                  "peerDependenciesMeta", "bin", "directories", "dist", "engines",
@@ -59,7 +60,7 @@ def abbreviate(doc: dict[str, Any]) -> dict[str, Any]:
 def package_from_path(raw_path: str) -> str | None:
     """``/@scope%2fname``, ``/@scope/name`` or ``/name`` → the package name, if valid."""
     name = unquote(raw_path.lstrip("/"))
-    return name if _NAME.match(name) else None
+    return name if valid_package_name(name) else None
 
 
 class TooLarge(Exception):
@@ -68,9 +69,20 @@ class TooLarge(Exception):
 
 @dataclass
 class Cached:
+    """One upstream packument: its bytes, the slim parsed form decisions read, and the
+    bodies already rendered for a given set of hidden versions (re-used only when the
+    decisions of this very request hide exactly that set)."""
+
     raw: bytes
     etag: str | None
     fetched: float
+    slim: dict[str, Any]
+    renders: dict[tuple[frozenset[str], bool, str], bytes] = field(default_factory=dict)
+    logged: frozenset[tuple[str, str]] = frozenset()
+
+    @property
+    def weight(self) -> int:
+        return 3 * len(self.raw) + sum(len(b) for b in self.renders.values())
 
 
 class PackumentCache:
@@ -90,14 +102,18 @@ class PackumentCache:
     def put(self, key: tuple[str, str], entry: Cached) -> None:
         old = self._entries.pop(key, None)
         if old is not None:
-            self.size -= len(old.raw)
-        if len(entry.raw) > self.max_bytes:
+            self.size -= old.weight
+        if entry.weight > self.max_bytes:
             return
         self._entries[key] = entry
-        self.size += len(entry.raw)
+        self.size += entry.weight
         while self.size > self.max_bytes:
             _, dropped = self._entries.popitem(last=False)
-            self.size -= len(dropped.raw)
+            self.size -= dropped.weight
+
+    def grew(self, entry: Cached, by: int) -> None:
+        if any(e is entry for e in self._entries.values()):
+            self.size += by
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -117,6 +133,7 @@ class Proxy:
         self.fresh_seconds = fresh_seconds
         self.max_packument = max_packument
         self.cache = PackumentCache(cache_bytes)
+        self._flights: dict[tuple[str, str], asyncio.Lock] = {}
         self.decisions: deque[dict[str, Any]] = deque(maxlen=1000)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0),
                                       transport=transport, follow_redirects=True,
@@ -182,51 +199,60 @@ class Proxy:
         finally:
             await response.aclose()
 
-    async def _full(self, request: Request, name: str) -> tuple[dict[str, Any], bool] | Response:
-        """The upstream packument (and whether it is served stale), or an error response."""
+    async def _entry(self, request: Request, name: str) -> tuple[Cached, bool] | Response:
+        """The upstream packument (and whether it is served stale), or an error response.
+
+        Concurrent requests for one packument wait for a single upstream fetch."""
         key = (name, hashlib.sha256(request.headers.get("authorization", "").encode()).hexdigest())
-        cached = self.cache.get(key)
-        stale = False
-        if cached is not None and time.monotonic() - cached.fetched < self.fresh_seconds:
-            raw = cached.raw
-        else:
+        lock = self._flights.setdefault(key, asyncio.Lock())
+        async with lock:
             try:
-                status, raw, headers = await self._fetch(name, request,
-                                                         cached.etag if cached else None)
-            except TooLarge:
-                return _error(502, f"upstream packument of {name} is larger than "
-                                   f"{self.max_packument} bytes")
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                if cached is None:
-                    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
-                    return _error(504 if kind == "timed out" else 502,
-                                  f"upstream {kind}: {type(exc).__name__}: {exc}")
-                raw, stale = cached.raw, True
-            else:
-                if status == 304 and cached is not None:
-                    cached.fetched = time.monotonic()
-                    raw = cached.raw
-                elif status != 200:
-                    if status >= 500 and cached is not None:
-                        raw, stale = cached.raw, True
-                    else:
-                        return Response(raw, status_code=status,
-                                        media_type=headers.get("content-type"))
-                else:
-                    self.cache.put(key, Cached(raw, headers.get("etag"), time.monotonic()))
+                return await self._refresh(request, name, key)
+            finally:
+                # a request still waiting keeps its lock object; one arriving later makes a
+                # new one (at worst a second fetch), so the table stays as small as the traffic
+                self._flights.pop(key, None)
+
+    async def _refresh(self, request: Request, name: str,
+                       key: tuple[str, str]) -> tuple[Cached, bool] | Response:
+        cached = self.cache.get(key)
+        if cached is not None and time.monotonic() - cached.fetched < self.fresh_seconds:
+            return cached, False
         try:
-            doc = json.loads(raw)
-        except ValueError:
+            status, raw, headers = await self._fetch(name, request,
+                                                     cached.etag if cached else None)
+        except TooLarge:
+            return _error(502, f"upstream packument of {name} is larger than "
+                               f"{self.max_packument} bytes")
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            if cached is not None:
+                return cached, True
+            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+            return _error(504 if kind == "timed out" else 502,
+                          f"upstream {kind}: {type(exc).__name__}: {exc}")
+        if status == 304 and cached is not None:
+            cached.fetched = time.monotonic()
+            return cached, False
+        if status != 200:
+            if status >= 500 and cached is not None:
+                return cached, True
+            return Response(raw, status_code=status, media_type=headers.get("content-type"))
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
             return _error(502, "upstream sent a packument that is not JSON")
         if not isinstance(doc, dict) or not isinstance(doc.get("versions", {}), dict):
             return _error(502, "upstream sent a malformed packument")
-        return doc, stale
+        entry = Cached(raw, headers.get("etag"), time.monotonic(), slim_packument(doc))
+        self.cache.put(key, entry)
+        return entry, False
 
     def _blocked(self, name: str, doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
         """version -> (rule, reason) for every version the policy blocks (stored verdicts only)."""
         out: dict[str, tuple[str, str]] = {}
-        for version in doc.get("versions") or {}:
-            for action, rule, reason in self.checker.decide(name, version, doc):
+        decided = self.checker.decide_all(name, list(doc.get("versions") or {}), doc)
+        for version, found in decided.items():
+            for action, rule, reason in found:
                 if action == "block":
                     out[version] = (rule, reason)
                     break
@@ -239,13 +265,36 @@ class Proxy:
         log.info("%s %s@%s %s: %s", action, name, version, rule, reason)
 
     async def packument(self, request: Request, name: str) -> Response:
-        got = await self._full(request, name)
+        got = await self._entry(request, name)
         if isinstance(got, Response):
             return got
-        doc, stale = got
-        blocked = await anyio.to_thread.run_sync(self._blocked, name, doc)
-        for version, (rule, reason) in blocked.items():
-            self._record(name, version, "hidden", rule, reason)
+        entry, stale = got
+        blocked = await anyio.to_thread.run_sync(self._blocked, name, entry.slim)
+        shown = frozenset((v, rule) for v, (rule, _) in blocked.items())
+        if shown != entry.logged:  # log what is hidden when it changes, not on every request
+            for version, (rule, reason) in blocked.items():
+                if (version, rule) not in entry.logged:
+                    self._record(name, version, "hidden", rule, reason)
+            entry.logged = shown
+        wants_corgi = ABBREVIATED in request.headers.get("accept", "")
+        render_key = (frozenset(blocked), wants_corgi, str(request.base_url))
+        body = entry.renders.get(render_key)
+        if body is None:
+            body = await anyio.to_thread.run_sync(
+                self._render, name, entry.raw, set(blocked), wants_corgi, render_key[2])
+            if len(entry.renders) >= 4:
+                self.cache.grew(entry, -sum(len(b) for b in entry.renders.values()))
+                entry.renders.clear()
+            entry.renders[render_key] = body
+            self.cache.grew(entry, len(body))
+        return Response(body, media_type=ABBREVIATED if wants_corgi else "application/json",
+                        headers={"X-Chainwatch-Stale": "upstream unavailable"} if stale else None)
+
+    @staticmethod
+    def _render(name: str, raw: bytes, blocked: set[str], corgi: bool, base: str) -> bytes:
+        """The packument as served: blocked versions removed, tags moved, tarballs via us."""
+        doc = orjson.loads(raw)
+        for version in blocked:
             doc["versions"].pop(version, None)
             (doc.get("time") or {}).pop(version, None)
         allowed = [v for v in reversed(sort_versions(doc["versions"]))
@@ -257,26 +306,21 @@ class Proxy:
                     tags[tag] = allowed[0]
                 else:
                     del tags[tag]
-        base = str(request.base_url)
         for data in doc["versions"].values():
             dist = data.get("dist") if isinstance(data, dict) else None
             if isinstance(dist, dict) and isinstance(dist.get("tarball"), str):
                 tail = dist["tarball"].split("/-/", 1)
                 if len(tail) == 2:
                     dist["tarball"] = f"{base}{quote(name, safe='@/')}/-/{tail[1]}"
-        wants_corgi = ABBREVIATED in request.headers.get("accept", "")
-        body = abbreviate(doc) if wants_corgi else doc
-        return Response(json.dumps(body), media_type=ABBREVIATED if wants_corgi
-                        else "application/json",
-                        headers={"X-Chainwatch-Stale": "upstream unavailable"} if stale else None)
+        return orjson.dumps(abbreviate(doc) if corgi else doc)
 
     async def tarball(self, request: Request, name: str, file: str) -> Response:
         base = name.rsplit("/", 1)[-1]
         version = file[len(base) + 1 : -4] if file.startswith(f"{base}-") else None
-        got = await self._full(request, name)
+        got = await self._entry(request, name)
         if isinstance(got, Response):
             return got
-        doc, _ = got
+        doc = got[0].slim
         if version is None or version not in (doc.get("versions") or {}):
             return _error(404, f"unknown tarball {file}")
         decided = await anyio.to_thread.run_sync(

@@ -202,20 +202,63 @@ class KnownBadStore:
                 .where(advisories.c.withdrawn.is_(None))
                 .where((affected.c.version == version) | affected.c.version.is_(None))
             ).mappings().all()
-        found: dict[str, Advisory] = {}
+        return KnownBadView(name, [dict(r) for r in rows]).lookup(version)
+
+    def package_view(self, name: str) -> KnownBadView:
+        """Every advisory row for one package, read in one query, then matched in memory."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(affected, advisories)
+                .join(advisories, advisories.c.id == affected.c.advisory_id)
+                .where(affected.c.package == name)
+                .where(advisories.c.withdrawn.is_(None))).mappings().all()
+        return KnownBadView(name, [dict(r) for r in rows])
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(advisories)).scalar_one())
+
+
+class KnownBadView:
+    """The advisories of one package, for asking about many of its versions cheaply."""
+
+    def __init__(self, name: str, rows: list[dict[str, Any]]) -> None:
+        self.name = name
+        self.exact: dict[str, list[dict[str, Any]]] = {}
+        self.ranges: list[dict[str, Any]] = []
         for row in rows:
+            if row["version"] is None:
+                self.ranges.append(row)
+            else:
+                self.exact.setdefault(row["version"], []).append(row)
+
+    def lookup(self, version: str) -> list[Advisory]:
+        found: dict[str, Advisory] = {}
+        for row in [*self.exact.get(version, ()), *self.ranges]:
             if row["version"] is None and not _in_range(version, row):
                 continue
             found.setdefault(row["advisory_id"], Advisory(
-                id=row["advisory_id"], package=name, versions=(version,),
+                id=row["advisory_id"], package=self.name, versions=(version,),
                 summary=row["summary"], source=row["source"],
                 references=tuple(json.loads(row["references"] or "[]")),
                 aliases=tuple(json.loads(row["aliases"] or "[]")), published=row["published"]))
         return list(found.values())
 
-    def count(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(advisories)).scalar_one())
+
+class _SourceView:
+    """A per-package view of a source that has no faster way (the built-in list is a dict)."""
+
+    def __init__(self, source: Any, name: str) -> None:
+        self.source, self.name = source, name
+
+    def lookup(self, version: str) -> list[Advisory]:
+        return list(self.source.lookup(self.name, version))
+
+
+def package_view(source: Any, name: str) -> Any:
+    """An object whose ``lookup(version)`` answers for one package, reading the source once."""
+    view = getattr(source, "package_view", None)
+    return view(name) if callable(view) else _SourceView(source, name)
 
 
 def _in_range(version: str, row: Any) -> bool:
@@ -244,8 +287,19 @@ class CombinedKnownBad:
         self.sources = sources
 
     def lookup(self, name: str, version: str) -> list[Advisory]:
+        return self.package_view(name).lookup(version)
+
+    def package_view(self, name: str) -> _CombinedView:
+        return _CombinedView([package_view(s, name) for s in self.sources])
+
+
+class _CombinedView:
+    def __init__(self, views: list[Any]) -> None:
+        self.views = views
+
+    def lookup(self, version: str) -> list[Advisory]:
         seen: dict[str, Advisory] = {}
-        for source in self.sources:
-            for advisory in source.lookup(name, version):
+        for view in self.views:
+            for advisory in view.lookup(version):
                 seen.setdefault(advisory.id, advisory)
         return list(seen.values())

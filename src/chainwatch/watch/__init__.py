@@ -1,0 +1,1 @@
+"""Watch: follow the registry, scan each new release of the watched packages, raise alerts."""

@@ -1,0 +1,127 @@
+"""Where alerts go: the log, a JSON webhook, a Slack-compatible webhook, a JSON-lines feed file.
+
+Each sink has a stable name (stored with each delivery, so a restart knows what is owed) and a
+``send`` that raises ``DeliveryError`` when the alert was not accepted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from chainwatch.output.escape import plain
+
+log = logging.getLogger("chainwatch.watch")
+
+
+class DeliveryError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Sink(Protocol):
+    name: str
+
+    def send(self, alert: dict[str, Any]) -> None: ...
+
+
+def headline(alert: dict[str, Any]) -> str:
+    if alert.get("kind") == "burst":
+        return (f"{alert['verdict'].upper()} release burst: {alert.get('publisher') or '?'} "
+                f"published {len(alert.get('releases', []))} packages within "
+                f"{alert.get('window_minutes')} min")
+    return (f"{alert['verdict'].upper()}: {alert['package']}@{alert['version']} "
+            f"(score {alert.get('score')})")
+
+
+class LogSink:
+    name = "log"
+
+    def send(self, alert: dict[str, Any]) -> None:
+        top = (alert.get("evidence") or [{}])[0]
+        log.warning("ALERT %s — %s %s", plain(headline(alert)),
+                    plain(str(top.get("rule", ""))),
+                    plain(str(top.get("message", ""))[:200]))
+
+
+class _Http:
+    def __init__(self, url: str, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url
+        self.http = httpx.Client(timeout=timeout, transport=transport)
+
+    def post(self, body: dict[str, Any], alert_id: str) -> None:
+        try:
+            r = self.http.post(self.url, json=body, headers={"Idempotency-Key": alert_id})
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        if r.status_code >= 300:
+            after = r.headers.get("retry-after", "")
+            raise DeliveryError(f"HTTP {r.status_code}",
+                                float(after) if after.isdigit() else None)
+
+
+class WebhookSink(_Http):
+    """POSTs the alert document as JSON (schema ``chainwatch.alert/1``)."""
+
+    def __init__(self, url: str, **kw: Any) -> None:
+        super().__init__(url, **kw)
+        self.name = f"webhook:{url}"
+
+    def send(self, alert: dict[str, Any]) -> None:
+        self.post(alert, alert["id"])
+
+
+def slack_escape(text: str) -> str:
+    """Slack mrkdwn control characters (``<``, ``>``, ``&``): author text cannot make links
+    or mentions."""
+    return plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+class SlackSink(_Http):
+    """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat)."""
+
+    def __init__(self, url: str, **kw: Any) -> None:
+        super().__init__(url, **kw)
+        self.name = f"slack:{url}"
+
+    def send(self, alert: dict[str, Any]) -> None:
+        lines = [f"*{slack_escape(headline(alert))}*"]
+        for item in (alert.get("evidence") or [])[:3]:
+            where = f"{item.get('file')}:{item.get('line')}" if item.get("file") else ""
+            lines.append(f"• `{slack_escape(str(item.get('rule')))}` "
+                         f"{slack_escape(str(item.get('message', ''))[:200])} "
+                         f"{slack_escape(where)}")
+        if alert.get("environments"):
+            lines.append(f"Held by {len(alert['environments'])} recorded environment(s): "
+                         + ", ".join(slack_escape(e["label"]) for e in alert["environments"][:5]))
+        if alert.get("action"):
+            lines.append(f"Action: {slack_escape(alert['action'])}")
+        self.post({"text": "\n".join(lines)}, alert["id"])
+
+
+class FeedSink:
+    """Appends one JSON line per alert; rolls the file over at ``max_bytes`` (keeps one old)."""
+
+    def __init__(self, path: Path, max_bytes: int = 50 * 1024 * 1024) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.name = f"feed:{path}"
+
+    def send(self, alert: dict[str, Any]) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and self.path.stat().st_size > self.max_bytes:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(alert, sort_keys=True) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            raise DeliveryError(str(exc)) from exc
