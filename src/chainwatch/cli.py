@@ -480,6 +480,130 @@ def proxy(
     uvicorn.run(server.app, host=host, port=int(port), log_level="info" if verbose else "warning")
 
 
+class AlertOn(StrEnum):
+    suspicious = "suspicious"
+    malicious = "malicious"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _setup_service_logging(fmt: LogFormat, verbose: bool) -> None:
+    import json as jsonlib
+
+    class JsonFormatter(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return jsonlib.dumps({"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+                                  "level": record.levelname.lower(), "logger": record.name,
+                                  "message": record.getMessage()})
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt is LogFormat.json else
+                         logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler],
+                        force=True)
+    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+@app.command()
+def watch(
+    packages_file: Annotated[Path | None, typer.Option(
+        "--packages", help="A file with one package name per line.")] = None,
+    from_paths: Annotated[list[Path] | None, typer.Option(
+        "--from", help="Watch every package these environments hold (lockfiles, "
+        "node_modules, SBOMs, images); repeatable.")] = None,
+    top: Annotated[int, typer.Option("--top", help="Watch the N most-downloaded packages.")] = 0,
+    interval: Annotated[str, typer.Option("--interval", help="Poll interval of a package.")] = "60s",
+    hot_interval: Annotated[str, typer.Option(
+        "--hot-interval", help="Poll interval of hot packages (popular or recently active).")] = "15s",
+    budget: Annotated[int, typer.Option(
+        "--budget", help="Registry requests per minute, all packages together.")] = 600,
+    webhook: Annotated[list[str] | None, typer.Option(
+        "--webhook", help="POST each alert as JSON to this URL; repeatable.")] = None,
+    slack: Annotated[list[str] | None, typer.Option(
+        "--slack", help="A Slack-compatible incoming webhook URL; repeatable.")] = None,
+    feed: Annotated[Path | None, typer.Option(
+        "--feed", help="Append each alert as a JSON line to this file.")] = None,
+    alert_on: Annotated[AlertOn, typer.Option("--alert-on")] = AlertOn.suspicious,
+    changes: Annotated[str | None, typer.Option(
+        "--changes", help="Follow this CouchDB-style _changes feed as well as polling.")] = None,
+    metrics_port: Annotated[int, typer.Option(
+        "--metrics-port", help="Serve Prometheus /metrics on this port (0: off).")] = 0,
+    once: Annotated[bool, typer.Option(
+        "--once", help="One pass (poll, scan, deliver), then exit.")] = False,
+    status: Annotated[bool, typer.Option("--status", help="Print the watcher's state.")] = False,
+    registry: RegistryOpt = None,
+    cache_dir: CacheOpt = None,
+    db: DbOpt = None,
+    log_format: Annotated[LogFormat, typer.Option("--log-format")] = LogFormat.text,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Follow the registry: scan each new release of the watched packages and raise alerts."""
+    import json as jsonlib
+    import signal
+    import threading
+
+    from chainwatch.db import connect
+    from chainwatch.fleet import Fleet
+    from chainwatch.gate.policy import parse_duration
+    from chainwatch.registry import NpmConfig, RegistryClient
+    from chainwatch.scan import Scanner
+    from chainwatch.verdicts import VerdictStore
+    from chainwatch.watch.changes import ChangesFeed
+    from chainwatch.watch.sinks import FeedSink, LogSink, Sink, SlackSink, WebhookSink
+    from chainwatch.watch.state import WatchState
+    from chainwatch.watch.watcher import WatchConfig, Watcher
+    from chainwatch.watch.watchlist import build_watchlist, top_packages
+
+    try:
+        engine = connect(db)
+    except Exception as exc:
+        err.print(f"error: cannot open the database {db or ''}: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    state = WatchState(engine)
+    if status:
+        typer.echo(jsonlib.dumps(state.status(), indent=2))
+        return
+    _setup_service_logging(log_format, verbose)
+    try:
+        names = build_watchlist(packages_file, from_paths or [], top)
+        config = WatchConfig(interval=parse_duration(interval).total_seconds(),
+                             hot_interval=parse_duration(hot_interval).total_seconds(),
+                             budget=budget, alert_on=Level(alert_on.value))
+    except ChainwatchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code) from exc
+    sinks: list[Sink] = [LogSink()]
+    sinks += [WebhookSink(u) for u in webhook or []]
+    sinks += [SlackSink(u) for u in slack or []]
+    if feed is not None:
+        sinks.append(FeedSink(feed))
+    client = RegistryClient(NpmConfig.load(registry), cache_dir)
+    url = db or None
+    watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db)),
+                      VerdictStore(url), sinks, config, fleet=Fleet(url))
+    added = watcher.watch(names, hot=set(top_packages(100)))
+    logging.getLogger("chainwatch.watch").info(
+        "watching %d packages (%d new), every %.0f s (hot: %.0f s), %d requests/min, "
+        "alerts to %s", len(names), added, watcher.interval, config.hot_interval, budget,
+        ", ".join(s.name for s in sinks))
+    if metrics_port:
+        watcher.metrics.serve(metrics_port)
+    if once:
+        typer.echo(jsonlib.dumps(watcher.run_once()))
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    extra = []
+    if changes:
+        follower = ChangesFeed(changes, state, set(names))
+        extra.append((follower.follow_once, "changes"))
+    watcher.run(stop, extra=extra)
+
+
 @db_app.command("import")
 def db_import(
     sources: Annotated[list[Path], typer.Argument(

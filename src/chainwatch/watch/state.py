@@ -148,12 +148,17 @@ class WatchState:
         with self.engine.begin() as conn:
             if new:
                 conn.execute(insert(versions), [
-                    {**row, "name": name, "seen_at": now,
-                     "status": "baseline" if baseline else "queued", "attempts": 0}
+                    {**row, "name": name, "seen_at": now, "attempts": 0,
+                     "status": row.get("status") or ("baseline" if baseline else "queued")}
                     for row in new])
             conn.execute(update(packages).where(packages.c.name == name).values(
                 baselined=True, checked_at=now, next_due=next_due, failures=0,
                 last_error=None, hot=hot))
+
+    def status_of(self, name: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(packages).where(packages.c.name == name)).mappings().first()
+        return dict(row) if row is not None else {}
 
     def record_poll_failure(self, name: str, error: str, next_due: float) -> None:
         with self.engine.begin() as conn:

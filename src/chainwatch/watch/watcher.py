@@ -1,0 +1,333 @@
+"""The watch pipeline: poll → new version queued → scan against the previous one → verdict
+stored → alert written with its deliveries → delivered with retries.
+
+Three loops share the database and nothing else: polling (a small thread pool under a request
+budget), scanning (one at a time; big packages use the scanner's process pool) and delivering.
+``run_once`` does one pass of each, for cron jobs and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chainwatch.analysis.metadata import parse_time
+from chainwatch.errors import ChainwatchError
+from chainwatch.model import Level, Verdict
+from chainwatch.registry.client import RegistryClient
+from chainwatch.registry.packument import release_from_packument
+from chainwatch.scan import Scanner
+from chainwatch.verdicts import VerdictStore
+from chainwatch.watch.metrics import Metrics
+from chainwatch.watch.sinks import DeliveryError, Sink
+from chainwatch.watch.state import Delivery, Queued, WatchState
+
+log = logging.getLogger("chainwatch.watch")
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    #: seconds between polls of an ordinary package, and of a hot one
+    interval: float = 60.0
+    hot_interval: float = 15.0
+    #: packument requests per minute, all packages together
+    budget: int = 600
+    poll_workers: int = 8
+    alert_on: Level = Level.SUSPICIOUS
+    #: a new package on the list: versions published this recently are scanned, not baselined
+    recent_on_start: float = 24 * 3600
+    #: one account publishing this many packages within the window is a burst
+    burst_min: int = 3
+    burst_window: float = 3600.0
+    max_scan_attempts: int = 3
+    max_delivery_attempts: int = 10
+    #: a package with a release this recent is polled at the hot interval
+    active_days: float = 7.0
+
+    def effective_interval(self, packages: int) -> float:
+        """Never ask more often than the budget allows, however long the list."""
+        return max(self.interval, packages * 60.0 / max(self.budget, 1))
+
+
+class Budget:
+    """A token bucket: at most ``per_minute`` requests, spread rather than bunched."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute / 6.0)
+        self.tokens = self.capacity
+        self.clock = clock
+        self.stamp = clock()
+        self.paused_until = 0.0
+        self.lock = threading.Lock()
+
+    def take(self, wanted: int) -> int:
+        with self.lock:
+            now = self.clock()
+            if now < self.paused_until:
+                return 0
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            granted = min(wanted, int(self.tokens))
+            self.tokens -= granted
+            return granted
+
+    def pause(self, seconds: float) -> None:
+        with self.lock:
+            self.paused_until = max(self.paused_until, self.clock() + seconds)
+
+
+class Watcher:
+    def __init__(self, state: WatchState, client: RegistryClient, scanner: Scanner,
+                 verdicts: VerdictStore, sinks: Sequence[Sink], config: WatchConfig,
+                 metrics: Metrics | None = None, fleet: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.state = state
+        self.client = client
+        self.scanner = scanner
+        self.verdicts = verdicts
+        self.sinks = {s.name: s for s in sinks}
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.fleet = fleet
+        self.clock = clock
+        self.budget = Budget(config.budget)
+        self.interval = config.interval
+        self._docs: dict[str, dict[str, Any]] = {}
+
+    # -- polling -------------------------------------------------------------------------------
+    def watch(self, names: list[str], hot: set[str]) -> int:
+        added = self.state.add_packages(names, hot)
+        self.interval = self.config.effective_interval(self.state.status()["packages"])
+        return added
+
+    def poll_once(self) -> int:
+        """Poll the packages that are due, as many as the budget allows; how many were."""
+        due = self.state.due(self.clock(), self.config.budget)
+        granted = self.budget.take(len(due))
+        if not granted:
+            return 0
+        with ThreadPoolExecutor(self.config.poll_workers) as pool:
+            list(pool.map(lambda d: self.poll(*d), due[:granted]))
+        return granted
+
+    def _next_due(self, hot: bool) -> float:
+        base = self.config.hot_interval if hot else self.interval
+        return self.clock() + base * random.uniform(0.9, 1.1)
+
+    def poll(self, name: str, hot: bool, baselined: bool) -> list[str]:
+        """Ask the registry for one package; queue its new versions. Returns them."""
+        started = time.perf_counter()
+        try:
+            doc = self.client.packument(name)
+        except ChainwatchError as exc:
+            failures = 1 + int(self.state.status_of(name).get("failures", 0))
+            wait = min(self.interval * 2 ** min(failures, 6), 3600.0)
+            self.state.record_poll_failure(name, str(exc), self.clock() + wait)
+            self.metrics.polls.labels("error").inc()
+            log.warning("poll %s failed (%s); next try in %.0f s", name, exc, wait)
+            return []
+        self.metrics.polls.labels("ok").inc()
+        self.metrics.poll_seconds.observe(time.perf_counter() - started)
+        self._docs[name] = doc
+        listed = doc.get("versions") if isinstance(doc.get("versions"), dict) else {}
+        times = doc.get("time") if isinstance(doc.get("time"), dict) else {}
+        assert isinstance(listed, dict) and isinstance(times, dict)
+        known = self.state.known_versions(name)
+        now = self.clock()
+        new: list[dict[str, Any]] = []
+        recent_seen = False
+        queued: list[str] = []
+        for version in listed:
+            published = times.get(version) if isinstance(times.get(version), str) else None
+            when = parse_time(published)
+            age = now - when.timestamp() if when else None
+            if age is not None and age < self.config.active_days * 86400:
+                recent_seen = True
+            if version in known:
+                continue
+            try:
+                publisher = release_from_packument(doc, version).publisher
+            except ChainwatchError:
+                publisher = None
+            row = {"version": version, "published": published, "publisher": publisher}
+            fresh = not baselined and age is not None and age < self.config.recent_on_start
+            row["status"] = "queued" if baselined or fresh else "baseline"
+            if row["status"] == "queued":
+                queued.append(version)
+            new.append(row)
+        is_hot = hot or recent_seen
+        self.state.record_poll(name, new, baseline=not baselined, now=now,
+                               next_due=self._next_due(is_hot), hot=is_hot)
+        for version in queued:
+            self.metrics.versions_seen.inc()
+            log.info("new release %s@%s queued for scanning", name, version)
+        return queued
+
+    # -- scanning ------------------------------------------------------------------------------
+    def scan_once(self, limit: int = 10) -> int:
+        items = self.state.queued(limit)
+        self.metrics.queue_depth.set(self.state.status()["queued"])
+        for item in items:
+            self.scan(item)
+        return len(items)
+
+    def scan(self, item: Queued) -> Verdict | None:
+        spec = f"{item.name}@{item.version}"
+        try:
+            doc = self._docs.get(item.name)
+            if doc is None or item.version not in (doc.get("versions") or {}):
+                doc = self.client.packument(item.name)
+            verdict = self.scanner.scan(spec, None, doc)
+        except ChainwatchError as exc:
+            give_up = item.attempts + 1 >= self.config.max_scan_attempts
+            self.state.scan_failed(item, str(exc), give_up)
+            log.warning("scan of %s failed (%s)%s", spec, exc, "; giving up" if give_up else "")
+            return None
+        self.verdicts.put(verdict)
+        now = self.clock()
+        published = parse_time(item.published)
+        if published is not None:
+            self.metrics.latency.observe(max(0.0, now - published.timestamp()))
+        alert = None
+        if verdict.level.rank >= self.config.alert_on.rank:
+            alert = (f"release:{spec}", "release", self.release_alert(verdict, item, now))
+        created = self.state.finish(item, verdict.level.value, alert, list(self.sinks), now)
+        log.info("%s: %s (score %d)", spec, verdict.level.value, verdict.score)
+        if created:
+            self.metrics.alerts.labels("release").inc()
+            self._burst(item, now)
+        return verdict
+
+    def release_alert(self, verdict: Verdict, item: Queued, now: float) -> dict[str, Any]:
+        from chainwatch.output.jsonout import verdict_dict
+
+        doc = verdict_dict(verdict)
+        published = parse_time(item.published)
+        evidence = [{k: f.get(k) for k in ("rule", "severity", "technique", "message", "file",
+                                           "line", "snippet")}
+                    for f in [*doc["findings"], *doc["metadata_signals"]][:5]]
+        base = verdict.baseline.version if verdict.baseline else None
+        action = (f"pin {item.name} to {base} (the previous version) and block "
+                  f"{item.name}@{item.version}; `chainwatch check` and `chainwatch proxy` "
+                  f"refuse it from now on" if base else
+                  f"remove {item.name}@{item.version}; it has no earlier version to pin to")
+        return {
+            "schema": "chainwatch.alert/1", "id": f"release:{item.name}@{item.version}",
+            "kind": "release", "package": item.name, "version": item.version,
+            "verdict": verdict.level.value, "score": verdict.score,
+            "explanation": verdict.explanation, "baseline": base,
+            "publisher": item.publisher, "published": item.published,
+            "detected_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+            "latency_seconds": round(now - published.timestamp(), 1) if published else None,
+            "integrity": verdict.integrity, "evidence": evidence,
+            "environments": self._environments(item.name, item.version), "action": action,
+        }
+
+    def _environments(self, name: str, version: str) -> list[dict[str, Any]]:
+        if self.fleet is None:
+            return []
+        try:
+            sightings = self.fleet.query(name)
+        except Exception as exc:  # fleet memory is a bonus; never lose an alert over it
+            log.warning("fleet memory unavailable: %s", exc)
+            return []
+        out: dict[str, dict[str, Any]] = {}
+        for s in sightings:
+            entry = out.setdefault(s.label, {"label": s.label, "source": s.source,
+                                             "recorded_at": s.recorded_at, "versions": [],
+                                             "holds_this_version": False})
+            if s.version not in entry["versions"]:
+                entry["versions"].append(s.version)
+            entry["holds_this_version"] |= s.version == version
+        return sorted(out.values(), key=lambda e: (not e["holds_this_version"], e["label"]))
+
+    def _burst(self, item: Queued, now: float) -> None:
+        """Several packages from one account within the window, one of them flagged: one
+        incident-level alert naming them all (the Qix and Shai-Hulud pattern)."""
+        if not item.publisher:
+            return
+        recent = [r for r in self.state.recent_releases(now - self.config.burst_window)
+                  if r["publisher"] == item.publisher]
+        packages = {r["name"] for r in recent}
+        flagged = [r for r in recent if r["level"] in ("suspicious", "malicious")]
+        if len(packages) < self.config.burst_min or not flagged:
+            return
+        first = min(recent, key=lambda r: (r["seen_at"], r["pk"]))
+        alert_id = f"burst:{item.publisher}:{first['pk']}"
+        level = "malicious" if any(r["level"] == "malicious" for r in recent) else "suspicious"
+        payload: dict[str, Any] = {
+            "schema": "chainwatch.alert/1", "id": alert_id,
+            "kind": "burst", "publisher": item.publisher, "verdict": level,
+            "window_minutes": round(self.config.burst_window / 60),
+            "releases": [{"package": r["name"], "version": r["version"],
+                          "published": r["published"], "verdict": r["level"] or "pending"}
+                         for r in sorted(recent, key=lambda r: r["seen_at"])],
+            "detected_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+            "action": f"treat every release by {item.publisher} in this window as compromised "
+                      f"until reviewed; block the account's new versions at the gate",
+        }
+        if self.state.add_alert(alert_id, "burst", payload, list(self.sinks), now):
+            self.metrics.alerts.labels("burst").inc()
+            log.warning("release burst by %s: %d packages", item.publisher, len(packages))
+
+    # -- delivering ----------------------------------------------------------------------------
+    def deliver_once(self) -> int:
+        sent = 0
+        for delivery in self.state.pending(self.clock()):
+            sent += self.deliver(delivery)
+        return sent
+
+    def deliver(self, delivery: Delivery) -> int:
+        sink = self.sinks.get(delivery.sink)
+        if sink is None:  # configured in an earlier run, not now: keep it owed
+            return 0
+        try:
+            sink.send(delivery.payload)
+        except DeliveryError as exc:
+            self.metrics.alert_failures.inc()
+            attempts = delivery.attempts + 1
+            retry = None if attempts >= self.config.max_delivery_attempts else (
+                self.clock() + (exc.retry_after or min(2.0 ** attempts, 600.0)))
+            self.state.delivery_failed(delivery, str(exc), retry)
+            log.warning("delivery of %s to %s failed (%s)%s", delivery.alert_id, sink.name, exc,
+                        "; giving up" if retry is None else "")
+            return 0
+        self.state.delivered(delivery, self.clock())
+        return 1
+
+    # -- running -------------------------------------------------------------------------------
+    def run_once(self) -> dict[str, int]:
+        polled = self.poll_once()
+        scanned = 0
+        while batch := self.scan_once():
+            scanned += batch
+        return {"polled": polled, "scanned": scanned, "delivered": self.deliver_once()}
+
+    def run(self, stop: threading.Event, tick: float = 1.0,
+            extra: Sequence[tuple[Callable[[], int], str]] = ()) -> None:
+        def loop(step: Callable[[], int], name: str) -> None:
+            while not stop.is_set():
+                try:
+                    did = step()
+                except Exception:  # a bug in one pass must not stop the watch
+                    log.exception("%s pass failed", name)
+                    did = 0
+                if not did:
+                    stop.wait(tick)
+
+        threads = [threading.Thread(target=loop, args=(step, name), name=f"watch-{name}",
+                                    daemon=True)
+                   for step, name in ((self.poll_once, "poll"), (self.scan_once, "scan"),
+                                      (self.deliver_once, "deliver"), *extra)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
