@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,87 +19,25 @@ import httpx
 import pytest
 
 from tests.helpers import BENIGN_INDEX, clipper_source
-from tests.integration.conftest import FIXTURE_CACHE
-
-VERDACCIO = FIXTURE_CACHE / "verdaccio-6.8.0"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str) -> None:
-    for _ in range(150):
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
-def _npm(args: list[str], cwd: Path, home: Path,
-         cache: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NPM_CONFIG_USERCONFIG": str(home / ".npmrc"),
-           "npm_config_cache": str(cache or home / "npm-cache"),
-           "npm_config_update_notifier": "false"}
-    return subprocess.run([shutil.which("npm") or "npm", *args, "--no-audit", "--no-fund",
-                           "--ignore-scripts"], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
+from tests.integration.verdaccio import free_port as _port
+from tests.integration.verdaccio import npm as _npm
+from tests.integration.verdaccio import start_verdaccio
+from tests.integration.verdaccio import wait_up as _wait
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.skip("npm/node not installed")
-    if not (VERDACCIO / "node_modules" / ".bin" / "verdaccio").exists():
-        VERDACCIO.mkdir(parents=True, exist_ok=True)
-        (VERDACCIO / "package.json").write_text(json.dumps({
-            "name": "cw-verdaccio", "private": True, "dependencies": {"verdaccio": "6.8.0"},
-            "overrides": {"node-fetch": "2.7.0"}}))
-        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--ignore-scripts"],
-                              cwd=VERDACCIO, capture_output=True, text=True, timeout=600,
-                              check=False)
-        if done.returncode != 0:
-            pytest.skip(f"could not install Verdaccio: {done.stderr[-300:]}")
     root = tmp_path_factory.mktemp("registry")
-    (root / "config.yaml").write_text(
-        "storage: ./storage\nauth:\n  htpasswd:\n    file: ./htpasswd\n    max_users: 10\n"
-        "uplinks: {}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n"
-        "log: { type: stdout, format: pretty, level: error }\n")
-    port = _port()
-    registry = f"http://127.0.0.1:{port}/"
-    verdaccio = subprocess.Popen(
-        ["node", str(VERDACCIO / "node_modules" / ".bin" / "verdaccio"), "--config",
-         str(root / "config.yaml"), "--listen", f"127.0.0.1:{port}"], cwd=root,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs = [verdaccio]
+    server = start_verdaccio(root)
+    registry, home = server.registry, server.home
+    procs: list[subprocess.Popen[bytes]] = [server.process]
     try:
-        _wait(registry + "-/ping")
-        token = httpx.put(registry + "-/user/org.couchdb.user:tester",
-                          json={"name": "tester", "password": "tester-pass-123"}).json()["token"]
-        home = root / "home"
-        home.mkdir()
-        (home / ".npmrc").write_text(f"//127.0.0.1:{port}/:_authToken={token}\n")
         for version in ("1.0.0", "1.1.0"):
-            pkg = root / f"pkg-{version}"
-            pkg.mkdir()
-            (pkg / "package.json").write_text(json.dumps(
-                {"name": "left-padder", "version": version, "main": "index.js"}))
-            (pkg / "index.js").write_text("module.exports = (s) => String(s);\n")
-            done = _npm(["publish", "--registry", registry], pkg, home)
-            assert done.returncode == 0, done.stderr
+            server.publish("left-padder", version,
+                           {"index.js": "module.exports = (s) => String(s);\n"})
         # an inert replica of the September 2025 clipper appended to a patch release
         for version, code in (("1.0.0", BENIGN_INDEX), ("1.0.1", BENIGN_INDEX + clipper_source())):
-            pkg = root / f"tint-{version}"
-            pkg.mkdir()
-            (pkg / "package.json").write_text(json.dumps(
-                {"name": "color-tint", "version": version, "main": "index.js"}))
-            (pkg / "index.js").write_text(code)
-            done = _npm(["publish", "--registry", registry], pkg, home)
-            assert done.returncode == 0, done.stderr
+            server.publish("color-tint", version, {"index.js": code})
         osv = root / "MAL-2099-7.json"
         osv.write_text(json.dumps({"id": "MAL-2099-7", "summary": "inert test record",
                                    "affected": [{"package": {"ecosystem": "npm",
