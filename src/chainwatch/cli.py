@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -602,6 +602,130 @@ def watch(
         follower = ChangesFeed(changes, state, set(names))
         extra.append((follower.follow_once, "changes"))
     watcher.run(stop, extra=extra)
+
+
+class IncidentsFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@app.command("incidents")
+def incidents_cmd(
+    db: DbOpt = None,
+    fmt: Annotated[IncidentsFormat, typer.Option("--format", "-f")] = IncidentsFormat.table,
+) -> None:
+    """Group stored suspicious and malicious verdicts into incidents, and list them."""
+    import json as jsonlib
+
+    from chainwatch.incidents.ach import HYPOTHESES
+    from chainwatch.incidents.store import IncidentStore
+
+    store = IncidentStore(db)
+    store.rebuild(_known_bad(db))
+    rows = store.listed()
+    if fmt is IncidentsFormat.json:
+        typer.echo(jsonlib.dumps({"schema": "chainwatch.incidents/1", "incidents": rows},
+                                 indent=2))
+        return
+    if not rows:
+        typer.echo("no incidents: no suspicious or malicious verdict is stored")
+        return
+    from chainwatch.output.escape import plain
+
+    for r in rows:
+        typer.echo(f"{r['id']}  {r['level']:10} {r['size']:3} release(s)  "
+                   f"{r['first_published'] or '?':25}  {HYPOTHESES[r['hypothesis']]} "
+                   f"({r['confidence']})\n    {plain(r['title'])}")
+
+
+class ReportFormat(StrEnum):
+    markdown = "markdown"
+    html = "html"
+    json = "json"
+    osv = "osv"
+    stix = "stix"
+    sarif = "sarif"
+
+
+@app.command()
+def report(
+    incident: Annotated[str | None, typer.Option(
+        "--incident", help="An incident id from `chainwatch incidents`.")] = None,
+    from_files: Annotated[list[Path] | None, typer.Option(
+        "--from", help="Build the incident from scan JSON/JSONL files instead of the "
+        "database; repeatable.")] = None,
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.markdown,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write here (for osv: a folder, one record per file).")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Write the analyst's brief of an incident, or export it as OSV, STIX 2.1 or SARIF."""
+    import json as jsonlib
+
+    from chainwatch.db import connect
+    from chainwatch.fleet import Fleet
+    from chainwatch.incidents import brief as briefing
+    from chainwatch.incidents import osv, render, stix
+    from chainwatch.incidents.ach import assess
+    from chainwatch.incidents.cluster import cluster
+    from chainwatch.incidents.store import observations_from_db, observations_from_files
+    from chainwatch.output.jsonout import verdict_from_dict
+
+    known_bad = _known_bad(db)
+    try:
+        if from_files:
+            found = cluster(observations_from_files(from_files, known_bad))
+        else:
+            found = cluster(observations_from_db(connect(db), known_bad))
+    except ChainwatchError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(exc.exit_code) from exc
+    chosen = [i for i in found if incident is None or i.id == incident]
+    if not chosen or (incident is None and len(chosen) > 1):
+        listing = ", ".join(f"{i.id} ({len(i.members)})" for i in found) or "none"
+        problem = f"no incident {incident}" if incident else "name one with --incident"
+        err.print(f"error: {problem}; incidents: {listing}", markup=False)
+        raise typer.Exit(2)
+    inc = chosen[0]
+    fleet = Fleet(db)
+    exposure = [{"label": s.label, "package": s.name, "version": s.version,
+                 "recorded_at": s.recorded_at}
+                for m in inc.members for s in fleet.query(f"{m.package}@{m.version}")]
+    doc = briefing.build(inc, exposure, fleet.environment_count())
+    if fmt is ReportFormat.osv:
+        records = osv.records(inc)
+        if output is not None:
+            output.mkdir(parents=True, exist_ok=True)
+            for rec in records:
+                (output / f"{rec['id']}.json").write_text(jsonlib.dumps(rec, indent=2))
+            err.print(f"wrote {len(records)} OSV records to {output}", markup=False)
+            return
+        text = jsonlib.dumps(records, indent=2)
+    elif fmt is ReportFormat.stix:
+        text = stix.bundle(inc, assess(inc).best.hypothesis)
+    elif fmt is ReportFormat.sarif:
+        from chainwatch.output.sarif import render as sarif
+
+        text = sarif([verdict_from_dict(_document(m)) for m in inc.members])
+    elif fmt is ReportFormat.html:
+        text = render.render_html(doc)
+    elif fmt is ReportFormat.json:
+        text = render.render_json(doc)
+    else:
+        text = render.render_markdown(doc)
+    if output is not None:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        err.print(f"wrote {output}", markup=False)
+    else:
+        typer.echo(text, nl=not text.endswith("\n"))
+
+
+def _document(obs: Any) -> dict[str, Any]:
+    return {"package": obs.package, "version": obs.version, "verdict": obs.level,
+            "score": obs.score, "explanation": obs.explanation, "baseline": obs.baseline,
+            "integrity": obs.integrity, "findings": list(obs.findings),
+            "metadata_signals": list(obs.signals), "publisher": obs.publisher,
+            "published": obs.published}
 
 
 @db_app.command("import")

@@ -24,6 +24,7 @@ def default_url() -> str:
 def connect(url: str | None = None) -> Engine:
     """An engine with every table created (the tables register themselves on ``metadata``)."""
     import chainwatch.fleet
+    import chainwatch.incidents.store
     import chainwatch.intel.store
     import chainwatch.verdicts
     import chainwatch.watch.state  # noqa: F401 - each defines tables on the shared metadata

@@ -86,6 +86,14 @@ class Fleet:
                 count += len(rows)
         return count
 
+    def environment_count(self) -> int:
+        """How many distinct labels (recorded environments) fleet memory holds."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count(func.distinct(environments.c.label))))
+                       .scalar_one())
+
     def query(self, spec: str) -> list[Sighting]:
         """Environments that held ``name@version`` or ``name@range`` (newest first)."""
         at = spec.rfind("@")

@@ -194,6 +194,12 @@ class Verdict:
     integrity: str | None = None
     elapsed_s: float = 0.0
     bytes_scanned: int = 0
+    #: who published it and when, as the registry says (None for local files)
+    publisher: str | None = None
+    published: str | None = None
+    #: hashes of the normalised added code of flagged files, and the indicators in it
+    fingerprints: tuple[str, ...] = ()
+    indicators: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from chainwatch.analysis.diff import (
 )
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
+from chainwatch.analysis.payload import payload
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
@@ -29,6 +30,7 @@ from chainwatch.intel import BuiltinKnownBad, KnownBadSource
 from chainwatch.model import (
     Changes,
     Finding,
+    Level,
     PackageFile,
     PackageFiles,
     PackageRef,
@@ -278,6 +280,8 @@ class Scanner:
                        small_package=code_files <= SMALL_PACKAGE_FILES)
         ordered = sorted(findings, key=lambda f: (f.preexisting, -f.severity.rank,
                                                   f.file or "", f.line or 0))
+        prints, iocs = (payload(findings, target.files, baseline.files if baseline else None)
+                        if scored.level is not Level.BENIGN else ((), {}))
         return Verdict(
             target=target.ref,
             level=scored.level,
@@ -293,6 +297,10 @@ class Scanner:
             integrity=target.release.integrity if target.release else None,
             elapsed_s=time.perf_counter() - started,
             bytes_scanned=sum(len(f.data) for f in target.files.files if f.path in fresh),
+            publisher=target.release.publisher if target.release else None,
+            published=target.release.published if target.release else None,
+            fingerprints=prints,
+            indicators=iocs,
         )
 
     def scan(self, spec: str, against: str | None = None,

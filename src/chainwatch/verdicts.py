@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, Integer, String, Table, Text, select
+from sqlalchemy import Column, Engine, Float, Index, Integer, String, Table, Text, select
 from sqlalchemy.exc import IntegrityError
 
 from chainwatch.db import connect, metadata
@@ -95,8 +95,8 @@ def stored_from_verdict(verdict: Verdict) -> StoredVerdict:
 
 
 class VerdictStore:
-    def __init__(self, url: str | None = None) -> None:
-        self.engine = connect(url)
+    def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
+        self.engine = engine or connect(url)
 
     def get(self, name: str, version: str, integrity: str | None) -> StoredVerdict | None:
         with self.engine.connect() as conn:

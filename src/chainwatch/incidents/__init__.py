@@ -1,0 +1,1 @@
+"""Incidents: flagged releases grouped by account, time, payload and indicators; their briefs."""

@@ -1,0 +1,120 @@
+"""Incidents in the database, rebuilt from verdict memory (and the watcher's publisher data).
+
+``rebuild`` groups every stored suspicious or malicious verdict, attaches known-bad records that
+name the same releases, and writes the incidents table (one row per incident; ids are stable as
+members join).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Engine, Integer, String, Table, Text, delete, insert, select
+
+from chainwatch.db import connect, metadata
+from chainwatch.errors import UsageError
+from chainwatch.incidents.ach import assess
+from chainwatch.incidents.cluster import cluster
+from chainwatch.incidents.model import Incident, Observation
+from chainwatch.intel.base import KnownBadSource
+from chainwatch.model import Level
+
+incidents = Table(
+    "incidents", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("level", String(16), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("first_published", String(40)),
+    Column("last_published", String(40)),
+    Column("hypothesis", String(8), nullable=False),
+    Column("confidence", String(16), nullable=False),
+    Column("members", Text, nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+
+
+def observations_from_db(engine: Engine, known_bad: KnownBadSource | None = None,
+                         limit: int = 100_000) -> list[Observation]:
+    from chainwatch.verdicts import VerdictStore
+    from chainwatch.watch.state import versions
+
+    stored = VerdictStore(engine=engine).recent(limit, levels=(Level.SUSPICIOUS, Level.MALICIOUS))
+    with engine.connect() as conn:
+        seen = {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(select(
+            versions.c.name, versions.c.version, versions.c.publisher, versions.c.published))}
+    out = []
+    for v in stored:
+        obs = Observation.from_scan(v.document, detected_at=v.scanned_at)
+        publisher, published = seen.get((v.package, v.version), (None, None))
+        obs = replace(obs, publisher=obs.publisher or publisher,
+                      published=obs.published or published)
+        out.append(_with_advisories(obs, known_bad))
+    return out
+
+
+def _with_advisories(obs: Observation, known_bad: KnownBadSource | None) -> Observation:
+    if known_bad is None:
+        return obs
+    ids = tuple(a.id for a in known_bad.lookup(obs.package, obs.version)
+                if not a.id.startswith("CW-VERDICT-"))
+    return replace(obs, advisories=ids) if ids else obs
+
+
+def observations_from_files(paths: list[Path],
+                            known_bad: KnownBadSource | None = None) -> list[Observation]:
+    """From ``scan --format json|jsonl`` output files (benign verdicts are left out)."""
+    out = []
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read: {exc}") from exc
+        try:
+            docs: Any = json.loads(text)
+        except ValueError:
+            try:
+                docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+            except ValueError as exc:
+                raise UsageError(f"{path}: not scan JSON or JSON lines: {exc}") from exc
+        for doc in docs if isinstance(docs, list) else [docs]:
+            if not isinstance(doc, dict) or "package" not in doc or "verdict" not in doc:
+                raise UsageError(f"{path}: not a chainwatch.scan/1 document")
+            if doc["verdict"] in ("suspicious", "malicious"):
+                out.append(_with_advisories(Observation.from_scan(doc), known_bad))
+    return out
+
+
+class IncidentStore:
+    def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
+        self.engine = engine or connect(url)
+
+    def rebuild(self, known_bad: KnownBadSource | None = None) -> list[Incident]:
+        found = cluster(observations_from_db(self.engine, known_bad))
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        rows = []
+        for inc in found:
+            a = assess(inc)
+            first, last = inc.first_published, inc.last_published
+            rows.append({"id": inc.id, "title": inc.title, "level": inc.level,
+                         "size": len(inc.members),
+                         "first_published": first.isoformat() if first else None,
+                         "last_published": last.isoformat() if last else None,
+                         "hypothesis": a.best.hypothesis, "confidence": a.confidence,
+                         "members": json.dumps([m.key for m in inc.members]),
+                         "updated_at": stamp})
+        with self.engine.begin() as conn:
+            conn.execute(delete(incidents))
+            if rows:
+                conn.execute(insert(incidents), rows)
+        return found
+
+    def listed(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(incidents).order_by(
+                incidents.c.first_published.desc())).mappings().all()
+        return [{**dict(r), "members": json.loads(r["members"])} for r in rows]
