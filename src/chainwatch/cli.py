@@ -82,11 +82,17 @@ DbOpt = Annotated[str | None, typer.Option(
 
 
 def _remember(verdicts: list[Verdict], db: str | None) -> None:
+    """Every flagged verdict into verdict memory (incidents, the gate); malicious ones into the
+    known-bad store too (exposure)."""
     from chainwatch.intel.store import KnownBadStore
+    from chainwatch.verdicts import VerdictStore
 
     try:
         store = KnownBadStore(db)
+        memory = VerdictStore(engine=store.engine)
         for verdict in verdicts:
+            if verdict.level is not Level.BENIGN:
+                memory.put(verdict)
             rid = store.remember(verdict)
             if rid:
                 err.print(f"remembered {verdict.target} as {rid} in the known-bad store",
@@ -140,7 +146,8 @@ def scan(
     db: DbOpt = None,
     remember: Annotated[bool, typer.Option(
         "--remember/--no-remember",
-        help="Store malicious verdicts in the known-bad store, so that exposure finds them.")] = True,
+        help="Store flagged verdicts in the database: malicious ones in the known-bad store "
+        "(exposure finds them), all in verdict memory (incidents, the gate).")] = True,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -181,7 +188,7 @@ def scan(
                     err.print(f"error: {spec}: {exc}", markup=False)
                 bar.advance(task)
     ordered = [verdicts[s] for s in targets if s in verdicts]
-    if remember and any(v.level is Level.MALICIOUS for v in ordered):
+    if remember and any(v.level is not Level.BENIGN for v in ordered):
         _remember(ordered, db)
     if ordered:
         if fmt is Format.table:
@@ -649,11 +656,11 @@ class ReportFormat(StrEnum):
 
 @app.command()
 def report(
+    from_files: Annotated[list[Path] | None, typer.Argument(
+        help="Scan JSON/JSONL files (scan --format json) to build the incident from, "
+        "instead of the database.", show_default=False)] = None,
     incident: Annotated[str | None, typer.Option(
         "--incident", help="An incident id from `chainwatch incidents`.")] = None,
-    from_files: Annotated[list[Path] | None, typer.Option(
-        "--from", help="Build the incident from scan JSON/JSONL files instead of the "
-        "database; repeatable.")] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.markdown,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write here (for osv: a folder, one record per file).")] = None,

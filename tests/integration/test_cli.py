@@ -248,3 +248,40 @@ def test_policy_show_and_check(tmp_path: Path) -> None:
     assert run("check", str(project), *down, "--policy", str(policy), cache=tmp_path).returncode == 0
     policy.write_text("[known-bad]\naction = 'sometimes'\n")
     assert run("check", str(project), "--policy", str(policy), cache=tmp_path).returncode == 2
+
+
+def test_report_and_incidents_from_scans(tmp_path: Path, packages: dict[str, Path]) -> None:
+    scanned = run("scan", str(packages["bad"]), "--against", str(packages["base"]),
+                  "--format", "json", "--no-remember", cache=tmp_path)
+    assert scanned.returncode == 1
+    (tmp_path / "scan.json").write_text(scanned.stdout)
+    brief = run("report", str(tmp_path / "scan.json"), cache=tmp_path)
+    assert brief.returncode == 0, brief.stderr
+    assert "## 1. Bottom line up front" in brief.stdout and "## 9. Thematic tags" in brief.stdout
+    page = tmp_path / "brief.html"
+    assert run("report", str(tmp_path / "scan.json"), "--format", "html", "-o",
+               str(page), cache=tmp_path).returncode == 0
+    assert page.read_text().startswith("<!doctype html>")
+    stix = run("report", str(tmp_path / "scan.json"), "--format", "stix",
+               cache=tmp_path)
+    assert json.loads(stix.stdout)["type"] == "bundle"
+    sarif = run("report", str(tmp_path / "scan.json"), "--format", "sarif",
+                cache=tmp_path)
+    assert json.loads(sarif.stdout)["runs"][0]["results"]
+    out = tmp_path / "osv"
+    assert run("report", str(tmp_path / "scan.json"), "--format", "osv", "-o",
+               str(out), cache=tmp_path).returncode == 0
+    db = f"sqlite:///{tmp_path / 'kb.db'}"
+    imported = run("db", "import", str(out), "--db", db, cache=tmp_path)
+    assert "imported 1 npm advisories" in imported.stdout, imported.stderr
+    # from the database: a remembered verdict becomes an incident
+    assert run("scan", str(packages["bad"]), "--against", str(packages["base"]), "--db", db,
+               cache=tmp_path).returncode == 1
+    listed = run("incidents", "--db", db, "--format", "json", cache=tmp_path)
+    (incident,) = json.loads(listed.stdout)["incidents"]
+    assert incident["level"] == "malicious"
+    by_id = run("report", "--incident", incident["id"], "--db", db, "--format", "json",
+                cache=tmp_path)
+    assert json.loads(by_id.stdout)["incident"] == incident["id"]
+    missing = run("report", "--incident", "INC-nope", "--db", db, cache=tmp_path)
+    assert missing.returncode == 2 and incident["id"] in missing.stderr
