@@ -146,12 +146,23 @@ class Scanner:
         return [x for found in self._pool.map(_scan_batch, batches) for x in found]
 
     # -- loading ---------------------------------------------------------------------------
+    def _remember_packument(self, name: str, doc: dict[str, Any]) -> None:
+        """Keep a packument for later loads, the most recent 256 only (a watcher runs for
+        weeks)."""
+        with self._pool_lock:
+            self._packuments.pop(name, None)
+            self._packuments[name] = doc
+            while len(self._packuments) > 256:
+                self._packuments.pop(next(iter(self._packuments)))
+
     def _packument(self, name: str) -> dict[str, Any]:
-        if name not in self._packuments:
+        held = self._packuments.get(name)
+        if held is None:
             if self.client is None:
                 raise UsageError(f"{name}: needs the registry, but no client is configured")
-            self._packuments[name] = slim_packument(self.client.packument(name))
-        return self._packuments[name]
+            held = slim_packument(self.client.packument(name))
+            self._remember_packument(name, held)
+        return held
 
     def load(self, spec: str, packument: dict[str, Any] | None = None) -> Loaded:
         path = Path(spec)
@@ -169,7 +180,7 @@ class Scanner:
             raise UsageError(f"{spec}: no such file or folder")
         name = PackageRef.parse(spec).name if "@" in spec[1:] else spec
         doc = packument or self._packument(name)
-        self._packuments[name] = doc
+        self._remember_packument(name, doc)
         ref = PackageRef.parse(spec) if "@" in spec[1:] else PackageRef(name, latest_version(doc))
         release = release_from_packument(doc, ref.version)
         if not release.tarball_url:

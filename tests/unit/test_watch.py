@@ -276,3 +276,33 @@ def test_budget_spreads_requests() -> None:
     clock.now += 10
     assert budget.take(5) == 0
     assert WatchConfig(interval=60, budget=600).effective_interval(10_000) == 1000.0
+
+
+def test_429_with_retry_after_and_timeouts_slow_down_without_loss(tmp_path: Path) -> None:
+    import time as clock_module
+
+    registry, sink, clock, watcher = world(tmp_path)
+    watcher.run_once()
+    registry.publish("left-padder", "1.0.1", BENIGN_INDEX + clipper_source(), T0 + 10)
+    answers: list[str] = ["429", "timeout"]
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if answers and not request.url.path.endswith(".tgz"):
+            kind = answers.pop(0)
+            if kind == "timeout":
+                raise httpx.ReadTimeout("slow registry", request=request)
+            return httpx.Response(429, headers={"Retry-After": "1"})
+        return registry(request)
+
+    # the client honours Retry-After itself (one retry here), then the timeout backs off
+    watcher.client = RegistryClient(NpmConfig(registry=REG), tmp_path / "cache2", backoff=0,
+                                    retries=1, transport=httpx.MockTransport(flaky))
+    watcher.scanner = Scanner(watcher.client, workers=1)
+    clock.now = T0 + 100
+    started = clock_module.monotonic()
+    assert watcher.run_once()["scanned"] == 0  # 429, waited, retried into the timeout
+    assert clock_module.monotonic() - started >= 1.0
+    status = watcher.state.status_of("left-padder")
+    assert status["failures"] == 1 and "timed out" in status["last_error"]
+    clock.now = status["next_due"] + 1
+    assert watcher.run_once()["scanned"] == 1 and [a["version"] for a in sink.got] == ["1.0.1"]

@@ -136,7 +136,6 @@ class Watcher:
             return []
         self.metrics.polls.labels("ok").inc()
         self.metrics.poll_seconds.observe(time.perf_counter() - started)
-        self._docs[name] = doc
         listed = doc.get("versions") if isinstance(doc.get("versions"), dict) else {}
         times = doc.get("time") if isinstance(doc.get("time"), dict) else {}
         assert isinstance(listed, dict) and isinstance(times, dict)
@@ -163,6 +162,8 @@ class Watcher:
             if row["status"] == "queued":
                 queued.append(version)
             new.append(row)
+        if queued:  # kept for the scan (no second request), only while something waits
+            self._docs[name] = doc
         is_hot = hot or recent_seen
         self.state.record_poll(name, new, baseline=not baselined, now=now,
                                next_due=self._next_due(is_hot), hot=is_hot)
@@ -186,6 +187,8 @@ class Watcher:
             if doc is None or item.version not in (doc.get("versions") or {}):
                 doc = self.client.packument(item.name)
             verdict = self.scanner.scan(spec, None, doc)
+            if not any(q.name == item.name for q in self.state.queued(50) if q.pk != item.pk):
+                self._docs.pop(item.name, None)
         except ChainwatchError as exc:
             give_up = item.attempts + 1 >= self.config.max_scan_attempts
             self.state.scan_failed(item, str(exc), give_up)
