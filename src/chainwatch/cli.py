@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,6 +19,8 @@ from chainwatch.errors import ChainwatchError, RegistryError
 from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from chainwatch.gate.scanning import ScanGate
@@ -106,15 +108,22 @@ def _known_bad(db: str | None) -> KnownBadSource:
     from chainwatch.intel import BuiltinKnownBad
     from chainwatch.intel.store import CombinedKnownBad, KnownBadStore
 
+    store = _open_db(KnownBadStore, db, "known-bad database", "using the built-in list")
+    return CombinedKnownBad(store, BuiltinKnownBad()) if store else BuiltinKnownBad()
+
+
+def _open_db(factory: Callable[[str | None], T], db: str | None, what: str,
+             instead: str) -> T | None:
+    """A database-backed store; with no --db given, a broken default database is a warning
+    (the command goes on without it), with --db an error (exit 2)."""
     try:
-        return CombinedKnownBad(KnownBadStore(db), BuiltinKnownBad())
+        return factory(db)
     except Exception as exc:
         if db:
             err.print(f"error: cannot open the database {db}: {exc}", markup=False)
             raise typer.Exit(2) from exc
-        err.print(f"warning: known-bad database unavailable ({exc}); using the built-in list",
-                  markup=False)
-        return BuiltinKnownBad()
+        err.print(f"warning: {what} unavailable ({exc}); {instead}", markup=False)
+        return None
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -365,15 +374,7 @@ def _scan_gate(policy: Policy, client: RegistryClient, db: str | None) -> ScanGa
     from chainwatch.scan import Scanner
     from chainwatch.verdicts import VerdictStore
 
-    try:
-        store: VerdictStore | None = VerdictStore(db)
-    except Exception as exc:
-        if db:
-            err.print(f"error: cannot open the database {db}: {exc}", markup=False)
-            raise typer.Exit(2) from exc
-        err.print(f"warning: verdict memory unavailable ({exc}); verdicts are kept in memory",
-                  markup=False)
-        store = None
+    store = _open_db(VerdictStore, db, "verdict memory", "verdicts are kept in memory")
     # the known-bad rule is separate; the scan rule judges the code and metadata alone
     return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1), store,
                     policy.scan_window)
