@@ -12,6 +12,7 @@ ETags; the watcher polls them all under ``--budget`` requests per minute for ``-
 prints polls done, the watcher's CPU time and its peak resident memory.
 
     python bench/watch.py latency --publishes 20
+    python bench/watch.py latency --feed          # with a change feed as well as polling
     python bench/watch.py scale --packages 10000 --budget 12000 --seconds 120
 """
 
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,17 +57,52 @@ def watcher(args: list[str], root: Path, env_extra: dict[str, str]) -> subproces
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def latency(publishes: int) -> None:
+class ChangeFeed:
+    """A CouchDB-style ``_changes`` endpoint the benchmark appends to after each publish, as a
+    registry's replication feed would (Verdaccio has none)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlparse
+
+        self.rows: list[dict[str, object]] = []
+        rows = self.rows
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                since = parse_qs(urlparse(self.path).query).get("since", ["0"])[0]
+                start = len(rows) if since == "now" else int(since)
+                body = json.dumps({"results": rows[start:], "last_seq": len(rows)}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/_changes"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def changed(self, name: str) -> None:
+        self.rows.append({"seq": len(self.rows) + 1, "id": name, "changes": []})
+
+
+def latency(publishes: int, feed: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         server = start_verdaccio(root)
         receiver = Receiver()
+        changes = ChangeFeed() if feed else None
         names = [f"bench-tint-{i}" for i in range(publishes)]
         for name in names:
             server.publish(name, "1.0.0", {"index.js": BENIGN_INDEX})
         (root / "watch.txt").write_text("\n".join(names) + "\n")
         proc = watcher(["--packages", str(root / "watch.txt"), "--registry", server.registry,
-                        "--webhook", receiver.url], root,
+                        "--webhook", receiver.url,
+                        *(["--changes", changes.url] if changes else [])], root,
                        {"NPM_CONFIG_USERCONFIG": str(server.home / ".npmrc")})
         try:
             time.sleep(5)  # first poll: the baseline
@@ -73,14 +110,17 @@ def latency(publishes: int) -> None:
             for name in names:
                 published = time.time()
                 server.publish(name, "1.0.1", {"index.js": BENIGN_INDEX + clipper_source()})
+                if changes is not None:
+                    changes.changed(name)
                 alert = receiver.wait_for(f"release:{name}@1.0.1", timeout=300)
                 waits.append(alert["_at"] - published)
                 print(f"  {name}: alert after {waits[-1]:.1f} s", flush=True)
             waits.sort()
             p95 = waits[min(len(waits) - 1, round(0.95 * (len(waits) - 1)))]
-            print(f"\npublish→alert over {len(waits)} publishes, default intervals "
-                  f"(60 s, 15 s for recently active packages): p50 {statistics.median(waits):.1f} s, "
-                  f"p95 {p95:.1f} s, max {waits[-1]:.1f} s")
+            how = ("with a change feed" if feed else
+                   "polling at the default intervals (60 s, 15 s for recently active packages)")
+            print(f"\npublish→alert over {len(waits)} publishes, {how}: "
+                  f"p50 {statistics.median(waits):.1f} s, p95 {p95:.1f} s, max {waits[-1]:.1f} s")
         finally:
             proc.terminate()
             proc.wait(timeout=15)
@@ -137,12 +177,14 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=("latency", "scale"), default="latency")
     parser.add_argument("--publishes", type=int, default=20)
+    parser.add_argument("--feed", action="store_true",
+                        help="latency: also follow a change feed the benchmark writes to")
     parser.add_argument("--packages", type=int, default=10_000)
     parser.add_argument("--budget", type=int, default=12_000)
     parser.add_argument("--seconds", type=float, default=120.0)
     args = parser.parse_args()
     if args.mode == "latency":
-        latency(args.publishes)
+        latency(args.publishes, args.feed)
     else:
         scale(args.packages, args.budget, args.seconds)
 
