@@ -194,3 +194,23 @@ def test_stix_bundle_passes_the_validator(wave: Any) -> None:
     assert {"malware", "indicator", "relationship", "identity"} <= kinds
     assert text == stix.bundle(incident, assess(incident).best.hypothesis,
                                now=datetime(2025, 9, 8, 16, 0, tzinfo=UTC))  # deterministic
+
+
+def test_known_bad_versions_the_fleet_held_become_one_incident(tmp_path: Path) -> None:
+    from chainwatch.fleet import Fleet
+    from chainwatch.incidents.store import IncidentStore
+    from chainwatch.intel import BuiltinKnownBad
+    from chainwatch.model import Environment, InstalledPackage
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    held = [InstalledPackage(n, v, paths=((n,),)) for n, v in
+            (("chalk", "5.6.1"), ("debug", "4.4.2"), ("lodash", "4.17.21"))]
+    Fleet(url).record("web@abc123", [Environment("app", "package-lock.json",
+                                                 "app/package-lock.json",
+                                                 tuple(held))])
+    store = IncidentStore(url)
+    (incident,) = store.rebuild(BuiltinKnownBad())
+    assert [m.key for m in incident.members] == ["chalk@5.6.1", "debug@4.4.2"]
+    assert incident.members[0].advisories == ("CW-2025-QIX",)
+    assert store.listed()[0]["members"] == ["chalk@5.6.1", "debug@4.4.2"]
+    assert assess(incident).best.hypothesis != "H5"  # an advisory is against a false positive

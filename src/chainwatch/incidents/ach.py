@@ -140,12 +140,13 @@ def gather(incident: Incident, window: timedelta = timedelta(hours=1)) -> list[E
     if trust:
         add("Provenance, trusted publishing or the source commit is missing where earlier "
             "releases had it.", trust, H1="C", H2="C")
-    strong_code = [m for m in members if any(
+    scanned = [m for m in members if m.source == "verdict"]
+    strong_code = [m for m in scanned if any(
         f.get("severity") in ("high", "critical") and not f.get("preexisting")
         for f in m.findings)]
-    if not strong_code:
+    if scanned and not strong_code:
         add("No release carries new code findings of high severity; the flags rest on "
-            "metadata.", [f"{m.key}: {m.explanation[:80]}" for m in members][:8], STRONG,
+            "metadata.", [f"{m.key}: {m.explanation[:80]}" for m in scanned][:8], STRONG,
             H1="I", H2="I", H3="I", H5="C")
     listed = [f"{m.key} listed by {a}" for m in members for a in m.advisories]
     if listed:

@@ -1,10 +1,10 @@
 """Grouping flagged releases into incidents.
 
 Two releases belong together when they share any of: the publishing account within the time
-window (default one hour), a payload fingerprint (the same normalised added code), or an
-indicator (a URL, IP, wallet address or webhook; hosts only when not a shared service). Groups
-are the connected components of those links; an incident's id comes from its earliest member,
-so it stays the same as later releases join.
+window (default one hour), a payload fingerprint (the same normalised added code), a known-bad
+advisory (one campaign's record), or an indicator (a URL, IP, wallet address or webhook; hosts
+only when not a shared service). Groups are the connected components of those links; an
+incident's id comes from its earliest member, so it stays the same as later releases join.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def _links(obs: Observation) -> set[str]:
     for kind in ("urls", "ips", "wallets", "webhooks"):
         keys.update(f"{kind}:{v}" for v in obs.indicators.get(kind, ()))
     keys.update(f"host:{h}" for h in obs.indicators.get("hosts", ()) if h not in SHARED_SERVICES)
+    keys.update(f"advisory:{a}" for a in obs.advisories)  # one campaign's record
     return keys
 
 

@@ -54,6 +54,34 @@ def observations_from_db(engine: Engine, known_bad: KnownBadSource | None = None
         obs = replace(obs, publisher=obs.publisher or publisher,
                       published=obs.published or published)
         out.append(_with_advisories(obs, known_bad))
+    if known_bad is not None:
+        scanned = {o.key for o in out}
+        out += [o for o in observations_from_fleet(engine, known_bad) if o.key not in scanned]
+    return out
+
+
+def observations_from_fleet(engine: Engine, known_bad: KnownBadSource) -> list[Observation]:
+    """Known-bad versions that recorded environments held: each one an observation, so a
+    campaign that reached the fleet is an incident even where chainwatch scanned nothing."""
+    from chainwatch.fleet import holdings
+    from chainwatch.intel.store import package_view
+
+    with engine.connect() as conn:
+        held = conn.execute(select(holdings.c.name, holdings.c.version).distinct()).all()
+    by_name: dict[str, set[str]] = {}
+    for name, version in held:
+        by_name.setdefault(name, set()).add(version)
+    out = []
+    for name, versions_held in sorted(by_name.items()):
+        view = package_view(known_bad, name)
+        for version in sorted(versions_held):
+            found = [a for a in view.lookup(version) if not a.id.startswith("CW-VERDICT-")]
+            if found:
+                out.append(Observation(
+                    package=name, version=version, level="malicious", source="known-bad",
+                    published=found[0].published,
+                    explanation="; ".join(f"{a.id}: {a.summary}" for a in found)[:500],
+                    advisories=tuple(a.id for a in found)))
     return out
 
 
