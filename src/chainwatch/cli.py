@@ -534,6 +534,8 @@ def watch(
         "--slack", help="A Slack-compatible incoming webhook URL; repeatable.")] = None,
     feed: Annotated[Path | None, typer.Option(
         "--feed", help="Append each alert as a JSON line to this file.")] = None,
+    smtp: Annotated[str | None, typer.Option(
+        "--smtp", help="E-mail alerts: smtp://[user:pass@]host[:port]?from=ADDR&to=ADDR.")] = None,
     alert_on: Annotated[AlertOn, typer.Option("--alert-on")] = AlertOn.suspicious,
     changes: Annotated[str | None, typer.Option(
         "--changes", help="Follow this CouchDB-style _changes feed as well as polling.")] = None,
@@ -560,7 +562,14 @@ def watch(
     from chainwatch.scan import Scanner
     from chainwatch.verdicts import VerdictStore
     from chainwatch.watch.changes import ChangesFeed
-    from chainwatch.watch.sinks import FeedSink, LogSink, Sink, SlackSink, WebhookSink
+    from chainwatch.watch.sinks import (
+        FeedSink,
+        LogSink,
+        Sink,
+        SlackSink,
+        SmtpSink,
+        WebhookSink,
+    )
     from chainwatch.watch.state import WatchState
     from chainwatch.watch.watcher import WatchConfig, Watcher
     from chainwatch.watch.watchlist import build_watchlist, top_packages
@@ -588,6 +597,12 @@ def watch(
     sinks += [SlackSink(u) for u in slack or []]
     if feed is not None:
         sinks.append(FeedSink(feed))
+    if smtp:
+        try:
+            sinks.append(SmtpSink(smtp))
+        except ValueError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(2) from exc
     client = RegistryClient(NpmConfig.load(registry), cache_dir)
     url = db or None
     watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db)),

@@ -306,3 +306,61 @@ def test_429_with_retry_after_and_timeouts_slow_down_without_loss(tmp_path: Path
     assert status["failures"] == 1 and "timed out" in status["last_error"]
     clock.now = status["next_due"] + 1
     assert watcher.run_once()["scanned"] == 1 and [a["version"] for a in sink.got] == ["1.0.1"]
+
+
+def test_the_action_pins_to_the_newest_unflagged_version(tmp_path: Path) -> None:
+    registry, sink, clock, watcher = world(tmp_path)
+    watcher.run_once()
+    registry.publish("left-padder", "1.0.1", BENIGN_INDEX + clipper_source(), T0 + 10)
+    registry.publish("left-padder", "1.0.2", BENIGN_INDEX + clipper_source() + "\n//2\n",
+                     T0 + 20)
+    clock.now = T0 + 100
+    watcher.run_once()
+    pins = {a["version"]: (a["baseline"], a["pin_to"]) for a in sink.got}
+    assert pins == {"1.0.1": ("1.0.0", "1.0.0"), "1.0.2": ("1.0.1", "1.0.0")}
+    assert "1.0.1 is flagged too" in next(a for a in sink.got if a["version"] == "1.0.2")["action"]
+
+
+def test_smtp_sink_sends_mail_to_a_loopback_server() -> None:
+    import socketserver
+    import threading
+
+    from chainwatch.watch.sinks import SmtpSink
+
+    received: list[bytes] = []
+
+    class Handler(socketserver.StreamRequestHandler):
+        """Just enough SMTP (RFC 5321) to accept one message."""
+
+        def handle(self) -> None:
+            self.wfile.write(b"220 test ESMTP\r\n")
+            while line := self.rfile.readline():
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    self.wfile.write(b"250-test\r\n250 8BITMIME\r\n")
+                elif verb == b"DATA":
+                    self.wfile.write(b"354 go on\r\n")
+                    body = b""
+                    while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                        body += chunk
+                    received.append(body)
+                    self.wfile.write(b"250 queued\r\n")
+                elif verb == b"QUIT":
+                    self.wfile.write(b"221 bye\r\n")
+                    return
+                else:
+                    self.wfile.write(b"250 ok\r\n")
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        sink = SmtpSink(f"smtp://127.0.0.1:{port}?from=cw@example.invalid&to=sec@example.invalid")
+        sink.send({"id": "release:a@1.0.1", "kind": "release", "package": "a",
+                   "version": "1.0.1", "verdict": "malicious", "score": 97})
+        server.shutdown()
+    assert b"Subject: [chainwatch] MALICIOUS: a@1.0.1" in received[0]
+    with pytest.raises(ValueError):
+        SmtpSink("smtp://relay.example.invalid")  # no recipient
+    with pytest.raises(DeliveryError):
+        SmtpSink(f"smtp://127.0.0.1:{port}?to=x@example.invalid", timeout=2).send(
+            {"id": "x", "kind": "release", "package": "a", "version": "1", "verdict": "malicious"})

@@ -125,3 +125,46 @@ class FeedSink:
                 os.fsync(out.fileno())
         except OSError as exc:
             raise DeliveryError(str(exc)) from exc
+
+
+class SmtpSink:
+    """E-mail through an SMTP relay: ``smtp://[user:password@]host[:port]?from=a@x&to=b@y``
+    (``smtps://`` for TLS from the start; STARTTLS is used when the server offers it)."""
+
+    def __init__(self, url: str, timeout: float = 20.0) -> None:
+        from urllib.parse import parse_qs, unquote, urlparse
+
+        parts = urlparse(url)
+        query = parse_qs(parts.query)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname or not query.get("to"):
+            raise ValueError("--smtp wants smtp://host[:port]?from=ADDR&to=ADDR[,ADDR]")
+        self.host = parts.hostname
+        self.port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        self.tls = parts.scheme == "smtps"
+        self.user = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.sender = (query.get("from") or ["chainwatch@localhost"])[0]
+        self.to = [a for v in query["to"] for a in v.split(",") if a]
+        self.timeout = timeout
+        self.name = f"smtp:{self.host}:{self.port}:{','.join(self.to)}"
+
+    def send(self, alert: dict[str, Any]) -> None:
+        import smtplib
+        from email.message import EmailMessage
+
+        msg = EmailMessage()
+        msg["Subject"] = f"[chainwatch] {plain(headline(alert))}"[:200]
+        msg["From"] = self.sender
+        msg["To"] = ", ".join(self.to)
+        msg["Message-ID"] = f"<{alert['id'].replace(' ', '_')}@chainwatch>"
+        msg.set_content(json.dumps(alert, indent=2, sort_keys=True))
+        try:
+            factory = smtplib.SMTP_SSL if self.tls else smtplib.SMTP
+            with factory(self.host, self.port, timeout=self.timeout) as smtp:
+                if not self.tls and smtp.has_extn("starttls"):
+                    smtp.starttls()
+                if self.user:
+                    smtp.login(self.user, self.password or "")
+                smtp.send_message(msg)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc

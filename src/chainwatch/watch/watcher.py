@@ -25,6 +25,8 @@ from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import release_from_packument
 from chainwatch.scan import Scanner
 from chainwatch.verdicts import VerdictStore
+from chainwatch.versions import parse as parse_version
+from chainwatch.versions import sort_versions
 from chainwatch.watch.metrics import Metrics
 from chainwatch.watch.sinks import DeliveryError, Sink
 from chainwatch.watch.state import Delivery, Queued, WatchState
@@ -201,7 +203,7 @@ class Watcher:
             self.metrics.latency.observe(max(0.0, now - published.timestamp()))
         alert = None
         if verdict.level.rank >= self.config.alert_on.rank:
-            alert = (f"release:{spec}", "release", self.release_alert(verdict, item, now))
+            alert = (f"release:{spec}", "release", self.release_alert(verdict, item, now, doc))
         created = self.state.finish(item, verdict.level.value, alert, list(self.sinks), now)
         log.info("%s: %s (score %d)", spec, verdict.level.value, verdict.score)
         if created:
@@ -209,7 +211,8 @@ class Watcher:
             self._burst(item, now)
         return verdict
 
-    def release_alert(self, verdict: Verdict, item: Queued, now: float) -> dict[str, Any]:
+    def release_alert(self, verdict: Verdict, item: Queued, now: float,
+                      packument: dict[str, Any] | None = None) -> dict[str, Any]:
         from chainwatch.output.jsonout import verdict_dict
 
         doc = verdict_dict(verdict)
@@ -218,21 +221,43 @@ class Watcher:
                                            "line", "snippet")}
                     for f in [*doc["findings"], *doc["metadata_signals"]][:5]]
         base = verdict.baseline.version if verdict.baseline else None
-        action = (f"pin {item.name} to {base} (the previous version) and block "
-                  f"{item.name}@{item.version}; `chainwatch check` and `chainwatch proxy` "
-                  f"refuse it from now on" if base else
-                  f"remove {item.name}@{item.version}; it has no earlier version to pin to")
+        good = self._previous_good(item.name, item.version, packument or {})
+        which = ("the previous version" if good == base else
+                 f"the newest earlier version not flagged; {base} is flagged too")
+        action = (f"pin {item.name} to {good} ({which}) and block {item.name}@{item.version}; "
+                  f"`chainwatch check` and `chainwatch proxy` refuse it from now on" if good
+                  else f"remove {item.name}@{item.version}; no earlier version is unflagged")
         return {
             "schema": "chainwatch.alert/1", "id": f"release:{item.name}@{item.version}",
             "kind": "release", "package": item.name, "version": item.version,
             "verdict": verdict.level.value, "score": verdict.score,
-            "explanation": verdict.explanation, "baseline": base,
+            "explanation": verdict.explanation, "baseline": base, "pin_to": good,
             "publisher": item.publisher, "published": item.published,
             "detected_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
             "latency_seconds": round(now - published.timestamp(), 1) if published else None,
             "integrity": verdict.integrity, "evidence": evidence,
             "environments": self._environments(item.name, item.version), "action": action,
         }
+
+    def _previous_good(self, name: str, version: str, doc: dict[str, Any]) -> str | None:
+        """The newest stable version below ``version`` that is neither known-bad nor stored
+        as flagged (up to 20 are looked at)."""
+        target = parse_version(version)
+        if target is None:
+            return None
+        flagged = {v.version for v in self.verdicts.for_package(name) if v.level is not
+                   Level.BENIGN}
+        known_bad = self.scanner.known_bad
+        for candidate in reversed(sort_versions(doc.get("versions") or {})):
+            parsed = parse_version(candidate)
+            if parsed is None or parsed.prerelease or parsed >= target:
+                continue
+            if candidate not in flagged and not known_bad.lookup(name, candidate):
+                return candidate
+            flagged.add(candidate)
+            if len(flagged) > 20:
+                break
+        return None
 
     def _environments(self, name: str, version: str) -> list[dict[str, Any]]:
         if self.fleet is None:
