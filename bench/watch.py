@@ -14,6 +14,7 @@ prints polls done, the watcher's CPU time and its peak resident memory.
     python bench/watch.py latency --publishes 20
     python bench/watch.py latency --feed          # with a change feed as well as polling
     python bench/watch.py scale --packages 10000 --budget 12000 --seconds 120
+    python bench/watch.py restarts --publishes 20 --kill-every 3   # kill -9 while publishing
 """
 
 from __future__ import annotations
@@ -128,6 +129,50 @@ def latency(publishes: int, feed: bool) -> None:
             server.stop()
 
 
+def restarts(publishes: int, kill_every: float) -> None:
+    """Publish compromised releases while the watcher is killed with SIGKILL every few seconds
+    and restarted; count missed and duplicate alerts at the receiver."""
+    import signal
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        server = start_verdaccio(root)
+        receiver = Receiver()
+        names = [f"bench-kill-{i}" for i in range(publishes)]
+        for name in names:
+            server.publish(name, "1.0.0", {"index.js": BENIGN_INDEX})
+        (root / "watch.txt").write_text("\n".join(names) + "\n")
+        args = ["--packages", str(root / "watch.txt"), "--registry", server.registry,
+                "--webhook", receiver.url, "--interval", "2s", "--hot-interval", "2s"]
+        env = {"NPM_CONFIG_USERCONFIG": str(server.home / ".npmrc")}
+        proc = watcher(args, root, env)
+        kills = 0
+        last_kill = time.time()
+        try:
+            time.sleep(5)
+            for name in names:
+                server.publish(name, "1.0.1", {"index.js": BENIGN_INDEX + clipper_source()})
+                if time.time() - last_kill >= kill_every:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    kills += 1
+                    proc = watcher(args, root, env)
+                    last_kill = time.time()
+            deadline = time.time() + 120
+            while len({a["id"] for a in receiver.alerts}) < publishes and time.time() < deadline:
+                time.sleep(0.5)
+            time.sleep(5)  # anything re-sent after the last alert shows up now
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+            receiver.server.shutdown()
+            server.stop()
+        ids = [a["id"] for a in receiver.alerts]
+        missed = publishes - len(set(ids))
+        print(f"{publishes} compromised publishes, watcher killed with SIGKILL {kills} times: "
+              f"{len(set(ids))} alerted, {missed} missed, {len(ids) - len(set(ids))} duplicates")
+
+
 def scale(packages: int, budget: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -175,7 +220,10 @@ def scale(packages: int, budget: int, seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", choices=("latency", "scale"), default="latency")
+    parser.add_argument("mode", nargs="?", choices=("latency", "scale", "restarts"),
+                        default="latency")
+    parser.add_argument("--kill-every", type=float, default=3.0,
+                        help="restarts: seconds between SIGKILLs")
     parser.add_argument("--publishes", type=int, default=20)
     parser.add_argument("--feed", action="store_true",
                         help="latency: also follow a change feed the benchmark writes to")
@@ -185,6 +233,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "latency":
         latency(args.publishes, args.feed)
+    elif args.mode == "restarts":
+        restarts(args.publishes, args.kill_every)
     else:
         scale(args.packages, args.budget, args.seconds)
 
