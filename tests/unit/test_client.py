@@ -47,6 +47,22 @@ def test_packument_is_cached_and_revalidated_with_etag(tmp_path: Path) -> None:
     assert len(seen) == 2
 
 
+def test_packument_is_revalidated_with_last_modified_without_an_etag(tmp_path: Path) -> None:
+    stamp = "Wed, 08 Sep 2025 13:16:00 GMT"
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("If-Modified-Since"))
+        if request.headers.get("If-Modified-Since") == stamp:
+            return httpx.Response(304)
+        return httpx.Response(200, json=PACKUMENT, headers={"Last-Modified": stamp})
+
+    with client(tmp_path, handler) as c:
+        assert c.packument("demo")["name"] == "demo"
+        assert c.packument("demo")["name"] == "demo"
+    assert seen == [None, stamp]
+
+
 def test_scoped_names_are_escaped_like_npm(tmp_path: Path) -> None:
     urls: list[str] = []
 

@@ -90,8 +90,18 @@ class Cache:
             etag = None
         return body, etag
 
-    def put_doc(self, url: str, raw: bytes, etag: str | None) -> None:
-        """Store the registry's bytes as they came (no re-serialisation) and the ETag beside."""
+    def last_modified(self, url: str) -> str | None:
+        """The ``Last-Modified`` the registry sent with the cached document, if any."""
+        try:
+            return self._doc_path(url).with_suffix(".lastmod").read_text().strip() or None
+        except OSError:
+            return None
+
+    def put_doc(self, url: str, raw: bytes, etag: str | None,
+                last_modified: str | None = None) -> None:
+        """Store the registry's bytes as they came (no re-serialisation) and the validators
+        (ETag, Last-Modified) beside."""
         path = self._doc_path(url)
         _atomic_write(path.with_suffix(".etag"), (etag or "").encode())
+        _atomic_write(path.with_suffix(".lastmod"), (last_modified or "").encode())
         _atomic_write(path, raw)

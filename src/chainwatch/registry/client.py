@@ -110,7 +110,8 @@ class RegistryClient:
         return response
 
     def packument(self, name: str) -> dict[str, Any]:
-        """The full-format packument (``application/json``), revalidated by ETag."""
+        """The full-format packument (``application/json``), revalidated by ETag and
+        Last-Modified (conditional requests: an unchanged one costs a 304)."""
         url = packument_url(self.config.registry_for(name), name)
         cached = self.cache.get_doc(url)
         if self.offline:
@@ -120,6 +121,9 @@ class RegistryClient:
         headers = {"Accept": "application/json"}
         if cached and cached[1]:
             headers["If-None-Match"] = cached[1]
+        modified = self.cache.last_modified(url) if cached else None
+        if modified:
+            headers["If-Modified-Since"] = modified
         response = self._get(url, headers)
         if response.status_code == 304 and cached:
             return cached[0]
@@ -137,7 +141,8 @@ class RegistryClient:
             raise RegistryError(f"registry sent a packument that is not JSON for {name}") from exc
         if not isinstance(body, dict) or not isinstance(body.get("versions", {}), dict):
             raise RegistryError(f"registry sent a malformed packument for {name}")
-        self.cache.put_doc(url, response.content, response.headers.get("ETag"))
+        self.cache.put_doc(url, response.content, response.headers.get("ETag"),
+                           response.headers.get("Last-Modified"))
         return body
 
     def tarball(self, url: str, integrity: str | None, shasum: str | None) -> Tarball:
