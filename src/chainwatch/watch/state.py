@@ -143,7 +143,7 @@ class WatchState:
                                     .where(versions.c.name == name)).scalars())
 
     def record_poll(self, name: str, new: list[dict[str, Any]], baseline: bool, now: float,
-                    next_due: float, hot: bool) -> None:
+                    next_due: float) -> None:
         """New versions (queued, or kept as baseline) and the package's next turn, together."""
         with self.engine.begin() as conn:
             if new:
@@ -153,7 +153,7 @@ class WatchState:
                     for row in new])
             conn.execute(update(packages).where(packages.c.name == name).values(
                 baselined=True, checked_at=now, next_due=next_due, failures=0,
-                last_error=None, hot=hot))
+                last_error=None))
 
     def status_of(self, name: str) -> dict[str, Any]:
         with self.engine.connect() as conn:

@@ -166,9 +166,9 @@ class Watcher:
             new.append(row)
         if queued:  # kept for the scan (no second request), only while something waits
             self._docs[name] = doc
-        is_hot = hot or recent_seen
+        # popular packages are always hot; others while they had a release in the last week
         self.state.record_poll(name, new, baseline=not baselined, now=now,
-                               next_due=self._next_due(is_hot), hot=is_hot)
+                               next_due=self._next_due(hot or recent_seen))
         for version in queued:
             self.metrics.versions_seen.inc()
             log.info("new release %s@%s queued for scanning", name, version)
