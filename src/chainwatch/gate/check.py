@@ -144,8 +144,7 @@ class Checker:
             return
         try:
             stored = (self.scans.verdict(name, version, doc, self.now) if scan else
-                      self.scans.cached(name, version,
-                                        release_from_packument(doc, version).integrity))
+                      self.scans.cached(name, version, _integrity(doc, version)))
         except ChainwatchError as exc:
             yield ("warn", "scan-error", f"could not be scanned: {exc}")
             return
@@ -241,6 +240,15 @@ class Checker:
                     placed.append(Placed(decision, env.source, package.dev,
                                          package.paths[0] if package.paths else ()))
         return placed
+
+
+def _integrity(doc: dict[str, Any], version: str) -> str | None:
+    """``dist.integrity`` of one version, read directly (no Release built: this runs for every
+    version of a packument on every proxy request)."""
+    data = (doc.get("versions") or {}).get(version)
+    dist = data.get("dist") if isinstance(data, dict) else None
+    value = dist.get("integrity") if isinstance(dist, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _ago(delta: timedelta) -> str:
