@@ -146,3 +146,78 @@ def test_publish_alert_kill_restart(setup: tuple[Verdaccio, Receiver, Path]) -> 
         watcher.wait(timeout=15)
     log = (root / "watch.log").read_text()
     assert all(json.loads(line)["level"] for line in log.splitlines() if line.startswith("{"))
+
+
+class Faulty:
+    """A loopback proxy in front of Verdaccio that can answer 503, or 429 with Retry-After."""
+
+    def __init__(self, upstream: str) -> None:
+        self.mode = "pass"
+        self.faults = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if outer.mode != "pass":
+                    outer.faults += 1
+                    status = 429 if outer.mode == "429" else 503
+                    self.send_response(status)
+                    if status == 429:
+                        self.send_header("Retry-After", "1")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                r = httpx.get(upstream.rstrip("/") + self.path,
+                              headers={k: v for k, v in self.headers.items()
+                                       if k.lower() in ("accept", "if-none-match",
+                                                        "authorization")})
+                self.send_response(r.status_code)
+                for key in ("content-type", "etag"):
+                    if key in r.headers:
+                        self.send_header(key, r.headers[key])
+                self.send_header("content-length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_registry_errors_slow_the_watcher_without_losing_a_version(
+        setup: tuple[Verdaccio, Receiver, Path]) -> None:
+    server, receiver, root = setup
+    server.publish("color-tint", "1.0.0", {"index.js": BENIGN_INDEX})
+    (root / "watch.txt").write_text("color-tint\n")
+    faulty = Faulty(server.registry)
+    env = {**os.environ, "CHAINWATCH_DATA_DIR": str(root), "CHAINWATCH_CACHE_DIR": str(root),
+           "NPM_CONFIG_USERCONFIG": str(server.home / ".npmrc")}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "chainwatch", "watch", "--packages", str(root / "watch.txt"),
+         "--registry", faulty.url, "--webhook", receiver.url, "--interval", "1s",
+         "--hot-interval", "1s", "--db", f"sqlite:///{root / 'watch.db'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_polled(root, 1)
+        for mode in ("503", "429"):
+            faulty.mode = mode
+            before = faulty.faults
+            server.publish("color-tint", "1.0.1" if mode == "503" else "1.0.2",
+                           {"index.js": BENIGN_INDEX + clipper_source()
+                            + ("" if mode == "503" else "\n// again\n")})
+            time.sleep(6)
+            assert faulty.faults > before  # the watcher kept asking, and got errors
+            assert faulty.faults - before < 40  # … while backing off, not hammering
+            faulty.mode = "pass"
+        receiver.wait_for("release:color-tint@1.0.1")
+        receiver.wait_for("release:color-tint@1.0.2")
+        time.sleep(2)
+        assert sorted(a["id"] for a in receiver.alerts) == [
+            "release:color-tint@1.0.1", "release:color-tint@1.0.2"]
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=15)
+        faulty.server.shutdown()
