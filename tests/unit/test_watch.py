@@ -203,6 +203,13 @@ def test_a_burst_by_one_account_is_one_incident_alert(tmp_path: Path) -> None:
     assert len(bursts) == 1, [a["id"] for a in sink.got]
     assert bursts[0]["publisher"] == "qix" and len(bursts[0]["releases"]) >= 3
     assert len([a for a in sink.got if a["kind"] == "release"]) == 4
+    # what the watcher stored becomes one incident, ranked account takeover for theft
+    from chainwatch.incidents.ach import assess
+    from chainwatch.incidents.store import IncidentStore
+
+    (incident,) = IncidentStore(engine=watcher.state.engine).rebuild()
+    assert incident.publishers == ["qix"] and len(incident.packages) == 4
+    assert assess(incident).best.hypothesis == "H1"
 
 
 def test_changes_feed_marks_watched_packages_due_and_checkpoints(tmp_path: Path) -> None:
