@@ -86,12 +86,16 @@ class Cached:
 
 
 class PackumentCache:
-    """Raw upstream packuments, least recently used first out, bounded by their total size."""
+    """Upstream packuments with their renders, least recently used first out, bounded by their
+    total weight (checked when a packument is stored or a render is added)."""
 
     def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
-        self.size = 0
         self._entries: OrderedDict[tuple[str, str], Cached] = OrderedDict()
+
+    @property
+    def size(self) -> int:
+        return sum(e.weight for e in self._entries.values())
 
     def get(self, key: tuple[str, str]) -> Cached | None:
         hit = self._entries.get(key)
@@ -100,20 +104,17 @@ class PackumentCache:
         return hit
 
     def put(self, key: tuple[str, str], entry: Cached) -> None:
-        old = self._entries.pop(key, None)
-        if old is not None:
-            self.size -= old.weight
-        if entry.weight > self.max_bytes:
-            return
-        self._entries[key] = entry
-        self.size += entry.weight
-        while self.size > self.max_bytes:
-            _, dropped = self._entries.popitem(last=False)
-            self.size -= dropped.weight
+        self._entries.pop(key, None)
+        if entry.weight <= self.max_bytes:
+            self._entries[key] = entry
+        self.trim()
 
-    def grew(self, entry: Cached, by: int) -> None:
-        if any(e is entry for e in self._entries.values()):
-            self.size += by
+    def trim(self) -> None:
+        """Drop the least recently used entries until the cache fits its bound."""
+        total = self.size
+        while total > self.max_bytes and self._entries:
+            _, dropped = self._entries.popitem(last=False)
+            total -= dropped.weight
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -283,10 +284,9 @@ class Proxy:
             body = await anyio.to_thread.run_sync(
                 self._render, name, entry.raw, set(blocked), wants_corgi, render_key[2])
             if len(entry.renders) >= 4:
-                self.cache.grew(entry, -sum(len(b) for b in entry.renders.values()))
                 entry.renders.clear()
             entry.renders[render_key] = body
-            self.cache.grew(entry, len(body))
+            self.cache.trim()
         return Response(body, media_type=ABBREVIATED if wants_corgi else "application/json",
                         headers={"X-Chainwatch-Stale": "upstream unavailable"} if stale else None)
 
