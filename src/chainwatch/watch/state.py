@@ -174,6 +174,14 @@ class WatchState:
         return [Queued(r["pk"], r["name"], r["version"], r["published"], r["publisher"],
                        r["seen_at"], r["attempts"]) for r in rows]
 
+    def waiting(self) -> dict[str, int]:
+        """How many versions of each package wait to be scanned."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(versions.c.name, func.count())
+                                .where(versions.c.status == "queued")
+                                .group_by(versions.c.name)).all()
+        return {r[0]: int(r[1]) for r in rows}
+
     def finish(self, item: Queued, level: str, alert: tuple[str, str, dict[str, Any]] | None,
                sinks: list[str], now: float) -> bool:
         """Mark a version scanned and, in the same transaction, write its alert and the

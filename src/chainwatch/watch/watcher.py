@@ -177,9 +177,12 @@ class Watcher:
     # -- scanning ------------------------------------------------------------------------------
     def scan_once(self, limit: int = 10) -> int:
         items = self.state.queued(limit)
-        self.metrics.queue_depth.set(self.state.status()["queued"])
         for item in items:
             self.scan(item)
+        waiting = self.state.waiting()
+        self.metrics.queue_depth.set(sum(waiting.values()))
+        for name in [n for n in list(self._docs) if n not in waiting]:
+            self._docs.pop(name, None)  # packuments are kept only while a version waits
         return len(items)
 
     def scan(self, item: Queued) -> Verdict | None:
@@ -189,8 +192,6 @@ class Watcher:
             if doc is None or item.version not in (doc.get("versions") or {}):
                 doc = self.client.packument(item.name)
             verdict = self.scanner.scan(spec, None, doc)
-            if not any(q.name == item.name for q in self.state.queued(50) if q.pk != item.pk):
-                self._docs.pop(item.name, None)
         except ChainwatchError as exc:
             give_up = item.attempts + 1 >= self.config.max_scan_attempts
             self.state.scan_failed(item, str(exc), give_up)
