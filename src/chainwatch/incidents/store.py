@@ -45,8 +45,10 @@ def observations_from_db(engine: Engine, known_bad: KnownBadSource | None = None
 
     stored = VerdictStore(engine=engine).recent(limit, levels=(Level.SUSPICIOUS, Level.MALICIOUS))
     with engine.connect() as conn:
+        # only scanned releases can have a verdict: the baseline rows (most of them) never do
         seen = {(r[0], r[1]): (r[2], r[3]) for r in conn.execute(select(
-            versions.c.name, versions.c.version, versions.c.publisher, versions.c.published))}
+            versions.c.name, versions.c.version, versions.c.publisher, versions.c.published)
+            .where(versions.c.status != "baseline"))}
     out = []
     for v in stored:
         obs = Observation.from_scan(v.document, detected_at=v.scanned_at)
