@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -729,7 +729,7 @@ def report(
     elif fmt is ReportFormat.sarif:
         from chainwatch.output.sarif import render as sarif
 
-        text = sarif([verdict_from_dict(_document(m)) for m in inc.members])
+        text = sarif([verdict_from_dict(m.document) for m in inc.members if m.document])
     elif fmt is ReportFormat.html:
         text = render.render_html(doc)
     elif fmt is ReportFormat.json:
@@ -741,14 +741,6 @@ def report(
         err.print(f"wrote {output}", markup=False)
     else:
         typer.echo(text, nl=not text.endswith("\n"))
-
-
-def _document(obs: Any) -> dict[str, Any]:
-    return {"package": obs.package, "version": obs.version, "verdict": obs.level,
-            "score": obs.score, "explanation": obs.explanation, "baseline": obs.baseline,
-            "integrity": obs.integrity, "findings": list(obs.findings),
-            "metadata_signals": list(obs.signals), "publisher": obs.publisher,
-            "published": obs.published}
 
 
 @db_app.command("import")

@@ -30,6 +30,8 @@ class Observation:
     indicators: dict[str, list[str]] = field(default_factory=dict)
     advisories: tuple[str, ...] = ()
     detected_at: str | None = None
+    #: the scan document it was read from (None for a known-bad record)
+    document: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -63,7 +65,7 @@ class Observation:
             capabilities_added=tuple((doc.get("capabilities") or {}).get("added") or ()),
             fingerprints=tuple(payload.get("fingerprints") or ()),
             indicators=dict(payload.get("indicators") or {}),
-            detected_at=detected_at)
+            detected_at=detected_at, document=doc)
 
 
 @dataclass
