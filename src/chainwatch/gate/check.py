@@ -160,9 +160,7 @@ class Checker:
     def _metadata_rules(self, doc: dict[str, Any], name: str, version: str,
                         base_version: str | None) -> Iterable[tuple[str, str, str]]:
         p = self.policy
-        data = doc["versions"][version]
-        dist = data.get("dist") if isinstance(data, dict) else None
-        dist = dist if isinstance(dist, dict) else {}
+        dist = _dist(doc, version)
         key = (name, version, dist.get("integrity") or dist.get("tarball"), base_version)
         with self._lock:
             memo = self._static.get(key)
@@ -242,12 +240,16 @@ class Checker:
         return placed
 
 
-def _integrity(doc: dict[str, Any], version: str) -> str | None:
-    """``dist.integrity`` of one version, read directly (no Release built: this runs for every
-    version of a packument on every proxy request)."""
+def _dist(doc: dict[str, Any], version: str) -> dict[str, Any]:
+    """The ``dist`` object of one version, read directly (no Release built: this runs for
+    every version of a packument on every proxy request)."""
     data = (doc.get("versions") or {}).get(version)
     dist = data.get("dist") if isinstance(data, dict) else None
-    value = dist.get("integrity") if isinstance(dist, dict) else None
+    return dist if isinstance(dist, dict) else {}
+
+
+def _integrity(doc: dict[str, Any], version: str) -> str | None:
+    value = _dist(doc, version).get("integrity")
     return value if isinstance(value, str) else None
 
 
