@@ -112,6 +112,7 @@ class Scanner:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._packuments_lock = threading.Lock()
         self._packuments: dict[str, dict[str, Any]] = {}
 
     def close(self) -> None:
@@ -149,7 +150,7 @@ class Scanner:
     def _remember_packument(self, name: str, doc: dict[str, Any]) -> None:
         """Keep a packument for later loads, the most recent 256 only (a watcher runs for
         weeks)."""
-        with self._pool_lock:
+        with self._packuments_lock:
             self._packuments.pop(name, None)
             self._packuments[name] = doc
             while len(self._packuments) > 256:
