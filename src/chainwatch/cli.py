@@ -604,9 +604,8 @@ def watch(
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from exc
     client = RegistryClient(NpmConfig.load(registry), cache_dir)
-    url = db or None
     watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db)),
-                      VerdictStore(url), sinks, config, fleet=Fleet(url))
+                      VerdictStore(engine=engine), sinks, config, fleet=Fleet(db))
     added = watcher.watch(names, hot=set(top_packages(100)))
     logging.getLogger("chainwatch.watch").info(
         "watching %d packages (%d new), every %.0f s (hot: %.0f s), %d requests/min, "
