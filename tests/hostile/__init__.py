@@ -1,0 +1,1 @@
+"""Attacks on chainwatch: hostile archives, registries, lockfiles and input (issue 11)."""
