@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLES_ZIP = SHARED / "corpus" / "malware" / "real-samples.zip"
@@ -57,3 +60,15 @@ def clipper_source() -> str:
     from bench.corpus.replica import SPECS, appended_code, load
 
     return BENIGN_INDEX + "\n" + appended_code(load(SPECS / "qix.yml"))
+
+
+#: Set by `.ci/run`: the parts it installs (node, npm, PostgreSQL, ../shared) must be present, so a
+#: test that would skip for want of one fails instead of passing silently.
+REQUIRE_PARTS = os.environ.get("CHAINWATCH_REQUIRE_PARTS") == "1"
+
+
+def missing_part(reason: str) -> NoReturn:
+    """Skip for a missing external part, or fail where `.ci/run` promised to install it."""
+    if REQUIRE_PARTS:
+        pytest.fail(f"required part missing (CHAINWATCH_REQUIRE_PARTS=1): {reason}", pytrace=False)
+    pytest.skip(reason)

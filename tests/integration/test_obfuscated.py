@@ -18,7 +18,7 @@ from bench.corpus.replica import SPECS, appended_code, load
 
 from chainwatch.model import Level, PackageRef
 from chainwatch.scan import Loaded, Scanner, scan_snippet_files
-from tests.helpers import BENIGN_INDEX, manifest
+from tests.helpers import BENIGN_INDEX, manifest, missing_part
 from tests.integration.conftest import FIXTURE_CACHE
 
 OBFUSCATOR = "javascript-obfuscator@4.1.1"
@@ -41,7 +41,7 @@ SCANNER = Scanner(None, workers=1)
 def obfuscator() -> Path:
     npm, node = shutil.which("npm"), shutil.which("node")
     if not npm or not node:
-        pytest.skip("npm/node not installed")
+        missing_part("npm/node not installed")
     prefix = FIXTURE_CACHE / "obfuscator"
     cli = prefix / "node_modules" / "javascript-obfuscator" / "bin" / "javascript-obfuscator"
     if not cli.exists():

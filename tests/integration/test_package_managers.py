@@ -17,6 +17,7 @@ import pytest
 
 from chainwatch.inventory.walk import walk
 from chainwatch.model import Environment
+from tests.helpers import missing_part
 from tests.integration.conftest import FIXTURE_CACHE
 
 MANIFEST: dict[str, Any] = {
@@ -45,7 +46,7 @@ def _project(tool: str, manifest: dict[str, Any] | None = None) -> Path:
 def npm_project() -> Path:
     npm = shutil.which("npm")
     if npm is None:
-        pytest.skip("npm not installed")
+        missing_part("npm not installed")
     folder = _project("npm")
     if not (folder / "package-lock.json").exists():
         done = subprocess.run([npm, "install", "--package-lock-only", "--ignore-scripts",
@@ -103,7 +104,7 @@ def _built(tool: str, command: list[str], lockfile: str,
            manifest: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Path:
     """A project installed by ``command`` (scripts ignored), cached; skip when it cannot run."""
     if shutil.which("npx") is None:
-        pytest.skip("npx not installed")
+        missing_part("npx not installed")
     folder = _project(tool, manifest)
     if tool.startswith("pnpm"):
         (folder / "pnpm-workspace.yaml").write_text('packages:\n  - "packages/*"\n')

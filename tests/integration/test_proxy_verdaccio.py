@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import BENIGN_INDEX, clipper_source
+from tests.helpers import BENIGN_INDEX, clipper_source, missing_part
 from tests.integration.verdaccio import free_port as _port
 from tests.integration.verdaccio import npm as _npm
 from tests.integration.verdaccio import start_verdaccio
@@ -139,7 +139,7 @@ def test_the_cooldown_hides_a_version_published_seconds_ago(world: dict[str, obj
 def test_pnpm_installs_the_newest_allowed_version_through_the_proxy(
         world: dict[str, object]) -> None:
     if shutil.which("npx") is None:
-        pytest.skip("npx not installed")
+        missing_part("npx not installed")
     folder = _project(world, "app5")
     home = Path(str(world["home"]))
     env = {**os.environ, "NPM_CONFIG_USERCONFIG": str(home / ".npmrc"),

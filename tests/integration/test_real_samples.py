@@ -9,9 +9,15 @@ import pytest
 from chainwatch.archive import read_tarball
 from chainwatch.model import Level, PackageFile, PackageFiles, Verdict
 from chainwatch.scan import Scanner
-from tests.helpers import SAMPLES_ZIP
+from tests.helpers import SAMPLES_ZIP, missing_part
 
-pytestmark = pytest.mark.skipif(not SAMPLES_ZIP.is_file(), reason="shared corpus not present")
+
+@pytest.fixture(autouse=True)
+def _corpus() -> None:
+    if not SAMPLES_ZIP.is_file():
+        missing_part("shared corpus not present")
+
+
 SCANNER = Scanner(None)
 
 

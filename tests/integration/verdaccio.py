@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import missing_part
 from tests.integration.conftest import FIXTURE_CACHE
 
 VERDACCIO = FIXTURE_CACHE / "verdaccio-6.8.0"
@@ -72,7 +73,7 @@ class Verdaccio:
 
 def start_verdaccio(root: Path) -> Verdaccio:
     if shutil.which("npm") is None or shutil.which("node") is None:
-        pytest.skip("npm/node not installed")
+        missing_part("npm/node not installed")
     if not (VERDACCIO / "node_modules" / ".bin" / "verdaccio").exists():
         VERDACCIO.mkdir(parents=True, exist_ok=True)
         (VERDACCIO / "package.json").write_text(json.dumps({

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +118,8 @@ def test_check_places_decisions_and_known_bad_needs_no_registry(tmp_path: Path) 
         ("pkg", "min-age"), ("chalk", "known-bad")}
     chalk = next(p for p in placed if p.decision.rule == "known-bad")
     assert chalk.dev and chalk.path == ("app", "chalk") and chalk.source == "package-lock.json"
-    assert json.dumps([p.decision.reason for p in placed])
-    assert date.today()  # the gate uses its own clock (NOW) for ages
+    assert all(p.decision.reason for p in placed)
+    assert "chalk@5.6.1" in chalk.decision.reason or "CW-2025-QIX" in chalk.decision.reason
 
 
 # -- the scan rule ---------------------------------------------------------------------------
