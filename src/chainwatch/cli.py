@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chainwatch import __version__
-from chainwatch.errors import ChainwatchError, RegistryError
+from chainwatch.errors import ChainwatchError, RegistryError, describe_failure, one_line
 from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
@@ -41,7 +41,7 @@ app.add_typer(db_app, name="db")
 policy_app = typer.Typer(help="The install policy shared by check and the proxy.",
                          no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class Format(StrEnum):
@@ -120,9 +120,9 @@ def _open_db(factory: Callable[[str | None], T], db: str | None, what: str,
         return factory(db)
     except Exception as exc:
         if db:
-            err.print(f"error: cannot open the database {db}: {exc}", markup=False)
+            err.print(f"error: cannot open the database {db}: {one_line(exc)}", markup=False)
             raise typer.Exit(2) from exc
-        err.print(f"warning: {what} unavailable ({exc}); {instead}", markup=False)
+        err.print(f"warning: {what} unavailable ({one_line(exc)}); {instead}", markup=False)
         return None
 
 
@@ -807,4 +807,18 @@ def rules_list(
 
 
 def main() -> None:
-    app()
+    """Run the command line; whatever escapes a command is one line and an exit code, never a
+    traceback (set CHAINWATCH_DEBUG=1 to see it)."""
+    import os
+
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("CHAINWATCH_DEBUG") == "1":
+            raise
+        message, code = describe_failure(exc)
+        err.print(f"error: {message}", markup=False)
+        sys.exit(code)

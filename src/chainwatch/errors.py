@@ -31,3 +31,37 @@ class RegistryError(ChainwatchError):
 
 class OfflineMissError(RegistryError):
     """``--offline`` and the cache does not hold what was asked for."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line, without a library's "background" links."""
+    text = " ".join(str(exc).split())
+    return text.split(" (Background on this error")[0][:300] or type(exc).__name__
+
+
+def describe_failure(exc: BaseException) -> tuple[str, int]:
+    """One line and an exit code for an exception no command handled.
+
+    Input we cannot read is exit 2, the network exit 3; anything else is a bug in chainwatch,
+    reported as such, and never exit 0 or 1, so a gate that hits one fails closed.
+    """
+    if isinstance(exc, ChainwatchError):
+        return str(exc), exc.exit_code
+    kind = type(exc).__name__
+    module = type(exc).__module__.split(".")[0]
+    text = one_line(exc)
+    if module in ("httpx", "httpcore", "ssl") or isinstance(exc, (ConnectionError, TimeoutError)):
+        return f"network failure: {text}", RegistryError.exit_code
+    if module == "sqlalchemy":
+        return f"database error: {text}", 2
+    if isinstance(exc, ImportError):
+        return f"a module chainwatch needs here is not installed ({text}); for a database URL, "\
+            "install its driver (PostgreSQL: pip install 'chainwatch[postgres]')", 2
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply to read", 2
+    if isinstance(exc, MemoryError):
+        return "input too large to read", 2
+    if isinstance(exc, (OSError, UnicodeError)):
+        return text, 2
+    return (f"internal error ({kind}: {text}); this is a bug in chainwatch, please report it "
+            "(CHAINWATCH_DEBUG=1 shows the traceback)", 2)

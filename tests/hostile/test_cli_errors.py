@@ -1,0 +1,46 @@
+"""Bad input on the command line is one clear line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chainwatch.errors import RegistryError, UsageError, describe_failure
+
+
+def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(tmp_path / "cache"),
+           "CHAINWATCH_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"}
+    env.pop("CHAINWATCH_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "chainwatch", *args], capture_output=True,
+                          text=True, env=env, timeout=120, check=False, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("db", ["notaurl", "mysql://u@127.0.0.1/x", "sqlite:////nonexistent/x/y.db",
+                                "BINARY"])
+@pytest.mark.parametrize("command", [["db", "stats"], ["incidents"], ["report"]])
+def test_a_bad_database_is_one_line_and_exit_2(tmp_path: Path, db: str, command: list[str]) -> None:
+    if db == "BINARY":
+        junk = tmp_path / "junk.db"
+        junk.write_bytes(bytes(range(256)) * 64)
+        db = f"sqlite:///{junk}"
+    done = run(tmp_path, *command, "--db", db)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().startswith("error:")
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_describe_failure_maps_kinds_to_exit_codes() -> None:
+    import httpx
+
+    assert describe_failure(UsageError("bad")) == ("bad", 2)
+    assert describe_failure(RegistryError("down"))[1] == 3
+    assert describe_failure(httpx.ConnectError("refused"))[1] == 3
+    assert describe_failure(RecursionError())[1] == 2
+    message, code = describe_failure(KeyError("x"))
+    assert code == 2 and "bug in chainwatch" in message
