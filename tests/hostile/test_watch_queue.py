@@ -154,6 +154,43 @@ def test_a_poison_pill_backs_off_then_raises_one_scan_failed_alert(tmp_path: Pat
     assert status["scan_failures"] == 1 and status["queued"] == 0
 
 
+def test_a_release_that_kills_the_watcher_is_not_retried_first_after_each_restart(
+        tmp_path: Path) -> None:
+    """A crash is no exception the watcher can catch (a native parser's segfault, the OOM
+    killer): the attempt is counted before the scan begins, so after a restart the queue moves
+    on, and after max_scan_attempts the release is given up with a scan-failed alert."""
+    registry, sink, clock, watcher = pill_then_compromised(tmp_path, injected=True,
+                                                           scan_backoff=60.0)
+    scanner = watcher.scanner
+    assert isinstance(scanner, PillScanner)
+    scanner.error = Killed()
+
+    def restart() -> Watcher:
+        again = make_watcher(tmp_path, registry, sink, clock, scan_backoff=60.0)
+        again.scanner = scanner
+        return again
+
+    with pytest.raises(Killed):
+        watcher.run_once()
+    assert scanner.calls == ["pill@1.0.1"] and sink.got == []  # died before the next one
+    watcher = restart()
+    watcher.run_once()
+    assert [a["id"] for a in sink.got] == ["release:left-padder@1.0.1"]
+    assert scanner.calls == ["pill@1.0.1", "left-padder@1.0.1"]
+    for wait in (61, 121):
+        clock.now += wait
+        with pytest.raises(Killed):
+            watcher.run_once()
+        watcher = restart()
+    assert scanner.calls.count("pill@1.0.1") == 3
+    clock.now += 241
+    watcher.run_once()
+    assert scanner.calls.count("pill@1.0.1") == 3  # given up without a fourth crash
+    assert [a["kind"] for a in sink.got] == ["release", "scan-failed"]
+    assert sink.got[1]["error"].startswith("Interrupted: 3 scans of pill@1.0.1")
+    assert watcher.state.status(clock.now)["scan_failures"] == 1
+
+
 def test_status_shows_the_failing_release(tmp_path: Path) -> None:
     _registry, _sink, _clock, watcher = pill_then_compromised(tmp_path, injected=True)
     watcher.run_once()
@@ -347,3 +384,23 @@ def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path, receiver: Receiver) 
     assert all(key == alert for key, alert in receiver.got)  # its idempotency key repeats
     state = WatchState(connect(url))
     assert state.status()["deliveries_pending"] == 0
+
+
+def test_a_scan_failed_alert_is_inert_in_slack(tmp_path: Path) -> None:
+    """The error text of a scan-failed alert comes from the hostile release."""
+    import httpx
+
+    from chainwatch.watch.sinks import SlackSink
+
+    _registry, _sink, _clock, watcher = pill_then_compromised(tmp_path, injected=True,
+                                                            max_scan_attempts=1)
+    assert isinstance(watcher.scanner, PillScanner)
+    watcher.scanner.error = Pill("<!channel> <https://evil.invalid|click> \x1b]8;;x\x07")
+    posted: list[dict[str, Any]] = []
+    slack = SlackSink("https://hooks.slack.invalid/services/T/B/x", transport=httpx.MockTransport(
+        lambda r: posted.append(json.loads(r.content)) or httpx.Response(200)))
+    watcher.sinks = {slack.name: slack}
+    watcher.run_once()
+    (text,) = [p["text"] for p in posted if "SCAN FAILED" in p["text"]]
+    assert "pill@1.0.1" in text and "after 1 attempts" in text
+    assert "<!channel>" not in text and "<https://" not in text and "\x1b" not in text

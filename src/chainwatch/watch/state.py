@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -247,17 +247,25 @@ class WatchState:
         with self.engine.begin() as conn:
             return self._alert(conn, alert_id, kind, payload, sinks, now)
 
+    def claim(self, item: Queued, next_attempt: float) -> Queued:
+        """Count an attempt before it begins, with the time of the next one should this one
+        never finish; returns the item with its new attempt count."""
+        with self.engine.begin() as conn:
+            conn.execute(update(versions).where(versions.c.pk == item.pk).values(
+                attempts=item.attempts + 1, next_attempt=next_attempt))
+        return replace(item, attempts=item.attempts + 1)
+
     def scan_failed(self, item: Queued, error: str, next_attempt: float | None,
                     alert: tuple[str, str, dict[str, Any]] | None = None,
                     sinks: list[str] | None = None, now: float = 0.0) -> bool:
-        """Record a failed scan against its version: one more attempt, the error, and either
+        """Record a failed scan against its version: its attempts, the error, and either
         the time of the next try or (``next_attempt`` None) that the watcher gave up, with the
         ``scan-failed`` alert and its deliveries in the same transaction. True when that alert
         was created."""
         created = False
         with self.engine.begin() as conn:
             conn.execute(update(versions).where(versions.c.pk == item.pk).values(
-                attempts=item.attempts + 1, last_error=error[:1000],
+                attempts=item.attempts, last_error=error[:1000],
                 status="failed" if next_attempt is None else "queued",
                 next_attempt=next_attempt if next_attempt is not None else 0.0))
             if alert is not None:

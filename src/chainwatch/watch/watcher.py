@@ -218,16 +218,37 @@ class Watcher:
         """Scan one queued release. Any exception (a registry error, or a hostile release
         that breaks the analysis: RecursionError, MemoryError, a bug) is recorded against
         this release with its attempt count and backoff; it never reaches the caller, so the
-        rest of the queue is scanned in the same pass."""
+        rest of the queue is scanned in the same pass. The attempt is counted (and the next
+        one scheduled) before the scan begins, so a release that kills the process (a crash
+        in a native parser, the OOM killer) is not retried first after every restart."""
         spec = f"{item.name}@{item.version}"
-        try:
-            doc = self._docs.get(item.name)
-            if doc is None or item.version not in (doc.get("versions") or {}):
-                doc = self.client.packument(item.name)
-            verdict = self.scanner.scan(spec, None, doc)
-        except Exception as exc:  # one release must never stop the queue
-            self._scan_failed(item, exc)
+        if item.attempts >= self.config.max_scan_attempts:  # every earlier try died with us
+            self._scan_failed(item, f"Interrupted: {item.attempts} scans of {plain(spec)} "
+                                    "began and never finished (the watcher was killed or "
+                                    "crashed while scanning it)")
             return None
+        now = self.clock()
+        claimed = self.state.claim(item, now + self._scan_backoff(item.attempts + 1))
+        try:
+            verdict, created = self._scan(claimed)
+        except Exception as exc:  # one release must never stop the queue
+            self._scan_failed(claimed, describe_error(exc))
+            log.debug("scan of %s failed", plain(spec), exc_info=exc)
+            return None
+        if created:
+            self.metrics.alerts.labels("release").inc()
+            try:
+                self._burst(claimed, self.clock())
+            except Exception as exc:  # the release alert is committed; the burst is extra
+                log.error("burst check after %s failed: %s", plain(spec), describe_error(exc))
+        return verdict
+
+    def _scan(self, item: Queued) -> tuple[Verdict, bool]:
+        spec = f"{item.name}@{item.version}"
+        doc = self._docs.get(item.name)
+        if doc is None or item.version not in (doc.get("versions") or {}):
+            doc = self.client.packument(item.name)
+        verdict = self.scanner.scan(spec, None, doc)
         self.verdicts.put(verdict)
         now = self.clock()
         published = parse_time(item.published)
@@ -237,20 +258,20 @@ class Watcher:
         if verdict.level.rank >= self.config.alert_on.rank:
             alert = (f"release:{spec}", "release", self.release_alert(verdict, item, now, doc))
         created = self.state.finish(item, verdict.level.value, alert, list(self.sinks), now)
-        log.info("%s: %s (score %d)", spec, verdict.level.value, verdict.score)
-        if created:
-            self.metrics.alerts.labels("release").inc()
-            self._burst(item, now)
-        return verdict
+        log.info("%s: %s (score %d)", plain(spec), verdict.level.value, verdict.score)
+        return verdict, created
 
-    def _scan_failed(self, item: Queued, exc: Exception) -> None:
+    def _scan_backoff(self, attempts: int) -> float:
+        return float(min(self.config.scan_backoff * 2.0 ** max(attempts - 1, 0),
+                         self.config.scan_backoff_max))
+
+    def _scan_failed(self, item: Queued, error: str) -> None:
+        """Record the failure of the attempt ``item.attempts`` (already counted)."""
         spec = f"{item.name}@{item.version}"
-        error = describe_error(exc)
-        attempts = item.attempts + 1
+        attempts = item.attempts
         now = self.clock()
         give_up = attempts >= self.config.max_scan_attempts
-        retry = None if give_up else now + min(
-            self.config.scan_backoff * 2.0 ** (attempts - 1), self.config.scan_backoff_max)
+        retry = None if give_up else now + self._scan_backoff(attempts)
         alert = None
         if give_up:
             alert = (f"scan-failed:{spec}", "scan-failed",
@@ -266,7 +287,6 @@ class Watcher:
             log.warning("scan of %s failed (%s), attempt %d of %d; next try in %.0f s",
                         plain(spec), error, attempts, self.config.max_scan_attempts,
                         (retry or now) - now)
-        log.debug("scan of %s failed", plain(spec), exc_info=exc)
 
     def scan_failed_alert(self, item: Queued, error: str, attempts: int,
                           now: float) -> dict[str, Any]:
