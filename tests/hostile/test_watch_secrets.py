@@ -339,3 +339,23 @@ def test_no_smtp_password_over_plaintext_unless_insecure(smtp_server: Smtp) -> N
     assert b"pa55word" in base64.b64decode(auth.split()[-1])
     SmtpSink(smtp_server.url(), timeout=5).send(ALERT)  # no password: plaintext is allowed
     assert len(smtp_server.messages) == 2
+
+
+def test_the_log_filter_scrubs_messages_arguments_and_tracebacks() -> None:
+    from chainwatch.watch.redact import Redactor
+
+    redactor = Redactor()
+    redactor.add(HOOK, "webhook:id")
+    redactor.add("https://u:pw@relay.invalid/x", "smtp:id")  # too short to scrub: "pw"
+    try:
+        raise ValueError(f"bad answer from {HOOK}")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "POST %s (%s)",
+                                   ("/T00000/B00000/hook-s3cr3t-token", "pw ok"),
+                                   sys.exc_info())
+    assert redactor.filter(record)
+    text = logging.Formatter().format(record)
+    assert leaks(text) == [] and text.count("webhook:id") >= 2
+    assert "pw ok" in text  # short strings are left alone

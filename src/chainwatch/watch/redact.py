@@ -9,6 +9,8 @@ import logging
 import threading
 from urllib.parse import urlsplit
 
+#: shorter strings are not scrubbed (they would garble every log line, and no URL is so short)
+MIN_SECRET = 6
 #: loggers that could print a sink's URL (httpx logs each request's URL at INFO)
 LOGGERS = ("httpx", "httpcore", "chainwatch.watch")
 
@@ -33,7 +35,8 @@ class Redactor(logging.Filter):
     def add(self, secret: str, replacement: str) -> None:
         with self._lock:
             for variant in _variants(secret):
-                self._secrets[variant] = replacement
+                if len(variant) >= MIN_SECRET:  # "a" must not vanish from every log line
+                    self._secrets[variant] = replacement
 
     def scrub(self, text: str) -> str:
         with self._lock:

@@ -140,7 +140,6 @@ class Watcher:
             return self.poll(name, hot, baselined)
         except Exception as exc:  # one hostile packument must not stop the polling
             self._poll_failed(name, describe_error(exc))
-            log.debug("poll of %s failed", plain(name), exc_info=exc)
             return []
 
     def _poll_failed(self, name: str, error: str) -> None:
@@ -233,7 +232,6 @@ class Watcher:
             verdict, created = self._scan(claimed)
         except Exception as exc:  # one release must never stop the queue
             self._scan_failed(claimed, describe_error(exc))
-            log.debug("scan of %s failed", plain(spec), exc_info=exc)
             return None
         if created:
             self.metrics.alerts.labels("release").inc()
