@@ -51,8 +51,11 @@ class PillScanner(Scanner):
     def scan(self, spec: str, against: str | None = None, *args: Any, **kw: Any) -> Verdict:
         self.calls.append(spec)
         if spec == self.pill:
-            raise self.error
+            self.scan_pill()
         return super().scan(spec, against, *args, **kw)
+
+    def scan_pill(self) -> None:
+        raise self.error
 
 
 def deep_manifest() -> str:
@@ -404,3 +407,90 @@ def test_a_scan_failed_alert_is_inert_in_slack(tmp_path: Path) -> None:
     (text,) = [p["text"] for p in posted if "SCAN FAILED" in p["text"]]
     assert "pill@1.0.1" in text and "after 1 attempts" in text
     assert "<!channel>" not in text and "<https://" not in text and "\x1b" not in text
+
+
+def test_a_database_from_before_the_backoff_column_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    WatchState(connect(url)).engine.dispose()
+    with sqlite3.connect(tmp_path / "old.db") as db:  # the table as chainwatch 2026-11 made it
+        db.execute("DROP INDEX ix_watch_versions_status")
+        db.execute("ALTER TABLE watch_versions DROP COLUMN next_attempt")
+        db.execute("CREATE INDEX ix_watch_versions_status ON watch_versions (status)")
+        db.execute("INSERT INTO watch_versions (name, version, seen_at, status, attempts) "
+                   "VALUES ('left-padder', '1.0.1', 1.0, 'queued', 0)")
+        assert "next_attempt" not in {r[1] for r in db.execute("PRAGMA table_info(watch_versions)")}
+    state = WatchState(connect(url))
+    (item,) = state.queued(now=T0)
+    assert (item.name, item.version, item.attempts) == ("left-padder", "1.0.1", 0)
+
+
+# -- a real crash (SIGABRT) while scanning the pill ------------------------------------------
+CRASHING_CHILD = """
+import os, sys
+from pathlib import Path
+from tests.hostile.test_watch_queue import PillScanner, full_registry
+from tests.unit.test_watch import Clock, make_watcher
+from chainwatch.watch.sinks import FeedSink
+
+tmp, now = Path(sys.argv[1]), float(sys.argv[2])
+clock = Clock()
+clock.now = now
+watcher = make_watcher(tmp, full_registry(), FeedSink(tmp / "alerts.jsonl"), clock)
+scanner = PillScanner(watcher.scanner, "pill@1.0.1", Exception())
+scanner.scan_pill = os.abort
+watcher.scanner = scanner
+print(watcher.run_once()["scanned"])
+"""
+
+
+def full_registry() -> Registry:
+    registry = Registry()
+    for name in ("pill", "left-padder"):
+        registry.publish(name, "1.0.0", BENIGN_INDEX, T0 - 90 * 86400)
+    registry.publish("pill", "1.0.1", BENIGN_INDEX, T0 + 10)
+    registry.publish("left-padder", "1.0.1", clipper_source(), T0 + 20)
+    return registry
+
+
+def test_a_real_crash_while_scanning_moves_the_queue_on(tmp_path: Path) -> None:
+    """The watcher process dies (SIGABRT, as in a native parser's crash) each time it scans the
+    pill; restarted each time, it still alerts on the release behind and gives the pill up.
+    Alerts go to a feed file, which outlives the crashes."""
+    registry = full_registry()
+    clock = Clock()
+    first = {name: registry.packages[name].pop("1.0.1") for name in ("pill", "left-padder")}
+    watcher = make_watcher(tmp_path, registry, Recorder(), clock)
+    watcher.watch(["pill", "left-padder"], hot=set())
+    watcher.run_once()  # baseline
+    clock.now = T0 + 100
+    for name in ("pill", "left-padder"):
+        registry.packages[name]["1.0.1"] = first[name]
+        assert watcher.poll(name, False, True) == ["1.0.1"]
+        clock.now += 1
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def run(now: float) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", CRASHING_CHILD, str(tmp_path), str(now)],
+                              env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+
+    def alerts() -> list[str]:
+        feed = tmp_path / "alerts.jsonl"
+        lines = feed.read_text().splitlines() if feed.exists() else []
+        return [json.loads(line)["id"] for line in lines]
+
+    now = clock.now
+    assert run(now).returncode == -signal.SIGABRT  # died on the pill; nothing after it ran
+    assert alerts() == []
+    done = run(now)  # restarted at once: the pill waits its backoff, the queue moves on
+    assert done.returncode == 0, done.stderr
+    assert alerts() == ["release:left-padder@1.0.1"]
+    for wait in (61, 121):
+        now += wait
+        assert run(now).returncode == -signal.SIGABRT
+    now += 241
+    last = run(now)
+    assert last.returncode == 0, last.stderr
+    assert alerts() == ["release:left-padder@1.0.1", "scan-failed:pill@1.0.1"]
