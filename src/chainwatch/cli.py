@@ -529,13 +529,21 @@ def watch(
     budget: Annotated[int, typer.Option(
         "--budget", help="Registry requests per minute, all packages together.")] = 600,
     webhook: Annotated[list[str] | None, typer.Option(
-        "--webhook", help="POST each alert as JSON to this URL; repeatable.")] = None,
+        "--webhook", envvar="CHAINWATCH_WEBHOOK",
+        help="POST each alert as JSON to this URL (a secret: never logged); repeatable.")] = None,
     slack: Annotated[list[str] | None, typer.Option(
-        "--slack", help="A Slack-compatible incoming webhook URL; repeatable.")] = None,
+        "--slack", envvar="CHAINWATCH_SLACK",
+        help="A Slack-compatible incoming webhook URL (a secret); repeatable.")] = None,
     feed: Annotated[Path | None, typer.Option(
         "--feed", help="Append each alert as a JSON line to this file.")] = None,
     smtp: Annotated[str | None, typer.Option(
-        "--smtp", help="E-mail alerts: smtp://[user:pass@]host[:port]?from=ADDR&to=ADDR.")] = None,
+        "--smtp", envvar="CHAINWATCH_SMTP",
+        help="E-mail alerts: smtp[s]://[user:pass@]host[:port]?from=ADDR&to=ADDR.")] = None,
+    smtp_insecure: Annotated[bool, typer.Option(
+        "--smtp-insecure", help="Allow the SMTP login over a connection without TLS.")] = False,
+    max_scan_attempts: Annotated[int, typer.Option(
+        "--max-scan-attempts", min=1,
+        help="Scans of a release that fail before a scan-failed alert.")] = 3,
     alert_on: Annotated[AlertOn, typer.Option("--alert-on")] = AlertOn.suspicious,
     changes: Annotated[str | None, typer.Option(
         "--changes", help="Follow this CouchDB-style _changes feed as well as polling.")] = None,
@@ -562,6 +570,7 @@ def watch(
     from chainwatch.scan import Scanner
     from chainwatch.verdicts import VerdictStore
     from chainwatch.watch.changes import ChangesFeed
+    from chainwatch.watch.redact import REDACTOR
     from chainwatch.watch.sinks import (
         FeedSink,
         LogSink,
@@ -588,7 +597,8 @@ def watch(
         names = build_watchlist(packages_file, from_paths or [], top)
         config = WatchConfig(interval=parse_duration(interval).total_seconds(),
                              hot_interval=parse_duration(hot_interval).total_seconds(),
-                             budget=budget, alert_on=Level(alert_on.value))
+                             budget=budget, alert_on=Level(alert_on.value),
+                             max_scan_attempts=max_scan_attempts)
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
@@ -599,10 +609,12 @@ def watch(
         sinks.append(FeedSink(feed))
     if smtp:
         try:
-            sinks.append(SmtpSink(smtp))
+            sinks.append(SmtpSink(smtp, insecure=smtp_insecure))
         except ValueError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from exc
+    for handler in logging.getLogger().handlers:  # sink URLs are secrets, whoever logs them
+        handler.addFilter(REDACTOR)
     client = RegistryClient(NpmConfig.load(registry), cache_dir)
     watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db)),
                       VerdictStore(engine=engine), sinks, config, fleet=Fleet(db))

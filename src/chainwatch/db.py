@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
 
 from chainwatch.paths import data_dir
+from chainwatch.private import private_dir, private_file
 
 metadata = MetaData()
 
@@ -17,8 +20,19 @@ def default_url() -> str:
     if env:
         return env
     folder = data_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    private_dir(folder)
     return f"sqlite:///{folder / 'chainwatch.db'}"
+
+
+def _private_sqlite(url: str) -> None:
+    """A new SQLite database file is created 0600 in a 0700 folder before SQLite opens it
+    (SQLite gives its -wal and -shm files the database file's mode)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if (parsed.get_backend_name() != "sqlite" or not database or database == ":memory:"
+            or database.startswith("file:") or parsed.query.get("uri")):
+        return
+    private_file(Path(database))
 
 
 def connect(url: str | None = None) -> Engine:
@@ -29,7 +43,9 @@ def connect(url: str | None = None) -> Engine:
     import chainwatch.verdicts
     import chainwatch.watch.state  # noqa: F401 - each defines tables on the shared metadata
 
-    engine = create_engine(url or default_url())
+    url = url or default_url()
+    _private_sqlite(url)
+    engine = create_engine(url)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _: Any) -> None:

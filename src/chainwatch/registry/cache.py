@@ -10,9 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from chainwatch.private import private_dir
+
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to a temporary file (mode 0600, folders 0700) and rename it into place:
+    a reader sees the old content or the new, never a part."""
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -75,33 +79,53 @@ class Cache:
         key = hashlib.sha256(url.encode()).hexdigest()
         return self.root / "packuments" / key[:2] / f"{key[2:]}.json"
 
-    def get_doc(self, url: str) -> tuple[dict[str, Any], str | None] | None:
-        """The cached JSON document for ``url`` and its ETag."""
+    def _read_doc(self, url: str) -> tuple[bytes, dict[str, Any]] | None:
+        """The cached bytes for ``url`` and the validators stored for exactly those bytes
+        (empty when the validators belong to another body: a crash or a racing writer between
+        the two renames leaves a body without its ETag, never an old body with a new ETag)."""
         path = self._doc_path(url)
         try:
-            body = json.loads(path.read_bytes())
+            raw = path.read_bytes()
+        except OSError:
+            return None
+        try:
+            meta = json.loads(path.with_suffix(".meta").read_bytes())
         except (OSError, ValueError):
+            meta = None
+        if not isinstance(meta, dict) or meta.get("sha256") != hashlib.sha256(raw).hexdigest():
+            meta = {}
+        return raw, meta
+
+    def get_doc(self, url: str) -> tuple[dict[str, Any], str | None] | None:
+        """The cached JSON document for ``url`` and its ETag."""
+        found = self._read_doc(url)
+        if found is None:
+            return None
+        try:
+            body = json.loads(found[0])
+        except ValueError:
             return None
         if not isinstance(body, dict):
             return None
-        try:
-            etag: str | None = path.with_suffix(".etag").read_text().strip() or None
-        except OSError:
-            etag = None
-        return body, etag
+        etag = found[1].get("etag")
+        return body, etag if isinstance(etag, str) and etag else None
 
     def last_modified(self, url: str) -> str | None:
         """The ``Last-Modified`` the registry sent with the cached document, if any."""
-        try:
-            return self._doc_path(url).with_suffix(".lastmod").read_text().strip() or None
-        except OSError:
-            return None
+        found = self._read_doc(url)
+        value = found[1].get("last_modified") if found else None
+        return value if isinstance(value, str) and value else None
 
     def put_doc(self, url: str, raw: bytes, etag: str | None,
                 last_modified: str | None = None) -> None:
-        """Store the registry's bytes as they came (no re-serialisation) and the validators
-        (ETag, Last-Modified) beside."""
+        """Store the registry's bytes as they came (no re-serialisation), then the validators
+        (ETag, Last-Modified) with the digest of those bytes. The body goes first: its
+        validators are written only once it is in place, and are ignored beside any other
+        body."""
         path = self._doc_path(url)
-        _atomic_write(path.with_suffix(".etag"), (etag or "").encode())
-        _atomic_write(path.with_suffix(".lastmod"), (last_modified or "").encode())
         _atomic_write(path, raw)
+        meta = {"sha256": hashlib.sha256(raw).hexdigest(), "etag": etag or None,
+                "last_modified": last_modified or None}
+        _atomic_write(path.with_suffix(".meta"), json.dumps(meta).encode())
+        for legacy in (".etag", ".lastmod"):  # validators of chainwatch before 2026-12
+            path.with_suffix(legacy).unlink(missing_ok=True)

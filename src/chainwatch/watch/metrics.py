@@ -22,6 +22,15 @@ class Metrics:
         self.alerts = Counter("chainwatch_watch_alerts", "Alerts raised", ["kind"], registry=r)
         self.alert_failures = Counter("chainwatch_watch_alert_delivery_failures",
                                       "Failed alert delivery attempts", registry=r)
+        self.scan_failures = Counter("chainwatch_watch_scan_failures",
+                                     "Failed scan attempts (outcome: retry or gave_up)",
+                                     ["outcome"], registry=r)
+        self.scans_retrying = Gauge("chainwatch_watch_scans_retrying",
+                                    "Releases whose scan failed, waiting for another try",
+                                    registry=r)
+        self.scans_failed = Gauge("chainwatch_watch_scans_failed",
+                                  "Releases whose scan failed too often (scan-failed alert)",
+                                  registry=r)
         self.polls = Counter("chainwatch_watch_polls", "Packument polls", ["result"], registry=r)
         self.poll_seconds = Histogram("chainwatch_watch_poll_seconds",
                                       "Seconds per packument poll", registry=r)

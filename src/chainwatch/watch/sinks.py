@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from chainwatch.output.escape import plain
+from chainwatch.watch.redact import REDACTOR, register
 
 log = logging.getLogger("chainwatch.watch")
 
@@ -32,6 +34,9 @@ class Sink(Protocol):
 
 
 def headline(alert: dict[str, Any]) -> str:
+    if alert.get("kind") == "scan-failed":
+        return (f"SCAN FAILED: {alert.get('package')}@{alert.get('version')} could not be "
+                f"analysed after {alert.get('attempts')} attempts ({alert.get('error')})")
     if alert.get("kind") == "burst":
         return (f"{alert['verdict'].upper()} release burst: {alert.get('publisher') or '?'} "
                 f"published {len(alert.get('releases', []))} packages within "
@@ -51,16 +56,25 @@ class LogSink:
 
 
 class _Http:
+    """A POST to a URL that is a secret: the sink is named by its id, never its URL, and
+    error messages are scrubbed of it before they reach a log or the database."""
+
+    kind = "webhook"
+
     def __init__(self, url: str, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self.url = url
+        self._url = url
+        self.name = register(self.kind, url)
         self.http = httpx.Client(timeout=timeout, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
 
     def post(self, body: dict[str, Any], alert_id: str) -> None:
         try:
-            r = self.http.post(self.url, json=body, headers={"Idempotency-Key": alert_id})
+            r = self.http.post(self._url, json=body, headers={"Idempotency-Key": alert_id})
         except httpx.HTTPError as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+            raise DeliveryError(REDACTOR.scrub(f"{type(exc).__name__}: {exc}")) from None
         if r.status_code >= 300:
             after = r.headers.get("retry-after", "")
             raise DeliveryError(f"HTTP {r.status_code}",
@@ -70,9 +84,7 @@ class _Http:
 class WebhookSink(_Http):
     """POSTs the alert document as JSON (schema ``chainwatch.alert/1``)."""
 
-    def __init__(self, url: str, **kw: Any) -> None:
-        super().__init__(url, **kw)
-        self.name = f"webhook:{url}"
+    kind = "webhook"
 
     def send(self, alert: dict[str, Any]) -> None:
         self.post(alert, alert["id"])
@@ -87,9 +99,7 @@ def slack_escape(text: str) -> str:
 class SlackSink(_Http):
     """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat)."""
 
-    def __init__(self, url: str, **kw: Any) -> None:
-        super().__init__(url, **kw)
-        self.name = f"slack:{url}"
+    kind = "slack"
 
     def send(self, alert: dict[str, Any]) -> None:
         lines = [f"*{slack_escape(headline(alert))}*"]
@@ -129,9 +139,12 @@ class FeedSink:
 
 class SmtpSink:
     """E-mail through an SMTP relay: ``smtp://[user:password@]host[:port]?from=a@x&to=b@y``
-    (``smtps://`` for TLS from the start; STARTTLS is used when the server offers it)."""
+    (``smtps://`` for TLS from the start; STARTTLS is used when the server offers it). TLS is
+    verified (``ssl.create_default_context()``: the system's CAs, or ``SSL_CERT_FILE``); a
+    password is never sent without TLS unless ``insecure`` (``--smtp-insecure``)."""
 
-    def __init__(self, url: str, timeout: float = 20.0) -> None:
+    def __init__(self, url: str, timeout: float = 20.0, insecure: bool = False,
+                 context: ssl.SSLContext | None = None) -> None:
         from urllib.parse import parse_qs, unquote, urlparse
 
         parts = urlparse(url)
@@ -146,7 +159,11 @@ class SmtpSink:
         self.sender = (query.get("from") or ["chainwatch@localhost"])[0]
         self.to = [a for v in query["to"] for a in v.split(",") if a]
         self.timeout = timeout
+        self.insecure = insecure
+        self.context = context
         self.name = f"smtp:{self.host}:{self.port}:{','.join(self.to)}"
+        if self.password:
+            REDACTOR.add(self.password, "***")
 
     def send(self, alert: dict[str, Any]) -> None:
         import smtplib
@@ -158,13 +175,24 @@ class SmtpSink:
         msg["To"] = ", ".join(self.to)
         msg["Message-ID"] = f"<{alert['id'].replace(' ', '_')}@chainwatch>"
         msg.set_content(json.dumps(alert, indent=2, sort_keys=True))
+        context = self.context or ssl.create_default_context()
         try:
-            factory = smtplib.SMTP_SSL if self.tls else smtplib.SMTP
-            with factory(self.host, self.port, timeout=self.timeout) as smtp:
-                if not self.tls and smtp.has_extn("starttls"):
-                    smtp.starttls()
+            smtp = (smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+                    if self.tls else smtplib.SMTP(self.host, self.port, timeout=self.timeout))
+            with smtp:
+                encrypted = self.tls
+                if not self.tls:
+                    smtp.ehlo_or_helo_if_needed()
+                    if smtp.has_extn("starttls"):
+                        smtp.starttls(context=context)
+                        encrypted = True
                 if self.user:
+                    if not encrypted and not self.insecure:
+                        raise DeliveryError(
+                            f"{self.host}:{self.port} offers no TLS (no STARTTLS): refusing to "
+                            "send the SMTP password in plaintext; use smtps://, a relay with "
+                            "STARTTLS, or --smtp-insecure")
                     smtp.login(self.user, self.password or "")
                 smtp.send_message(msg)
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}") from exc
+            raise DeliveryError(REDACTOR.scrub(f"{type(exc).__name__}: {exc}")) from None

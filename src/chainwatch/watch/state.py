@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -28,11 +28,15 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
     insert,
+    inspect,
+    or_,
     select,
+    text,
     update,
 )
 
 from chainwatch.db import metadata
+from chainwatch.watch.redact import sink_id
 
 packages = Table(
     "watch_packages", metadata,
@@ -59,13 +63,15 @@ versions = Table(
     Column("level", String(16)),
     Column("scanned_at", Float),
     Column("last_error", Text),
+    #: a failed scan is retried no earlier than this (exponential backoff)
+    Column("next_attempt", Float, nullable=False, default=0.0, server_default="0"),
     UniqueConstraint("name", "version", name="uq_watch_versions"),
     Index("ix_watch_versions_status", "status"),
 )
 alerts = Table(
     "watch_alerts", metadata,
     Column("id", String(400), primary_key=True),
-    Column("kind", String(16), nullable=False),  # release | burst
+    Column("kind", String(16), nullable=False),  # release | burst | scan-failed
     Column("created_at", Float, nullable=False),
     Column("payload", Text, nullable=False),
 )
@@ -110,9 +116,34 @@ class Delivery:
     payload: dict[str, Any]
 
 
+def _migrate(engine: Engine) -> None:
+    """Columns added after a database was created (``create_all`` adds tables, not columns)."""
+    have = {c["name"] for c in inspect(engine).get_columns(versions.name)}
+    if "next_attempt" not in have:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {versions.name} "
+                              "ADD COLUMN next_attempt FLOAT NOT NULL DEFAULT 0"))
+    _redact_legacy_sinks(engine)
+
+
+def _redact_legacy_sinks(engine: Engine) -> None:
+    """Deliveries written before sinks had ids named webhooks by their URL (a secret): store
+    the id instead, so what is owed is still delivered and the URL is gone from the table."""
+    legacy = or_(deliveries.c.sink.like("webhook:%://%"), deliveries.c.sink.like("slack:%://%"))
+    with engine.begin() as conn:
+        rows = conn.execute(select(deliveries.c.pk, deliveries.c.sink, deliveries.c.last_error)
+                            .where(legacy)).all()
+        for pk, sink, error in rows:
+            kind, _, url = sink.partition(":")
+            ident = sink_id(kind, url)
+            conn.execute(update(deliveries).where(deliveries.c.pk == pk).values(
+                sink=ident, last_error=error.replace(url, ident) if error else error))
+
+
 class WatchState:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        _migrate(engine)
 
     # -- the watchlist ---------------------------------------------------------------------
     def add_packages(self, names: list[str], hot: set[str]) -> int:
@@ -166,10 +197,14 @@ class WatchState:
                 failures=packages.c.failures + 1, last_error=error[:1000], next_due=next_due))
 
     # -- the scan queue ---------------------------------------------------------------------
-    def queued(self, limit: int = 10) -> list[Queued]:
+    def queued(self, limit: int = 10, now: float | None = None) -> list[Queued]:
+        """Versions waiting to be scanned, oldest first; with ``now``, only those whose
+        backoff after a failed scan has run out (a poison pill never holds up the rest)."""
+        query = select(versions).where(versions.c.status == "queued")
+        if now is not None:
+            query = query.where(versions.c.next_attempt <= now)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(versions).where(versions.c.status == "queued")
-                                .order_by(versions.c.seen_at, versions.c.pk)
+            rows = conn.execute(query.order_by(versions.c.seen_at, versions.c.pk)
                                 .limit(limit)).mappings().all()
         return [Queued(r["pk"], r["name"], r["version"], r["published"], r["publisher"],
                        r["seen_at"], r["attempts"]) for r in rows]
@@ -212,11 +247,52 @@ class WatchState:
         with self.engine.begin() as conn:
             return self._alert(conn, alert_id, kind, payload, sinks, now)
 
-    def scan_failed(self, item: Queued, error: str, give_up: bool) -> None:
+    def claim(self, item: Queued, next_attempt: float) -> Queued:
+        """Count an attempt before it begins, with the time of the next one should this one
+        never finish; returns the item with its new attempt count."""
         with self.engine.begin() as conn:
             conn.execute(update(versions).where(versions.c.pk == item.pk).values(
-                attempts=item.attempts + 1, last_error=error[:1000],
-                status="failed" if give_up else "queued"))
+                attempts=item.attempts + 1, next_attempt=next_attempt))
+        return replace(item, attempts=item.attempts + 1)
+
+    def scan_failed(self, item: Queued, error: str, next_attempt: float | None,
+                    alert: tuple[str, str, dict[str, Any]] | None = None,
+                    sinks: list[str] | None = None, now: float = 0.0) -> bool:
+        """Record a failed scan against its version: its attempts, the error, and either
+        the time of the next try or (``next_attempt`` None) that the watcher gave up, with the
+        ``scan-failed`` alert and its deliveries in the same transaction. True when that alert
+        was created."""
+        created = False
+        with self.engine.begin() as conn:
+            conn.execute(update(versions).where(versions.c.pk == item.pk).values(
+                attempts=item.attempts, last_error=error[:1000],
+                status="failed" if next_attempt is None else "queued",
+                next_attempt=next_attempt if next_attempt is not None else 0.0))
+            if alert is not None:
+                created = self._alert(conn, *alert, sinks or [], now)
+        return created
+
+    def scan_failures(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Versions whose scan failed: given up on, or waiting for another try."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(versions.c.name, versions.c.version, versions.c.status,
+                       versions.c.attempts, versions.c.next_attempt, versions.c.last_error)
+                .where(versions.c.last_error.is_not(None))
+                .where(versions.c.status.in_(("queued", "failed")))
+                .order_by(versions.c.seen_at.desc(), versions.c.pk.desc())
+                .limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    def scan_failure_counts(self) -> tuple[int, int]:
+        """(versions waiting to retry a failed scan, versions given up on)."""
+        with self.engine.connect() as conn:
+            rows: dict[str, int] = dict(conn.execute(
+                select(versions.c.status, func.count())
+                .where(versions.c.last_error.is_not(None))
+                .where(versions.c.status.in_(("queued", "failed")))
+                .group_by(versions.c.status)).all())
+        return int(rows.get("queued", 0)), int(rows.get("failed", 0))
 
     def recent_releases(self, since: float) -> list[dict[str, Any]]:
         """Versions seen since ``since`` (not baseline), with their publisher and verdict."""
@@ -279,6 +355,8 @@ class WatchState:
                 "versions_seen": count(versions, versions.c.status != "baseline"),
                 "queued": count(versions, versions.c.status == "queued"),
                 "scan_failures": count(versions, versions.c.status == "failed"),
+                "scan_retrying": count(versions, versions.c.status == "queued",
+                                       versions.c.last_error.is_not(None)),
                 "alerts": count(alerts),
                 "deliveries_pending": count(deliveries, deliveries.c.status == "pending"),
                 "deliveries_failed": count(deliveries, deliveries.c.status == "failed"),
@@ -287,4 +365,11 @@ class WatchState:
                                    "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                time.gmtime(r[2]))}
                                   for r in recent],
+                "failed_scans": [
+                    {"package": f["name"], "version": f["version"],
+                     "status": "gave up" if f["status"] == "failed" else "retrying",
+                     "attempts": f["attempts"], "error": f["last_error"],
+                     "next_attempt": None if f["status"] == "failed" else
+                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(f["next_attempt"]))}
+                    for f in self.scan_failures()],
             }

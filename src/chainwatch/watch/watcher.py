@@ -21,6 +21,7 @@ from typing import Any
 from chainwatch.analysis.metadata import parse_time
 from chainwatch.errors import ChainwatchError
 from chainwatch.model import Level, Verdict
+from chainwatch.output.escape import plain
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import release_from_packument
 from chainwatch.scan import Scanner
@@ -32,6 +33,13 @@ from chainwatch.watch.sinks import DeliveryError, Sink
 from chainwatch.watch.state import Delivery, Queued, WatchState
 
 log = logging.getLogger("chainwatch.watch")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One printable line for an exception (its type and the start of its message); the
+    message can carry text from a hostile release, so control characters are removed."""
+    text = plain(str(exc)).replace("\n", " ")[:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,12 @@ class WatchConfig:
     #: one account publishing this many packages within the window is a burst
     burst_min: int = 3
     burst_window: float = 3600.0
+    #: a release whose scan fails (any exception) is retried after ``scan_backoff`` seconds,
+    #: doubling up to ``scan_backoff_max``; after ``max_scan_attempts`` a ``scan-failed``
+    #: alert goes out and the release is left alone (the rest of the queue never waits for it)
     max_scan_attempts: int = 3
+    scan_backoff: float = 60.0
+    scan_backoff_max: float = 3600.0
     max_delivery_attempts: int = 10
     #: a package with a release this recent is polled at the hot interval
     active_days: float = 7.0
@@ -117,8 +130,24 @@ class Watcher:
         if not granted:
             return 0
         with ThreadPoolExecutor(self.config.poll_workers) as pool:
-            list(pool.map(lambda d: self.poll(*d), due[:granted]))
+            list(pool.map(lambda d: self._poll_guarded(*d), due[:granted]))
         return granted
+
+    def _poll_guarded(self, name: str, hot: bool, baselined: bool) -> list[str]:
+        """A packument that breaks the poll (any exception) backs its package off like a
+        registry error; the other packages are polled as usual."""
+        try:
+            return self.poll(name, hot, baselined)
+        except Exception as exc:  # one hostile packument must not stop the polling
+            self._poll_failed(name, describe_error(exc))
+            return []
+
+    def _poll_failed(self, name: str, error: str) -> None:
+        failures = 1 + int(self.state.status_of(name).get("failures", 0))
+        wait = min(self.interval * 2 ** min(failures, 6), 3600.0)
+        self.state.record_poll_failure(name, error, self.clock() + wait)
+        self.metrics.polls.labels("error").inc()
+        log.warning("poll %s failed (%s); next try in %.0f s", plain(name), error, wait)
 
     def _next_due(self, hot: bool) -> float:
         base = self.config.hot_interval if hot else self.interval
@@ -130,11 +159,7 @@ class Watcher:
         try:
             doc = self.client.packument(name)
         except ChainwatchError as exc:
-            failures = 1 + int(self.state.status_of(name).get("failures", 0))
-            wait = min(self.interval * 2 ** min(failures, 6), 3600.0)
-            self.state.record_poll_failure(name, str(exc), self.clock() + wait)
-            self.metrics.polls.labels("error").inc()
-            log.warning("poll %s failed (%s); next try in %.0f s", name, exc, wait)
+            self._poll_failed(name, str(exc))
             return []
         self.metrics.polls.labels("ok").inc()
         self.metrics.poll_seconds.observe(time.perf_counter() - started)
@@ -176,27 +201,52 @@ class Watcher:
 
     # -- scanning ------------------------------------------------------------------------------
     def scan_once(self, limit: int = 10) -> int:
-        items = self.state.queued(limit)
+        items = self.state.queued(limit, now=self.clock())
         for item in items:
             self.scan(item)
         waiting = self.state.waiting()
         self.metrics.queue_depth.set(sum(waiting.values()))
+        retrying, failed = self.state.scan_failure_counts()
+        self.metrics.scans_retrying.set(retrying)
+        self.metrics.scans_failed.set(failed)
         for name in [n for n in list(self._docs) if n not in waiting]:
             self._docs.pop(name, None)  # packuments are kept only while a version waits
         return len(items)
 
     def scan(self, item: Queued) -> Verdict | None:
+        """Scan one queued release. Any exception (a registry error, or a hostile release
+        that breaks the analysis: RecursionError, MemoryError, a bug) is recorded against
+        this release with its attempt count and backoff; it never reaches the caller, so the
+        rest of the queue is scanned in the same pass. The attempt is counted (and the next
+        one scheduled) before the scan begins, so a release that kills the process (a crash
+        in a native parser, the OOM killer) is not retried first after every restart."""
         spec = f"{item.name}@{item.version}"
-        try:
-            doc = self._docs.get(item.name)
-            if doc is None or item.version not in (doc.get("versions") or {}):
-                doc = self.client.packument(item.name)
-            verdict = self.scanner.scan(spec, None, doc)
-        except ChainwatchError as exc:
-            give_up = item.attempts + 1 >= self.config.max_scan_attempts
-            self.state.scan_failed(item, str(exc), give_up)
-            log.warning("scan of %s failed (%s)%s", spec, exc, "; giving up" if give_up else "")
+        if item.attempts >= self.config.max_scan_attempts:  # every earlier try died with us
+            self._scan_failed(item, f"Interrupted: {item.attempts} scans of {plain(spec)} "
+                                    "began and never finished (the watcher was killed or "
+                                    "crashed while scanning it)")
             return None
+        now = self.clock()
+        claimed = self.state.claim(item, now + self._scan_backoff(item.attempts + 1))
+        try:
+            verdict, created = self._scan(claimed)
+        except Exception as exc:  # one release must never stop the queue
+            self._scan_failed(claimed, describe_error(exc))
+            return None
+        if created:
+            self.metrics.alerts.labels("release").inc()
+            try:
+                self._burst(claimed, self.clock())
+            except Exception as exc:  # the release alert is committed; the burst is extra
+                log.error("burst check after %s failed: %s", plain(spec), describe_error(exc))
+        return verdict
+
+    def _scan(self, item: Queued) -> tuple[Verdict, bool]:
+        spec = f"{item.name}@{item.version}"
+        doc = self._docs.get(item.name)
+        if doc is None or item.version not in (doc.get("versions") or {}):
+            doc = self.client.packument(item.name)
+        verdict = self.scanner.scan(spec, None, doc)
         self.verdicts.put(verdict)
         now = self.clock()
         published = parse_time(item.published)
@@ -206,11 +256,50 @@ class Watcher:
         if verdict.level.rank >= self.config.alert_on.rank:
             alert = (f"release:{spec}", "release", self.release_alert(verdict, item, now, doc))
         created = self.state.finish(item, verdict.level.value, alert, list(self.sinks), now)
-        log.info("%s: %s (score %d)", spec, verdict.level.value, verdict.score)
+        log.info("%s: %s (score %d)", plain(spec), verdict.level.value, verdict.score)
+        return verdict, created
+
+    def _scan_backoff(self, attempts: int) -> float:
+        return float(min(self.config.scan_backoff * 2.0 ** max(attempts - 1, 0),
+                         self.config.scan_backoff_max))
+
+    def _scan_failed(self, item: Queued, error: str) -> None:
+        """Record the failure of the attempt ``item.attempts`` (already counted)."""
+        spec = f"{item.name}@{item.version}"
+        attempts = item.attempts
+        now = self.clock()
+        give_up = attempts >= self.config.max_scan_attempts
+        retry = None if give_up else now + self._scan_backoff(attempts)
+        alert = None
+        if give_up:
+            alert = (f"scan-failed:{spec}", "scan-failed",
+                     self.scan_failed_alert(item, error, attempts, now))
+        created = self.state.scan_failed(item, error, retry, alert, list(self.sinks), now)
+        self.metrics.scan_failures.labels("gave_up" if give_up else "retry").inc()
         if created:
-            self.metrics.alerts.labels("release").inc()
-            self._burst(item, now)
-        return verdict
+            self.metrics.alerts.labels("scan-failed").inc()
+        if give_up:
+            log.error("scan of %s failed (%s), attempt %d of %d; giving up and alerting",
+                      plain(spec), error, attempts, self.config.max_scan_attempts)
+        else:
+            log.warning("scan of %s failed (%s), attempt %d of %d; next try in %.0f s",
+                        plain(spec), error, attempts, self.config.max_scan_attempts,
+                        (retry or now) - now)
+
+    def scan_failed_alert(self, item: Queued, error: str, attempts: int,
+                          now: float) -> dict[str, Any]:
+        spec = f"{item.name}@{item.version}"
+        return {
+            "schema": "chainwatch.alert/1", "id": f"scan-failed:{spec}",
+            "kind": "scan-failed", "package": item.name, "version": item.version,
+            "verdict": "unknown", "error": error, "attempts": attempts,
+            "publisher": item.publisher, "published": item.published,
+            "detected_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
+            "environments": self._environments(item.name, item.version),
+            "action": (f"chainwatch could not analyse {spec}; treat it as unreviewed: keep "
+                       f"{item.name} pinned to a version you know and review this release "
+                       f"by hand before allowing it"),
+        }
 
     def release_alert(self, verdict: Verdict, item: Queued, now: float,
                       packument: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -319,7 +408,12 @@ class Watcher:
         if sink is None:  # configured in an earlier run, not now: keep it owed
             return 0
         try:
-            sink.send(delivery.payload)
+            try:
+                sink.send(delivery.payload)
+            except DeliveryError:
+                raise
+            except Exception as exc:  # a sink bug on one alert: its failure
+                raise DeliveryError(describe_error(exc)) from exc
         except DeliveryError as exc:
             self.metrics.alert_failures.inc()
             attempts = delivery.attempts + 1
