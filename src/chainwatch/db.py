@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 
+from chainwatch.errors import UsageError
 from chainwatch.paths import data_dir
 from chainwatch.private import private_dir, private_file
 
@@ -32,6 +33,8 @@ def _private_sqlite(url: str) -> None:
     if (parsed.get_backend_name() != "sqlite" or not database or database == ":memory:"
             or database.startswith("file:") or parsed.query.get("uri")):
         return
+    if not Path(database).parent.is_dir():
+        raise UsageError(f"no folder {Path(database).parent} for the database file {database}")
     private_file(Path(database))
 
 

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from chainwatch.cli import app
 from chainwatch.db import connect, default_url
+from chainwatch.errors import UsageError
 from chainwatch.registry import cache as cache_module
 from chainwatch.registry.cache import Cache
 from chainwatch.watch.redact import sink_id
@@ -151,14 +152,16 @@ def mode(path: Path) -> int:
 @pytest.mark.usefixtures("loose_umask")
 def test_the_database_is_created_for_its_owner_only(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "new" / "deeper" / "watch.db"
+    with pytest.raises(UsageError):  # a --db in a folder that does not exist is a mistake
+        connect(f"sqlite:///{tmp_path / 'new' / 'deeper' / 'watch.db'}")
+    assert not (tmp_path / "new").exists()
+    path = tmp_path / "watch.db"
     engine = connect(f"sqlite:///{path}")
     WatchState(engine).add_packages(["left-padder"], set())  # a write: WAL files exist
     with engine.connect():  # held open: WAL files stay
         created = [path, path.with_name("watch.db-wal"), path.with_name("watch.db-shm")]
         assert all(p.exists() for p in created)
         assert {p.name: mode(p) for p in created} == {p.name: 0o600 for p in created}
-    assert mode(tmp_path / "new") == 0o700 and mode(tmp_path / "new" / "deeper") == 0o700
     monkeypatch.setenv("CHAINWATCH_DATA_DIR", str(tmp_path / "data" / "chainwatch"))
     monkeypatch.delenv("CHAINWATCH_DB", raising=False)
     connect(default_url()).dispose()
