@@ -150,3 +150,46 @@ def test_cli_verbose_shows_chainwatch_steps_not_http_debug(tmp_path: Path, regis
     assert not re.search(r"httpx|httpcore|h11", once.stderr), once.stderr
     twice = run(tmp_path, *args, "-vv")  # the libraries' lines are there when asked for
     assert re.search(r"DEBUG httpcore", twice.stderr), twice.stderr
+
+
+def _with_terminal_stderr(tmp_path: Path, *args: str) -> tuple[str, str]:
+    """Run the command line with stderr on a pseudo-terminal and stdout in a pipe."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(tmp_path / "cache"),
+           "CHAINWATCH_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "100"}
+    env.pop("NO_COLOR", None)
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "chainwatch", *args], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=slave, text=True)
+        os.close(slave)
+        stdout, _ = proc.communicate(timeout=120)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    return stdout, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_cli_spinner_on_a_terminal_only_and_never_in_the_output(tmp_path: Path) -> None:
+    pkg = package(tmp_path)
+    scan = ["scan", str(pkg), "--against", "none", "--offline", "--no-remember",
+            "--fail-on", "never"]
+    stdout, terminal = _with_terminal_stderr(tmp_path, *scan)
+    assert f"scanning {pkg}" in ANSI.sub("", terminal)  # the spinner's line
+    assert "scanning" not in stdout and "left-padder@1.0.0" in stdout
+    _, quiet = _with_terminal_stderr(tmp_path, *scan, "-q")
+    assert "scanning" not in quiet
+    piped = run(tmp_path, *scan)  # stderr in a pipe: no spinner
+    assert "scanning" not in piped.stderr
