@@ -31,6 +31,7 @@ def test_a_brief_of_local_scans_claims_no_publish_time() -> None:
             assert "None" not in shown and "unknown time" not in shown
             assert "published null" not in shown
         assert "scanned from local files" in text and "local file" in json.dumps(brief)
+        assert "mirror strips" not in text and "Keep a release-age delay" not in text
 
 
 def test_a_brief_of_registry_releases_still_gives_times() -> None:

@@ -128,9 +128,12 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
                  "examined: only watched or scanned packages are in this incident.",
          "refs": [f"accounts seen: {', '.join(incident.publishers) or 'none recorded'}"]},
     ]
+    local = [m.key for m in members if not m.publisher and not m.published]
     if unknown_publisher:
-        red_flags.append({"text": "The publisher is unknown for some releases (the registry "
-                                  "mirror strips it), so account-based grouping is partial.",
+        why = ("they were scanned from local files, with no registry record" if
+               len(local) == len(unknown_publisher) else "the registry mirror strips it")
+        red_flags.append({"text": f"The publisher is unknown for some releases ({why}), so "
+                                  "account-based grouping is partial.",
                           "refs": unknown_publisher[:8]})
     bias = [
         {"text": "Anchoring: the ranking counts inconsistent evidence first, not the first "
@@ -168,9 +171,11 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
         "assumptions": assumptions, "red_flags": red_flags, "bias_check": bias,
         "implications": implications,
         "recommendations": [{"text": _ACTIONS[best.hypothesis], "refs": [best.hypothesis]},
-                            {"text": "Keep a release-age delay (48 h) at the gate: it would "
-                                     "have kept these versions out.",
-                             "refs": [_published(m.key, m.published) for m in members][:4]}],
+                            *([{"text": "Keep a release-age delay (48 h) at the gate: it would "
+                                        "have kept these versions out.",
+                                "refs": [_published(m.key, m.published)
+                                         for m in members][:4]}]
+                              if any(m.published for m in members) else [])],
         "scenarios": {"best": best_case, "worst": worst_case, "most_likely": likely},
         "entities": {
             "accounts": incident.publishers,
