@@ -176,3 +176,22 @@ def test_brief_renders_hostile_fields_as_text(raw: str) -> None:
     assert f"https://x.invalid/{one_line(raw)}" in seen
     assert f"evil{one_line(raw)}@1.0.0" in seen
     assert "&#x27;" not in seen.replace(one_line(raw), "")
+
+
+# -- terminal tables --------------------------------------------------------------------------
+FORGED = "evil\nleft-padder@1.0.0 (no baseline): BENIGN score 0\n\x1b[2K\rok"
+
+
+def test_a_table_line_cannot_be_forged_by_a_newline_in_a_name_or_message() -> None:
+    from chainwatch.output.table import render as table
+
+    v = Verdict(target=PackageRef(FORGED, "6.6.6"), level=Level.MALICIOUS, score=99,
+                explanation=FORGED, capabilities=(),
+                findings=(Finding(rule=FORGED, severity=Severity.HIGH, technique="t",
+                                  capability="c", message=FORGED, file=FORGED, line=1,
+                                  snippet=FORGED),))
+    for width in (None, 80):
+        out = table([v], width=width)
+        assert not any(line.startswith("left-padder@1.0.0") for line in out.splitlines())
+        assert "\x1b" not in out and "\r" not in out
+        assert out.splitlines()[0].startswith("evil left-padder@1.0.0 (no baseline): BENIGN")

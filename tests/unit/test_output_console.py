@@ -193,3 +193,20 @@ def test_cli_spinner_on_a_terminal_only_and_never_in_the_output(tmp_path: Path) 
     assert "scanning" not in quiet
     piped = run(tmp_path, *scan)  # stderr in a pipe: no spinner
     assert "scanning" not in piped.stderr
+
+
+def test_exposure_and_inventory_tables_follow_colour_and_width() -> None:
+    from chainwatch.exposure import Exposure, Hit
+    from chainwatch.model import Advisory, Environment, InstalledPackage
+    from chainwatch.output.inventory import exposure_table, inventory_table
+
+    pkg = InstalledPackage(name=LONG, version="1.0.0", paths=(("app", LONG),))
+    env = Environment(id="e", kind="npm", source="/srv/" + "d" * 100 + "/package-lock.json",
+                      packages=(pkg,))
+    exp = Exposure(env, (Hit(pkg, (Advisory(id="MAL-2099-1", package=LONG,
+                                            versions=("1.0.0",)),)),))
+    piped = exposure_table([exp], width=None, color=False)
+    assert f"{LONG}@1.0.0" in piped and env.source in piped and not ANSI.search(piped)
+    assert ANSI.search(exposure_table([exp], width=None, color=True))
+    assert f"{LONG}@1.0.0" not in exposure_table([exp], width=60)
+    assert env.source in inventory_table([env], width=None)

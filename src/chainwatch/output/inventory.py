@@ -101,10 +101,10 @@ def exposure_table(exps: Sequence[Exposure], width: int | None = None,
         for col in ("package", "advisories", "scope", "via"):
             table.add_column(col, overflow="fold")
         for h in x.hits:
-            via = "\n".join(" > ".join(path) for path in h.package.paths[:3]) or "-"
+            via = "\n".join(safe(" > ".join(path)) for path in h.package.paths[:3]) or "-"
             table.add_row(f"[bold red]{safe(f'{h.package.name}@{h.package.version}')}[/]",
                           safe(", ".join(a.id for a in h.advisories)),
-                          "dev" if h.package.dev else "prod", safe(via))
+                          "dev" if h.package.dev else "prod", via)
         console.print(table)
     return rendered(buf)
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from chainwatch.model import Level, Severity, Verdict
 from chainwatch.output.console import render_console, rendered
-from chainwatch.output.escape import plain
+from chainwatch.output.escape import one_line
 
 LEVEL_STYLE = {Level.BENIGN: "green", Level.SUSPICIOUS: "yellow", Level.MALICIOUS: "bold red"}
 SEV_STYLE = {Severity.INFO: "dim", Severity.LOW: "cyan", Severity.MEDIUM: "yellow",
@@ -18,7 +18,9 @@ SEV_STYLE = {Severity.INFO: "dim", Severity.LOW: "cyan", Severity.MEDIUM: "yello
 
 
 def safe(text: str | None) -> str:
-    return escape(plain(text))
+    """Untrusted text for a rich table or line: no markup, no terminal controls, and one line
+    (a newline in a name or message could forge a row or a verdict line of its own)."""
+    return escape(one_line(text))
 
 
 def render(verdicts: Sequence[Verdict], color: bool = False, width: int | None = None,
