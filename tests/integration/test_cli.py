@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from tests.helpers import BENIGN_INDEX, FIXTURES, clipper_source, make_tgz, manifest, write_package
+from tests.markdown_oracle import all_visible, headings
 
 EXE = shutil.which("chainwatch") or str(Path(sys.executable).parent / "chainwatch")
 
@@ -96,7 +97,10 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
     table = run("scan", str(folder), "--fail-on", "never", cache=tmp_path)
     assert "\x1b" not in table.stdout
     md = run("scan", str(folder), "--format", "markdown", "--fail-on", "never", cache=tmp_path)
-    assert "<img" not in md.stdout and "\x1b" not in md.stdout
+    assert "\x1b" not in md.stdout
+    # rendered as CommonMark, the name is its own text: no HTML element, no extra table cell
+    assert headings(md.stdout)[0].startswith("evil-pkg|<img src=x onerror=alert(1)>@1.0.0")
+    assert all_visible(md.stdout)  # raises on raw HTML, links or images
     sarif = run("scan", str(folder), "--format", "sarif", "--fail-on", "never", cache=tmp_path)
     assert "\x1b" not in json.loads(sarif.stdout)["runs"][0]["results"][0]["message"]["text"]
 
