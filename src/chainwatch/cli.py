@@ -168,6 +168,8 @@ def scan(
     color: ColorOpt = ColorMode.auto,
 ) -> None:
     """Analyse releases and give a verdict with evidence, diffed against the previous version."""
+    import os
+
     from rich.progress import SpinnerColumn
 
     from chainwatch.analysis.rules import load_rules
@@ -217,6 +219,8 @@ def scan(
                 except ChainwatchError as exc:
                     outcomes[i] = Failed(targets[i], one_line(exc), exc.exit_code)
                 except Exception as exc:  # one target's failure must not hide the others
+                    if os.environ.get("CHAINWATCH_DEBUG") == "1":
+                        raise
                     message, code = describe_failure(exc)
                     outcomes[i] = Failed(targets[i], message, code)
                 failure = outcomes[i]

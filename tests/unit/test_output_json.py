@@ -131,3 +131,30 @@ def test_cli_json_is_one_run_for_one_target_or_many(tmp_path: Path) -> None:
     alone = _scan(tmp_path, str(tmp_path / "missing.tgz"), "-f", "json")
     assert alone.returncode == 2 and json.loads(alone.stdout)["summary"]["failed"] == 1
     assert len(alone.stderr.strip().splitlines()) == 1 and "Traceback" not in alone.stderr
+
+
+def test_an_unexpected_failure_of_one_target_is_an_entry_not_a_lost_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from chainwatch.cli import app
+    from chainwatch.scan import Scanner
+
+    pkg = package(tmp_path)
+    real = Scanner.scan
+
+    def flaky(self: Scanner, spec: str, *args: Any) -> Verdict:
+        if spec == "boom":
+            raise KeyError("a bug")
+        return real(self, spec, *args)
+
+    monkeypatch.setattr(Scanner, "scan", flaky)
+    monkeypatch.delenv("CHAINWATCH_DEBUG", raising=False)
+    monkeypatch.setenv("CHAINWATCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("CHAINWATCH_DATA_DIR", str(tmp_path / "data"))
+    done = CliRunner().invoke(app, ["scan", str(pkg), "boom", "--against", "none", "--offline",
+                                    "--no-remember", "-f", "json"])
+    assert done.exit_code == 2
+    results = json.loads(done.stdout)["results"]
+    assert results[0]["package"] == "left-padder" and results[1]["target"] == "boom"
+    assert "bug in chainwatch" in results[1]["error"]
