@@ -15,10 +15,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chainwatch import __version__
-from chainwatch.errors import ChainwatchError, RegistryError, describe_failure, one_line
+from chainwatch.errors import ChainwatchError, describe_failure, one_line
 from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
+from chainwatch.output.console import ColorMode, output_width, use_color
 
 T = TypeVar("T")
 
@@ -78,7 +79,11 @@ CacheOpt = Annotated[Path | None, typer.Option(
     "--cache-dir", help="Cache folder (default: the user cache dir).")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only the cache; no network.")]
 QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the result.")]
-VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Log what happens.")]
+VerboseOpt = Annotated[int, typer.Option(
+    "-v", "--verbose", count=True,
+    help="Log chainwatch's own steps to stderr; -vv adds the HTTP libraries' debug lines.")]
+ColorOpt = Annotated[ColorMode, typer.Option(
+    "--color", help="Colour tables: auto (a terminal, unless NO_COLOR is set), always or never.")]
 DbOpt = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: $CHAINWATCH_DB or a SQLite file in the user data dir).")]
 
@@ -126,9 +131,10 @@ def _open_db(factory: Callable[[str | None], T], db: str | None, what: str,
         return None
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def _setup_logging(verbose: int) -> None:
+    from chainwatch.output.console import setup_logging
+
+    setup_logging(verbose)
 
 
 @app.command()
@@ -158,16 +164,25 @@ def scan(
         help="Store flagged verdicts in the database: malicious ones in the known-bad store "
         "(exposure finds them), all in verdict memory (incidents, the gate).")] = True,
     quiet: QuietOpt = False,
-    verbose: VerboseOpt = False,
+    verbose: VerboseOpt = 0,
+    color: ColorOpt = ColorMode.auto,
 ) -> None:
     """Analyse releases and give a verdict with evidence, diffed against the previous version."""
+    import os
+
+    from rich.progress import SpinnerColumn
+
     from chainwatch.analysis.rules import load_rules
     from chainwatch.output import FORMATS
+    from chainwatch.output.escape import plain
+    from chainwatch.output.jsonout import Failed, Outcome, render_json, render_jsonl
     from chainwatch.output.table import render as render_table
+    from chainwatch.output.table import safe
     from chainwatch.registry import NpmConfig, RegistryClient
     from chainwatch.scan import Scanner, read_packument_file
 
     _setup_logging(verbose)
+    log = logging.getLogger("chainwatch.scan")
     try:
         rules = load_rules(rules_dir or [])
         doc = read_packument_file(packument) if packument else None
@@ -176,38 +191,63 @@ def scan(
         err.print(f"[red]error:[/] {exc}", markup=True)
         raise typer.Exit(exc.exit_code) from exc
     scanner = Scanner(client, rules, known_bad=_known_bad(db))
-    verdicts: dict[str, Verdict] = {}
-    errors: list[ChainwatchError] = []
+    outcomes: dict[int, Outcome] = {}
 
     def one(spec: str) -> Verdict:
-        return scanner.scan(spec, against, doc)
+        log.debug("scanning %s (baseline: %s)", spec, against or "default")
+        verdict = scanner.scan(spec, against, doc)
+        log.debug("%s: %s, score %d, %d findings, %.2f s", verdict.target, verdict.level.value,
+                  verdict.score, len(verdict.findings), verdict.elapsed_s)
+        return verdict
 
-    show_progress = len(targets) > 1 and not quiet and err.is_terminal
-    with client, scanner, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=err, disable=not show_progress) as bar:
-        task = bar.add_task("scanning", total=len(targets))
+    # on a terminal only: a spinner while one (maybe large) package is fetched and analysed,
+    # a bar for several; transient, on stderr, never in a pipe
+    show_progress = not quiet and err.is_terminal
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if len(targets) > 1:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    description = "scanning" if len(targets) > 1 else f"scanning {safe(targets[0])}"
+    with client, scanner, Progress(*columns, TimeElapsedColumn(), console=err, transient=True,
+                                   disable=not show_progress) as bar:
+        task = bar.add_task(description, total=len(targets))
         with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
-            futures = {pool.submit(one, spec): spec for spec in targets}
+            futures = {pool.submit(one, spec): i for i, spec in enumerate(targets)}
             for future in as_completed(futures):
-                spec = futures[future]
+                i = futures[future]
                 try:
-                    verdicts[spec] = future.result()
+                    outcomes[i] = future.result()
                 except ChainwatchError as exc:
-                    errors.append(exc)
-                    err.print(f"error: {spec}: {exc}", markup=False)
+                    outcomes[i] = Failed(targets[i], one_line(exc), exc.exit_code)
+                except Exception as exc:  # one target's failure must not hide the others
+                    if os.environ.get("CHAINWATCH_DEBUG") == "1":
+                        raise
+                    message, code = describe_failure(exc)
+                    outcomes[i] = Failed(targets[i], message, code)
+                failure = outcomes[i]
+                if isinstance(failure, Failed):
+                    said = failure.error if failure.error.startswith(failure.target) else (
+                        f"{failure.target}: {failure.error}")
+                    err.print(plain(f"error: {said}"), markup=False)
                 bar.advance(task)
-    ordered = [verdicts[s] for s in targets if s in verdicts]
+    results = [outcomes[i] for i in range(len(targets))]
+    ordered = [o for o in results if isinstance(o, Verdict)]
+    failed = [o for o in results if isinstance(o, Failed)]
     if remember and any(v.level is not Level.BENIGN for v in ordered):
         _remember(ordered, db)
-    if ordered:
-        if fmt is Format.table:
-            out = render_table(ordered, color=sys.stdout.isatty(), show_all=show_all,
-                               width=Console().width)
-        else:
-            out = FORMATS[fmt.value](ordered)
+    out = ""
+    if fmt is Format.json:
+        out = render_json(results)  # one shape: a chainwatch.scan-run/1 object, failures included
+    elif fmt is Format.jsonl:
+        out = render_jsonl(results)
+    elif ordered and fmt is Format.table:
+        out = render_table(ordered, color=use_color(color, sys.stdout), show_all=show_all,
+                           width=output_width(sys.stdout))
+    elif ordered:
+        out = FORMATS[fmt.value](ordered)
+    if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
-    if errors:
-        raise typer.Exit(3 if any(isinstance(e, RegistryError) for e in errors) else 2)
+    if failed:
+        raise typer.Exit(max(f.exit_code for f in failed))
     if fail_on is not FailOn.never:
         threshold = Level(fail_on.value).rank
         if any(v.level.rank >= threshold for v in ordered):
@@ -273,6 +313,7 @@ def inventory(
     record: RecordOpt = None,
     db: DbOpt = None,
     quiet: QuietOpt = False,
+    color: ColorOpt = ColorMode.auto,
 ) -> None:
     """Every installed package found under PATHS, with dependency paths."""
     from chainwatch.output import inventory as out
@@ -284,7 +325,8 @@ def inventory(
     elif fmt is InventoryFormat.cyclonedx:
         typer.echo(out.inventory_cyclonedx(envs))
     else:
-        typer.echo(out.inventory_table(envs, Console().width), nl=False)
+        typer.echo(out.inventory_table(envs, output_width(sys.stdout),
+                                       use_color(color, sys.stdout)), nl=False)
 
 
 @app.command()
@@ -299,6 +341,7 @@ def exposure(
     record: RecordOpt = None,
     db: DbOpt = None,
     quiet: QuietOpt = False,
+    color: ColorOpt = ColorMode.auto,
 ) -> None:
     """Which environments under PATHS hold known-bad versions, and by which dependency path."""
     from chainwatch.exposure import expose
@@ -321,7 +364,7 @@ def exposure(
     elif fmt is ExposureFormat.markdown:
         text = out.exposure_markdown(exps)
     else:
-        text = out.exposure_table(exps, Console().width)
+        text = out.exposure_table(exps, output_width(sys.stdout), use_color(color, sys.stdout))
     typer.echo(text, nl=not text.endswith("\n"))
     if any(x.hits for x in exps):
         raise typer.Exit(1)
@@ -411,6 +454,7 @@ def check(
     db: DbOpt = None,
     scan: ScanOpt = True,
     quiet: QuietOpt = False,
+    color: ColorOpt = ColorMode.auto,
 ) -> None:
     """Check every resolved version in the lockfiles under PATHS against the policy."""
     from chainwatch.gate.check import Checker
@@ -434,7 +478,8 @@ def check(
     elif fmt is CheckFormat.github:
         text = out.check_github(placed)
     else:
-        text = out.check_table(placed, checked, Console().width)
+        text = out.check_table(placed, checked, output_width(sys.stdout),
+                               use_color(color, sys.stdout))
     if text:
         typer.echo(text, nl=not text.endswith("\n"))
     if any(p.decision.action == "block" for p in placed):
@@ -470,6 +515,9 @@ def proxy(
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
+    from chainwatch.output.console import quiet_libraries
+
+    quiet_libraries(verbose)
     from chainwatch.registry import NpmConfig, RegistryClient
 
     policy = _policy(policy_file, min_age)
@@ -498,7 +546,7 @@ class LogFormat(StrEnum):
     json = "json"
 
 
-def _setup_service_logging(fmt: LogFormat, verbose: bool) -> None:
+def _setup_service_logging(fmt: LogFormat, verbose: int) -> None:
     import json as jsonlib
 
     class JsonFormatter(logging.Formatter):
@@ -512,7 +560,9 @@ def _setup_service_logging(fmt: LogFormat, verbose: bool) -> None:
                          logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler],
                         force=True)
-    logging.getLogger("httpx").setLevel(logging.INFO if verbose else logging.WARNING)
+    from chainwatch.output.console import quiet_libraries
+
+    quiet_libraries(verbose)
 
 
 @app.command()
@@ -714,6 +764,17 @@ def report(
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
+    if not found and incident is None:
+        # benign scans (or an empty database) are not an error: there is nothing to report
+        where = "the scan files hold" if from_files else "the database holds"
+        note = f"Nothing to report: {where} no suspicious or malicious verdict."
+        if fmt is ReportFormat.markdown and output is not None:
+            output.write_text(note + "\n", encoding="utf-8")
+        elif fmt is ReportFormat.markdown:
+            typer.echo(note)
+        if fmt is not ReportFormat.markdown or output is not None:
+            err.print(note, markup=False)
+        return
     chosen = [i for i in found if incident is None or i.id == incident]
     if not chosen or (incident is None and len(chosen) > 1):
         listing = ", ".join(f"{i.id} ({len(i.members)})" for i in found) or "none"

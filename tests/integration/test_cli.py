@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from tests.helpers import BENIGN_INDEX, FIXTURES, clipper_source, make_tgz, manifest, write_package
+from tests.markdown_oracle import all_visible, headings
 
 EXE = shutil.which("chainwatch") or str(Path(sys.executable).parent / "chainwatch")
 
@@ -47,7 +48,9 @@ def test_malicious_tarball_json_contract(packages: dict[str, Path], tmp_path: Pa
     r = run("scan", str(packages["bad"]), "--against", str(packages["base"]), "--format", "json",
             cache=tmp_path)
     assert r.returncode == 1, r.stderr
-    doc = json.loads(r.stdout)
+    run_doc = json.loads(r.stdout)
+    assert run_doc["schema"] == "chainwatch.scan-run/1" and len(run_doc["results"]) == 1
+    doc = run_doc["results"][0]
     assert doc["schema"] == "chainwatch.scan/1"
     assert (doc["package"], doc["version"], doc["baseline"]) == ("left-padder", "1.0.2", "1.0.0")
     assert doc["verdict"] == "malicious" and 70 <= doc["score"] <= 100
@@ -94,7 +97,10 @@ def test_untrusted_text_is_escaped(tmp_path: Path) -> None:
     table = run("scan", str(folder), "--fail-on", "never", cache=tmp_path)
     assert "\x1b" not in table.stdout
     md = run("scan", str(folder), "--format", "markdown", "--fail-on", "never", cache=tmp_path)
-    assert "<img" not in md.stdout and "\x1b" not in md.stdout
+    assert "\x1b" not in md.stdout
+    # rendered as CommonMark, the name is its own text: no HTML element, no extra table cell
+    assert headings(md.stdout)[0].startswith("evil-pkg|<img src=x onerror=alert(1)>@1.0.0")
+    assert all_visible(md.stdout)  # raises on raw HTML, links or images
     sarif = run("scan", str(folder), "--format", "sarif", "--fail-on", "never", cache=tmp_path)
     assert "\x1b" not in json.loads(sarif.stdout)["runs"][0]["results"][0]["message"]["text"]
 
@@ -104,7 +110,7 @@ def test_packument_fixture_gives_metadata_offline(tmp_path: Path) -> None:
     tgz.write_bytes(make_tgz({"package.json": manifest(version="1.0.2"), "index.js": BENIGN_INDEX}))
     r = run("scan", str(tgz), "--packument", str(FIXTURES / "packuments" / "left-padder.full.json"),
             "--format", "json", "--offline", cache=tmp_path)
-    doc = json.loads(r.stdout)
+    (doc,) = json.loads(r.stdout)["results"]
     signals = {s["rule"] for s in doc["metadata_signals"]}
     assert "CW-META-NEW-PUBLISHER" in signals and "CW-META-PROVENANCE-LOST" in signals
     assert doc["verdict"] == "suspicious" and r.returncode == 1
@@ -185,7 +191,7 @@ def test_db_import_then_exposure_uses_it(tmp_path: Path) -> None:
     assert exp.returncode == 1
     assert json.loads(exp.stdout)["environments"][0]["hits"][0]["advisories"] == ["MAL-2099-1"]
     scan = run("scan", str(packages_dir(tmp_path)), "--db", db, "--format", "json", cache=tmp_path)
-    assert json.loads(scan.stdout)["verdict"] == "malicious"
+    assert json.loads(scan.stdout)["results"][0]["verdict"] == "malicious"
 
 
 def packages_dir(tmp_path: Path) -> Path:

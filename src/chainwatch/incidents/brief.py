@@ -55,8 +55,19 @@ _TAGS = {"H1": ["account-takeover", "financial-theft"], "H2": ["worm", "credenti
          "H5": ["false-positive-candidate", "maintainer-change"]}
 
 
-def _fmt(when: datetime | None) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if when else "unknown time"
+def _fmt(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _published(key: str, published: str | None, publisher: str | None = None,
+               with_publisher: bool = False) -> str:
+    """A member's publish record as a reference; a local scan (no registry data) says so
+    instead of claiming "published None"."""
+    who = f", publisher {publisher or 'not given'}" if with_publisher else ""
+    if published:
+        return f"{key}: published {published}{who}" if with_publisher else (
+            f"{key} published {published}")
+    return f"{key}: no publish time (scanned from a local file){who}"
 
 
 def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
@@ -68,15 +79,17 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
     first, last = incident.first_published, incident.last_published
     keys = [m.key for m in members]
     top = [f"{m.key} {m.findings[0].get('rule')}" for m in members if m.findings][:4]
-    span = (f"between {_fmt(first)} and {_fmt(last)}" if first and last and first != last
-            else f"at {_fmt(first)}")
+    span = (f" between {_fmt(first)} and {_fmt(last)}" if first and last and first != last
+            else f" at {_fmt(first)}" if first else "")
     who = f" by {', '.join(incident.publishers)}" if incident.publishers else ""
     bluf = {
         "text": (f"We assess with {a.confidence} confidence that this is a "
                  f"{best.title.lower()}: {len(members)} {incident.level} release(s) of "
                  f"{len(incident.packages)} package(s) ({', '.join(keys[:6])}"
-                 f"{' …' if len(keys) > 6 else ''}) were published{who} {span}. "
-                 f"Confidence is {a.confidence} because {a.why}."),
+                 f"{' …' if len(keys) > 6 else ''}) "
+                 + (f"were published{who}{span}. " if span or who else
+                    "were scanned from local files (no publish time or publisher is known). ")
+                 + f"Confidence is {a.confidence} because {a.why}."),
         "refs": [*top, *(f"matrix: {r.hypothesis} I={r.inconsistent} C={r.consistent}"
                          for r in a.ranking[:2])],
     }
@@ -89,9 +102,10 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
                  f"({e['recorded_at']})" for e in exposure][:10] or ["fleet memory query"],
     }]
     implications.append({
-        "text": (f"Anyone who installed {', '.join(keys[:6])} since {_fmt(first)} without a "
-                 f"lockfile pin or a release-age delay may have run the code."),
-        "refs": [f"{m.key} published {m.published}" for m in members][:8]})
+        "text": (f"Anyone who installed {', '.join(keys[:6])}"
+                 + (f" since {_fmt(first)}" if first else "")
+                 + " without a lockfile pin or a release-age delay may have run the code."),
+        "refs": [_published(m.key, m.published) for m in members][:8]})
     if incident.level == "malicious" and best.hypothesis in ("H1", "H2"):
         implications.append({
             "text": "An account able to publish these packages is, or was, in the attacker's "
@@ -100,7 +114,7 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
     unknown_publisher = [m.key for m in members if not m.publisher]
     assumptions = [
         {"text": "The registry's publish times and publisher names are accurate.",
-         "refs": [f"{m.key}: published {m.published}, publisher {m.publisher or 'not given'}"
+         "refs": [_published(m.key, m.published, m.publisher, with_publisher=True)
                   for m in members][:6]},
         {"text": "The analysis is static: the payload was read, never run, so paths it only "
                  "takes at run time (remote stages, time or locale triggers) may be missed.",
@@ -114,9 +128,12 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
                  "examined: only watched or scanned packages are in this incident.",
          "refs": [f"accounts seen: {', '.join(incident.publishers) or 'none recorded'}"]},
     ]
+    local = [m.key for m in members if not m.publisher and not m.published]
     if unknown_publisher:
-        red_flags.append({"text": "The publisher is unknown for some releases (the registry "
-                                  "mirror strips it), so account-based grouping is partial.",
+        why = ("they were scanned from local files, with no registry record" if
+               len(local) == len(unknown_publisher) else "the registry mirror strips it")
+        red_flags.append({"text": f"The publisher is unknown for some releases ({why}), so "
+                                  "account-based grouping is partial.",
                           "refs": unknown_publisher[:8]})
     bias = [
         {"text": "Anchoring: the ranking counts inconsistent evidence first, not the first "
@@ -129,9 +146,9 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
     ]
     best_case, worst_case, likely = _SCENARIOS[best.hypothesis]
     timeline = sorted(
-        [{"time": m.published or "", "event": f"{m.key} published by "
-                                              f"{m.publisher or 'unknown account'}",
-          "ref": m.key} for m in members]
+        [{"time": m.published, "event": f"{m.key} published by "
+                                        f"{m.publisher or 'unknown account'}",
+          "ref": m.key} for m in members if m.published]
         + [{"time": m.detected_at or "", "event": f"{m.key} flagged {m.level}", "ref": m.key}
            for m in members if m.detected_at]
         + ([{"time": exposed_first, "event": "first affected environment recorded",
@@ -154,9 +171,11 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
         "assumptions": assumptions, "red_flags": red_flags, "bias_check": bias,
         "implications": implications,
         "recommendations": [{"text": _ACTIONS[best.hypothesis], "refs": [best.hypothesis]},
-                            {"text": "Keep a release-age delay (48 h) at the gate: it would "
-                                     "have kept these versions out.",
-                             "refs": [f"{m.key} published {m.published}" for m in members][:4]}],
+                            *([{"text": "Keep a release-age delay (48 h) at the gate: it would "
+                                        "have kept these versions out.",
+                                "refs": [_published(m.key, m.published)
+                                         for m in members][:4]}]
+                              if any(m.published for m in members) else [])],
         "scenarios": {"best": best_case, "worst": worst_case, "most_likely": likely},
         "entities": {
             "accounts": incident.publishers,

@@ -11,8 +11,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from chainwatch.output.escape import markdown as md
-from chainwatch.output.escape import plain
+from chainwatch.output.escape import md_code, md_text
+from chainwatch.output.escape import md_text as md
 
 _SECTIONS = ("1. Bottom line up front", "2. Competing hypotheses", "3. Key assumptions and red flags",
              "4. Implications and strategic risks", "5. Recommendations and scenario outlook",
@@ -32,7 +32,7 @@ def _statement(item: dict[str, Any]) -> str:
 def render_markdown(brief: dict[str, Any]) -> str:
     h = brief["hypotheses"]
     out = [f"# {md(brief['title'])}", "",
-           f"Incident `{plain(brief['incident'])}` · {brief['level']} · generated "
+           f"Incident {md_code(brief['incident'])} · {md_text(brief['level'])} · generated "
            f"{brief['generated_at']}", "", f"## {_SECTIONS[0]}", "", _statement(brief["bluf"]),
            "", f"## {_SECTIONS[1]}", "",
            "| Evidence | " + " | ".join(r["id"] for r in sorted(h["ranking"],
@@ -69,17 +69,17 @@ def render_markdown(brief: dict[str, Any]) -> str:
     out += ["", f"Accounts: {', '.join(md(a) for a in brief['entities']['accounts']) or 'unknown'}",
             "", f"## {_SECTIONS[6]}", ""]
     for p in brief["indicators"]["packages"]:
-        out.append(f"- `npm` {md(p['package'])}@{md(p['version'])} "
-                   f"{md(p['integrity'] or 'integrity unknown')}")
+        integrity = md_code(p["integrity"]) if p["integrity"] else "integrity unknown"
+        out.append(f"- `npm` {md_code(p['package'] + '@' + p['version'])} {integrity}")
     for kind in ("urls", "hosts", "ips", "webhooks", "wallets"):
         values = brief["indicators"].get(kind) or []
         if values:
-            shown = ", ".join(md(v) for v in values[:50])
+            shown = ", ".join(md_code(v) for v in values[:50])
             more = f" and {len(values) - 50} more (JSON export)" if len(values) > 50 else ""
             out.append(f"- {kind}: {shown}{more}")
     out += ["", f"## {_SECTIONS[7]}", "", "| Time | Event |", "|---|---|"]
     out += [f"| {md(e['time'])} | {md(e['event'])} |" for e in brief["timeline"]]
-    out += ["", f"## {_SECTIONS[8]}", "", " ".join(f"`{plain(t)}`" for t in brief["tags"]), ""]
+    out += ["", f"## {_SECTIONS[8]}", "", " ".join(md_code(t) for t in brief["tags"]), ""]
     return "\n".join(out)
 
 

@@ -22,6 +22,7 @@ from chainwatch.incidents.cluster import cluster
 from chainwatch.incidents.model import Incident, Observation
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Level
+from chainwatch.output.jsonout import scan_documents
 
 incidents = Table(
     "incidents", metadata,
@@ -111,9 +112,11 @@ def observations_from_files(paths: list[Path],
                 docs = [json.loads(line) for line in text.splitlines() if line.strip()]
             except ValueError as exc:
                 raise UsageError(f"{path}: not scan JSON or JSON lines: {exc}") from exc
-        for doc in docs if isinstance(docs, list) else [docs]:
-            if not isinstance(doc, dict) or "package" not in doc or "verdict" not in doc:
-                raise UsageError(f"{path}: not a chainwatch.scan/1 document")
+        try:
+            found = list(scan_documents(docs))
+        except ValueError as exc:
+            raise UsageError(f"{path}: {exc}") from exc
+        for doc in found:
             if doc["verdict"] in ("suspicious", "malicious"):
                 out.append(_with_advisories(Observation.from_scan(doc), known_bad))
     return out

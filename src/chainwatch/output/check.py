@@ -6,11 +6,11 @@ import io
 import json
 from collections.abc import Sequence
 
-from rich.console import Console
 from rich.table import Table
 
 from chainwatch import __version__
 from chainwatch.gate.check import Placed
+from chainwatch.output.console import render_console, rendered
 from chainwatch.output.escape import plain
 from chainwatch.output.table import safe
 
@@ -35,9 +35,14 @@ def check_json(placed: Sequence[Placed], checked: int) -> str:
                        "decisions": [_row(p) for p in placed]}, indent=2)
 
 
-def check_table(placed: Sequence[Placed], checked: int, width: int = 120) -> str:
+ACTION_STYLE = {"block": "bold red", "warn": "yellow"}
+
+
+def check_table(placed: Sequence[Placed], checked: int, width: int | None = None,
+                color: bool = False) -> str:
+    """The decisions for a person; ``width`` None (a pipe) never wraps a line."""
     buf = io.StringIO()
-    console = Console(file=buf, width=width, no_color=True, highlight=False)
+    console = render_console(buf, color, width)
     s = summary(placed, checked)
     console.print(f"{s['checked']} versions checked: {s['blocked']} blocked, {s['warned']} warned")
     if placed:
@@ -46,11 +51,13 @@ def check_table(placed: Sequence[Placed], checked: int, width: int = 120) -> str
             table.add_column(col, overflow="fold")
         for p in sorted(placed, key=lambda p: (p.decision.action != "block", p.decision.name)):
             d = p.decision
-            table.add_row(d.action, safe(f"{d.name}@{d.version}"), d.rule, safe(d.reason),
+            style = ACTION_STYLE.get(d.action, "default")
+            table.add_row(f"[{style}]{safe(d.action)}[/]", safe(f"{d.name}@{d.version}"),
+                          safe(d.rule), safe(d.reason),
                           safe(d.suggestion or "-"),
                           safe(f"{p.source}" + (f" ({' > '.join(p.path)})" if p.path else "")))
         console.print(table)
-    return buf.getvalue()
+    return rendered(buf)
 
 
 def _gh_escape(text: str) -> str:

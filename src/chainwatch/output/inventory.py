@@ -7,13 +7,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from chainwatch import __version__
 from chainwatch.exposure import Exposure
 from chainwatch.model import Environment, InstalledPackage
-from chainwatch.output.escape import markdown as md
+from chainwatch.output.console import render_console, rendered
+from chainwatch.output.escape import md_text as md
 from chainwatch.output.escape import plain
 from chainwatch.output.table import safe
 
@@ -57,14 +57,15 @@ def inventory_cyclonedx(envs: Sequence[Environment]) -> str:
                        "components": components}, indent=2)
 
 
-def inventory_table(envs: Sequence[Environment], width: int = 120) -> str:
+def inventory_table(envs: Sequence[Environment], width: int | None = None,
+                    color: bool = False) -> str:
     buf = io.StringIO()
-    console = Console(file=buf, width=width, no_color=True, highlight=False)
+    console = render_console(buf, color, width)
     for env in envs:
         dev = sum(p.dev for p in env.packages)
         console.print(f"{safe(env.source)} ({env.kind}): {len(env.packages)} packages "
                       f"({dev} dev)" + (f", {len(env.errors)} problems" if env.errors else ""))
-    return buf.getvalue()
+    return rendered(buf)
 
 
 def _hit(h: Any) -> dict[str, Any]:
@@ -85,9 +86,10 @@ def _summary(exps: Sequence[Exposure]) -> dict[str, int]:
             "packages": sum(len(x.environment.packages) for x in exps)}
 
 
-def exposure_table(exps: Sequence[Exposure], width: int = 120) -> str:
+def exposure_table(exps: Sequence[Exposure], width: int | None = None,
+                   color: bool = False) -> str:
     buf = io.StringIO()
-    console = Console(file=buf, width=width, no_color=True, highlight=False)
+    console = render_console(buf, color, width)
     s = _summary(exps)
     console.print(f"{s['exposed']} of {s['environments']} environments hold known-bad versions "
                   f"({s['hits']} hits among {s['packages']} packages)")
@@ -99,12 +101,12 @@ def exposure_table(exps: Sequence[Exposure], width: int = 120) -> str:
         for col in ("package", "advisories", "scope", "via"):
             table.add_column(col, overflow="fold")
         for h in x.hits:
-            via = "\n".join(" > ".join(path) for path in h.package.paths[:3]) or "-"
-            table.add_row(safe(f"{h.package.name}@{h.package.version}"),
+            via = "\n".join(safe(" > ".join(path)) for path in h.package.paths[:3]) or "-"
+            table.add_row(f"[bold red]{safe(f'{h.package.name}@{h.package.version}')}[/]",
                           safe(", ".join(a.id for a in h.advisories)),
-                          "dev" if h.package.dev else "prod", safe(via))
+                          "dev" if h.package.dev else "prod", via)
         console.print(table)
-    return buf.getvalue()
+    return rendered(buf)
 
 
 def exposure_markdown(exps: Sequence[Exposure]) -> str:

@@ -1,14 +1,53 @@
-"""``scan --format json|jsonl``: the chainwatch.scan/1 document of DESIGN.md."""
+"""``scan --format json|jsonl``: the documents of docs/design.md.
+
+``json`` is always one ``chainwatch.scan-run/1`` object, whatever the number of targets: its
+``results`` hold, in command-line order, one ``chainwatch.scan/1`` document per scanned target
+and one ``chainwatch.scan-error/1`` object (``target``, ``error``, ``exit_code``) per target that
+could not be scanned. ``jsonl`` writes the same results, one per line, without the envelope.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from chainwatch.model import Verdict
+from chainwatch.model import Level, Verdict
 
 SCHEMA = "chainwatch.scan/1"
+RUN_SCHEMA = "chainwatch.scan-run/1"
+ERROR_SCHEMA = "chainwatch.scan-error/1"
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A target that could not be scanned, and why (one line)."""
+
+    target: str
+    error: str
+    exit_code: int = 2
+
+
+Outcome = Verdict | Failed
+
+
+def failed_dict(f: Failed) -> dict[str, Any]:
+    return {"schema": ERROR_SCHEMA, "target": f.target, "error": f.error,
+            "exit_code": f.exit_code}
+
+
+def result_dict(o: Outcome) -> dict[str, Any]:
+    return failed_dict(o) if isinstance(o, Failed) else verdict_dict(o)
+
+
+def run_dict(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    verdicts = [o for o in outcomes if isinstance(o, Verdict)]
+    summary: dict[str, int] = {"targets": len(outcomes), "scanned": len(verdicts),
+                               "failed": len(outcomes) - len(verdicts)}
+    summary.update({level.value: sum(v.level is level for v in verdicts) for level in Level})
+    return {"schema": RUN_SCHEMA, "summary": summary,
+            "results": [result_dict(o) for o in outcomes]}
 
 
 def verdict_dict(v: Verdict) -> dict[str, Any]:
@@ -47,14 +86,34 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
     return doc
 
 
-def render_json(verdicts: Sequence[Verdict]) -> str:
-    if len(verdicts) == 1:
-        return json.dumps(verdict_dict(verdicts[0]), indent=2)
-    return json.dumps([verdict_dict(v) for v in verdicts], indent=2)
+def render_json(outcomes: Sequence[Outcome]) -> str:
+    """One ``chainwatch.scan-run/1`` object, for one target or many."""
+    return json.dumps(run_dict(outcomes), indent=2)
 
 
-def render_jsonl(verdicts: Sequence[Verdict]) -> str:
-    return "\n".join(json.dumps(verdict_dict(v)) for v in verdicts)
+def render_jsonl(outcomes: Sequence[Outcome]) -> str:
+    """One result per line: ``chainwatch.scan/1`` or ``chainwatch.scan-error/1``."""
+    return "\n".join(json.dumps(result_dict(o)) for o in outcomes)
+
+
+def scan_documents(doc: Any) -> Iterator[dict[str, Any]]:
+    """The ``chainwatch.scan/1`` documents in parsed ``scan --format json|jsonl`` output, of
+    this version (a ``chainwatch.scan-run/1`` envelope) or an older one (one document, or a list
+    of them). Failed targets (``error``) are skipped; anything else that is not a scan document
+    raises ValueError."""
+    if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
+        results = doc.get("results")
+        if not isinstance(results, list):
+            raise ValueError(f"a {RUN_SCHEMA} document without a results list")
+        items: list[Any] = results
+    else:
+        items = doc if isinstance(doc, list) else [doc]
+    for item in items:
+        if isinstance(item, dict) and "error" in item and "verdict" not in item:
+            continue
+        if not isinstance(item, dict) or "package" not in item or "verdict" not in item:
+            raise ValueError(f"not a {SCHEMA} document")
+        yield item
 
 
 def verdict_from_dict(doc: dict[str, Any]) -> Verdict:

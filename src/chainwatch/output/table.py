@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from chainwatch.model import Level, Severity, Verdict
-from chainwatch.output.escape import plain
+from chainwatch.output.console import render_console, rendered
+from chainwatch.output.escape import one_line
 
 LEVEL_STYLE = {Level.BENIGN: "green", Level.SUSPICIOUS: "yellow", Level.MALICIOUS: "bold red"}
 SEV_STYLE = {Severity.INFO: "dim", Severity.LOW: "cyan", Severity.MEDIUM: "yellow",
@@ -18,14 +18,16 @@ SEV_STYLE = {Severity.INFO: "dim", Severity.LOW: "cyan", Severity.MEDIUM: "yello
 
 
 def safe(text: str | None) -> str:
-    return escape(plain(text))
+    """Untrusted text for a rich table or line: no markup, no terminal controls, and one line
+    (a newline in a name or message could forge a row or a verdict line of its own)."""
+    return escape(one_line(text))
 
 
-def render(verdicts: Sequence[Verdict], color: bool = False, width: int = 120,
+def render(verdicts: Sequence[Verdict], color: bool = False, width: int | None = None,
            show_all: bool = False) -> str:
+    """The verdicts for a person; ``width`` None (a pipe) never wraps a line."""
     buf = io.StringIO()
-    console = Console(file=buf, force_terminal=color, no_color=not color, width=width,
-                      highlight=False)
+    console = render_console(buf, color, width)
     for v in verdicts:
         style = LEVEL_STYLE[v.level]
         base = f" vs {safe(v.baseline.version)}" if v.baseline else " (no baseline)"
@@ -66,4 +68,4 @@ def render(verdicts: Sequence[Verdict], color: bool = False, width: int = 120,
             console.print(f"  [dim]{hidden} findings for capabilities the baseline already had "
                           "are not shown[/]")
         console.print()
-    return buf.getvalue()
+    return rendered(buf)
