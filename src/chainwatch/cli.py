@@ -517,6 +517,7 @@ def proxy(
                         stream=sys.stderr)
     from chainwatch.output.console import quiet_libraries
 
+    logging.getLogger("chainwatch").setLevel(logging.NOTSET)  # services log their steps at INFO
     quiet_libraries(verbose)
     from chainwatch.registry import NpmConfig, RegistryClient
 
@@ -562,6 +563,7 @@ def _setup_service_logging(fmt: LogFormat, verbose: int) -> None:
                         force=True)
     from chainwatch.output.console import quiet_libraries
 
+    logging.getLogger("chainwatch").setLevel(logging.NOTSET)  # services log their steps at INFO
     quiet_libraries(verbose)
 
 

@@ -69,6 +69,8 @@ class FlakyReceiver:
 def test_webhook_urls_stay_out_of_logs_errors_and_the_database(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
+    for name in ("httpx", "chainwatch"):  # an in-process CLI run earlier may have quietened them
+        caplog.set_level(logging.DEBUG, logger=name)
     registry, recorder, clock = Registry(), Recorder(), Clock()
     registry.publish("left-padder", "1.0.0", BENIGN_INDEX, T0 - 90 * 86400)
     watcher = make_watcher(tmp_path, registry, recorder, clock)
