@@ -103,6 +103,24 @@ def _remember(verdicts: list[Verdict], db: str | None) -> None:
         err.print(f"warning: could not store the verdict: {exc}", markup=False)
 
 
+def _error_line(spec: str, exc: BaseException) -> None:
+    """One line on stderr for a target that could not be analysed: never a traceback, and
+    nothing a package controls (names, JSON excerpts) reaches the terminal unescaped."""
+    from chainwatch.output.escape import plain
+
+    if isinstance(exc, ChainwatchError):
+        text = str(exc)
+    elif isinstance(exc, RecursionError):
+        text = "cannot analyse: input nested too deeply (RecursionError)"
+    elif isinstance(exc, MemoryError):
+        text = "cannot analyse: out of memory (MemoryError)"
+    else:
+        text = f"cannot analyse: {type(exc).__name__}: {exc}"
+    text = " ".join(plain(text).split())[:500]
+    err.print(f"error: {plain(spec)}: {text}", markup=False, soft_wrap=True)
+    logging.getLogger("chainwatch.scan").debug("scan of %r failed: %s", spec, type(exc).__name__)
+
+
 def _known_bad(db: str | None) -> KnownBadSource:
     """The database (when it can be opened) and the built-in list, asked together."""
     from chainwatch.intel import BuiltinKnownBad
@@ -177,7 +195,7 @@ def scan(
         raise typer.Exit(exc.exit_code) from exc
     scanner = Scanner(client, rules, known_bad=_known_bad(db))
     verdicts: dict[str, Verdict] = {}
-    errors: list[ChainwatchError] = []
+    errors: list[Exception] = []
 
     def one(spec: str) -> Verdict:
         return scanner.scan(spec, against, doc)
@@ -192,9 +210,9 @@ def scan(
                 spec = futures[future]
                 try:
                     verdicts[spec] = future.result()
-                except ChainwatchError as exc:
+                except Exception as exc:  # one target's failure never stops the others
                     errors.append(exc)
-                    err.print(f"error: {spec}: {exc}", markup=False)
+                    _error_line(spec, exc)
                 bar.advance(task)
     ordered = [verdicts[s] for s in targets if s in verdicts]
     if remember and any(v.level is not Level.BENIGN for v in ordered):
