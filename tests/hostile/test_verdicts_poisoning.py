@@ -3,6 +3,7 @@ whose bytes it is. Every command runs through the CLI against a loopback fake re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import BENIGN_INDEX, clipper_source, make_tgz, manifest
@@ -142,6 +144,42 @@ def test_a_local_tarball_claiming_a_registry_release_cannot_get_it_blocked(
     assert listed["known_bad"] == []
     assert {v["key"] for v in listed["verdicts"]} >= {sri(IMPOSTOR)}
     assert sri(GENUINE) not in {v["key"] for v in listed["verdicts"] if v["level"] != "benign"}
+    # and the proxy, with the same database, serves the genuine release
+    packument, tarball = through_proxy(db, registry, tmp_path, "/debug",
+                                       "/debug/-/debug-4.4.1.tgz")
+    assert packument.status_code == 200 and "4.4.1" in packument.json()["versions"]
+    assert tarball.status_code == 200 and tarball.content == GENUINE
+
+
+def through_proxy(db: str, registry: FakeRegistry, home: Path,
+                  *paths: str) -> list[httpx.Response]:
+    """Requests to the proxy in-process, built as `chainwatch proxy --db DB --upstream` builds
+    it (known-bad store plus verdict memory with on-demand scans)."""
+    from chainwatch.gate.check import Checker
+    from chainwatch.gate.policy import Policy
+    from chainwatch.gate.proxy import Proxy
+    from chainwatch.gate.scanning import ScanGate
+    from chainwatch.intel import BuiltinKnownBad
+    from chainwatch.intel.store import CombinedKnownBad, KnownBadStore
+    from chainwatch.registry import NpmConfig, RegistryClient
+    from chainwatch.scan import Scanner
+    from chainwatch.verdicts import VerdictStore
+
+    policy = Policy()
+    client = RegistryClient(NpmConfig.load(registry.url), home / "proxy-cache")
+    store = KnownBadStore(db)
+    gate = ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1),
+                    VerdictStore(engine=store.engine), policy.scan_window)
+    proxy = Proxy(registry.url, Checker(policy, None, CombinedKnownBad(store, BuiltinKnownBad()),
+                                        scans=gate))
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app),
+                                     base_url="http://proxy.test") as http:
+            return [await http.get(p) for p in paths]
+
+    with client:
+        return asyncio.run(go())
 
 
 def test_a_local_tarball_that_is_the_registry_release_is_remembered(
@@ -251,3 +289,25 @@ def test_db_verdicts_list_and_remove_with_a_reason(tmp_path: Path,
     listed = json.loads(run("db", "verdicts", "list", "--db", db, "--format", "json",
                             home=tmp_path).stdout)
     assert listed["verdicts"] == [] and len(listed["known_bad"]) == 1
+
+
+def test_a_folder_verdict_never_answers_for_a_release_without_integrity(tmp_path: Path) -> None:
+    """A registry release without dist.integrity is looked up by name@version: a local folder
+    claiming that name@version is stored under the digest of its files instead."""
+    from chainwatch.gate.scanning import ScanGate
+    from chainwatch.scan import Scanner
+    from chainwatch.verdicts import VerdictStore
+
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    (folder / "package.json").write_text(manifest(name="debug", version="4.4.1"))
+    (folder / "index.js").write_text(clipper_source())
+    store = VerdictStore(f"sqlite:///{tmp_path / 'cw.db'}")
+    with Scanner(None, workers=1) as scanner:
+        verdict = scanner.scan(str(folder))
+    assert verdict.level.value == "malicious" and verdict.origin == "folder"
+    stored = store.put(verdict)
+    assert stored.key.startswith("local:folder-sha256-")
+    gate = ScanGate(Scanner(None, workers=1), store, timedelta(days=30))
+    assert gate.cached("debug", "4.4.1", None) is None
+    assert store.get("debug", "4.4.1", None) is None
