@@ -886,7 +886,7 @@ def db_verdicts_list(
         return
     for v in stored:
         typer.echo(plain(f"{v.package}@{v.version}  {v.level.value:10} {v.score:3}  "
-                         f"{v.origin:8} {v.scanned_at}  {v.key[:40]}"))
+                         f"{v.origin:8} {v.scanned_at}  {v.key}"))
     if records:
         typer.echo("known-bad records from verdicts (exposure, check and the proxy block these):")
         for r in records:

@@ -222,7 +222,8 @@ class Scanner:
                       integrity=release.integrity)
 
     def _with_metadata(self, files: PackageFiles, packument: dict[str, Any] | None,
-                       origin: str, integrity: str | None, digest: str | None) -> Loaded:
+                       origin: str = "tarball", integrity: str | None = None,
+                       digest: str | None = None) -> Loaded:
         """A local package: its name@version is what its package.json claims. Registry
         metadata from ``packument`` informs the analysis, but the verdict stays keyed by the
         bytes read (``integrity``), never by the registry release's integrity."""
