@@ -95,13 +95,26 @@ def test_a_50_mb_string_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
 
 
 def test_depth_is_measured_without_recursion_and_strings_do_not_count() -> None:
-    assert nesting_depth(b'{"a": "[[[[[[[[", "b": [{"c": "]]]}"}]}') == 3
-    assert nesting_depth(b'{"a": "\\"[[[["}') == 1
-    started = time.perf_counter()
-    assert nesting_depth(b"[" * MAX_MANIFEST_BYTES) == MAX_MANIFEST_BYTES
-    assert time.perf_counter() - started < 2.0
+    assert nesting_depth(json.loads('{"a": "[[[[[[[[", "b": [{"c": "]]]}"}]}')) == 3
+    assert nesting_depth("[[[[") == 0 and nesting_depth({}) == 1
+    # 900 levels pass json.loads (under the recursion limit) and are still refused
+    with pytest.raises(ManifestError, match="nested more than"):
+        parse_manifest(deep_manifest(900).encode())
     # just inside the limit still parses
-    assert parse_manifest(deep_manifest(MAX_MANIFEST_DEPTH - 1).encode()).name == "deep"
+    assert parse_manifest(deep_manifest(MAX_MANIFEST_DEPTH - 2).encode()).name == "deep"
+
+
+def test_a_wide_manifest_at_the_size_limit_is_read_in_bounded_time_and_memory() -> None:
+    body = b'{"name": "wide", "x": [' + b"[]," * (MAX_MANIFEST_BYTES // 3 - 20) + b"[]]}"
+    assert len(body) <= MAX_MANIFEST_BYTES
+    tracemalloc.start()
+    started = time.perf_counter()
+    assert parse_manifest(body).name == "wide"
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert elapsed < 20.0  # about 1 s on a loaded CI machine, tracemalloc included
+    assert peak < 128 * 1024 * 1024
 
 
 def test_wrong_types_are_read_as_absent_and_noted(tmp_path: Path) -> None:
