@@ -93,7 +93,7 @@ def folder_digest(files: PackageFiles) -> str:
     """A digest of a folder's files (paths and contents), standing in for an integrity."""
     h = hashlib.sha256()
     for f in sorted(files.files, key=lambda f: f.path):
-        h.update(f"{len(f.path)}:{f.path}:{f.sha256}\n".encode("utf-8", "surrogateescape"))
+        h.update(f"{len(f.path)}:{f.path}:{f.sha256}\n".encode("utf-8", "surrogatepass"))
     return "folder-sha256-" + h.hexdigest()
 
 
