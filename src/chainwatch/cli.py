@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 if TYPE_CHECKING:
     from chainwatch.gate.scanning import ScanGate
+    from chainwatch.intel.store import KnownBadStore
     from chainwatch.registry import RegistryClient
+    from chainwatch.verdicts import VerdictStore
 
 app = typer.Typer(
     name="chainwatch",
@@ -39,6 +41,9 @@ app.add_typer(rules_app, name="rules")
 db_app = typer.Typer(help="The known-bad store (OSV records and chainwatch's own).",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
+verdicts_app = typer.Typer(help="Verdict memory: list stored verdicts, remove a wrong one.",
+                           no_args_is_help=True)
+db_app.add_typer(verdicts_app, name="verdicts")
 policy_app = typer.Typer(help="The install policy shared by check and the proxy.",
                          no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
@@ -88,24 +93,47 @@ DbOpt = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: $CHAINWATCH_DB or a SQLite file in the user data dir).")]
 
 
-def _remember(verdicts: list[Verdict], db: str | None) -> None:
-    """Every flagged verdict into verdict memory (incidents, the gate); malicious ones into the
-    known-bad store too (exposure)."""
+def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | None,
+              quiet: bool) -> None:
+    """Every flagged verdict into verdict memory (incidents, the gate), keyed by the bytes it
+    judged; a malicious one into the known-bad store too (exposure, check, proxy), but only
+    when it speaks for the registry's release: fetched from it, or a local tarball whose
+    integrity equals the registry's. A local package.json's name@version is only a claim."""
     from chainwatch.intel.store import KnownBadStore
-    from chainwatch.verdicts import VerdictStore
+    from chainwatch.output.escape import plain
+    from chainwatch.registry import RegistryClient
+    from chainwatch.verdicts import VerdictStore, registry_match
 
+    def notice(text: str) -> None:
+        if not quiet:
+            err.print(plain(text), markup=False, soft_wrap=True)
+
+    # one quick question per local tarball: an unreachable registry answers "not confirmed"
+    # in seconds, not after the scan client's retries
+    asker = (RegistryClient(client.config, client.cache.root, offline=client.offline,
+                            timeout=10.0, retries=0) if client is not None else None)
     try:
         store = KnownBadStore(db)
         memory = VerdictStore(engine=store.engine)
         for verdict in verdicts:
             if verdict.level is not Level.BENIGN:
                 memory.put(verdict)
+            if verdict.level is not Level.MALICIOUS:
+                continue
+            match = registry_match(verdict, asker.packument if asker is not None else None)
+            if not match.confirmed:
+                notice(f"not recorded as known-bad: {verdict.source} is not the registry's "
+                       f"{verdict.target} ({match.reason}); its verdict is kept for its own "
+                       "bytes only")
+                continue
             rid = store.remember(verdict)
             if rid:
-                err.print(f"remembered {verdict.target} as {rid} in the known-bad store",
-                          markup=False)
+                notice(f"remembered {verdict.target} as {rid} in the known-bad store")
     except Exception as exc:
-        err.print(f"warning: could not store the verdict: {exc}", markup=False)
+        err.print(f"warning: could not store the verdict: {plain(str(exc))}", markup=False)
+    finally:
+        if asker is not None:
+            asker.close()
 
 
 def _known_bad(db: str | None) -> KnownBadSource:
@@ -233,7 +261,7 @@ def scan(
     ordered = [o for o in results if isinstance(o, Verdict)]
     failed = [o for o in results if isinstance(o, Failed)]
     if remember and any(v.level is not Level.BENIGN for v in ordered):
-        _remember(ordered, db)
+        _remember(ordered, db, client, quiet)
     out = ""
     if fmt is Format.json:
         out = render_json(results)  # one shape: a chainwatch.scan-run/1 object, failures included
@@ -863,6 +891,91 @@ def db_stats(db: DbOpt = None) -> None:
     from chainwatch.intel.store import KnownBadStore
 
     typer.echo(f"{KnownBadStore(db).count()} advisories in {db or default_url()}")
+
+
+class VerdictsFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _verdict_stores(db: str | None) -> tuple[KnownBadStore, VerdictStore]:
+    from chainwatch.intel.store import KnownBadStore
+    from chainwatch.verdicts import VerdictStore
+
+    try:
+        store = KnownBadStore(db)
+    except Exception as exc:
+        err.print(f"error: cannot open the database {db or ''}: {exc}", markup=False)
+        raise typer.Exit(2) from exc
+    return store, VerdictStore(engine=store.engine)
+
+
+@verdicts_app.command("list")
+def db_verdicts_list(
+    package: Annotated[str | None, typer.Option(
+        "--package", help="Only the verdicts of this package.")] = None,
+    fmt: Annotated[VerdictsFormat, typer.Option("--format", "-f")] = VerdictsFormat.table,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 200,
+    db: DbOpt = None,
+) -> None:
+    """Stored verdicts (keyed by the bytes they judged) and chainwatch's own known-bad records."""
+    import json as jsonlib
+
+    from chainwatch.output.escape import plain
+
+    store, memory = _verdict_stores(db)
+    stored = memory.listed(package, limit)
+    records = store.own_records(package)
+    if fmt is VerdictsFormat.json:
+        typer.echo(jsonlib.dumps({
+            "schema": "chainwatch.verdicts/1",
+            "verdicts": [{"key": v.key, "package": v.package, "version": v.version,
+                          "origin": v.origin, "source": v.document.get("source"),
+                          "level": v.level.value, "score": v.score,
+                          "scanned_at": v.scanned_at, "summary": v.summary}
+                         for v in stored],
+            "known_bad": records,
+            "removals": memory.removal_log(),
+        }, indent=2))
+        return
+    if not stored and not records:
+        typer.echo("no stored verdicts")
+        return
+    for v in stored:
+        typer.echo(plain(f"{v.package}@{v.version}  {v.level.value:10} {v.score:3}  "
+                         f"{v.origin:8} {v.scanned_at}  {v.key}"))
+    if records:
+        typer.echo("known-bad records from verdicts (exposure, check and the proxy block these):")
+        for r in records:
+            typer.echo(plain(f"  {r['id']}  {r['package']}@{r['version']}  {r['published']}"))
+
+
+@verdicts_app.command("remove")
+def db_verdicts_remove(
+    target: Annotated[str, typer.Argument(
+        help="name@version (every verdict of it and its CW-VERDICT known-bad record) or a "
+             "stored key from `db verdicts list` (an integrity).")],
+    reason: Annotated[str, typer.Option(
+        "--reason", help="Why the verdict is wrong (recorded with who removed it).")],
+    db: DbOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Undo a wrong verdict: remove it from verdict memory and the known-bad store."""
+    from chainwatch.output.escape import plain
+
+    if not reason.strip():
+        err.print("error: --reason must say why the verdict is wrong", markup=False)
+        raise typer.Exit(2)
+    store, memory = _verdict_stores(db)
+    gone, advisories = memory.remove(target, reason, store.forget)
+    if not gone and not advisories:
+        err.print(plain(f"error: no stored verdict or known-bad record matches {target}"),
+                  markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if not quiet:
+        err.print(plain(f"removed {len(gone)} stored verdicts and "
+                        f"{', '.join(advisories) or 'no known-bad record'} for {target}: "
+                        f"{' '.join(reason.split())}"), markup=False, soft_wrap=True)
 
 
 @rules_app.command("list")

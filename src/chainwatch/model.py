@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chainwatch.manifest import Manifest
 
 
 class Severity(StrEnum):
@@ -155,6 +159,15 @@ class PackageFiles:
     def total_bytes(self) -> int:
         return sum(len(f.data) for f in self.files)
 
+    @cached_property
+    def manifest(self) -> Manifest:
+        """The package's own package.json, parsed once (limits and types in
+        :mod:`chainwatch.manifest`); raises ``ManifestError`` when it cannot be read."""
+        from chainwatch.manifest import NO_MANIFEST, parse_manifest
+
+        file = self.get("package.json")
+        return parse_manifest(file.data) if file is not None else NO_MANIFEST
+
 
 @dataclass(frozen=True)
 class FileChanges:
@@ -200,6 +213,11 @@ class Verdict:
     #: hashes of the normalised added code of flagged files, and the indicators in it
     fingerprints: tuple[str, ...] = ()
     indicators: dict[str, list[str]] = field(default_factory=dict)
+    #: where the analysed bytes came from: "registry" (fetched for this name@version),
+    #: "tarball" or "folder" (local; their package.json's name@version is only a claim)
+    origin: str = "registry"
+    #: for a local folder, a digest of its files (it has no tarball integrity)
+    content_digest: str | None = None
 
 
 @dataclass(frozen=True)

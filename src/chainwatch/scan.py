@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import multiprocessing
 import os
@@ -12,7 +14,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from chainwatch.analysis.detectors import load_manifest
 from chainwatch.analysis.diff import (
     entry_points,
     file_changes,
@@ -27,6 +28,7 @@ from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
 from chainwatch.errors import ChainwatchError, UsageError
 from chainwatch.intel import BuiltinKnownBad, KnownBadSource
+from chainwatch.intel.base import VERDICT_SOURCE
 from chainwatch.model import (
     Changes,
     Finding,
@@ -60,14 +62,39 @@ class Loaded:
     release: Release | None = None
     packument: dict[str, Any] | None = None
     integrity_error: str | None = None
+    #: "registry" (fetched for ref), "tarball" or "folder" (local: ref is the manifest's claim)
+    origin: str = "registry"
+    #: the integrity of the bytes read: the registry's for a registry release, the SRI sha512
+    #: of the file for a local tarball, None for a folder
+    integrity: str | None = None
+    #: for a folder: a digest of its files, so its verdict is keyed by content too
+    content_digest: str | None = None
 
 
 def _ref_from_files(files: PackageFiles, fallback: str) -> PackageRef:
-    manifest_file = files.get("package.json")
-    manifest = load_manifest(manifest_file.data) if manifest_file else {}
-    name = manifest.get("name") if isinstance(manifest.get("name"), str) else fallback
-    version = manifest.get("version") if isinstance(manifest.get("version"), str) else "0.0.0"
-    return PackageRef(str(name), str(version))
+    manifest = files.manifest
+    return PackageRef(manifest.name or fallback, manifest.version or "0.0.0")
+
+
+def _integrity(loaded: Loaded) -> str | None:
+    """What a verdict is keyed by: the bytes read. Only a registry release may borrow the
+    registry's integrity; a local file never does, whatever its package.json claims."""
+    if loaded.integrity or loaded.origin != "registry":
+        return loaded.integrity
+    return loaded.release.integrity if loaded.release else None
+
+
+def sri_sha512(data: bytes) -> str:
+    """The ``sha512-<base64>`` integrity string of bytes, as npm writes it."""
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
+
+
+def folder_digest(files: PackageFiles) -> str:
+    """A digest of a folder's files (paths and contents), standing in for an integrity."""
+    h = hashlib.sha256()
+    for f in sorted(files.files, key=lambda f: f.path):
+        h.update(f"{len(f.path)}:{f.path}:{f.sha256}\n".encode("utf-8", "surrogatepass"))
+    return "folder-sha256-" + h.hexdigest()
 
 
 def read_packument_file(path: Path) -> dict[str, Any]:
@@ -169,14 +196,14 @@ class Scanner:
         path = Path(spec)
         if path.is_dir():
             files = read_folder(path)
-            return self._with_metadata(files, packument)
+            return self._with_metadata(files, packument, "folder", None, folder_digest(files))
         if path.is_file():
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 raise UsageError(f"{spec}: cannot read: {exc}") from exc
             files = read_tarball(data, source=str(path))
-            return self._with_metadata(files, packument)
+            return self._with_metadata(files, packument, "tarball", sri_sha512(data), None)
         if spec.endswith((".tgz", ".tar.gz", ".tar")) or ("/" in spec and not spec.startswith("@")):
             raise UsageError(f"{spec}: no such file or folder")
         name = PackageRef.parse(spec).name if "@" in spec[1:] else spec
@@ -190,14 +217,22 @@ class Scanner:
             raise UsageError(f"{ref}: needs the registry, but no client is configured")
         tarball = self.client.tarball(release.tarball_url, release.integrity, release.shasum)
         files = read_tarball(tarball.data, source=str(ref))
-        return Loaded(ref, files, release, doc, tarball.integrity_error)
+        files.manifest  # noqa: B018 - parsed now, so a hostile one fails the load, not later
+        return Loaded(ref, files, release, doc, tarball.integrity_error,
+                      integrity=release.integrity)
 
-    def _with_metadata(self, files: PackageFiles, packument: dict[str, Any] | None) -> Loaded:
+    def _with_metadata(self, files: PackageFiles, packument: dict[str, Any] | None,
+                       origin: str = "tarball", integrity: str | None = None,
+                       digest: str | None = None) -> Loaded:
+        """A local package: its name@version is what its package.json claims. Registry
+        metadata from ``packument`` informs the analysis, but the verdict stays keyed by the
+        bytes read (``integrity``), never by the registry release's integrity."""
         ref = _ref_from_files(files, Path(files.source).name)
         release = None
         if packument is not None and ref.version in packument.get("versions", {}):
             release = release_from_packument(packument, ref.version)
-        return Loaded(ref, files, release, packument)
+        return Loaded(ref, files, release, packument, origin=origin, integrity=integrity,
+                      content_digest=digest)
 
     def _created(self, deps: dict[str, str]) -> dict[str, str | None]:
         """When each dependency's package was created, for those the registry answers for."""
@@ -220,35 +255,32 @@ class Scanner:
         return self.load(f"{target.ref.name}@{base}", target.packument)
 
     # -- analysing ---------------------------------------------------------------------------
-    def _scan_files(self, files: PackageFiles, paths: set[str],
-                    install_time: set[str]) -> list[Finding]:
+    def _scan_files(self, files: PackageFiles, paths: set[str], install_time: set[str],
+                    with_manifest: bool = True) -> list[Finding]:
+        """The files in ``paths``, and package.json (its parsed value) when ``with_manifest``."""
         out = self._scan_many([(f, f.path in install_time) for f in files.files
                                if f.path in paths and f.path != "package.json"])
         manifest_file = files.get("package.json")
-        if manifest_file is not None:
-            out.extend(self.engine.scan_file(manifest_file))
-            out.extend(self.engine.scan_scripts(manifest_file))
+        if manifest_file is not None and with_manifest:
+            out.extend(self.engine.scan_file(manifest_file, manifest=files.manifest))
+            out.extend(self.engine.scan_scripts(manifest_file, files.manifest))
         return out
 
     def analyze(self, target: Loaded, baseline: Loaded | None) -> Verdict:
         started = time.perf_counter()
         changes = file_changes(target.files, baseline.files if baseline else None)
-        t_manifest_file = target.files.get("package.json")
-        t_manifest = load_manifest(t_manifest_file.data) if t_manifest_file else {}
+        t_manifest = target.files.manifest
         fresh = set(changes.added) | set(changes.changed)
         t_install = install_time_files(t_manifest, target.files.files)
         findings = self._scan_files(target.files, fresh, t_install)
         capabilities_now = {f.capability for f in findings}
         capabilities_before: set[str] = set()
         if baseline is not None:
-            b_manifest_file = baseline.files.get("package.json")
-            b_manifest = load_manifest(b_manifest_file.data) if b_manifest_file else {}
+            b_manifest = baseline.files.manifest
             unchanged = {f.path for f in target.files.files} - fresh
             # identical files are analysed once, for the capabilities both versions share
-            shared = self._scan_files(
-                PackageFiles(target.files.source,
-                             tuple(f for f in target.files.files if f.path in unchanged)),
-                unchanged, set())
+            shared = self._scan_files(target.files, unchanged, set(),
+                                      with_manifest="package.json" in unchanged)
             old = set(changes.changed) | set(changes.removed)
             before = self._scan_files(baseline.files, old,
                                       install_time_files(b_manifest, baseline.files.files))
@@ -260,7 +292,15 @@ class Scanner:
                 findings, before, changes.changed, entry_points(t_manifest), t_install,
                 bump_kind(baseline.ref.version, target.ref.version)))
         findings.extend(target.files.findings)
+        if t_manifest.problems:
+            findings.append(Finding(
+                rule="CW-MANIFEST-FIELD-TYPE", severity=Severity.INFO,
+                technique="manifest-anomaly", capability="manifest-anomaly",
+                message="package.json fields of the wrong type, read as absent (as npm does): "
+                        + "; ".join(t_manifest.problems), file="package.json"))
         for advisory in self.known_bad.lookup(target.ref.name, target.ref.version):
+            if advisory.source == VERDICT_SOURCE:
+                continue  # our own earlier verdict is no evidence: the bytes are judged again
             findings.append(Finding(
                 rule="CW-KNOWN-BAD", severity=Severity.CRITICAL, technique="known-bad",
                 capability="known-bad",
@@ -276,7 +316,7 @@ class Scanner:
                 reference="https://docs.npmjs.com/cli/configuring-npm/package-lock-json"))
         signals = metadata_signals(
             target.packument, target.release, baseline.release if baseline else None,
-            t_manifest_file)
+            t_manifest)
         if target.release is None and baseline is None:
             signals.extend(name_signals(target.ref.name, target.ref.version, 1))
         added_caps = tuple(sorted(capabilities_now - capabilities_before)) if baseline else ()
@@ -306,13 +346,15 @@ class Scanner:
                             added_caps, removed_caps) if baseline else None,
             metadata_signals=tuple(signals),
             source=target.files.source,
-            integrity=target.release.integrity if target.release else None,
+            integrity=_integrity(target),
             elapsed_s=time.perf_counter() - started,
             bytes_scanned=sum(len(f.data) for f in target.files.files if f.path in fresh),
             publisher=target.release.publisher if target.release else None,
             published=target.release.published if target.release else None,
             fingerprints=prints,
             indicators=iocs,
+            origin=target.origin,
+            content_digest=target.content_digest,
         )
 
     def scan(self, spec: str, against: str | None = None,

@@ -1,21 +1,30 @@
-"""Verdict memory: every scan result, keyed by the tarball's integrity, so a release is analysed once.
+"""Verdict memory: every scan result, keyed by the bytes it judged, so a release is analysed once.
 
-The gate (``check`` and ``proxy``) asks here before scanning; the watcher stores what it scans.
-A release without an integrity string is keyed by ``name@version``.
+Verdicts are facts about bytes. The gate (``check`` and ``proxy``) asks here by the registry's
+integrity before scanning; the watcher stores what it scans. A registry release without an
+integrity string is keyed by ``name@version``; a local tarball by its own sha512 and a local
+folder by a digest of its files, so what a local package.json claims never stands for the
+registry release (see :func:`registry_match` for when it may).
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Engine, Float, Index, Integer, String, Table, Text, select
+from sqlalchemy import Column, Engine, Float, Index, Integer, String, Table, Text, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from chainwatch.db import connect, metadata
 from chainwatch.model import Level, Verdict
+from chainwatch.registry.cache import sri_to_hex
+
+log = logging.getLogger("chainwatch.verdicts")
 
 verdicts = Table(
     "verdicts", metadata,
@@ -36,12 +45,78 @@ verdicts = Table(
 )
 
 
+#: Every removal, with who asked and why (``chainwatch db verdicts remove --reason``).
+removals = Table(
+    "verdict_removals", metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("removed_at", String(40), nullable=False),
+    Column("target", String(512), nullable=False),
+    Column("keys", Text, nullable=False),
+    Column("advisories", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("removed_by", String(128), nullable=False),
+)
+
+
 def verdict_key(name: str, version: str, integrity: str | None) -> str:
+    """The key of a registry release: its integrity, or name@version when it has none."""
     return integrity or f"{name}@{version}"
+
+
+def memory_key(verdict: Verdict) -> str:
+    """The key a verdict is stored under: the bytes it judged. Only a registry release may be
+    keyed by name@version (when the registry gives no integrity); a local folder is keyed by
+    the digest of its files, so it can never answer for a registry lookup."""
+    if verdict.integrity:
+        return verdict.integrity
+    if verdict.origin == "registry":
+        return f"{verdict.target.name}@{verdict.target.version}"
+    return f"local:{verdict.content_digest or verdict.source}"
+
+
+@dataclass(frozen=True)
+class RegistryMatch:
+    """Whether a verdict speaks for the registry's release of the name@version it names."""
+
+    confirmed: bool
+    reason: str
+
+
+def registry_match(verdict: Verdict,
+                   packument: Callable[[str], dict[str, Any]] | None) -> RegistryMatch:
+    """A registry release speaks for itself; a local tarball only when its sha512 equals the
+    registry's ``dist.integrity`` for that version; a local folder never. When the registry
+    cannot be asked, the answer is no (a verdict is never promoted on a guess)."""
+    if verdict.origin == "registry":
+        return RegistryMatch(True, "fetched from the registry")
+    if verdict.origin != "tarball" or not verdict.integrity:
+        return RegistryMatch(False, f"a local {verdict.origin} has no tarball integrity to "
+                                    "compare with the registry's")
+    if packument is None:
+        return RegistryMatch(False, "no registry to compare its integrity with")
+    ref = verdict.target
+    try:
+        doc = packument(ref.name)
+    except Exception as exc:  # unreachable, offline, refused, malformed: not confirmed
+        return RegistryMatch(False, "the registry could not confirm it: "
+                                    + " ".join(str(exc).split())[:200])
+    versions = doc.get("versions") if isinstance(doc, dict) else None
+    meta = versions.get(ref.version) if isinstance(versions, dict) else None
+    if not isinstance(meta, dict):
+        return RegistryMatch(False, f"the registry has no {ref}")
+    dist = meta.get("dist")
+    theirs = dist.get("integrity") if isinstance(dist, dict) else None
+    expected = sri_to_hex(theirs) if isinstance(theirs, str) else None
+    if expected is None or expected[0] != "sha512":
+        return RegistryMatch(False, f"the registry gives no sha512 integrity for {ref}")
+    if sri_to_hex(verdict.integrity) == expected:
+        return RegistryMatch(True, f"its sha512 equals the registry's for {ref}")
+    return RegistryMatch(False, f"its sha512 differs from the registry's {ref}")
 
 
 @dataclass(frozen=True)
 class StoredVerdict:
+    key: str
     package: str
     version: str
     integrity: str | None
@@ -59,10 +134,15 @@ class StoredVerdict:
         top = f" — {self.top_rule}: {self.top_message}" if self.top_rule else ""
         return f"{self.level.value} (score {self.score}){top}"
 
+    @property
+    def origin(self) -> str:
+        """registry, tarball, folder, or unknown (stored before the origin was recorded)."""
+        return str(self.document.get("origin") or "unknown")
+
 
 def _stored(row: Any) -> StoredVerdict:
     return StoredVerdict(
-        package=row["package"], version=row["version"], integrity=row["integrity"],
+        key=row["key"], package=row["package"], version=row["version"], integrity=row["integrity"],
         level=Level(row["level"]), score=row["score"], baseline=row["baseline"],
         explanation=row["explanation"], top_rule=row["top_rule"],
         top_message=row["top_message"], scanned_at=row["scanned_at"],
@@ -76,7 +156,7 @@ def _row(verdict: Verdict) -> dict[str, Any]:
     top = verdict.findings[0] if verdict.findings else (
         verdict.metadata_signals[0] if verdict.metadata_signals else None)
     return {
-        "key": verdict_key(ref.name, ref.version, verdict.integrity),
+        "key": memory_key(verdict),
         "package": ref.name, "version": ref.version, "integrity": verdict.integrity,
         "level": verdict.level.value, "score": verdict.score,
         "baseline": verdict.baseline.version if verdict.baseline else None,
@@ -92,6 +172,13 @@ def _row(verdict: Verdict) -> dict[str, Any]:
 def stored_from_verdict(verdict: Verdict) -> StoredVerdict:
     """The stored form of a verdict, for callers without a database."""
     return _stored(_row(verdict))
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (containers)
+        return "unknown"
 
 
 class VerdictStore:
@@ -112,10 +199,61 @@ class VerdictStore:
                 conn.execute(verdicts.insert().values(**values))
         except IntegrityError:
             pass  # stored meanwhile by another worker; keep the first
-        ref = verdict.target
-        stored = self.get(ref.name, ref.version, verdict.integrity)
+        stored = self.by_key(values["key"])
         assert stored is not None
         return stored
+
+    def by_key(self, key: str) -> StoredVerdict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(verdicts).where(verdicts.c.key == key)).mappings().first()
+        return _stored(row) if row is not None else None
+
+    def listed(self, package: str | None = None, limit: int = 1000) -> list[StoredVerdict]:
+        """Stored verdicts, newest first, of one package or all."""
+        query = select(verdicts).order_by(verdicts.c.scanned_at.desc(), verdicts.c.key)
+        if package:
+            query = query.where(verdicts.c.package == package)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.limit(limit)).mappings().all()
+        return [_stored(r) for r in rows]
+
+    def remove(self, target: str, reason: str, forget: Callable[[str, str], list[str]]
+               | None = None) -> tuple[list[StoredVerdict], list[str]]:
+        """Remove the verdicts ``target`` names (a stored key, or name@version: every verdict
+        of that release and chainwatch's known-bad record of it, through ``forget``), and
+        record who removed what and why. Returns (verdicts removed, advisories removed)."""
+        reason = " ".join(reason.split())
+        if not reason:
+            raise ValueError("a reason is required")
+        found = self.by_key(target)
+        gone = [found] if found is not None else []
+        advisories: list[str] = []
+        if found is None and "@" in target[1:]:
+            at = target.rfind("@")
+            name, version = target[:at], target[at + 1:]
+            gone = [v for v in self.listed(name, limit=100_000) if v.version == version]
+            advisories = forget(name, version) if forget is not None else []
+        if not gone and not advisories:
+            return [], []
+        who = _who()
+        with self.engine.begin() as conn:
+            keys = [v.key for v in gone]
+            for start in range(0, len(keys), 500):
+                conn.execute(delete(verdicts).where(verdicts.c.key.in_(keys[start:start + 500])))
+            conn.execute(removals.insert().values(
+                removed_at=datetime.now(UTC).isoformat(timespec="seconds"), target=target,
+                keys=json.dumps(keys), advisories=json.dumps(advisories), reason=reason[:2000],
+                removed_by=who))
+        log.info("verdicts removed by %s: %s (%d stored verdicts, advisories %s): %s",
+                    who, target, len(gone), ", ".join(advisories) or "none", reason)
+        return gone, advisories
+
+    def removal_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(removals).order_by(removals.c.pk.desc())
+                                .limit(limit)).mappings().all()
+        return [{**dict(r), "keys": json.loads(r["keys"]),
+                 "advisories": json.loads(r["advisories"])} for r in rows]
 
     def for_package(self, name: str) -> list[StoredVerdict]:
         with self.engine.connect() as conn:

@@ -215,20 +215,25 @@ def test_fleet_memory_record_then_query(tmp_path: Path) -> None:
     assert run("exposure", "--db", db, cache=tmp_path).returncode == 2
 
 
-def test_malicious_verdicts_are_remembered_for_exposure(packages: dict[str, Path], tmp_path: Path) -> None:
+def test_a_local_tarball_is_not_remembered_for_a_release_it_only_claims(
+        packages: dict[str, Path], tmp_path: Path) -> None:
+    # its package.json says left-padder@1.0.2, but no registry confirms those bytes: the
+    # verdict is kept for its own bytes, never as a known-bad record of the registry release
+    # (tests/hostile/test_verdicts_poisoning.py has the registry-confirmed case)
     db = f"sqlite:///{tmp_path / 'kb.db'}"
-    r = run("scan", str(packages["bad"]), "--against", str(packages["base"]), "--db", db, cache=tmp_path)
-    assert r.returncode == 1 and "remembered left-padder@1.0.2" in r.stderr
+    r = run("scan", str(packages["bad"]), "--against", str(packages["base"]), "--db", db,
+            "--registry", "http://127.0.0.1:9/", cache=tmp_path)
+    assert r.returncode == 1 and "not recorded as known-bad" in r.stderr
+    assert "remembered" not in r.stderr
     project = tmp_path / "uses"
     project.mkdir()
     (project / "package.json").write_text(json.dumps({"name": "u", "dependencies": {"left-padder": "1.0.2"}}))
     exp = run("exposure", str(project), "--db", db, "--format", "json", cache=tmp_path)
-    assert exp.returncode == 1
-    assert json.loads(exp.stdout)["environments"][0]["hits"][0]["advisories"] == [
-        "CW-VERDICT-left-padder@1.0.2"]
+    assert exp.returncode == 0
+    assert json.loads(exp.stdout)["environments"][0]["hits"] == []
     again = run("scan", str(packages["bad"]), "--no-remember", "--db", f"sqlite:///{tmp_path / 'x.db'}",
                 cache=tmp_path)
-    assert "remembered" not in again.stderr
+    assert "remembered" not in again.stderr and "known-bad" not in again.stderr
 
 
 def test_policy_show_and_check(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def test_manifest_confusion() -> None:
     doc = full()
     release = release_from_packument(doc, "1.0.1")
     tar_manifest = scan_snippet_files({"package.json": manifest(
-        version="1.0.1", scripts={"preinstall": "node x.js"})}).get("package.json")
+        version="1.0.1", scripts={"preinstall": "node x.js"})}).manifest
     rules = {f.rule for f in metadata_signals(doc, release, None, tar_manifest)}
     assert "CW-META-MANIFEST-CONFUSION" in rules
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import math
 import re
 from collections import Counter
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from chainwatch.manifest import INSTALL_HOOKS as INSTALL_HOOKS  # re-exported
+from chainwatch.manifest import Manifest
 from chainwatch.model import PackageFile
 
 
@@ -41,14 +42,17 @@ def detector(name: str) -> Callable[[Detector], Detector]:
 
 
 # --- manifest: install-time scripts ---------------------------------------------------------
-INSTALL_HOOKS = ("preinstall", "install", "postinstall", "prepare", "preuninstall", "postuninstall")
+#: Detectors that read the parsed manifest rather than the bytes of package.json.
+ManifestDetector = Callable[[PackageFile, Manifest, dict[str, Any]], list[Hit]]
+MANIFEST_DETECTORS: dict[str, ManifestDetector] = {}
 
 
-def lifecycle_scripts(manifest: dict[str, Any]) -> dict[str, str]:
-    scripts = manifest.get("scripts")
-    if not isinstance(scripts, dict):
-        return {}
-    return {k: v for k, v in scripts.items() if k in INSTALL_HOOKS and isinstance(v, str)}
+def manifest_detector(name: str) -> Callable[[ManifestDetector], ManifestDetector]:
+    def register(fn: ManifestDetector) -> ManifestDetector:
+        MANIFEST_DETECTORS[name] = fn
+        return fn
+
+    return register
 
 
 def key_offset(data: bytes, key: str) -> int:
@@ -56,21 +60,12 @@ def key_offset(data: bytes, key: str) -> int:
     return max(pos, 0)
 
 
-def load_manifest(data: bytes) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-@detector("install_scripts")
-def install_scripts(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
+@manifest_detector("install_scripts")
+def install_scripts(file: PackageFile, manifest: Manifest, params: dict[str, Any]) -> list[Hit]:
     hooks = set(params.get("hooks", INSTALL_HOOKS))
-    scripts = lifecycle_scripts(load_manifest(file.data))
     return [
         Hit(key_offset(file.data, k), len(k), f"{k} runs `{v[:200]}`")
-        for k, v in scripts.items()
+        for k, v in manifest.lifecycle_scripts.items()
         if k in hooks
     ]
 

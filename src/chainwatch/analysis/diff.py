@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from chainwatch.analysis.detectors import lifecycle_scripts, load_manifest
+from chainwatch.manifest import NO_MANIFEST, Manifest
 from chainwatch.model import FileChanges, Finding, PackageFiles, Severity
 
 
@@ -21,29 +21,14 @@ def file_changes(target: PackageFiles, baseline: PackageFiles | None) -> FileCha
     )
 
 
-def _manifest(files: PackageFiles | None) -> dict[str, object]:
-    if files is None:
-        return {}
-    f = files.get("package.json")
-    return load_manifest(f.data) if f else {}
-
-
-def _deps(manifest: dict[str, object]) -> dict[str, str]:
-    deps: dict[str, str] = {}
-    for key in ("dependencies", "optionalDependencies"):
-        value = manifest.get(key)
-        if isinstance(value, dict):
-            deps.update({str(k): str(v) for k, v in value.items()})
-    return deps
-
-
 def manifest_changes(
     target: PackageFiles, baseline: PackageFiles | None
 ) -> tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]:
     """(dependencies added, dependencies removed, install scripts added, scripts changed)."""
-    now, before = _manifest(target), _manifest(baseline)
-    d_now, d_before = _deps(now), _deps(before)
-    s_now, s_before = lifecycle_scripts(now), lifecycle_scripts(before)
+    now = target.manifest
+    before = baseline.manifest if baseline is not None else NO_MANIFEST
+    d_now, d_before = now.runtime_dependencies, before.runtime_dependencies
+    s_now, s_before = now.lifecycle_scripts, before.lifecycle_scripts
     return (
         {k: v for k, v in d_now.items() if k not in d_before},
         {k: v for k, v in d_before.items() if k not in d_now},
@@ -52,7 +37,7 @@ def manifest_changes(
     )
 
 
-def entry_points(manifest: dict[str, object]) -> set[str]:
+def entry_points(manifest: Manifest) -> set[str]:
     """Files a consumer loads: main, module, browser, bin and exports targets."""
     found: set[str] = set()
 
@@ -68,7 +53,7 @@ def entry_points(manifest: dict[str, object]) -> set[str]:
                 add(inner)
 
     for key in ("main", "module", "browser", "bin", "exports"):
-        add(manifest.get(key))
+        add(manifest.raw.get(key))
     if not found:
         found.add("index.js")
     return found

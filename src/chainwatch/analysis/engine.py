@@ -11,10 +11,11 @@ from dataclasses import replace
 import yara
 
 from chainwatch.analysis import jsast
-from chainwatch.analysis.detectors import DETECTORS, Hit, lifecycle_scripts, load_manifest
+from chainwatch.analysis.detectors import DETECTORS, MANIFEST_DETECTORS, Hit
 from chainwatch.analysis.rules import Rule
 from chainwatch.analysis.text import LineIndex
 from chainwatch.errors import UsageError
+from chainwatch.manifest import Manifest, parse_manifest
 from chainwatch.model import Finding, PackageFile
 
 CODE_EXT = (*jsast.JS_EXT, *jsast.TS_EXT, *jsast.TSX_EXT)
@@ -65,7 +66,7 @@ def _resolve(token: str, base: str, known: dict[str, PackageFile]) -> str | None
     return None
 
 
-def install_time_files(manifest: dict[str, object], files: Sequence[PackageFile]) -> set[str]:
+def install_time_files(manifest: Manifest, files: Sequence[PackageFile]) -> set[str]:
     """Files that run at install: named by a lifecycle script, or referenced from one that runs.
 
     Any token of a preinstall/install/postinstall command that names a package file counts
@@ -74,10 +75,10 @@ def install_time_files(manifest: dict[str, object], files: Sequence[PackageFile]
     ['payload.js'])``, ``require('./lib/steal')``), a few levels deep.
     """
     known = {f.path: f for f in files}
-    main = manifest.get("main") if isinstance(manifest.get("main"), str) else "index.js"
+    main = manifest.main or "index.js"
     found: set[str] = set()
     frontier: list[str] = []
-    for command in lifecycle_scripts(manifest).values():
+    for command in manifest.lifecycle_scripts.values():
         for token in _TOKEN.findall(command):
             target = _resolve(str(main) if token in (".", "./") else token, "", known)
             if target and target not in found:
@@ -127,7 +128,7 @@ class Engine:
         self._names: dict[str, tuple[str, str]] = {}  # yara name -> (rule id, role)
         self._sources: dict[str, str] = {}
         for index, rule in enumerate(self.rules):
-            if rule.detector and rule.detector not in DETECTORS:
+            if rule.detector and rule.detector not in DETECTORS | MANIFEST_DETECTORS:
                 raise UsageError(f"{rule.origin}: rule {rule.id}: unknown detector {rule.detector}")
             parts: list[tuple[str, str, str]] = []  # (yara name, body, role)
             if rule.yara:
@@ -156,7 +157,8 @@ class Engine:
         return self._compiled[kinds]
 
     # -- one file ----------------------------------------------------------------------------
-    def _hits(self, file: PackageFile, kinds: tuple[str, ...]) -> dict[str, list[Hit]]:
+    def _hits(self, file: PackageFile, kinds: tuple[str, ...],
+              manifest: Manifest | None = None) -> dict[str, list[Hit]]:
         hits: dict[str, list[Hit]] = defaultdict(list)
         needles: dict[str, list[int]] = {}
         ruleset = self._ruleset(kinds)
@@ -180,7 +182,11 @@ class Engine:
             self._query_hits(file, queries, needles, hits)
         for rule in self.rules:
             if rule.detector and rule.target in kinds and (not rule.needle or rule.id in needles):
-                found = DETECTORS[rule.detector](file, rule.params)
+                if rule.detector in MANIFEST_DETECTORS:
+                    found = (MANIFEST_DETECTORS[rule.detector](file, manifest, rule.params)
+                             if manifest is not None else [])
+                else:
+                    found = DETECTORS[rule.detector](file, rule.params)
                 if found:
                     hits[rule.id].extend(found)
         for rid in [r for r in hits if len(self.by_id[r].requires) > met[r]]:
@@ -240,18 +246,22 @@ class Engine:
                 ))
         return findings
 
-    def scan_file(self, file: PackageFile, install_time: bool = False) -> list[Finding]:
+    def scan_file(self, file: PackageFile, install_time: bool = False,
+                  manifest: Manifest | None = None) -> list[Finding]:
+        """Findings in one file; ``manifest`` is the parsed package.json when ``file`` is it
+        (manifest rules read that value, never the bytes again)."""
         kinds = file_kinds(file)
         if not kinds:
             return []
-        return self._findings(file, self._hits(file, kinds), install_time)
+        if manifest is None and "manifest" in kinds:  # a caller without a PackageFiles
+            manifest = parse_manifest(file.data)
+        return self._findings(file, self._hits(file, kinds, manifest), install_time)
 
-    def scan_scripts(self, manifest_file: PackageFile) -> list[Finding]:
+    def scan_scripts(self, manifest_file: PackageFile, manifest: Manifest) -> list[Finding]:
         """Script rules over each lifecycle script's command line."""
         findings: list[Finding] = []
-        manifest = load_manifest(manifest_file.data)
         index = LineIndex(manifest_file.data)
-        for hook, command in lifecycle_scripts(manifest).items():
+        for hook, command in manifest.lifecycle_scripts.items():
             virtual = PackageFile(f"package.json#scripts.{hook}", command.encode())
             hits = self._hits(virtual, ("script", "text"))
             pos = manifest_file.data.find(f'"{hook}"'.encode())

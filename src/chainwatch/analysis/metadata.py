@@ -7,12 +7,14 @@ and degrades gracefully on trimmed ones: a signal whose inputs are absent is not
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from chainwatch.model import Finding, PackageFile, Release, Severity
+from chainwatch.manifest import Manifest
+from chainwatch.model import Finding, Release, Severity
 from chainwatch.registry.packument import release_from_packument
 from chainwatch.versions import parse, sort_versions
 
@@ -88,7 +90,7 @@ def typosquat_target(name: str) -> str | None:
 _INTERNAL = re.compile(r"(^|[-_.])(internal|private|corp|intranet|infra|sandbox)([-_.]|$)")
 
 
-def _manifest_confusion(doc: dict[str, Any], tarball_manifest: dict[str, Any]) -> list[str]:
+def _manifest_confusion(doc: dict[str, Any], tarball_manifest: Mapping[str, Any]) -> list[str]:
     diffs = []
     for key in ("name", "version", "scripts", "dependencies", "bin", "optionalDependencies"):
         a, b = doc.get(key), tarball_manifest.get(key)
@@ -118,7 +120,7 @@ def metadata_signals(
     packument: dict[str, Any] | None,
     release: Release | None,
     baseline: Release | None,
-    tarball_manifest: PackageFile | None,
+    tarball_manifest: Manifest | None,
 ) -> list[Finding]:
     if release is None:
         return []
@@ -179,11 +181,8 @@ def metadata_signals(
                 f"published after {(t_new - t_old).days} days without a release"))
 
     # -- manifest confusion -----------------------------------------------------------------
-    if tarball_manifest is not None and release.manifest:
-        from chainwatch.analysis.detectors import load_manifest
-
-        inner = load_manifest(tarball_manifest.data)
-        diffs = _manifest_confusion(release.manifest, inner) if inner else []
+    if tarball_manifest is not None and tarball_manifest.raw and release.manifest:
+        diffs = _manifest_confusion(release.manifest, tarball_manifest.raw)
         if diffs:
             out.append(_signal(
                 "CW-META-MANIFEST-CONFUSION", Severity.HIGH, "manifest-confusion",

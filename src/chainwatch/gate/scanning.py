@@ -38,8 +38,10 @@ class ScanGate:
             held = self._snapshots.get(name)
         if held is not None and now - held[0] < SNAPSHOT_SECONDS:
             return held[1]
-        found = ({verdict_key(v.package, v.version, v.integrity): v
-                  for v in self.store.for_package(name)} if self.store is not None else {})
+        # stored under the key of the bytes they judged: a local package's verdict never
+        # answers for the registry release it claims to be
+        found = ({v.key: v for v in self.store.for_package(name)}
+                 if self.store is not None else {})
         with self._lock:
             if held is not None:  # keep what this process scanned even without a database
                 found = {**held[1], **found}
@@ -79,6 +81,5 @@ class ScanGate:
         name = verdict.target.name
         with self._lock:
             when, held = self._snapshots.get(name, (time.monotonic(), {}))
-            self._snapshots[name] = (when, {**held, verdict_key(
-                stored.package, stored.version, stored.integrity): stored})
+            self._snapshots[name] = (when, {**held, stored.key: stored})
         return stored

@@ -6,6 +6,9 @@ from typing import Protocol
 
 from chainwatch.model import Advisory
 
+#: The source of the known-bad records chainwatch writes itself from malicious verdicts.
+VERDICT_SOURCE = "chainwatch verdict"
+
 
 class KnownBadSource(Protocol):
     def lookup(self, name: str, version: str) -> list[Advisory]:

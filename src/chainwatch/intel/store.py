@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 
 from chainwatch.db import connect, metadata
+from chainwatch.intel.base import VERDICT_SOURCE
 from chainwatch.model import Advisory, Level, Verdict
 from chainwatch.versions import parse, precedence
 
@@ -142,6 +143,12 @@ def _parsed(origin: str, data: bytes) -> tuple[str, dict[str, Any] | None, str |
 
 
 # -- the store ----------------------------------------------------------------------------------
+def verdict_record_id(name: str, version: str) -> str:
+    """The id of chainwatch's own known-bad record of a registry release."""
+    return f"CW-VERDICT-{name}@{version}"
+
+
+
 class KnownBadStore:
     """Known-bad lookups and imports against one database."""
 
@@ -180,18 +187,51 @@ class KnownBadStore:
         return len(unique)
 
     def remember(self, verdict: Verdict) -> str | None:
-        """Store a malicious verdict as a known-bad record of chainwatch's own; its id."""
+        """Store a malicious verdict as a known-bad record of chainwatch's own; its id.
+
+        The record names a registry ``name@version``: callers store only verdicts that speak
+        for the registry's release (``verdicts.registry_match``). Its summary is built from the
+        verdict's own evidence, never from an earlier record, so a re-scan replaces it with
+        the same text instead of nesting the old summary inside the new one."""
         if verdict.level is not Level.MALICIOUS:
             return None
         ref = verdict.target
-        rid = f"CW-VERDICT-{ref.name}@{ref.version}"
-        top = verdict.findings[0].message if verdict.findings else verdict.explanation
+        rid = verdict_record_id(ref.name, ref.version)
+        evidence = [f for f in verdict.findings if f.rule != "CW-KNOWN-BAD"]
+        top = evidence[0].message if evidence else ""
+        summary = verdict.explanation if not top or top in verdict.explanation else (
+            f"{verdict.explanation}. {top}")
         self.import_records([Record(
-            {"id": rid, "source": "chainwatch verdict", "summary": f"{verdict.explanation}. {top}"[:2000],
+            {"id": rid, "source": VERDICT_SOURCE, "summary": summary[:2000],
              "published": datetime.now(UTC).isoformat(timespec="seconds"), "modified": None,
-             "withdrawn": None, "aliases": "[]", "references": "[]"},
+             "withdrawn": None, "aliases": "[]",
+             "references": json.dumps([f"integrity:{verdict.integrity}"]
+                                      if verdict.integrity else [])},
             [{"advisory_id": rid, "package": ref.name, "version": ref.version}])])
         return rid
+
+    def forget(self, name: str, version: str) -> list[str]:
+        """Delete chainwatch's own known-bad record of name@version; the ids deleted."""
+        rid = verdict_record_id(name, version)
+        with self.engine.begin() as conn:
+            found = conn.execute(select(advisories.c.id).where(advisories.c.id == rid)
+                                 .where(advisories.c.source == VERDICT_SOURCE)).scalars().all()
+            if found:
+                conn.execute(delete(affected).where(affected.c.advisory_id == rid))
+                conn.execute(delete(advisories).where(advisories.c.id == rid))
+        return list(found)
+
+    def own_records(self, package: str | None = None) -> list[dict[str, Any]]:
+        """chainwatch's own known-bad records (from malicious verdicts), with what they name."""
+        query = (select(advisories.c.id, advisories.c.summary, advisories.c.published,
+                        advisories.c.references, affected.c.package, affected.c.version)
+                 .join(affected, affected.c.advisory_id == advisories.c.id)
+                 .where(advisories.c.source == VERDICT_SOURCE).order_by(advisories.c.id))
+        if package:
+            query = query.where(affected.c.package == package)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [{**dict(r), "references": json.loads(r["references"] or "[]")} for r in rows]
 
     def lookup(self, name: str, version: str) -> list[Advisory]:
         with self.engine.connect() as conn:

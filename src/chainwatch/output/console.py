@@ -22,7 +22,8 @@ from rich.console import Console
 #: The width given to rich when the output is not a terminal: wide enough never to wrap.
 NO_WRAP = 1_000_000
 #: Loggers of libraries that are chatty at DEBUG: quiet unless asked with -vv.
-_NOISY = ("httpx", "httpx_retries", "httpcore", "hpack", "h2", "urllib3", "asyncio", "markdown_it", "sqlalchemy")
+_NOISY = ("httpx", "httpx_retries", "httpcore", "hpack", "h2", "urllib3", "asyncio", "markdown_it",
+          "sqlalchemy")
 
 
 class ColorMode(StrEnum):

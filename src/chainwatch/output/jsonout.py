@@ -61,6 +61,7 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
         "explanation": v.explanation,
         "source": v.source,
         "integrity": v.integrity,
+        "origin": v.origin,
         "findings": [f.to_dict() for f in v.findings],
         "capabilities": (
             {"added": list(v.changes.capabilities_added),
@@ -141,6 +142,7 @@ def verdict_from_dict(doc: dict[str, Any]) -> Verdict:
         if doc.get("baseline") else None,
         metadata_signals=tuple(finding(f) for f in doc.get("metadata_signals") or ()),
         source=str(doc.get("source") or ""), integrity=doc.get("integrity"),
+        origin=str(doc.get("origin") or "unknown"),
         publisher=doc.get("publisher"), published=doc.get("published"),
         fingerprints=tuple(payload.get("fingerprints") or ()),
         indicators=dict(payload.get("indicators") or {}))
