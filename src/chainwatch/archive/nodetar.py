@@ -61,7 +61,10 @@ def _cut_nul(text: str) -> str:
 
 
 def _dec_string(block: bytes, off: int, size: int) -> str:
-    return _cut_nul(block[off : off + size].decode("utf-8", errors="replace"))
+    raw = block[off : off + size]
+    if raw.isascii() and b"\n" not in raw and b"\r" not in raw:
+        return raw.split(b"\0", 1)[0].decode("ascii")  # the common case, same result
+    return _cut_nul(raw.decode("utf-8", errors="replace"))
 
 
 def _js_parse_int(text: str, radix: int) -> int | None:
