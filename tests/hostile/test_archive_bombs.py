@@ -16,7 +16,7 @@ import pytest
 
 from chainwatch.archive import Limits, read_tarball
 from chainwatch.model import PackageFiles, Severity
-from tests.hostile.tarcraft import END, entry, header, pad, tgz
+from tests.hostile.tarcraft import END, entry, header, pad, pax, tgz
 
 PKG = entry("package/package.json", b'{"name":"x","version":"1.0.0"}')
 
@@ -151,3 +151,18 @@ def test_duplicates_scale_linearly() -> None:
 
     small, large = best_of_two(4_000), best_of_two(16_000)
     assert large < 9 * small, f"4k: {small:.2f}s, 16k: {large:.2f}s"
+
+
+@pytest.mark.parametrize("records", [
+    {"path": "package/" + "C:" * 400_000 + "x.js"},       # roots stripped one by one by node
+    {"path": "package/" + "/" * 900_000 + "x.js"},        # 900k empty components
+    {"linkpath": "C:" * 400_000},                          # the same on a link path
+    {"size": "9" * 500_000},                               # a number too long for int()
+    {"comment": "1" * 900_000},                            # a record length too long for int()
+])
+def test_pathological_pax_records_stay_linear(records: dict[str, str]) -> None:
+    data = tgz(PKG, pax(records), entry("package/a.js", b"1"), END)
+    start = time.perf_counter()
+    files = read_tarball(data)
+    assert time.perf_counter() - start < 5
+    assert files.get("package.json") is not None

@@ -181,6 +181,15 @@ def _corpus() -> dict[str, tuple[bytes, str]]:
         "nul-newline-in-name": (
             tgz(PKG, entry(b"package/a.js\0\nb.js", PAYLOAD), END), "blocked"),
         "non-utf8-name": (tgz(PKG, entry(b"package/\xff\xfe.js", PAYLOAD), END), "same"),
+        "pax-size-not-a-number": (tgz(PKG, pax({"size": "1e3"}), evil, END), "blocked"),
+        "pax-size-huge": (tgz(PKG, pax({"size": "9" * 400}), evil, END), "blocked"),
+        "drive-letter-roots": (tgz(PKG, entry("package/C:C:/x.js", PAYLOAD), END), "same"),
+        "drive-letter-flood": (
+            tgz(PKG, pax({"path": "package/" + "C:" * 20_000 + "x.js"}), evil, END), "blocked"),
+        "too-deep": (tgz(PKG, pax({"path": "package/" + "d/" * 1100 + "x.js"}), evil, END), "same"),
+        "backslash-root": (tgz(PKG, entry("package/\\srv\\share\\x.js", PAYLOAD), END), "blocked"),
+        "backslash-dotdot": (tgz(PKG, entry("package/a\\..\\b.js", PAYLOAD), END), "same"),
+        "zstd-magic": (b"\x28\xb5\x2f\xfd" + bytes(600), "blocked"),
     }
     return c
 

@@ -39,6 +39,8 @@ _JS_NUL_CUT = re.compile("\x00[^\n\r\u2028\u2029]*")
 _JS_NUL_CUT_END = re.compile("\x00[^\n\r\u2028\u2029]*\\Z")
 _JS_WS = ("\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
           "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff")
+_MAX_DIGITS = 40
+_HUGE = 10**40
 _JS_OCT = re.compile(r"([+-]?)([0-7]+)")
 _JS_DEC = re.compile(r"([+-]?)([0-9]+)")
 _FAST_OCT = re.compile(rb"[\t\n\v\f\r ]*([+-]?)([0-7]+)")
@@ -72,7 +74,10 @@ def _js_parse_int(text: str, radix: int) -> int | None:
     match = (_JS_OCT if radix == 8 else _JS_DEC).match(text.lstrip(_JS_WS))
     if match is None:
         return None
-    value = int(match.group(2), radix)
+    digits = match.group(2)
+    if len(digits) > _MAX_DIGITS:
+        return _HUGE  # beyond anything we compare with (and beyond int()'s digit limit)
+    value = int(digits, radix)
     return -value if match.group(1) == "-" else value
 
 
@@ -219,8 +224,9 @@ def parse_pax(text: str, prev: Pax | None, is_global: bool) -> Pax:
             parsed[key] = value
         elif key == "size":
             stripped = value.strip(_JS_WS)
-            if stripped and not _DECIMAL.fullmatch(stripped):
-                raise Unmirrorable(f"pax size {value[:40]!r} is not a plain decimal number")
+            if stripped and not (_DECIMAL.fullmatch(stripped) and len(stripped) <= 15):
+                raise Unmirrorable(f"pax size {value[:40]!r} is not a plain decimal number "
+                                   "below 10^15")
             parsed[key] = int(stripped) if stripped else 0
         elif key in ("ctime", "atime", "mtime", "gid", "uid", "dev", "ino", "nlink"):
             parsed[key] = value  # only their presence matters here
@@ -379,7 +385,8 @@ def entries(chunks: Iterable[bytes], max_body: int, max_headers: int) -> Iterato
             entry.body = data[:remain]
             entry.truncated = len(data) < block_remain
         else:
-            entry.oversize = remain > max_body
+            entry.oversize = remain > max_body and entry.type in ("File", "OldFile",
+                                                                  "ContiguousFile")
             got = blocks.skip(block_remain)
             entry.truncated = got < block_remain
         yield entry

@@ -15,6 +15,7 @@ MAX_DEPTH = 1024  # node-tar's default maxDepth
 #: Names we do not follow exactly: lengths the file system refuses depend on npm's folder.
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
+MAX_SCAN_CHARS = 4096
 _DRIVE = re.compile(r"[A-Za-z]:")
 FILE_TYPES = ("File", "OldFile", "ContiguousFile")
 
@@ -30,20 +31,23 @@ class Placement:
 
 
 def _strip_root(path: str) -> tuple[str, str | None]:
-    """node-tar's stripAbsolutePath for the roots we mirror; returns (path, unmirrorable)."""
-    stripped = False
+    """node-tar's stripAbsolutePath for the roots we mirror; returns (path, unmirrorable).
+
+    The second value is None when nothing was stripped, "" when a root was, or the reason
+    we do not follow this path. Linear: it moves an index, never re-slices in a loop.
+    """
+    if len(path) > MAX_SCAN_CHARS:
+        return path, "a name longer than npm's file system could take"
+    i = 0
     while True:
-        if path.startswith("//?/") or path.startswith("\\"):
+        if path.startswith("//?/", i) or path.startswith("\\", i):
             return path, "a Windows UNC or device root"
-        if path.startswith("/"):
-            path = path[1:]
-            stripped = True
-            continue
-        if _DRIVE.match(path):
-            path = path[3:] if path[2:3] in ("/", "\\") else path[2:]
-            stripped = True
-            continue
-        return path, ("" if stripped else None)
+        if path.startswith("/", i):
+            i += 1
+        elif _DRIVE.match(path, i):
+            i += 3 if path[i + 2 : i + 3] in ("/", "\\") else 2
+        else:
+            return path[i:], ("" if i else None)
 
 
 @dataclass
