@@ -1,175 +1,172 @@
-"""Safe, in-memory reading of an npm tarball (.tgz)."""
+"""Safe, in-memory reading of an npm tarball (.tgz): exactly the files npm would write.
+
+The reading mirrors npm (pacote -> node-tar `x` with `strip: 1`): every gzip member
+(`inflate`), node-tar's header parsing (`nodetar`) and where each entry lands (`npmfs`).
+What we cannot read the way npm does, or a limit that leaves a file unread, is a CRITICAL
+finding, so the release is blocked rather than passed on a partial view.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import io
-import posixpath
-import tarfile
-import zlib
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
-
+from chainwatch.archive.inflate import InflateProblem, tar_stream
 from chainwatch.archive.limits import Limits, archive_finding
+from chainwatch.archive.nodetar import HEADER_LIMIT, Entry, Unmirrorable, entries
+from chainwatch.archive.npmfs import NpmFolder
 from chainwatch.errors import UnsafeArchiveError
 from chainwatch.model import Finding, PackageFile, PackageFiles, Severity
 
-_CHUNK = 1 << 16
+_MAX_WARNINGS = 20  # distinct node-tar warnings reported per archive; the rest are counted
 
 
-class _LimitExceeded(Exception):
-    def __init__(self, finding: Finding) -> None:
-        super().__init__(finding.message)
-        self.finding = finding
-
-
-class _BoundedInflater(io.RawIOBase):
-    """A read-only stream of the decompressed tar, checking size and ratio as it goes.
-
-    tarfile reads it sequentially (stream mode), so the whole tar is never held in memory.
-    """
-
-    def __init__(self, data: bytes, limits: Limits) -> None:
-        self._view = memoryview(data)
-        self._pos = 0
-        self._limits = limits
-        self._out = 0
-        self._gzip = data[:2] == b"\x1f\x8b"
-        self._inflater = zlib.decompressobj(wbits=47) if self._gzip else None
-        self._pending = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def _more(self, size: int) -> bytes:
-        if self._inflater is None:
-            piece = bytes(self._view[self._pos : self._pos + size])
-            self._pos += len(piece)
-            return piece
-        while True:
-            if self._inflater.eof:
-                return b""
-            if self._inflater.unconsumed_tail:
-                piece = self._inflater.decompress(self._inflater.unconsumed_tail, size)
-            elif self._pos < len(self._view):
-                chunk = self._view[self._pos : self._pos + _CHUNK]
-                self._pos += len(chunk)
-                piece = self._inflater.decompress(chunk, size)
-            else:
-                return b""
-            if piece:
-                return piece
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        target = memoryview(buffer).cast("B")
-        if not self._pending:
-            self._pending = self._more(max(len(target), _CHUNK))
-        n = min(len(target), len(self._pending))
-        target[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        self._out += n
-        limits = self._limits
-        if self._out > limits.max_total_bytes:
-            raise _LimitExceeded(archive_finding(
-                "CW-ARCHIVE-BOMB",
-                f"archive unpacks to more than {limits.max_total_bytes} bytes; reading stopped",
-                severity=Severity.CRITICAL))
-        if (self._gzip and self._out > limits.ratio_floor_bytes
-                and self._out > limits.max_ratio * max(self._pos, 1)):
-            raise _LimitExceeded(archive_finding(
-                "CW-ARCHIVE-BOMB",
-                f"compression ratio above {limits.max_ratio:.0f}:1 (decompression bomb); "
-                "reading stopped", severity=Severity.CRITICAL))
-        return n
-
-
-def _package_path(name: str) -> tuple[str | None, str | None]:
-    """Strip npm's first path component; return (path, problem)."""
+def _raw_path_problem(name: str) -> str | None:
     raw = name.replace("\\", "/")
     if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
-        return None, "absolute path"
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        return None, "path traversal (..)"
-    if len(parts) < 2:
-        return (parts[0] if parts else None), None
-    return posixpath.join(*parts[1:]), None
+        return "absolute path"
+    if ".." in raw.split("/"):
+        return "path traversal (..)"
+    return None
+
+
+def _max_headers(limits: Limits) -> int:
+    """Headers of any kind we look at: entries, plus room for pax/GNU records and invalid ones."""
+    return 3 * limits.max_entries + 1000
+
+
+class _Reader:
+    def __init__(self, source: str, limits: Limits) -> None:
+        self.source = source
+        self.limits = limits
+        self.findings: list[Finding] = []
+        self.folder = NpmFolder()
+        self.total = 0
+        self.count = 0
+        self.invalid = 0
+        self.duplicates = 0
+
+    def critical(self, rule: str, message: str, path: str | None = None) -> None:
+        self.findings.append(archive_finding(rule, message, path, Severity.CRITICAL))
+
+    def entry(self, entry: Entry) -> bool:
+        """Handle one entry; False stops reading."""
+        self.count += 1
+        limits = self.limits
+        if self.count > limits.max_entries:
+            self.critical("CW-ARCHIVE-LIMIT",
+                          f"more than {limits.max_entries} entries; rest not read")
+            return False
+        shown = entry.path[:200]
+        problem = _raw_path_problem(entry.path)
+        if problem:
+            self.critical("CW-ARCHIVE-UNSAFE-PATH", f"entry with {problem}: {shown!r}", shown)
+        if entry.type in ("CharacterDevice", "BlockDevice", "FIFO"):
+            self.findings.append(archive_finding(
+                "CW-ARCHIVE-DEVICE", f"special entry (device or fifo): {shown!r}", shown))
+        if entry.truncated:
+            self.critical("CW-ARCHIVE-CORRUPT",
+                          "archive is truncated inside an entry; what npm writes then depends "
+                          "on how its reads are chunked", shown)
+        if entry.oversize:
+            self.critical("CW-ARCHIVE-LIMIT",
+                          f"file of {entry.size} bytes exceeds {limits.max_file_bytes}; not read",
+                          shown)
+            return True
+        before = len(self.folder.files)
+        replaced = None
+        placement = self.folder.accept(entry)
+        if placement is None:
+            return True
+        if placement.path is None:
+            if entry.type.endswith("Link"):
+                self.findings.append(archive_finding(
+                    "CW-ARCHIVE-LINK", f"{placement.problem} (not followed)", shown))
+            elif placement.unmirrorable:
+                self.critical("CW-ARCHIVE-UNREADABLE",
+                              f"cannot tell what npm writes for {shown!r}: {placement.problem}",
+                              shown)
+            elif placement.unsafe:
+                if not problem:
+                    self.critical("CW-ARCHIVE-UNSAFE-PATH", f"{placement.problem}: {shown!r}",
+                                  shown)
+            elif placement.problem:
+                self.findings.append(archive_finding(
+                    "CW-ARCHIVE-SKIPPED", f"{shown!r}: {placement.problem}", shown,
+                    Severity.MEDIUM))
+            return True
+        if len(self.folder.files) == before:
+            replaced = placement.path
+        if replaced is not None:
+            self.duplicates += 1
+            if self.duplicates <= _MAX_WARNINGS:
+                self.findings.append(archive_finding(
+                    "CW-ARCHIVE-DUPLICATE", "entry appears twice; the last copy is used (as npm)",
+                    replaced, Severity.MEDIUM))
+        self.total += entry.size
+        if self.total > limits.max_total_bytes:
+            self.critical("CW-ARCHIVE-LIMIT", f"more than {limits.max_total_bytes} bytes; "
+                          "rest not read")
+            return False
+        return True
+
+    def warn(self, warning: str) -> None:
+        if warning == HEADER_LIMIT:
+            self.critical("CW-ARCHIVE-LIMIT", f"more than {_max_headers(self.limits)} tar "
+                          "headers (entries, pax records, invalid headers); rest not read")
+            return
+        if warning.startswith("TAR_BAD_ARCHIVE"):
+            self.critical("CW-ARCHIVE-CORRUPT", f"{warning}: npm's extraction fails on this "
+                          "archive, and what it leaves behind depends on timing")
+            return
+        self.invalid += 1
+        if self.invalid <= _MAX_WARNINGS:
+            self.findings.append(archive_finding(
+                "CW-ARCHIVE-INVALID-HEADER",
+                f"{warning}: Python's tar readers stop here, npm reads on "
+                "(the entries after it were analysed too)"))
+
+    def finish(self, sha512: str) -> PackageFiles:
+        if self.invalid > _MAX_WARNINGS:
+            self.findings.append(archive_finding(
+                "CW-ARCHIVE-INVALID-HEADER", f"{self.invalid - _MAX_WARNINGS} more invalid tar headers"))
+        if self.duplicates > _MAX_WARNINGS:
+            self.findings.append(archive_finding(
+                "CW-ARCHIVE-DUPLICATE", f"{self.duplicates - _MAX_WARNINGS} more duplicate entries",
+                severity=Severity.MEDIUM))
+        files = tuple(
+            PackageFile(path, entry.body, (entry.mode or 0o644) & 0o7777)
+            for path, entry in sorted(self.folder.files.items()))
+        if not files and not self.findings:
+            raise UnsafeArchiveError(f"{self.source}: the archive holds no files")
+        return PackageFiles(source=self.source, files=files, findings=tuple(self.findings),
+                            sha512=sha512)
 
 
 def read_tarball(data: bytes, source: str = "<tarball>", limits: Limits | None = None) -> PackageFiles:
-    """Read a package tarball in memory. Unsafe entries become findings and are skipped."""
+    """Read a package tarball in memory: the (path, content) set npm would write.
+
+    Unsafe or unreadable entries become findings; nothing is ever written or followed.
+    """
     limits = limits or Limits()
     sha512 = hashlib.sha512(data).hexdigest()
-    findings: list[Finding] = []
-    files: list[PackageFile] = []
-    seen: set[str] = set()
-    total = 0
-    stream = io.BufferedReader(_BoundedInflater(data, limits), buffer_size=_CHUNK)
+    reader = _Reader(source, limits)
+    stream = tar_stream(data, limits)
     try:
-        archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (in memory)
-    except (tarfile.TarError, zlib.error, EOFError) as exc:
-        raise UnsafeArchiveError(f"{source}: not a readable package archive ({exc})") from exc
-    except _LimitExceeded as exc:
-        raise UnsafeArchiveError(f"{source}: {exc}") from exc
-    count = 0
-    try:
-        for member in archive:
-            count += 1
-            if count > limits.max_entries:
-                findings.append(archive_finding(
-                    "CW-ARCHIVE-LIMIT", f"more than {limits.max_entries} entries; rest not read"))
+        for item in entries(stream, limits.max_file_bytes, _max_headers(limits)):
+            if isinstance(item, str):
+                reader.warn(item)
+            elif not reader.entry(item):
                 break
-            path, problem = _package_path(member.name)
-            shown = member.name[:200]
-            if problem:
-                findings.append(archive_finding(
-                    "CW-ARCHIVE-UNSAFE-PATH", f"entry with {problem}: {shown!r}", shown,
-                    Severity.CRITICAL))
-                continue
-            if member.issym() or member.islnk():
-                kind = "symlink" if member.issym() else "hard link"
-                findings.append(archive_finding(
-                    "CW-ARCHIVE-LINK",
-                    f"{kind} to {member.linkname[:200]!r} (not followed)", path))
-                continue
-            if member.isdir() or member.type in (tarfile.XHDTYPE, tarfile.XGLTYPE):
-                continue
-            if not member.isreg():
-                findings.append(archive_finding(
-                    "CW-ARCHIVE-DEVICE", f"special entry (device or fifo): {shown!r}", path))
-                continue
-            if path is None:
-                continue
-            if member.size > limits.max_file_bytes:
-                findings.append(archive_finding(
-                    "CW-ARCHIVE-LIMIT",
-                    f"file of {member.size} bytes exceeds {limits.max_file_bytes}; not read",
-                    path, Severity.MEDIUM))
-                continue
-            total += member.size
-            if total > limits.max_total_bytes:
-                findings.append(archive_finding(
-                    "CW-ARCHIVE-LIMIT", f"more than {limits.max_total_bytes} bytes; rest not read"))
-                break
-            handle = archive.extractfile(member)
-            if handle is None:
-                continue
-            content = handle.read(limits.max_file_bytes)
-            if path in seen:
-                findings.append(archive_finding(
-                    "CW-ARCHIVE-DUPLICATE", "entry appears twice; the last copy is used", path,
-                    Severity.MEDIUM))
-                files = [f for f in files if f.path != path]
-            seen.add(path)
-            files.append(PackageFile(path, content, member.mode & 0o7777))
-    except _LimitExceeded as exc:
-        findings.append(exc.finding)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        findings.append(archive_finding(
-            "CW-ARCHIVE-CORRUPT", f"archive is truncated or corrupt after {count} entries: {exc}",
-            severity=Severity.MEDIUM))
-    if not files and not findings:
-        raise UnsafeArchiveError(f"{source}: the archive holds no files")
-    return PackageFiles(source=source, files=tuple(files), findings=tuple(findings), sha512=sha512)
+        else:
+            # node-tar stops parsing at the end marker, but zlib still decodes the rest and
+            # npm aborts on an error there: decode it too (bounded by the same limits).
+            for _ in stream:
+                pass
+    except InflateProblem as exc:
+        if not reader.folder.files and not exc.bomb:
+            raise UnsafeArchiveError(f"{source}: not a readable package archive ({exc})") from exc
+        reader.critical("CW-ARCHIVE-BOMB" if exc.bomb else "CW-ARCHIVE-CORRUPT",
+                        f"{exc}; reading stopped")
+    except Unmirrorable as exc:
+        reader.critical("CW-ARCHIVE-UNREADABLE", f"cannot tell what npm writes: {exc}")
+    return reader.finish(sha512)
