@@ -6,7 +6,7 @@ import json
 from pathlib import PurePosixPath
 from typing import Any
 
-from chainwatch.inventory.base import InventoryError, Sibling, split_spec
+from chainwatch.inventory.base import InventoryError, Sibling, mapping, split_spec, text
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -77,6 +77,8 @@ class BunLockExtractor:
             doc = json.loads(strip_jsonc(data.decode("utf-8", errors="replace")))
         except ValueError as exc:
             raise InventoryError(f"not valid JSONC: {exc}") from exc
+        except RecursionError as exc:
+            raise InventoryError("JSONC nested too deeply") from exc
         if not isinstance(doc, dict) or not isinstance(doc.get("packages"), dict):
             raise InventoryError("no 'packages' object in bun.lock")
         packages: dict[str, Any] = doc["packages"]
@@ -87,10 +89,9 @@ class BunLockExtractor:
             name, version = split_spec(str(value[0]))
             if version.startswith(("workspace:", "link:", "file:")):
                 continue
-            integrity = value[3] if len(value) > 3 and isinstance(value[3], str) else None
+            integrity = text(value[3]) if len(value) > 3 else None
             graph.add(key, Node(name, version.removeprefix("npm:"),
-                                value[1] if isinstance(value[1], str) and value[1] else None,
-                                integrity))
+                                text(value[1]) if len(value) > 1 else None, integrity))
 
         def find(owner: str, dep: str) -> str | None:
             names = _key_parts(owner) if owner else []
@@ -106,19 +107,19 @@ class BunLockExtractor:
             meta = value[2]
             for section, optional in (("dependencies", False), ("optionalDependencies", True),
                                       ("peerDependencies", True)):
-                for dep in meta.get(section) or {}:
-                    child = find(key, dep)
+                for dep in mapping(meta.get(section)):
+                    child = find(key, str(dep))
                     if child:
                         graph.edge(key, child, optional)
-        workspaces = doc.get("workspaces") or {}
+        workspaces = mapping(doc.get("workspaces"))
         for path, ws in workspaces.items():
             if not isinstance(ws, dict):
                 continue
             label = str(ws.get("name") or path or "(root)")
             for section, kind in (("dependencies", "prod"), ("devDependencies", "dev"),
                                   ("optionalDependencies", "optional"), ("peerDependencies", "peer")):
-                for dep in ws.get(section) or {}:
-                    child = find(label if path else "", dep) or find("", dep)
+                for dep in mapping(ws.get(section)):
+                    child = find(label if path else "", str(dep)) or find("", str(dep))
                     if child:
                         graph.importer(label, child, kind)
         return graph.to_environment(source, self.kind, source)

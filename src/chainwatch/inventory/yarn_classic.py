@@ -105,7 +105,7 @@ def _importers(graph: Graph, by_spec: dict[str, str], depended: set[str],
     if raw:
         try:
             manifest = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             graph.errors.append("package.json next to the lockfile is not valid JSON")
     label = str(manifest.get("name") or "(root)") if isinstance(manifest, dict) else "(root)"
     declared = manifest_deps(manifest) if isinstance(manifest, dict) else []
