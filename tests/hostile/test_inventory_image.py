@@ -243,3 +243,33 @@ def test_fuzz_image_metadata_raises_only_inventory_errors(tmp_path: Path, index:
                                                       "sha256:00": blob})
     with contextlib.suppress(InventoryError):
         image_files(path)
+
+
+def test_an_image_with_many_layers_is_still_an_image(tmp_path: Path) -> None:
+    """docker save writes manifest.json after every layer: the old 50-entry sniff missed it
+    and the image was silently read as nothing."""
+    layers = [layer({f"l{i}/x": b"x"}) for i in range(30)] + [
+        layer({"app/package-lock.json": LOCK_BAD})]
+    names = [f"{i:03d}/layer.tar" for i in range(len(layers))]
+    members: dict[str, bytes] = {}
+    for name, blob in zip(names, layers, strict=True):
+        members[name.replace("layer.tar", "VERSION")] = b"1.0"
+        members[name.replace("layer.tar", "json")] = b"{}"
+        members[name] = blob
+    members["manifest.json"] = json.dumps([{"RepoTags": ["many:1"], "Layers": names}]).encode()
+    image = write_tar(tmp_path / "many.tar", members)
+    envs = [r for r in walk([image]) if isinstance(r, Environment)]
+    assert [(p.name, p.version) for e in envs for p in e.packages] == [("debug", "4.4.2")]
+
+
+@pytest.mark.parametrize(("name", "data", "needle"), [
+    ("broken.tar", b"\x00garbage" * 10, "readable tarball"),
+    ("notes.txt", b"hello", "not a lockfile"),
+])
+def test_a_path_nobody_reads_is_an_error_not_nothing(tmp_path: Path, name: str, data: bytes,
+                                                     needle: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    results = list(walk([path]))
+    assert len(results) == 1 and isinstance(results[0], FileError)
+    assert needle in results[0].message

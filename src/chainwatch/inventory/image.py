@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 KEEP = {"package.json", "package-lock.json", "npm-shrinkwrap.json", ".package-lock.json",
         "yarn.lock", "pnpm-lock.yaml", "bun.lock"}
+IMAGE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".oci")
 #: Entries of the image tarball itself (blobs, manifests).
 MAX_MEMBERS = 100_000
 #: Entries over all layers, and their declared bytes (what streaming reads through).
@@ -50,18 +51,21 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def is_image(path: Path) -> bool:
-    if not path.is_file() or not path.name.endswith((".tar", ".tar.gz", ".tgz", ".oci")):
+    """Whether a file given as a path is an image: a tarball holding ``manifest.json``,
+    ``index.json`` or ``oci-layout`` anywhere (``docker save`` writes them last, after every
+    layer). InventoryError when it has an image's name but cannot be read as a tarball."""
+    if not path.is_file() or not path.name.endswith(IMAGE_SUFFIXES):
         return False
     try:
         with tarfile.open(path) as tar:
-            names = set()
             for n, member in enumerate(tar):
-                names.add(member.name.removeprefix("./"))
-                if n > 50:
+                if member.name.removeprefix("./") in ("manifest.json", "oci-layout", "index.json"):
+                    return True
+                if n >= MAX_MEMBERS:
                     break
-    except (tarfile.TarError, OSError, EOFError, zlib.error):
-        return False
-    return "manifest.json" in names or "oci-layout" in names or "index.json" in names
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise InventoryError(f"not a readable tarball: {exc}") from exc
+    return False
 
 
 def _member(tar: tarfile.TarFile, name: str) -> tarfile.TarInfo:

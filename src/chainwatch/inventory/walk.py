@@ -58,15 +58,24 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
     from chainwatch.inventory.image import inventory_image, is_image
 
     for root in paths:
-        if root.is_file() and is_image(root):
+        if root.is_file():
             try:
-                yield from inventory_image(root)
+                image = is_image(root)
+                if image:
+                    yield from inventory_image(root)
             except InventoryError as exc:
                 yield FileError(str(root), str(exc))
+                continue
             except Exception as exc:  # any failure is this image's, never the run's
                 yield FileError(str(root), _unexpected(exc))
-            continue
-        if root.is_file():
+                continue
+            if image:
+                continue
+            if not any(e.wants(PurePosixPath(root.name)) for e in extractors):
+                # named on the command line and read by nobody: never a silent "nothing found"
+                yield FileError(str(root), "not a lockfile, manifest, SBOM or container image "
+                                           "that chainwatch reads")
+                continue
             yield from _one_file(root, root.name, extractors)
             continue
         if not root.is_dir():
