@@ -442,7 +442,7 @@ def check(
             placed = checker.check(envs)
     checked = len({(p.name, p.version) for e in envs for p in e.packages if p.exact})
     if fmt is CheckFormat.json:
-        text = out.check_json(placed, checked)
+        text = out.check_json(placed, checked, errors)
     elif fmt is CheckFormat.sarif:
         text = out.check_sarif(placed)
     elif fmt is CheckFormat.github:

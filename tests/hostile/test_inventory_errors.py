@@ -112,7 +112,9 @@ def test_check_blocks_the_next_folder_and_names_the_bad_file(tmp_path: Path) -> 
     r = _run("check", str(root), "--offline", "--no-scan", "--format", "json", home=tmp_path)
     assert "Traceback" not in r.stderr
     assert r.returncode == 1, r.stderr
-    assert json.loads(r.stdout)["summary"]["blocked"] == 1
+    doc = json.loads(r.stdout)
+    assert doc["summary"]["blocked"] == 1
+    assert [e["source"] for e in doc["errors"]] == [str(root / "a" / "pnpm-lock.yaml")]
     assert f"error: {root / 'a' / 'pnpm-lock.yaml'}:" in r.stderr
 
 

@@ -30,9 +30,11 @@ def summary(placed: Sequence[Placed], checked: int) -> dict[str, int]:
                            if p.decision.action == "warn"})}
 
 
-def check_json(placed: Sequence[Placed], checked: int) -> str:
+def check_json(placed: Sequence[Placed], checked: int,
+               errors: Sequence[dict[str, str]] = ()) -> str:
+    """``errors`` are the files that could not be read (the run exits 2 unless it blocked)."""
     return json.dumps({"schema": "chainwatch.check/1", "summary": summary(placed, checked),
-                       "decisions": [_row(p) for p in placed]}, indent=2)
+                       "decisions": [_row(p) for p in placed], "errors": list(errors)}, indent=2)
 
 
 def check_table(placed: Sequence[Placed], checked: int, width: int = 120) -> str:
