@@ -330,9 +330,9 @@ def exposure(
     if fmt is ExposureFormat.json:
         text = out.exposure_json(exps, errors)
     elif fmt is ExposureFormat.sarif:
-        text = out.exposure_sarif(exps)
+        text = out.exposure_sarif(exps, errors)
     elif fmt is ExposureFormat.markdown:
-        text = out.exposure_markdown(exps)
+        text = out.exposure_markdown(exps, errors)
     else:
         text = out.exposure_table(exps, Console().width)
     typer.echo(text, nl=not text.endswith("\n"))

@@ -26,6 +26,7 @@ from chainwatch.inventory import walk as walk_module
 from chainwatch.inventory.node_modules import NodeModulesExtractor
 from chainwatch.inventory.walk import FileError, walk
 from chainwatch.model import Environment
+from chainwatch.output.escape import markdown
 
 NO_SIBLING = lambda name: None  # noqa: E731
 
@@ -228,3 +229,22 @@ def test_deeply_nested_json_is_a_clear_error() -> None:
     for name in ("package-lock.json", "bun.lock", "bom.json"):
         with pytest.raises(InventoryError):
             _extractor_for(name).extract(name, deep, NO_SIBLING)
+
+
+@pytest.mark.parametrize("fmt", ["sarif", "markdown"])
+def test_exposure_reports_name_the_unread_file(tmp_path: Path, fmt: str) -> None:
+    root = _two_folders(tmp_path, "pnpm-lock.yaml", 'lockfileVersion: "9.0"\npackages: 5\n')
+    r = _run("exposure", str(root), "--format", fmt, home=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    bad = str(root / "a" / "pnpm-lock.yaml")
+    if fmt == "markdown":
+        assert "1 files could not be read" in r.stdout and markdown(bad) in r.stdout
+        assert "debug" in r.stdout
+        return
+    run = json.loads(r.stdout)["runs"][0]
+    assert [x["ruleId"] for x in run["results"]] == ["CW-EXPOSURE-KNOWN-BAD"]
+    invocation = run["invocations"][0]
+    assert invocation["executionSuccessful"] is False
+    notes = invocation["toolExecutionNotifications"]
+    assert [n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for n in notes] == [
+        bad]
