@@ -444,9 +444,9 @@ def check(
     if fmt is CheckFormat.json:
         text = out.check_json(placed, checked, errors)
     elif fmt is CheckFormat.sarif:
-        text = out.check_sarif(placed)
+        text = out.check_sarif(placed, errors)
     elif fmt is CheckFormat.github:
-        text = out.check_github(placed)
+        text = out.check_github(placed, errors)
     else:
         text = out.check_table(placed, checked, Console().width)
     if text:

@@ -248,3 +248,22 @@ def test_exposure_reports_name_the_unread_file(tmp_path: Path, fmt: str) -> None
     notes = invocation["toolExecutionNotifications"]
     assert [n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for n in notes] == [
         bad]
+
+
+@pytest.mark.parametrize("fmt", ["github", "sarif"])
+def test_check_ci_reports_name_the_unread_file(tmp_path: Path, fmt: str) -> None:
+    root = _two_folders(tmp_path, "pnpm-lock.yaml", CONFUSED["pnpm-lock.yaml"])
+    r = _run("check", str(root), "--offline", "--no-scan", "--format", fmt, home=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    bad = str(root / "a" / "pnpm-lock.yaml")
+    if fmt == "github":
+        unread = [line for line in r.stdout.splitlines() if "could not read" in line]
+        assert len(unread) == 1 and unread[0].startswith("::error file=")
+        assert bad.replace(":", "%3A") in unread[0]
+        assert any("known-bad" in line for line in r.stdout.splitlines())
+        return
+    run = json.loads(r.stdout)["runs"][0]
+    assert "CW-POLICY-KNOWN-BAD" in {x["ruleId"] for x in run["results"]}
+    notes = run["invocations"][0]["toolExecutionNotifications"]
+    assert [n["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for n in notes] == [
+        bad]

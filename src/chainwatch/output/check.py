@@ -59,9 +59,11 @@ def _gh_escape(text: str) -> str:
     return plain(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def check_github(placed: Sequence[Placed]) -> str:
-    """GitHub Actions workflow commands: one annotation per decision."""
-    lines = []
+def check_github(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ()) -> str:
+    """GitHub Actions workflow commands: one annotation per decision and per unread file."""
+    lines = [f"::error file={_gh_escape(e['source']).replace(',', '%2C').replace(':', '%3A')},"
+             f"title=chainwatch could not read this file::{_gh_escape(e['error'])}"
+             for e in errors]
     for p in placed:
         d = p.decision
         level = "error" if d.action == "block" else "warning"
@@ -72,7 +74,7 @@ def check_github(placed: Sequence[Placed]) -> str:
     return "\n".join(lines)
 
 
-def check_sarif(placed: Sequence[Placed]) -> str:
+def check_sarif(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ()) -> str:
     rules = sorted({p.decision.rule for p in placed})
     results = [{
         "ruleId": f"CW-POLICY-{p.decision.rule.upper()}",
@@ -87,4 +89,9 @@ def check_sarif(placed: Sequence[Placed]) -> str:
         "version": "2.1.0",
         "runs": [{"tool": {"driver": {"name": "chainwatch", "version": __version__, "rules": [
             {"id": f"CW-POLICY-{r.upper()}", "shortDescription": {"text": f"policy: {r}"}}
-            for r in rules]}}, "results": results}]}, indent=2)
+            for r in rules]}},
+            "invocations": [{"executionSuccessful": not errors, "toolExecutionNotifications": [{
+                "level": "error", "message": {"text": plain(e["error"])},
+                "locations": [{"physicalLocation": {"artifactLocation": {
+                    "uri": plain(e["source"]).replace(" ", "%20")}}}]} for e in errors]}],
+            "results": results}]}, indent=2)
