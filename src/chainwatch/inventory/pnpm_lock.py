@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -11,12 +10,21 @@ from chainwatch.inventory.base import InventoryError, Sibling, mapping, text
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
-_PEERS = re.compile(r"\(.*\)$")
+
+def strip_peers(key: str) -> str:
+    """``a@1.0.0(b@2)(c@3)`` → ``a@1.0.0``: what ``re.sub(r"\\(.*\\)$", "", key)`` gives, in
+    linear time (that regex is quadratic on a key of many ``(``: 20,000 took 0.4 s, and a key
+    is stripped several times)."""
+    body, newline = (key[:-1], "\n") if key.endswith("\n") else (key, "")
+    if not body.endswith(")"):
+        return key
+    start = body.find("(", body.rfind("\n") + 1)  # ``.`` does not cross a line break
+    return key if start < 0 else body[:start] + newline
 
 
 def _split_key(key: str) -> tuple[str, str]:
     """``/@s/n/1.0.0`` (v5), ``/@s/n@1.0.0`` (v6) or ``@s/n@1.0.0(peer@1)`` (v9) → name, version."""
-    core = _PEERS.sub("", key.split("_", 1)[0] if key.startswith("/") and "_" in key else key)
+    core = strip_peers(key.split("_", 1)[0] if key.startswith("/") and "_" in key else key)
     core = core.lstrip("/")
     at = core.rfind("@")
     if at > 0:
@@ -50,11 +58,11 @@ class PnpmLockExtractor:
         ids: dict[tuple[str, str], str] = {}
         for key in nodes_src:
             name, version = _split_key(str(key))
-            meta = mapping(packages.get(key) or packages.get(_PEERS.sub("", str(key))))
+            meta = mapping(packages.get(key) or packages.get(strip_peers(str(key))))
             resolution = mapping(meta.get("resolution"))
             graph.add(str(key), Node(name, version, text(resolution.get("tarball")),
                                      text(resolution.get("integrity"))))
-            ids[(name, _PEERS.sub("", version))] = str(key)
+            ids[(name, strip_peers(version))] = str(key)
             ids.setdefault((name, version), str(key))
 
         def find(dep: str, ref: object) -> str | None:
@@ -68,8 +76,8 @@ class PnpmLockExtractor:
                     return candidate
             if "@" in ref.lstrip("@"):  # alias: realname@version
                 name, version = _split_key(ref)
-                return ids.get((name, _PEERS.sub("", version)))
-            return ids.get((dep, _PEERS.sub("", ref)))
+                return ids.get((name, strip_peers(version)))
+            return ids.get((dep, strip_peers(ref)))
 
         for key, entry in nodes_src.items():
             if not isinstance(entry, dict):
