@@ -297,8 +297,10 @@ class ExposureFormat(StrEnum):
 
 def _collect(paths: list[Path], exclude: list[str] | None,
              quiet: bool) -> tuple[list[Environment], list[dict[str, str]]]:
-    """Environments found under the paths, and per-file errors (reported, not fatal)."""
+    """Environments found under the paths, and per-file errors: each is reported on stderr
+    and the walk goes on; the command then exits 2 unless it flagged something (exit 1)."""
     from chainwatch.inventory.walk import FileError, walk
+    from chainwatch.output.escape import plain
 
     envs: list[Environment] = []
     errors: list[dict[str, str]] = []
@@ -309,12 +311,22 @@ def _collect(paths: list[Path], exclude: list[str] | None,
         for found in walk(paths, exclude or [], progress=progress):
             if isinstance(found, FileError):
                 errors.append({"source": found.source, "error": found.message})
-                err.print(f"warning: {found.source}: {found.message}", markup=False)
+                err.print(f"error: {plain(found.source)}: {plain(found.message)}", markup=False,
+                          soft_wrap=True)
             else:
                 envs.append(found)
     if not envs and errors:
         raise typer.Exit(2)
     return envs, errors
+
+
+def _exit_for_unreadable(errors: list[dict[str, str]]) -> None:
+    """A file that could not be read leaves the answer open: exit 2 (after everything else
+    was reported), never 0 as if it were clean."""
+    if errors:
+        err.print(f"error: {len(errors)} file(s) could not be read (see above)", markup=False,
+                  soft_wrap=True)
+        raise typer.Exit(2)
 
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Folders or files to inventory.")]
@@ -355,6 +367,7 @@ def inventory(
     else:
         typer.echo(out.inventory_table(envs, output_width(sys.stdout),
                                        use_color(color, sys.stdout)), nl=False)
+    _exit_for_unreadable(errors)
 
 
 @app.command()
@@ -388,14 +401,15 @@ def exposure(
     if fmt is ExposureFormat.json:
         text = out.exposure_json(exps, errors)
     elif fmt is ExposureFormat.sarif:
-        text = out.exposure_sarif(exps)
+        text = out.exposure_sarif(exps, errors)
     elif fmt is ExposureFormat.markdown:
-        text = out.exposure_markdown(exps)
+        text = out.exposure_markdown(exps, errors)
     else:
         text = out.exposure_table(exps, output_width(sys.stdout), use_color(color, sys.stdout))
     typer.echo(text, nl=not text.endswith("\n"))
     if any(x.hits for x in exps):
         raise typer.Exit(1)
+    _exit_for_unreadable(errors)
 
 
 def _answer_query(query: str, fmt: ExposureFormat, db: str | None) -> None:
@@ -490,7 +504,7 @@ def check(
     from chainwatch.registry import NpmConfig, RegistryClient
 
     policy = _policy(policy_file, min_age)
-    envs, _errors = _collect(paths, exclude, quiet)
+    envs, errors = _collect(paths, exclude, quiet)
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
     client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
     with client:
@@ -500,11 +514,11 @@ def check(
             placed = checker.check(envs)
     checked = len({(p.name, p.version) for e in envs for p in e.packages if p.exact})
     if fmt is CheckFormat.json:
-        text = out.check_json(placed, checked)
+        text = out.check_json(placed, checked, errors)
     elif fmt is CheckFormat.sarif:
-        text = out.check_sarif(placed)
+        text = out.check_sarif(placed, errors)
     elif fmt is CheckFormat.github:
-        text = out.check_github(placed)
+        text = out.check_github(placed, errors)
     else:
         text = out.check_table(placed, checked, output_width(sys.stdout),
                                use_color(color, sys.stdout))
@@ -512,6 +526,7 @@ def check(
         typer.echo(text, nl=not text.endswith("\n"))
     if any(p.decision.action == "block" for p in placed):
         raise typer.Exit(1)
+    _exit_for_unreadable(errors)
 
 
 @app.command()

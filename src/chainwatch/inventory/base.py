@@ -29,12 +29,30 @@ class Extractor(Protocol):
         ...
 
 
+def mapping(value: object) -> dict[str, Any]:
+    """A JSON/YAML object where the format wants one; ``{}`` when the file put anything else
+    there (a list, a number, null): a type-confused section is read as empty, never trusted."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: object) -> list[Any]:
+    """A JSON/YAML array where the format wants one; ``[]`` for anything else."""
+    return value if isinstance(value, list) else []
+
+
+def text(value: object) -> str | None:
+    """A non-empty string where the format wants one (``resolved``, ``integrity``), else None."""
+    return value if isinstance(value, str) and value else None
+
+
 def json_object(data: bytes | str, what: str) -> dict[str, Any]:
     """Parse JSON that must be an object; a clear InventoryError otherwise."""
     try:
         doc = json.loads(data)
     except ValueError as exc:
         raise InventoryError(f"not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InventoryError("JSON nested too deeply") from exc
     if not isinstance(doc, dict):
         raise InventoryError(f"{what} is not a JSON object")
     return doc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from chainwatch.inventory.base import InventoryError, Sibling, json_object, manifest_deps
+from chainwatch.inventory.base import InventoryError, Sibling, json_object, manifest_deps, mapping, text
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -65,7 +65,7 @@ class NpmLockExtractor:
             graph.add(location, Node(
                 name=str(entry.get("name") or _name_at(location)),
                 version=str(entry.get("version", "")),
-                resolved=entry.get("resolved"), integrity=entry.get("integrity")))
+                resolved=text(entry.get("resolved")), integrity=text(entry.get("integrity"))))
         importers = [loc for loc, e in entries.items() if isinstance(e, dict) and (
             loc == "" or ("node_modules/" not in f"{loc}/" and not e.get("link")))]
         for location, entry in entries.items():
@@ -103,16 +103,16 @@ class NpmLockExtractor:
                 real = name
                 if version.startswith("npm:"):  # alias: npm:real@version
                     real, _, version = version[4:].rpartition("@")
-                graph.add(location, Node(real, version, entry.get("resolved"),
-                                         entry.get("integrity")))
+                graph.add(location, Node(real, version, text(entry.get("resolved")),
+                                         text(entry.get("integrity"))))
                 if isinstance(entry.get("dependencies"), dict):
                     visit(entry["dependencies"], f"{location}/")
 
         visit(deps, "")
         required: set[str] = set()
         for location, entry in flat.items():
-            for dep in (entry.get("requires") or {}):
-                target = resolve(location, dep, flat)
+            for dep in mapping(entry.get("requires")):
+                target = resolve(location, str(dep), flat)
                 if target:
                     graph.edge(location, target, optional=bool(flat[target].get("optional")))
                     required.add(target)

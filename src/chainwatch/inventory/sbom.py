@@ -7,7 +7,7 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from chainwatch.inventory.base import InventoryError, Sibling, json_object
+from chainwatch.inventory.base import InventoryError, Sibling, items, json_object, mapping, text
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -51,31 +51,31 @@ class SbomExtractor:
         scope: dict[str, str] = {}  # ref -> importer kind (excluded = dev, optional)
 
         def visit(components: object) -> None:
-            for comp in components if isinstance(components, list) else []:
+            for comp in items(components):
                 if not isinstance(comp, dict):
                     continue
                 parsed = npm_purl(comp.get("purl"))
                 if parsed:
                     ref = str(comp.get("bom-ref") or comp.get("purl"))
-                    hashes = {h.get("alg"): h.get("content") for h in comp.get("hashes") or []
+                    hashes = {h.get("alg"): text(h.get("content")) for h in items(comp.get("hashes"))
                               if isinstance(h, dict)}
+                    sha512 = hashes.get("SHA-512")
                     graph.add(ref, Node(parsed[0], parsed[1], None,
-                                        f"sha512-{hashes['SHA-512']}" if hashes.get("SHA-512")
-                                        else None))
+                                        f"sha512-{sha512}" if sha512 else None))
                     if comp.get("scope") in ("optional", "excluded"):
                         scope[ref] = "dev" if comp["scope"] == "excluded" else "optional"
                 visit(comp.get("components"))
 
         visit(doc.get("components"))
-        root = ((doc.get("metadata") or {}).get("component") or {})
+        root = mapping(mapping(doc.get("metadata")).get("component"))
         root_ref = str(root.get("bom-ref") or "")
         label = str(root.get("name") or "(root)")
         depended: set[str] = set()
-        for dep in doc.get("dependencies") or []:
+        for dep in items(doc.get("dependencies")):
             if not isinstance(dep, dict):
                 continue
             parent = str(dep.get("ref"))
-            for child in dep.get("dependsOn") or []:
+            for child in items(dep.get("dependsOn")):
                 child = str(child)
                 if child not in graph.nodes:
                     continue
@@ -92,18 +92,18 @@ class SbomExtractor:
     @staticmethod
     def _spdx(doc: dict[str, Any]) -> Graph:
         graph = Graph()
-        for pkg in doc.get("packages") or []:
+        for pkg in items(doc.get("packages")):
             if not isinstance(pkg, dict):
                 continue
-            for ref in pkg.get("externalRefs") or []:
+            for ref in items(pkg.get("externalRefs")):
                 if isinstance(ref, dict) and ref.get("referenceType") == "purl":
                     parsed = npm_purl(ref.get("referenceLocator"))
                     if parsed:
                         graph.add(str(pkg.get("SPDXID")), Node(parsed[0], parsed[1]))
                         break
-        described = {str(x) for x in doc.get("documentDescribes") or []}
+        described = {str(x) for x in items(doc.get("documentDescribes"))}
         depended: set[str] = set()
-        for rel in doc.get("relationships") or []:
+        for rel in items(doc.get("relationships")):
             if not isinstance(rel, dict):
                 continue
             kind = rel.get("relationshipType")

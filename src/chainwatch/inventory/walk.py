@@ -41,6 +41,12 @@ def _sibling(folder: Path) -> Callable[[str], bytes | None]:
     return read
 
 
+def _unexpected(exc: BaseException) -> str:
+    """One line for an error no parser anticipated (the walk goes on with the next file)."""
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"cannot parse ({type(exc).__name__}{': ' + detail if detail else ''})"
+
+
 def _excluded(path: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(Path(path).name, p) for p in patterns)
 
@@ -52,13 +58,24 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
     from chainwatch.inventory.image import inventory_image, is_image
 
     for root in paths:
-        if root.is_file() and is_image(root):
+        if root.is_file():
             try:
-                yield from inventory_image(root)
+                image = is_image(root)
+                if image:
+                    yield from inventory_image(root)
             except InventoryError as exc:
                 yield FileError(str(root), str(exc))
-            continue
-        if root.is_file():
+                continue
+            except Exception as exc:  # any failure is this image's, never the run's
+                yield FileError(str(root), _unexpected(exc))
+                continue
+            if image:
+                continue
+            if not any(e.wants(PurePosixPath(root.name)) for e in extractors):
+                # named on the command line and read by nobody: never a silent "nothing found"
+                yield FileError(str(root), "not a lockfile, manifest, SBOM or container image "
+                                           "that chainwatch reads")
+                continue
             yield from _one_file(root, root.name, extractors)
             continue
         if not root.is_dir():
@@ -95,8 +112,11 @@ def _one_file(path: Path, rel: str, extractors: Sequence[Extractor]) -> Iterator
         except InventoryError as exc:
             yield FileError(str(path), str(exc))
             continue
-        except (OSError, UnicodeError, RecursionError, MemoryError) as exc:
+        except (OSError, UnicodeError) as exc:
             yield FileError(str(path), f"cannot read: {exc}")
+            continue
+        except Exception as exc:  # a parser bug or a bomb: this file's error, never the run's
+            yield FileError(str(path), _unexpected(exc))
             continue
         if env.packages or not env.errors:
             yield env
@@ -117,4 +137,7 @@ def _tree(modules: Path) -> Environment | FileError:
             except (OSError, InventoryError):
                 continue
     project = _sibling(modules.parent)("package.json")
-    return NodeModulesExtractor().extract_tree(str(modules), files, project)
+    try:
+        return NodeModulesExtractor().extract_tree(str(modules), files, project)
+    except Exception as exc:  # one tree's error, never the run's
+        return FileError(str(modules), _unexpected(exc))

@@ -6,9 +6,8 @@ import json
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
-
-from chainwatch.inventory.base import InventoryError, Sibling, manifest_deps
+from chainwatch.inventory import base, safe_yaml
+from chainwatch.inventory.base import InventoryError, Sibling, manifest_deps, mapping
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.inventory.yarn_classic import YarnClassicExtractor
 from chainwatch.model import Environment
@@ -39,10 +38,7 @@ class YarnBerryExtractor:
         text = data.decode("utf-8", errors="replace")
         if "__metadata:" not in text:
             return YarnClassicExtractor().extract(source, data, sibling)
-        try:
-            doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            raise InventoryError(f"not valid YAML: {exc}") from exc
+        doc = safe_yaml.load(text)
         if not isinstance(doc, dict):
             raise InventoryError("not a yarn berry lockfile")
         graph = Graph()
@@ -59,7 +55,7 @@ class YarnBerryExtractor:
             if any(p in resolution for p in SKIP_PROTOCOLS) or "@patch:" in resolution:
                 continue
             graph.add(resolution, Node(_locator_name(resolution), str(entry.get("version", "")),
-                                       None, entry.get("checksum")))
+                                       None, base.text(entry.get("checksum"))))
 
         only_version: dict[str, list[str]] = {}
         for locator, node in graph.nodes.items():
@@ -76,15 +72,15 @@ class YarnBerryExtractor:
             return same[0] if len(same) == 1 else None
 
         for resolution, entry in entries.items():
-            meta = entry.get("dependenciesMeta") or {}
-            deps = dict(entry.get("dependencies") or {})
-            optional = set(entry.get("optionalDependencies") or {})
-            deps.update(entry.get("optionalDependencies") or {})
+            meta = mapping(entry.get("dependenciesMeta"))
+            deps = dict(mapping(entry.get("dependencies")))
+            optional = set(mapping(entry.get("optionalDependencies")))
+            deps.update(mapping(entry.get("optionalDependencies")))
             for dep, rng in deps.items():
-                child = target(dep, str(rng))
+                child = target(str(dep), str(rng))
                 if child is None:
                     continue
-                is_optional = dep in optional or bool((meta.get(dep) or {}).get("optional"))
+                is_optional = dep in optional or bool(mapping(meta.get(dep)).get("optional"))
                 if "@workspace:" in resolution:
                     graph.importer(_locator_name(resolution), child,
                                    "optional" if is_optional else "prod")
@@ -101,7 +97,7 @@ class YarnBerryExtractor:
             return
         try:
             manifest = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if not isinstance(manifest, dict):
             return

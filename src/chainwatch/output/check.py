@@ -30,9 +30,11 @@ def summary(placed: Sequence[Placed], checked: int) -> dict[str, int]:
                            if p.decision.action == "warn"})}
 
 
-def check_json(placed: Sequence[Placed], checked: int) -> str:
+def check_json(placed: Sequence[Placed], checked: int,
+               errors: Sequence[dict[str, str]] = ()) -> str:
+    """``errors`` are the files that could not be read (the run exits 2 unless it blocked)."""
     return json.dumps({"schema": "chainwatch.check/1", "summary": summary(placed, checked),
-                       "decisions": [_row(p) for p in placed]}, indent=2)
+                       "decisions": [_row(p) for p in placed], "errors": list(errors)}, indent=2)
 
 
 ACTION_STYLE = {"block": "bold red", "warn": "yellow"}
@@ -64,9 +66,11 @@ def _gh_escape(text: str) -> str:
     return plain(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
-def check_github(placed: Sequence[Placed]) -> str:
-    """GitHub Actions workflow commands: one annotation per decision."""
-    lines = []
+def check_github(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ()) -> str:
+    """GitHub Actions workflow commands: one annotation per decision and per unread file."""
+    lines = [f"::error file={_gh_escape(e['source']).replace(',', '%2C').replace(':', '%3A')},"
+             f"title=chainwatch could not read this file::{_gh_escape(e['error'])}"
+             for e in errors]
     for p in placed:
         d = p.decision
         level = "error" if d.action == "block" else "warning"
@@ -77,7 +81,7 @@ def check_github(placed: Sequence[Placed]) -> str:
     return "\n".join(lines)
 
 
-def check_sarif(placed: Sequence[Placed]) -> str:
+def check_sarif(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ()) -> str:
     rules = sorted({p.decision.rule for p in placed})
     results = [{
         "ruleId": f"CW-POLICY-{p.decision.rule.upper()}",
@@ -92,4 +96,9 @@ def check_sarif(placed: Sequence[Placed]) -> str:
         "version": "2.1.0",
         "runs": [{"tool": {"driver": {"name": "chainwatch", "version": __version__, "rules": [
             {"id": f"CW-POLICY-{r.upper()}", "shortDescription": {"text": f"policy: {r}"}}
-            for r in rules]}}, "results": results}]}, indent=2)
+            for r in rules]}},
+            "invocations": [{"executionSuccessful": not errors, "toolExecutionNotifications": [{
+                "level": "error", "message": {"text": plain(e["error"])},
+                "locations": [{"physicalLocation": {"artifactLocation": {
+                    "uri": plain(e["source"]).replace(" ", "%20")}}}]} for e in errors]}],
+            "results": results}]}, indent=2)

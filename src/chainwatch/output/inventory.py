@@ -109,9 +109,13 @@ def exposure_table(exps: Sequence[Exposure], width: int | None = None,
     return rendered(buf)
 
 
-def exposure_markdown(exps: Sequence[Exposure]) -> str:
+def exposure_markdown(exps: Sequence[Exposure], errors: Sequence[dict[str, str]] = ()) -> str:
     s = _summary(exps)
     out = [f"**{s['exposed']} of {s['environments']} environments** hold known-bad versions.\n"]
+    if errors:
+        out.append(f"**{len(errors)} files could not be read** (they may hold more):\n")
+        out.extend(f"- {md(e['source'])}: {md(e['error'])}" for e in errors)
+        out.append("")
     for x in exps:
         if not x.hits:
             continue
@@ -127,7 +131,7 @@ def exposure_markdown(exps: Sequence[Exposure]) -> str:
     return "\n".join(out)
 
 
-def exposure_sarif(exps: Sequence[Exposure]) -> str:
+def exposure_sarif(exps: Sequence[Exposure], errors: Sequence[dict[str, str]] = ()) -> str:
     results = []
     for x in exps:
         for h in x.hits:
@@ -146,4 +150,11 @@ def exposure_sarif(exps: Sequence[Exposure]) -> str:
                            "name": "chainwatch", "version": __version__,
                            "rules": [{"id": "CW-EXPOSURE-KNOWN-BAD",
                                       "shortDescription": {"text": "known-bad version installed"}}]}},
+                           "invocations": [{
+                               "executionSuccessful": not errors,
+                               "toolExecutionNotifications": [{
+                                   "level": "error", "message": {"text": plain(e["error"])},
+                                   "locations": [{"physicalLocation": {"artifactLocation": {
+                                       "uri": plain(e["source"]).replace(" ", "%20")}}}]}
+                                   for e in errors]}],
                            "results": results}]}, indent=2)
