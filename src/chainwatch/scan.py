@@ -104,8 +104,11 @@ class Scanner:
     """Loads releases and analyses them; reusable across many scans (caches, worker pool)."""
 
     def __init__(self, client: RegistryClient | None, rules: list[Rule] | None = None,
-                 workers: int | None = None, known_bad: KnownBadSource | None = None) -> None:
+                 workers: int | None = None, known_bad: KnownBadSource | None = None,
+                 sandbox: bool = False) -> None:
         self.client = client
+        #: run each release in the sandbox as well (scan --sandbox, policy [scan] sandbox)
+        self.sandbox = sandbox
         self.known_bad: KnownBadSource = known_bad if known_bad is not None else BuiltinKnownBad()
         self.rules = rules if rules is not None else load_rules()
         self.engine = Engine(self.rules)
@@ -260,6 +263,13 @@ class Scanner:
                 findings, before, changes.changed, entry_points(t_manifest), t_install,
                 bump_kind(baseline.ref.version, target.ref.version)))
         findings.extend(target.files.findings)
+        dynamic = None
+        if self.sandbox:
+            from chainwatch.sandbox import run_dynamic
+
+            outcome = run_dynamic(target.files, target.ref)
+            dynamic = outcome.dynamic
+            findings.extend(outcome.findings)
         for advisory in self.known_bad.lookup(target.ref.name, target.ref.version):
             findings.append(Finding(
                 rule="CW-KNOWN-BAD", severity=Severity.CRITICAL, technique="known-bad",
@@ -313,6 +323,7 @@ class Scanner:
             published=target.release.published if target.release else None,
             fingerprints=prints,
             indicators=iocs,
+            dynamic=dynamic,
         )
 
     def scan(self, spec: str, against: str | None = None,
