@@ -36,6 +36,9 @@ class Limits:
     open_files: int = 512
     home_bytes: int = 256 * 1024 * 1024
     tmp_bytes: int = 128 * 1024 * 1024
+    #: the whole sandbox (cgroup, when available): tasks incl. threads, and memory incl. tmpfs
+    sandbox_tasks: int = 256
+    sandbox_memory_bytes: int = 1024 * 1024 * 1024
 
     def as_dict(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.__dict__.items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 from chainwatch.analysis.detectors import load_manifest
 from chainwatch.model import Dynamic, DynamicEvent, Finding, PackageFiles, PackageRef
 from chainwatch.sandbox.bait import HOME, USER, make_bait
+from chainwatch.sandbox.cgroup import Cgroup
 from chainwatch.sandbox.findings import findings_for, unavailable
 from chainwatch.sandbox.launcher import (
     Limits,
@@ -109,7 +111,17 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
         prepare(work, config, {f.path: (f.data, f.mode) for f in files.files})
         log = work / "trace.log"
         deadline = len(phases) * (limits.phase_seconds + 3) + 15
-        raw = launch(outer_argv(tools, work, log, limits, extra), log, deadline)
+        group = Cgroup(f"chainwatch-{token[:16]}", limits.sandbox_tasks,
+                       limits.sandbox_memory_bytes)
+        bounded = group.limits_tasks
+        try:
+            raw = launch(group.enter_command() + outer_argv(tools, work, log, limits, extra),
+                         log, deadline)
+        finally:
+            group.close()
+        keep = os.environ.get("CHAINWATCH_SANDBOX_TRACE")
+        if keep and log.exists():  # debugging: keep the raw trace
+            shutil.copyfile(log, keep)
         parser = Parser(token, HOME, package_dir, bait.paths, bait.values)
         if log.exists():
             with log.open(encoding="utf-8", errors="replace") as fh:
@@ -131,7 +143,11 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
     if run.dropped:
         events.append(Event("limit", f"{run.dropped} further events not kept", "all"))
     seconds = round(time.monotonic() - started, 3)
-    reason = "; ".join(run.problems)
+    problems = list(run.problems)
+    if not bounded and os.geteuid() == 0:
+        problems.append("process count not bounded: no cgroup, and RLIMIT_NPROC does not hold "
+                        "for root (" + "; ".join(group.problems) + ")")
+    reason = "; ".join(problems)
     dynamic = Dynamic(True, seconds, reason,
                       tuple(DynamicEvent(e.kind, e.detail, e.phase) for e in events))
     return Outcome(dynamic, tuple(findings_for(events)))

@@ -156,6 +156,8 @@ class Parser:
             self._marker(pid, strings[0])
             return
         if name in ("clone", "clone3", "fork", "vfork"):
+            if err == "EAGAIN" and pid in self.phase_of:
+                self._emit("limit", "process limit reached (fork refused)", self.phase_of[pid])
             if ok:
                 child = int(res.group(3)) if res and res.group(3) else int(ret)
                 self._fork(pid, child, "CLONE_THREAD" in rest)
