@@ -77,7 +77,8 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
             wallet = any(w in e.detail for w in WALLET_HOOKS)
             add(_finding("CW-DYN-HOOK", Severity.CRITICAL if wallet else Severity.HIGH,
                          "browser-hook", "browser-hijack",
-                         f"replaced a browser API: {e.detail}", e.phase), e.phase)
+                         f"replaced a browser API: {e.detail}", e.phase),
+                e.phase + ("/wallet" if wallet else ""))
         elif e.kind == "eval":
             add(_finding("CW-DYN-EVAL", Severity.LOW, "eval", "dynamic-code",
                          f"ran generated code: {e.detail}", e.phase), e.phase)

@@ -20,6 +20,8 @@ from typing import Any
 from chainwatch.sandbox.inside.sink import bait_hits, dns_name
 
 MAX_EVENTS = 500
+MAX_HELD_CALLS = 2000
+MAX_HELD_PROCESSES = 4096
 MAX_DETAIL = 300
 TRACED = ("execve,execveat,openat,open,creat,connect,sendto,mkdir,mkdirat,rename,renameat,"
           "renameat2,unlink,unlinkat,symlink,symlinkat,link,linkat,chdir,clone,clone3,fork,vfork,"
@@ -105,6 +107,9 @@ class Parser:
         self.launcher_done: dict[str, bool] = {}
         self.pending: dict[int, str] = {}
         self.seen: set[tuple[str, str, str]] = set()
+        #: calls of processes not yet known to a phase: a child often runs before strace
+        #: reports the parent's clone() as finished
+        self.unplaced: dict[int, list[tuple[str, str]]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
     def feed(self, lines: Iterable[str]) -> Run:
@@ -152,6 +157,11 @@ class Parser:
         err = res.group(2) if res and res.group(2) else ""
         ok = ret not in ("?",) and not ret.startswith("-")
         strings = [unescape(s.group(1)) for s in _STR.finditer(rest.split(") = ")[0])]
+        trusted = bool(strings) and strings[0].startswith(
+            (f"/.cw-mark/{self.token}/", f"/.cw-sink/{self.token}"))
+        if pid not in self.phase_of and pid != self.supervisor and not trusted:
+            self._hold(pid, name, rest)
+            return
         if name == "statfs" and strings:
             self._marker(pid, strings[0])
             return
@@ -231,16 +241,24 @@ class Parser:
                           f"({doc.get('bytes', 0)} bytes)")
             self._emit("net", detail, phase, bait=bait)
 
+    def _hold(self, pid: int, name: str, rest: str) -> None:
+        held = self.unplaced.setdefault(pid, [])
+        if len(held) < MAX_HELD_CALLS and len(self.unplaced) < MAX_HELD_PROCESSES:
+            held.append((name, rest))
+
     def _fork(self, parent: int, child: int, thread: bool) -> None:
         if parent in self.phase_of:
             self.phase_of[child] = self.phase_of[parent]
         elif parent == self.supervisor and self.current is not None and not thread:
             self.phase_of[child] = self.current
         else:
+            self.unplaced.pop(child, None)
             return
         self.image[child] = self.image.get(parent, "")
         if parent in self.cwd:
             self.cwd[child] = self.cwd[parent]
+        for name, rest in self.unplaced.pop(child, []):
+            self._call(child, name, rest)
 
     def _exec(self, pid: int, phase: str, strings: list[str], ok: bool, err: str,
               rest: str) -> None:
