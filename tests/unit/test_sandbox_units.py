@@ -177,6 +177,14 @@ def test_benign_events_make_no_finding() -> None:
     assert findings_for(events) == []
 
 
+def test_a_sandbox_that_could_not_run_is_not_benign() -> None:
+    from chainwatch.analysis.scoring import score
+    from chainwatch.sandbox.findings import unavailable
+
+    assert score([unavailable("bwrap is not installed")]).level is Level.SUSPICIOUS
+    assert score([]).level is Level.BENIGN
+
+
 def test_hostile_package_names_stay_one_folder_under_node_modules() -> None:
     assert _safe_name("../../../root") == "root"
     assert _safe_name("@scope/../../x") == "@scope/x"

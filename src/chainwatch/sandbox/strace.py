@@ -201,7 +201,7 @@ class Parser:
         if path.startswith(mark):
             kind, _, _ = path[len(mark):].partition("/")
             doc = _decode_marker(path, f"{mark}{kind}") or {}
-            if kind == "ready":
+            if kind == "ready" and self.supervisor is None:  # once: the first is the supervisor
                 self.run.ready = True
                 self.supervisor = pid
                 self.run.problems.extend(str(p) for p in doc.get("problems") or ())
