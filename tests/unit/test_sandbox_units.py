@@ -222,3 +222,27 @@ def test_cgroup_limits_are_written_and_problems_reported(tmp_path: Path) -> None
     assert group.limits_tasks and group.enter_command()[0] == "/bin/sh"
     none = Cgroup("cw-test", 48, 1 << 30, root=tmp_path / "absent")
     assert not none.limits_tasks and none.problems and none.enter_command() == []
+
+
+def test_the_npm_cli_reading_its_config_is_not_theft_but_publishing_is_flagged() -> None:
+    events = parse([
+        *SUPERVISOR_START,
+        '13  clone(child_stack=NULL, flags=SIGCHLD) = 5 /* 15 in strace\'s PID NS */',
+        '15  execve("/bin/sh", ["/bin/sh", "-c", "npm install @esbuild/linux-x64"], 0x1) = 0',
+        '15  execve("/usr/bin/node", ["node", "/usr/bin/npm", "install", "@esbuild/linux-x64"], 0x1) = 0',
+        '15  clone3({flags=CLONE_VM|CLONE_THREAD}, 88) = 6 /* 16 in strace\'s PID NS */',
+        '16  openat(AT_FDCWD, "/home/node/.npmrc", O_RDONLY|O_CLOEXEC) = 21',
+        '15  mkdir("/home/node/.npm/_logs", 0777) = 0',
+    ])
+    found = findings_for(events)
+    assert not [f for f in found if f.severity.rank > 1], [f.message for f in found]
+    # the same read from package code, and npm used to publish, are not excused
+    worm = parse([
+        *SUPERVISOR_START,
+        '13  openat(AT_FDCWD, "/home/node/.npmrc", O_RDONLY|O_CLOEXEC) = 21',
+        '13  clone(child_stack=NULL, flags=SIGCHLD) = 5 /* 15 in strace\'s PID NS */',
+        '15  execve("/usr/bin/node", ["node", "/usr/bin/npm", "publish", "--access", "public"], 0x1) = 0',
+    ])
+    messages = {f.rule: f.message for f in findings_for(worm)}
+    assert "CW-DYN-BAIT-READ" in messages
+    assert "npm CLI to publish" in messages.get("CW-DYN-SHELL", "")

@@ -18,6 +18,12 @@ PERSISTENCE = re.compile(
     r"\.config/autostart/|\.config/systemd/|\.local/share/systemd/|\.ssh/authorized_keys|"
     r"\.ssh/config|actions-runner/|\.git/hooks/|\.npmrc|\.yarnrc|crontab|cron\.d/)")
 WALLET_HOOKS = ("ethereum", "solana")
+#: the npm CLI used to publish (worms) or to show tokens
+NPM_ABUSE = re.compile(r"\bnpm(?:-cli\.js)?\s+(?:publish|adduser|login|token|whoami|owner|access|"
+                       r"dist-tag|unpublish|deprecate)\b")
+#: a platform binary fetched the way esbuild and others do when optional dependencies are missing
+NPM_INSTALL = re.compile(r"^(?:node: \w+ )?(?:/bin/sh -c )?npm (?:install|i|ci|rebuild)\b")
+REGISTRY = re.compile(r"(?:^|[\s/.\"])registry\.npmjs\.org\b")
 
 
 def _finding(rule: str, severity: Severity, capability: str, technique: str, message: str,
@@ -41,6 +47,12 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
             add(_finding("CW-DYN-EXFIL", Severity.CRITICAL, "exfil", "exfiltration",
                          f"bait secret ({', '.join(e.bait)}) sent out: {e.detail}", e.phase),
                 e.phase)
+        if e.kind == "exec" and NPM_ABUSE.search(e.detail):
+            add(_finding("CW-DYN-SHELL", Severity.HIGH, "propagation", "worm",
+                         f"used the npm CLI to publish or read tokens: {e.detail}", e.phase),
+                e.phase + "/npm")
+        if e.kind in ("file", "write") and e.detail.endswith("(by npm)"):
+            continue  # the npm CLI reading its own configuration, filling its own cache
         if e.kind == "file" and (e.target.startswith("/proc/") or any(
                 e.target.endswith(s) for s in ("/.npmrc", "/credentials", "/id_ed25519",
                                                "/hosts.yml")) or "/keystore/" in e.target):
@@ -50,8 +62,10 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
             add(_finding("CW-DYN-BAIT-ENV", Severity.MEDIUM, "secrets", "credential-theft",
                          f"read a bait token variable: {e.detail}", e.phase), e.phase)
         elif e.kind in ("net", "dns"):
-            add(_finding("CW-DYN-NETWORK", Severity.MEDIUM, "network", "network-access",
-                         f"network attempt: {e.detail}", e.phase), e.phase)
+            registry = bool(REGISTRY.search(e.detail))
+            add(_finding("CW-DYN-NETWORK", Severity.LOW if registry else Severity.MEDIUM,
+                         "network", "network-access", f"network attempt: {e.detail}", e.phase),
+                e.phase + ("/registry" if registry else ""))
         elif e.kind == "exec":
             base = e.target or posixpath.basename(e.detail.split(" ", 1)[0])
             if e.detail.startswith("node: "):  # the preload's view; strace's record decides
@@ -59,6 +73,8 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
                     add(_finding("CW-DYN-SPAWN", Severity.MEDIUM, "exec", "process-execution",
                                  f"loading the package started a process: {e.detail}", e.phase),
                         e.phase)
+            elif NPM_INSTALL.search(e.detail):
+                pass  # what npm runs is seen as it runs, in the same sandbox
             elif (e.by == "node" and base in SHELLS | INTERPRETERS) or base in DOWNLOADERS:
                 add(_finding("CW-DYN-SHELL", Severity.HIGH, "exec", "process-execution",
                              f"spawned {base}: {e.detail}", e.phase), e.phase)

@@ -56,6 +56,9 @@ def _phase_env(phase: Phase, ref: PackageRef, package_dir: str, bait_env: dict[s
         "npm/10.8.2 node/v20.20.2 linux x64 workspaces/false", "npm_execpath":
         "/usr/lib/node_modules/npm/bin/npm-cli.js", "npm_node_execpath": "/usr/bin/node",
         "NODE": "/usr/bin/node", "CI": "true",
+        # a nested npm (platform binaries fetched at postinstall) gives up at once offline
+        "npm_config_fetch_retries": "0", "npm_config_fetch_timeout": "5000",
+        "npm_config_update_notifier": "false", "npm_config_audit": "false",
         "NODE_OPTIONS": "--require /cw/js/preload.js",
         "CHAINWATCH_PACKAGE_DIR": package_dir, "CHAINWATCH_SETTLE_MS": str(SETTLE_MS),
         "CHAINWATCH_BAIT_ENV": ",".join(sorted(bait_env)),

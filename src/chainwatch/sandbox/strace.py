@@ -110,6 +110,8 @@ class Parser:
         #: calls of processes not yet known to a phase: a child often runs before strace
         #: reports the parent's clone() as finished
         self.unplaced: dict[int, list[tuple[str, str]]] = {}
+        #: processes running the npm CLI itself (reading ~/.npmrc is its job)
+        self.npm: set[int] = set()
 
     # -- plumbing ----------------------------------------------------------------------------
     def feed(self, lines: Iterable[str]) -> Run:
@@ -255,6 +257,8 @@ class Parser:
             self.unplaced.pop(child, None)
             return
         self.image[child] = self.image.get(parent, "")
+        if thread and parent in self.npm:
+            self.npm.add(child)
         if parent in self.cwd:
             self.cwd[child] = self.cwd[parent]
         for name, rest in self.unplaced.pop(child, []):
@@ -269,6 +273,10 @@ class Parser:
         by = posixpath.basename(self.image.get(pid, ""))
         if ok:
             self.image[pid] = path
+            if base == "npm" or any(a.endswith(("/bin/npm", "npm-cli.js")) for a in strings[1:3]):
+                self.npm.add(pid)
+            else:
+                self.npm.discard(pid)
         if base in ("bwrap", "prlimit") and by in ("", "bwrap", "python3", "python3.11", "prlimit"):
             return
         if by == "prlimit" and not self.launcher_done.get(phase, True):
@@ -289,13 +297,16 @@ class Parser:
                                        and not full.startswith(self.package_dir + "/")
                                        and full != self.package_dir
                                        and "/node_modules/" not in full[len(self.home):]):
-            self._emit("file", f"read {full}" + (f" ({err})" if err else ""), phase,
+            by_npm = " (by npm)" if pid in self.npm and full.endswith("/.npmrc") else ""
+            self._emit("file", f"read {full}" + (f" ({err})" if err else "") + by_npm, phase,
                        target=full)
         elif re.fullmatch(r"/proc/(\d+|self)/environ", full):
             self._emit("file", f"read {full}", phase, target=full)
 
     def _write(self, pid: int, phase: str, detail: str, path: str, err: str) -> None:
         full = self._abs(pid, path)
+        if pid in self.npm and (full + "/").startswith(f"{self.home}/.npm/"):
+            detail += " (by npm)"  # npm's own cache
         if (full == self.package_dir or full.startswith(self.package_dir + "/")
                 or full.startswith(("/tmp/", "/dev/")) or full in ("/tmp", "/dev/null")):
             return

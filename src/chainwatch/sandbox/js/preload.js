@@ -79,16 +79,22 @@
     };
   }
   const baitNames = (process.env.CHAINWATCH_BAIT_ENV || '').split(',').filter(Boolean);
-  if (baitNames.length) {
+  const isNpm = /(npm-cli\.js|\/bin\/npm)$/.test(process.argv[1] || '');  // npm reads its own tokens
+  if (baitNames.length && !isNpm) {
     const env = process.env;
     const seen = new Set();
+    let copying = false;  // {...process.env}: every key is read once, nothing is singled out
     try {
       process.env = new Proxy(env, {
         get(t, k) {
-          if (!spawning && typeof k === 'string' && baitNames.includes(k) && !seen.has(k)) { seen.add(k); emit('env', k); }
+          if (!spawning && !copying && typeof k === 'string' && baitNames.includes(k) && !seen.has(k)) { seen.add(k); emit('env', k); }
           return Reflect.get(t, k);
         },
-        ownKeys(t) { if (!spawning) emit('env', '* (all variables listed)'); return Reflect.ownKeys(t); },
+        ownKeys(t) {
+          if (!spawning) emit('env', '* (all variables listed)');
+          if (!copying) { copying = true; setImmediate(() => { copying = false; }); }
+          return Reflect.ownKeys(t);
+        },
       });
     } catch (e) { /* read-only */ }
   }
