@@ -100,7 +100,8 @@ class Policy:
             "trust-downgrade": {"action": self.trust_downgrade},
             "publisher-change": {"action": self.publisher_change},
             "scan": {"malicious": self.scan_malicious, "suspicious": self.scan_suspicious,
-                     "window": format_duration(self.scan_window), "sandbox": self.scan_sandbox},
+                     "window": format_duration(self.scan_window),
+                     **({"sandbox": True} if self.scan_sandbox else {})},
             "exceptions": [{"package": f"{e.package}@{e.range}", "reason": e.reason,
                             "expires": e.expires.isoformat()} for e in self.exceptions],
         }
