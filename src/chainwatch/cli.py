@@ -183,6 +183,9 @@ def scan(
         "--rules", help="Extra folder of rule files (repeatable).")] = None,
     show_all: Annotated[bool, typer.Option(
         "--all", help="Table: also show findings the baseline already had.")] = False,
+    sandbox: Annotated[bool, typer.Option(
+        "--sandbox", help="Also run install scripts and entry points in a bubblewrap sandbox "
+        "with bait secrets and record what they do (see 'Dynamic analysis').")] = False,
     registry: RegistryOpt = None,
     cache_dir: CacheOpt = None,
     offline: OfflineOpt = False,
@@ -218,7 +221,7 @@ def scan(
     except ChainwatchError as exc:
         err.print(f"[red]error:[/] {exc}", markup=True)
         raise typer.Exit(exc.exit_code) from exc
-    scanner = Scanner(client, rules, known_bad=_known_bad(db))
+    scanner = Scanner(client, rules, known_bad=_known_bad(db), sandbox=sandbox)
     outcomes: dict[int, Outcome] = {}
 
     def one(spec: str) -> Verdict:
@@ -461,7 +464,8 @@ def _scan_gate(policy: Policy, client: RegistryClient, db: str | None) -> ScanGa
 
     store = _open_db(VerdictStore, db, "verdict memory", "verdicts are kept in memory")
     # the known-bad rule is separate; the scan rule judges the code and metadata alone
-    return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1), store,
+    return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1,
+                            sandbox=policy.scan_sandbox), store,
                     policy.scan_window)
 
 
@@ -650,6 +654,7 @@ def watch(
     registry: RegistryOpt = None,
     cache_dir: CacheOpt = None,
     db: DbOpt = None,
+    policy_file: PolicyOpt = None,
     log_format: Annotated[LogFormat, typer.Option("--log-format")] = LogFormat.text,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -711,7 +716,8 @@ def watch(
     for handler in logging.getLogger().handlers:  # sink URLs are secrets, whoever logs them
         handler.addFilter(REDACTOR)
     client = RegistryClient(NpmConfig.load(registry), cache_dir)
-    watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db)),
+    sandbox = _policy(policy_file, None).scan_sandbox if policy_file else False
+    watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db), sandbox=sandbox),
                       VerdictStore(engine=engine), sinks, config, fleet=Fleet(db))
     added = watcher.watch(names, hot=set(top_packages(100)))
     logging.getLogger("chainwatch.watch").info(

@@ -191,6 +191,32 @@ class Changes:
 
 
 @dataclass(frozen=True)
+class DynamicEvent:
+    """One thing a release did in the sandbox (``scan --sandbox``)."""
+
+    kind: str  # file | write | net | dns | exec | hook | env | eval | limit | tamper
+    detail: str
+    phase: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": self.kind, "detail": self.detail, "phase": self.phase}
+
+
+@dataclass(frozen=True)
+class Dynamic:
+    """The outcome of dynamic analysis; ``ran`` is False (with the reason) when it could not."""
+
+    ran: bool
+    seconds: float = 0.0
+    reason: str = ""
+    events: tuple[DynamicEvent, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ran": self.ran, "seconds": self.seconds, "reason": self.reason,
+                "events": [e.to_dict() for e in self.events]}
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The outcome of analysing one release, always with its evidence."""
 
@@ -218,6 +244,8 @@ class Verdict:
     origin: str = "registry"
     #: for a local folder, a digest of its files (it has no tarball integrity)
     content_digest: str | None = None
+    #: what the release did in the sandbox, when dynamic analysis was asked for
+    dynamic: Dynamic | None = None
 
 
 @dataclass(frozen=True)

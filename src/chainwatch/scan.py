@@ -131,8 +131,11 @@ class Scanner:
     """Loads releases and analyses them; reusable across many scans (caches, worker pool)."""
 
     def __init__(self, client: RegistryClient | None, rules: list[Rule] | None = None,
-                 workers: int | None = None, known_bad: KnownBadSource | None = None) -> None:
+                 workers: int | None = None, known_bad: KnownBadSource | None = None,
+                 sandbox: bool = False) -> None:
         self.client = client
+        #: run each release in the sandbox as well (scan --sandbox, policy [scan] sandbox)
+        self.sandbox = sandbox
         self.known_bad: KnownBadSource = known_bad if known_bad is not None else BuiltinKnownBad()
         self.rules = rules if rules is not None else load_rules()
         self.engine = Engine(self.rules)
@@ -298,6 +301,13 @@ class Scanner:
                 technique="manifest-anomaly", capability="manifest-anomaly",
                 message="package.json fields of the wrong type, read as absent (as npm does): "
                         + "; ".join(t_manifest.problems), file="package.json"))
+        dynamic = None
+        if self.sandbox:
+            from chainwatch.sandbox import run_dynamic
+
+            outcome = run_dynamic(target.files, target.ref)
+            dynamic = outcome.dynamic
+            findings.extend(outcome.findings)
         for advisory in self.known_bad.lookup(target.ref.name, target.ref.version):
             if advisory.source == VERDICT_SOURCE:
                 continue  # our own earlier verdict is no evidence: the bytes are judged again
@@ -355,6 +365,7 @@ class Scanner:
             indicators=iocs,
             origin=target.origin,
             content_digest=target.content_digest,
+            dynamic=dynamic,
         )
 
     def scan(self, spec: str, against: str | None = None,

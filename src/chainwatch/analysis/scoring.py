@@ -35,6 +35,8 @@ CATEGORY: dict[str, str] = {
     "archive-anomaly": "integrity",
     "integrity": "integrity",
     "known-bad": "integrity",
+    # scan --sandbox asked for and could not run: not decided, so not benign (fail closed)
+    "dynamic-unavailable": "trust",
 }
 BEHAVIOUR = {"concealment", "theft", "exfiltration", "attack"}
 DANGER_CAPABILITIES = {

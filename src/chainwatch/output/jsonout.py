@@ -76,6 +76,8 @@ def verdict_dict(v: Verdict) -> dict[str, Any]:
         "elapsed_seconds": round(v.elapsed_s, 4),
         "bytes_scanned": v.bytes_scanned,
     }
+    if v.dynamic is not None:
+        doc["dynamic"] = v.dynamic.to_dict()
     if v.changes:
         c = v.changes
         doc["changes"] = {

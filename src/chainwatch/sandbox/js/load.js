@@ -1,0 +1,20 @@
+// chainwatch sandbox: load one entry point as require() or import() would, then wait briefly for
+// the timers it starts. Usage: node load.js ENTRY require|import
+'use strict';
+const entry = process.argv[2];
+const mode = process.argv[3] || 'require';
+const settle = Number(process.env.CHAINWATCH_SETTLE_MS || 1500);
+function done() { setTimeout(() => process.exit(0), settle).unref(); }
+if (mode === 'import') {
+  import(require('url').pathToFileURL(entry).href).then(done, (e) => { console.error(String(e && e.stack || e)); done(); });
+} else {
+  try { require(entry); } catch (e) {
+    if (e && e.code === 'ERR_REQUIRE_ESM') {
+      import(require('url').pathToFileURL(entry).href).then(done, (err) => { console.error(String(err)); done(); });
+      return;
+    }
+    console.error(String(e && e.stack || e));
+  }
+  done();
+}
+setTimeout(() => process.exit(0), settle + 500);

@@ -1,0 +1,126 @@
+"""Which phases a release gets, as npm would run them: install lifecycle scripts (``sh -c`` in
+the package folder with ``npm_*`` variables), binding.gyp commands when npm would run node-gyp,
+then ``require``/``import`` of the entry points, then the browser entry in a fake window.
+Everything here is read from the manifest as data; nothing is resolved outside the package."""
+
+from __future__ import annotations
+
+import ast
+import posixpath
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from chainwatch.model import PackageFiles
+
+LIFECYCLE = ("preinstall", "install", "postinstall")
+MAX_GYP_COMMANDS = 8
+MAX_ENTRIES = 4
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _inside(path: str) -> str | None:
+    """A package-relative path, or None when it leaves the package."""
+    while path.startswith("./"):
+        path = path[2:]
+    norm = posixpath.normpath(path) if path else "."
+    if norm.startswith(("/", "..")) or norm == ".":
+        return None
+    return norm
+
+
+def _gyp_commands(text: str) -> list[str]:
+    """Command expansions (``<!(...)``, ``<!@(...)``) and action commands of a binding.gyp."""
+    commands = [m.group(1) for m in re.finditer(r"<!@?\(([^)\n]{1,500})\)", text)]
+    try:
+        cleaned = "\n".join(line.split("#", 1)[0] if line.lstrip().startswith("#") else line
+                            for line in text.splitlines())
+        doc = ast.literal_eval(cleaned)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        doc = None
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > 20:
+            return
+        if isinstance(node, dict):
+            action = node.get("action")
+            if isinstance(action, list) and all(isinstance(a, str) for a in action):
+                commands.append(" ".join(action))
+            for value in node.values():
+                walk(value, depth + 1)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, depth + 1)
+
+    walk(doc, 0)
+    return [c for c in commands if c.strip()][:MAX_GYP_COMMANDS]
+
+
+def _export_targets(exports: Any, depth: int = 0) -> list[tuple[str, str]]:
+    """(path, require|import) pairs named by an ``exports`` field."""
+    if depth > 6:
+        return []
+    if isinstance(exports, str):
+        return [(exports, "import" if exports.endswith(".mjs") else "require")]
+    out: list[tuple[str, str]] = []
+    if isinstance(exports, dict):
+        keys = list(exports)
+        if keys and all(k.startswith(".") for k in keys):
+            return _export_targets(exports.get("."), depth + 1)
+        for key in ("node", "require", "import", "default"):
+            if key in exports:
+                for path, mode in _export_targets(exports[key], depth + 1):
+                    out.append((path, "import" if key == "import" or path.endswith(".mjs") else mode))
+    return out
+
+
+def plan(files: PackageFiles, manifest: dict[str, Any]) -> list[Phase]:
+    """The phases to run for this package, in npm's order."""
+    names = {f.path for f in files.files}
+    phases: list[Phase] = []
+    scripts = manifest.get("scripts") if isinstance(manifest.get("scripts"), dict) else {}
+    assert isinstance(scripts, dict)
+    for event in LIFECYCLE:
+        script = scripts.get(event)
+        if isinstance(script, str) and script.strip():
+            phases.append(Phase(event, ("/bin/sh", "-c", script[:4096]),
+                                {"npm_lifecycle_event": event, "npm_lifecycle_script": script[:4096]}))
+    gyp = files.get("binding.gyp")
+    if gyp is not None and not any(isinstance(scripts.get(e), str) for e in ("install", "preinstall")):
+        for i, command in enumerate(_gyp_commands(gyp.text())):
+            phases.append(Phase(f"gyp{i + 1}" if i else "gyp", ("/bin/sh", "-c", command),
+                                {"npm_lifecycle_event": "install",
+                                 "npm_lifecycle_script": "node-gyp rebuild"}))
+    entries: list[tuple[str, str]] = []
+    main = manifest.get("main")
+    entries.append((main if isinstance(main, str) and main else "index.js",
+                    "import" if manifest.get("type") == "module" else "require"))
+    entries += _export_targets(manifest.get("exports"))
+    seen: set[str] = set()
+    loads: list[tuple[str, str]] = []
+    for path, mode in entries:
+        rel = _inside(path)
+        if rel is None:
+            continue
+        for candidate in (rel, rel + ".js", posixpath.join(rel, "index.js")):
+            if candidate in names and candidate not in seen:
+                seen.add(candidate)
+                loads.append((candidate, "import" if candidate.endswith(".mjs") else mode))
+                break
+    for i, (rel, mode) in enumerate(loads[:MAX_ENTRIES]):
+        phases.append(Phase("load" if i == 0 else f"load{i + 1}",
+                            ("node", "{js}/load.js", f"{{pkg}}/{rel}", mode)))
+    browser = manifest.get("browser")
+    module = manifest.get("module")
+    target = browser if isinstance(browser, str) else module if isinstance(module, str) else None
+    rel = _inside(target) if target else (loads[0][0] if loads else None)
+    if rel is not None and rel in names:
+        mode = "import" if (target is not None and target == module) or rel.endswith(".mjs") else "require"
+        phases.append(Phase("browser", ("node", "{js}/browser.js", f"{{pkg}}/{rel}", mode)))
+    return phases
