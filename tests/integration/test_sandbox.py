@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chainwatch.model import Level, Severity
+from chainwatch.output.jsonout import scan_documents
 from chainwatch.scan import Scanner
 from tests.helpers import write_package
 from tests.sandbox_support import by_rule, kinds, manifest, need_sandbox, rules, run
@@ -193,7 +194,7 @@ def test_cli_scan_sandbox_json_carries_the_dynamic_object(tmp_path: Path) -> Non
                            "--no-remember", "--format", "json", str(folder)],
                           capture_output=True, text=True, env=env, timeout=180, check=False)
     assert proc.returncode == 1, proc.stderr
-    doc = json.loads(proc.stdout)
+    (doc,) = scan_documents(json.loads(proc.stdout))
     assert doc["dynamic"]["ran"] is True
     assert isinstance(doc["dynamic"]["seconds"], float)
     assert {"kind", "detail", "phase"} == set(doc["dynamic"]["events"][0])
