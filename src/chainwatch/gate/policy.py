@@ -75,6 +75,8 @@ class Policy:
     scan_suspicious: str = "warn"
     #: versions published longer ago than this are not scanned (known-bad lists cover them)
     scan_window: timedelta = timedelta(days=30)
+    #: what a scan that fails (error, timeout, oversize, unreadable baseline) does: fail closed
+    scan_on_error: str = "block"
     exceptions: tuple[Exception_, ...] = field(default_factory=tuple)
 
     def allowed_scripts(self, name: str) -> bool:
@@ -98,7 +100,8 @@ class Policy:
             "trust-downgrade": {"action": self.trust_downgrade},
             "publisher-change": {"action": self.publisher_change},
             "scan": {"malicious": self.scan_malicious, "suspicious": self.scan_suspicious,
-                     "window": format_duration(self.scan_window)},
+                     "window": format_duration(self.scan_window),
+                     "on_error": self.scan_on_error},
             "exceptions": [{"package": f"{e.package}@{e.range}", "reason": e.reason,
                             "expires": e.expires.isoformat()} for e in self.exceptions],
         }
@@ -108,6 +111,13 @@ def _action(table: dict[str, Any], key: str, default: str, where: str) -> str:
     value = str(table.get(key, default))
     if value not in ACTIONS:
         raise UsageError(f"{where}.{key}: must be one of {', '.join(ACTIONS)}, not {value!r}")
+    return value
+
+
+def _on_error(scan: dict[str, Any], default: str) -> str:
+    value = str(scan.get("on_error", default))
+    if value not in ("block", "warn"):
+        raise UsageError(f"scan.on_error: must be block or warn, not {value!r}")
     return value
 
 
@@ -161,5 +171,6 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
         scan_malicious=_action(scan, "malicious", policy.scan_malicious, "scan"),
         scan_suspicious=_action(scan, "suspicious", policy.scan_suspicious, "scan"),
         scan_window=parse_duration(scan["window"]) if "window" in scan else policy.scan_window,
+        scan_on_error=_on_error(scan, policy.scan_on_error),
         exceptions=tuple(exceptions),
     )
