@@ -1,0 +1,133 @@
+"""Where the proxy may send requests, and where it may send the client's credentials.
+
+A packument is written by whoever publishes to (or controls) the upstream registry, so its
+``dist.tarball`` URLs are hostile input. Tarballs are fetched only from the upstream's own origin
+or from hosts the operator lists (``--tarball-hosts``); the client's ``Authorization`` goes to
+the upstream origin only; and whatever a name resolves to, addresses that are never a registry
+(link-local, cloud metadata, multicast, unspecified, reserved) are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+#: Metadata services that are not link-local (Alibaba, AWS over IPv6 — which is ULA).
+METADATA = frozenset({ipaddress.ip_address("100.100.100.200"),
+                      ipaddress.ip_address("fd00:ec2::254")})
+
+THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: host, port -> the addresses it resolves to (tests inject one that never asks DNS)
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+def forbidden_address(ip: IPAddress) -> str | None:
+    """Why chainwatch never fetches from this address, or None."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is not None:
+            return forbidden_address(inner)
+    if isinstance(ip, ipaddress.IPv4Address) and ip in THIS_NETWORK:
+        return "a 0.0.0.0/8 address"
+    if ip in METADATA:
+        return "a cloud metadata address"
+    for test, what in ((ip.is_link_local, "link-local (cloud metadata lives there)"),
+                       (ip.is_multicast, "multicast"), (ip.is_unspecified, "unspecified"),
+                       (ip.is_reserved, "reserved")):
+        if test:
+            return f"a {what} address"
+    return None
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+
+def origin_of(url: str) -> Origin | None:
+    """The origin of an http(s) URL without user info, else None."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    return Origin(parts.scheme, parts.hostname.lower().rstrip("."),
+                  port or (443 if parts.scheme == "https" else 80))
+
+
+def parse_host_entry(entry: str) -> Origin:
+    """``host``, ``host:port`` or ``scheme://host[:port]`` (https when no scheme is given)."""
+    text = entry.strip()
+    found = origin_of(text if "://" in text else f"https://{text}")
+    if found is None or not text:
+        raise ValueError(f"not a host: {entry!r} (use host, host:port or https://host)")
+    return found
+
+
+class Egress:
+    """The tarball-fetching and credential rules of one proxy."""
+
+    def __init__(self, upstream: str, tarball_hosts: tuple[str, ...] = (),
+                 resolver: Resolver = system_resolver) -> None:
+        self.resolver = resolver
+        found = origin_of(upstream)
+        if found is None:
+            raise ValueError(f"not an http(s) upstream URL: {upstream!r}")
+        self.upstream = found
+        self.allowed = frozenset({found, *(parse_host_entry(h) for h in tarball_hosts)})
+
+    def refusal(self, url: str) -> str | None:
+        """Why the proxy will not fetch this tarball URL (before any lookup), or None."""
+        found = origin_of(url)
+        if found is None:
+            return "the tarball URL is not a plain http(s) URL"
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(found.host.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None and (why := forbidden_address(literal)):
+            return f"the tarball URL points at {found.host}, {why}"
+        if found not in self.allowed:
+            return (f"the tarball is on {found}, which is neither the upstream nor a "
+                    "--tarball-hosts entry")
+        return None
+
+    def credentials_for(self, url: str) -> bool:
+        """Whether the client's credentials may go with a request to this URL."""
+        return origin_of(url) == self.upstream
+
+    async def resolved_refusal(self, url: str) -> str | None:
+        """``refusal``, then the addresses the host resolves to (every one must be fine)."""
+        why = self.refusal(url)
+        if why is not None:
+            return why
+        found = origin_of(url)
+        assert found is not None
+        try:
+            addresses = await self.resolver(found.host.strip("[]"), found.port)
+        except OSError as exc:
+            return f"cannot resolve {found.host}: {exc}"
+        if not addresses:
+            return f"{found.host} resolves to no address"
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            if why := forbidden_address(ip):
+                return f"{found.host} resolves to {ip}, {why}"
+        return None
