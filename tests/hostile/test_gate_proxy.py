@@ -214,3 +214,27 @@ def test_decisions_need_the_token_beyond_loopback() -> None:
     assert (none.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
     assert right.json() == {"decisions": []}
     assert serve(make_proxy(reg), ("GET", "/-/chainwatch/decisions"))[0].status_code == 200
+
+
+def test_the_scan_does_not_fetch_a_baseline_from_the_metadata_address(tmp_path: Any) -> None:
+    """The release asked for is fine; its previous version (the scan's baseline) is not."""
+    from datetime import timedelta
+
+    from chainwatch.gate.check import Checker
+    from chainwatch.gate.policy import Policy
+    from chainwatch.gate.scanning import ScanGate
+    from chainwatch.intel import BuiltinKnownBad
+    from chainwatch.registry import NpmConfig, RegistryClient
+    from chainwatch.scan import Scanner
+
+    reg = FakeRegistry()
+    reg.publish("lp", "1.0.0", url="http://169.254.169.254/latest/meta-data/lp-1.0.0.tgz")
+    reg.publish("lp", "1.0.1")
+    client = RegistryClient(NpmConfig(registry=reg.base), tmp_path, backoff=0,
+                            transport=httpx.MockTransport(reg))
+    gate = ScanGate(Scanner(client, workers=1), None, timedelta(days=30))
+    proxy = make_proxy(reg, Checker(Policy(), None, BuiltinKnownBad(), scans=gate))
+    r = serve(proxy, ("GET", "/lp/-/lp-1.0.1.tgz"))[0]
+    assert r.status_code == 403 and r.json()["rule"] == "scan-error"
+    assert "169.254.169.254" in r.json()["error"]
+    assert {s.host for s in reg.log} == {"upstream.test.invalid"}

@@ -194,8 +194,9 @@ class Proxy:
         self.budget = budget or MemoryBudget()
         self.budget.attach_cache(lambda: self.cache.size, self.cache.trim)
         self.budget_wait = budget_wait
-        if checker.scans is not None and checker.scans.budget is None:
-            checker.scans.budget = self.budget
+        if checker.scans is not None:  # scans draw on the same budget, fetch where we do
+            checker.scans.budget = checker.scans.budget or self.budget
+            checker.scans.url_guard = checker.scans.url_guard or self.egress.refusal
         self._flights: dict[tuple[str, str], asyncio.Lock] = {}
         self.decisions: deque[dict[str, Any]] = deque(maxlen=1000)
         # redirects are followed by hand (``_send``): every hop is checked like the first URL

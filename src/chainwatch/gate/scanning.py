@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from chainwatch.analysis.metadata import parse_time
 from chainwatch.errors import ChainwatchError
 from chainwatch.gate.budget import BudgetExceeded, MemoryBudget
 from chainwatch.model import Verdict
-from chainwatch.registry.packument import release_from_packument
+from chainwatch.registry.packument import baseline_version, release_from_packument
 from chainwatch.scan import Scanner
 from chainwatch.verdicts import StoredVerdict, VerdictStore, stored_from_verdict, verdict_key
 
@@ -48,7 +49,10 @@ class ScanGate:
     def __init__(self, scanner: Scanner, store: VerdictStore | None, window: timedelta,
                  workers: int = SCAN_WORKERS, queue: int = SCAN_QUEUE,
                  timeout: float = SCAN_TIMEOUT, failure_seconds: float = FAILURE_SECONDS,
-                 budget: MemoryBudget | None = None, scan_reserve: int = SCAN_RESERVE) -> None:
+                 budget: MemoryBudget | None = None, scan_reserve: int = SCAN_RESERVE,
+                 url_guard: Callable[[str], str | None] | None = None) -> None:
+        """``url_guard(url)`` says why a tarball URL must not be fetched (the proxy's egress
+        rules), checked for the release and its baseline before a scan fetches either."""
         self.scanner = scanner
         self.store = store
         self.window = window
@@ -57,6 +61,7 @@ class ScanGate:
         #: shared with the proxy when there is one (set by the proxy)
         self.budget = budget
         self.scan_reserve = scan_reserve
+        self.url_guard = url_guard
         self._snapshots: dict[str, tuple[float, dict[str, StoredVerdict]]] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chainwatch-scan")
@@ -118,6 +123,8 @@ class ScanGate:
         key = verdict_key(name, version, release.integrity)
         if (failed := self.recent_failure(key)) is not None:
             raise ScanFailed(f"{failed} (failed less than {self.failure_seconds:g} s ago)")
+        if (why := self._refused_url(doc, version)) is not None:
+            raise self._fail(key, why, f"{name}@{version}")
         with self._lock:
             future = self._running.get(key)
             if future is None:
@@ -130,6 +137,17 @@ class ScanGate:
         except FutureTimeout:
             raise self._fail(key, f"the scan took longer than {self.timeout:g} s",
                              f"{name}@{version}") from None
+
+    def _refused_url(self, doc: dict[str, Any], version: str) -> str | None:
+        """Why the scan may not fetch the release's or its baseline's tarball, if it may not."""
+        if self.url_guard is None:
+            return None
+        for which in (version, baseline_version(doc, version)):
+            if which is not None:
+                url = release_from_packument(doc, which).tarball_url or ""
+                if (why := self.url_guard(url)) is not None:
+                    return f"cannot fetch the tarball of {which}: {why}"
+        return None
 
     def _scan(self, key: str, name: str, version: str, doc: dict[str, Any]) -> StoredVerdict:
         """One scan in a worker thread; every failure becomes ``ScanFailed`` with its reason."""
