@@ -369,7 +369,8 @@ ScanOpt = Annotated[bool, typer.Option(
     "window once (verdicts are kept in the database by integrity).")]
 
 
-def _scan_gate(policy: Policy, client: RegistryClient, db: str | None) -> ScanGate:
+def _scan_gate(policy: Policy, client: RegistryClient, db: str | None,
+               workers: int = 2) -> ScanGate:
     from chainwatch.gate.scanning import ScanGate
     from chainwatch.intel.store import CombinedKnownBad
     from chainwatch.scan import Scanner
@@ -378,7 +379,7 @@ def _scan_gate(policy: Policy, client: RegistryClient, db: str | None) -> ScanGa
     store = _open_db(VerdictStore, db, "verdict memory", "verdicts are kept in memory")
     # the known-bad rule is separate; the scan rule judges the code and metadata alone
     return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1), store,
-                    policy.scan_window)
+                    policy.scan_window, workers=workers)
 
 
 def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
@@ -423,7 +424,8 @@ def check(
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
     client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
     with client:
-        gate = _scan_gate(policy, client, db) if scan else None
+        # as many scans at once as versions checked at once: none waits in the queue
+        gate = _scan_gate(policy, client, db, workers=8) if scan else None
         checker = Checker(policy, client, _known_bad(db), scans=gate)
         try:
             with err.status("checking versions against the policy (scanning recent releases) …"):
