@@ -6,8 +6,10 @@ each test can say where a client's token went and which hosts the proxy contacte
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 
@@ -238,3 +240,67 @@ def test_the_scan_does_not_fetch_a_baseline_from_the_metadata_address(tmp_path: 
     assert r.status_code == 403 and r.json()["rule"] == "scan-error"
     assert "169.254.169.254" in r.json()["error"]
     assert {s.host for s in reg.log} == {"upstream.test.invalid"}
+
+
+def test_connections_go_only_to_the_address_that_was_vetted() -> None:
+    """DNS rebinding: the name resolves to a fine address when checked and to the metadata
+    address when connecting. The connection itself is vetted, to the address it vetted."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from chainwatch.gate.egress import vetted_transport
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_a: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    answers = {"fine.test.invalid": ["127.0.0.1"],
+               "rebound.test.invalid": ["169.254.169.254"],
+               "mixed.test.invalid": ["127.0.0.1", "fe80::1"]}
+    asked: list[str] = []
+
+    async def resolver(host: str, _port: int) -> list[str]:
+        asked.append(host)
+        return answers[host]
+
+    connected: list[str] = []
+
+    class LoopbackOnly(httpcore.AnyIOBackend):
+        """Records where connections go; never leaves loopback, even if the vetting failed."""
+
+        async def connect_tcp(self, host: str, port: int, *a: Any,
+                              **k: Any) -> httpcore.AsyncNetworkStream:
+            connected.append(host)
+            if host != "127.0.0.1":
+                raise httpcore.ConnectError(f"test refused to connect to {host}")
+            return await super().connect_tcp(host, port, *a, **k)
+
+    async def go() -> list[Any]:
+        out: list[Any] = []
+        limits = httpx.Limits(max_connections=4)
+        async with httpx.AsyncClient(transport=vetted_transport(
+                limits, resolver, LoopbackOnly())) as client:
+            for host in answers:
+                try:
+                    out.append((await client.get(f"http://{host}:{port}/x")).text)
+                except httpx.ConnectError as exc:
+                    out.append(str(exc))
+        return out
+
+    try:
+        fine, rebound, mixed = asyncio.run(go())
+    finally:
+        server.shutdown()
+    assert fine == "ok"
+    assert "169.254.169.254" in rebound and "link-local" in rebound
+    assert "fe80::1" in mixed
+    assert asked == list(answers) and connected == ["127.0.0.1"]

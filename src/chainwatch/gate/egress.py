@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
+
+import httpcore
+import httpx
 
 #: Metadata services that are not link-local (Alibaba, AWS over IPv6 — which is ULA).
 METADATA = frozenset({ipaddress.ip_address("100.100.100.200"),
@@ -131,3 +135,54 @@ class Egress:
             if why := forbidden_address(ip):
                 return f"{found.host} resolves to {ip}, {why}"
         return None
+
+
+class VettedBackend(httpcore.AsyncNetworkBackend):
+    """Connects only to addresses that pass ``forbidden_address``, and to exactly the address it
+    vetted (no second lookup between the check and the connection, so DNS rebinding cannot
+    slip a metadata address in). TLS still verifies the host name."""
+
+    def __init__(self, resolver: Resolver = system_resolver,
+                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self.resolver = resolver
+        self.inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None,
+                          ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await self.resolver(host.strip("[]"), port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"{host} resolves to no address")
+        for address in addresses:
+            if why := forbidden_address(ipaddress.ip_address(address.split("%", 1)[0])):
+                raise httpcore.ConnectError(f"{host} resolves to {address}, {why}")
+        return await self.inner.connect_tcp(addresses[0], port, timeout, local_address,
+                                            socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None,
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("the proxy does not connect to unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def vetted_transport(limits: httpx.Limits, resolver: Resolver = system_resolver,
+                     inner: httpcore.AsyncNetworkBackend | None = None,
+                     ) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose connections go through ``VettedBackend`` (httpx has no public
+    way to pass a network backend, so its connection pool is replaced; covered by tests)."""
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    old = transport._pool
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=getattr(old, "_ssl_context", None),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=VettedBackend(resolver, inner))
+    return transport

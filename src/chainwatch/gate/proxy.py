@@ -40,7 +40,7 @@ from starlette.routing import Route
 
 from chainwatch.gate.budget import PARSE_FACTOR, BudgetExceeded, Hold, MemoryBudget
 from chainwatch.gate.check import Checker
-from chainwatch.gate.egress import Egress, Resolver, system_resolver
+from chainwatch.gate.egress import Egress, Resolver, system_resolver, vetted_transport
 from chainwatch.gate.servable import unservable
 from chainwatch.registry.packument import slim_packument
 from chainwatch.versions import parse, sort_versions
@@ -200,10 +200,14 @@ class Proxy:
         self._flights: dict[tuple[str, str], asyncio.Lock] = {}
         self.decisions: deque[dict[str, Any]] = deque(maxlen=1000)
         # redirects are followed by hand (``_send``): every hop is checked like the first URL
+        # connections only to vetted addresses (link-local and metadata never, whatever DNS
+        # says at connect time); through an HTTPS_PROXY from the environment, the address
+        # checks before each request still apply, the proxy makes the connection
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0),
-                                      transport=transport, follow_redirects=False,
-                                      limits=httpx.Limits(max_connections=256,
-                                                          max_keepalive_connections=64))
+                                      transport=transport or vetted_transport(
+                                          limits, resolver or system_resolver),
+                                      follow_redirects=False)
         self.app = Starlette(routes=[
             Route("/-/chainwatch/health", self.health),
             Route("/-/chainwatch/decisions", self.list_decisions),
