@@ -53,6 +53,7 @@ class Seen:
     host: str
     path: str
     authorization: str | None
+    scheme: str = "https"
 
 
 @dataclass
@@ -74,6 +75,8 @@ class FakeRegistry:
             {"package.json": manifest(name, version), **(files or {"index.js": "module.exports = 1;\n"})})
         where = url or f"{self.base}{name}/-/{short}-{version}.tgz"
         self.blobs[where] = blob
+        if where.startswith("http://"):  # the same bytes over https (the proxy upgrades)
+            self.blobs[where.replace("http://", "https://", 1)] = blob
         if where.startswith(("http://", "https://")):  # as httpx sends it (default port dropped)
             self.blobs[str(httpx.URL(where).copy_with(fragment=None))] = blob
         doc = self.docs.setdefault(name, {"name": name, "dist-tags": {}, "versions": {},
@@ -88,7 +91,7 @@ class FakeRegistry:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.log.append(Seen(request.url.host, request.url.path,
-                             request.headers.get("authorization")))
+                             request.headers.get("authorization"), request.url.scheme))
         url = str(request.url)
         if url in self.blobs:
             return httpx.Response(200, content=self.blobs[url])

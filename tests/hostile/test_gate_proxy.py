@@ -102,6 +102,7 @@ def test_a_redirect_to_the_metadata_address_or_a_foreign_host_is_not_followed() 
     "https://upstream.test.invalid/lp/1.0.0.tgz?token=abc",
     "https://upstream.test.invalid/x/-/lp-1.0.0.tgz#frag",
     "https://upstream.test.invalid:443/lp/-/lp-1.0.0.tgz",
+    "http://upstream.test.invalid/lp/-/lp-1.0.0.tgz",   # old packuments: fetched over https
 ])
 def test_every_tarball_url_shape_is_rewritten_to_the_proxy(url: str) -> None:
     reg = FakeRegistry()
@@ -112,13 +113,15 @@ def test_every_tarball_url_shape_is_rewritten_to_the_proxy(url: str) -> None:
                             ("GET", "/lp/-/lp-1.0.0.tgz"))
     for body in (doc.json(), corgi.json()):
         assert _served_tarballs(body) == {"1.0.0": "https://gate.example.test/npm/lp/-/lp-1.0.0.tgz"}
-    assert tar.status_code == 200 and tar.content == reg.blobs[url]
+    assert tar.status_code == 200
+    assert tar.content == reg.blobs[url.replace("http://", "https://")]
+    assert {(s.scheme, s.host) for s in reg.log} == {("https", "upstream.test.invalid")}
 
 
 @pytest.mark.parametrize("url", [
     "https://foreign.test.invalid/x?/-/lp-1.0.0.tgz",       # '/-/' only in the query
     "https://upstream.test.invalid@foreign.test.invalid/lp/-/lp-1.0.0.tgz",  # user info
-    "http://upstream.test.invalid/lp/-/lp-1.0.0.tgz",        # another scheme = another origin
+    "http://upstream.test.invalid:8080/lp/-/lp-1.0.0.tgz",   # another port, another scheme
     "https://upstream.test.invalid:8443/lp/-/lp-1.0.0.tgz",  # another port
     "file:///etc/passwd",
     "git+ssh://git@foreign.test.invalid/lp.git",

@@ -97,9 +97,21 @@ class Egress:
         self.upstream = found
         self.allowed = frozenset({found, *(parse_host_entry(h) for h in tarball_hosts)})
 
+    def upgrade(self, url: str) -> str:
+        """An ``http://`` URL on the https upstream's host (old packuments have them) fetched
+        over https instead: the same registry, never in plain text."""
+        found = origin_of(url)
+        up = self.upstream
+        if (found is not None and up.scheme == "https" and found.scheme == "http"
+                and found.host == up.host and found.port == 80):
+            rest = url.split("://", 1)[1].split("/", 1)
+            return f"https://{up.host}{'' if up.port == 443 else f':{up.port}'}/" + (
+                rest[1] if len(rest) == 2 else "")
+        return url
+
     def refusal(self, url: str) -> str | None:
         """Why the proxy will not fetch this tarball URL (before any lookup), or None."""
-        found = origin_of(url)
+        found = origin_of(self.upgrade(url))
         if found is None:
             return "the tarball URL is not a plain http(s) URL"
         try:

@@ -479,7 +479,7 @@ class Proxy:
         if version is None or version not in versions:
             return _error(404, f"unknown tarball {file}")
         why = unservable(version, versions[version], self.egress)
-        url = versions[version]["dist"]["tarball"] if why is None else ""
+        url = self.egress.upgrade(versions[version]["dist"]["tarball"]) if why is None else ""
         if why is None:
             why = await self.egress.resolved_refusal(url)
         if why is not None:
