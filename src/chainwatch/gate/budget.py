@@ -13,9 +13,10 @@ keeps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 #: Bytes of Python objects (and the rendered body) per byte of packument JSON, rounded up.
 PARSE_FACTOR = 5
@@ -25,6 +26,11 @@ DEFAULT_BUDGET = 768 * 1024 * 1024
 
 class BudgetExceeded(Exception):
     """A reservation that could not be granted (too large, or not in time)."""
+
+
+class YieldToOlder(BudgetExceeded):
+    """A younger request that holds memory and cannot grow at once: it should free what it
+    holds and start over (holding nothing, it may wait), so the oldest can finish."""
 
 
 class MemoryBudget:
@@ -39,6 +45,10 @@ class MemoryBudget:
         self._held: Callable[[], int] = lambda: 0
         self._shrink: Callable[[int], None] = lambda _limit: None
         self._cond = threading.Condition()
+        #: holds (by arrival number) that have memory reserved, and those waiting to grow
+        self._holders: set[int] = set()
+        self._growing = 0
+        self._arrivals = 0
 
     def attach_cache(self, held: Callable[[], int], shrink: Callable[[int], None]) -> None:
         """``held()`` is what the cache holds now; ``shrink(limit)`` drops entries until the
@@ -96,6 +106,41 @@ class MemoryBudget:
             store()
             self._cond.notify_all()
 
+    def arrival(self) -> int:
+        with self._cond:
+            self._arrivals += 1
+            return self._arrivals
+
+    def may_wait(self, seq: int, holding: bool) -> bool:
+        """Whether a request may wait for room: one that holds nothing may (unless a holder is
+        waiting to grow, which goes first); among those that hold some, only the oldest (so
+        two half-served requests never wait for each other)."""
+        with self._cond:
+            if not holding:
+                return self._growing == 0
+            return seq == min(self._holders, default=seq)
+
+    def holding(self, seq: int, held: bool) -> None:
+        with self._cond:
+            if held:
+                self._holders.add(seq)
+            else:
+                self._holders.discard(seq)
+
+    def try_reserve(self, size: int) -> bool:
+        with self._cond:
+            return size <= self.total and self._try(size)
+
+    @contextlib.contextmanager
+    def growing(self) -> Iterator[None]:
+        with self._cond:
+            self._growing += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._growing -= 1
+
     def release(self, size: int) -> None:
         with self._cond:
             self.reserved = max(0, self.reserved - size)
@@ -104,26 +149,50 @@ class MemoryBudget:
 
 class Hold:
     """What one request has reserved: grown as it needs more, partly handed over to the cache,
-    the rest released once when the request is done (``release`` may be called again)."""
+    the rest released once when the request is done (``release`` may be called again).
+
+    Requests that grow chunk by chunk could each hold part of the budget and wait for the rest
+    forever (all of them 503 after the wait). So only the oldest request that holds memory
+    waits to grow; a younger one that does not fit at once gives up (503) and frees what it
+    held, and requests that hold nothing wait until no holder is waiting."""
 
     def __init__(self, budget: MemoryBudget, wait: float) -> None:
         self.budget = budget
         self.wait = wait
         self.amount = 0
+        self.seq = budget.arrival()
+        #: when this request stops waiting for room (also across starting over)
+        self.deadline = time.monotonic() + wait
 
     async def grow_to(self, size: int) -> None:
         want = size - self.amount
-        if want > 0:
-            await self.budget.areserve(want, self.wait)
+        if want <= 0:
+            return
+        if self.amount and self.budget.try_reserve(want):
             self.amount += want
+            return
+        deadline = self.deadline
+        while not self.budget.may_wait(self.seq, bool(self.amount)):
+            if self.amount:
+                raise YieldToOlder("memory budget busy: an older request goes first")
+            if time.monotonic() >= deadline:
+                raise self.budget._refuse(want, "memory budget busy")
+            await asyncio.sleep(0.01)
+        with self.budget.growing() if self.amount else contextlib.nullcontext():
+            await self.budget.areserve(want, max(0.0, deadline - time.monotonic()))
+        self.amount += want
+        self.budget.holding(self.seq, True)
 
     def hand_over(self, size: int, store: Callable[[], None]) -> None:
         """Move ``size`` held bytes into the cache (``store`` puts them there)."""
         part = min(size, self.amount)
         self.budget.convert(part, store)
         self.amount -= part
+        if not self.amount:
+            self.budget.holding(self.seq, False)
 
     def release(self) -> None:
         amount, self.amount = self.amount, 0
+        self.budget.holding(self.seq, False)
         if amount:
             self.budget.release(amount)

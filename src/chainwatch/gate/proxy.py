@@ -38,7 +38,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chainwatch.gate.budget import PARSE_FACTOR, BudgetExceeded, Hold, MemoryBudget
+from chainwatch.gate.budget import (
+    PARSE_FACTOR,
+    BudgetExceeded,
+    Hold,
+    MemoryBudget,
+    YieldToOlder,
+)
 from chainwatch.gate.check import Checker
 from chainwatch.gate.egress import Egress, Resolver, system_resolver, vetted_transport
 from chainwatch.gate.servable import unservable
@@ -59,7 +65,7 @@ CACHE_BYTES = 256 * 1024 * 1024
 #: An entry's raw bytes and its slim parsed form, per raw byte (an estimate, rounded up).
 ENTRY_FACTOR = 3
 #: How long a request waits for room in the memory budget before it is answered 503.
-BUDGET_WAIT = 30.0
+BUDGET_WAIT = 120.0
 #: Redirects followed (each hop checked like the first URL).
 MAX_REDIRECTS = 5
 #: Names the registry accepts today plus the legacy ones it still serves (capitals and
@@ -340,8 +346,16 @@ class Proxy:
         if cached is not None and time.monotonic() - cached.fetched < self.fresh_seconds:
             return cached, False
         try:
-            status, raw, headers = await self._fetch(
-                name, request, cached.etag if cached else None, hold)
+            while True:
+                try:
+                    status, raw, headers = await self._fetch(
+                        name, request, cached.etag if cached else None, hold)
+                    break
+                except YieldToOlder:  # free what this request holds, start over (it waits)
+                    hold.release()
+                    if time.monotonic() >= hold.deadline:
+                        raise
+                    await asyncio.sleep(0.05)
         except TooLarge:
             return _error(502, f"upstream packument of {name} is larger than "
                                f"{self.max_packument} bytes")
@@ -423,8 +437,12 @@ class Proxy:
         body = entry.renders.get(render_key)
         if body is None:
             # parsing and rendering it, and the entry itself when the cache does not hold it
-            await hold.grow_to(PARSE_FACTOR * len(entry.raw)
-                               + (0 if entry.cached else entry.weight))
+            need = PARSE_FACTOR * len(entry.raw) + (0 if entry.cached else entry.weight)
+            try:
+                await hold.grow_to(need)
+            except YieldToOlder:  # let the older request finish; wait holding nothing
+                hold.release()
+                await hold.grow_to(need)
             body = await anyio.to_thread.run_sync(
                 self._render, name, entry.raw, keep, wants_corgi, render_key[2])
 
