@@ -69,7 +69,7 @@ def concurrent_peak(budget: MemoryBudget, handler: Any = upstream) -> tuple[int,
     quiet = Policy(min_age="off", trust_downgrade="off", publisher_change="off")  # memory only
     proxy = Proxy(UPSTREAM, Checker(quiet, None, BuiltinKnownBad()),
                   transport=httpx.MockTransport(handler), resolver=fake_resolver,
-                  cache_bytes=4 * MB, budget=budget, budget_wait=20)
+                  cache_bytes=4 * MB, budget=budget, budget_wait=60)
 
     async def go() -> list[int]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app),
