@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -456,7 +457,8 @@ ScanOpt = Annotated[bool, typer.Option(
     "window once (verdicts are kept in the database by integrity).")]
 
 
-def _scan_gate(policy: Policy, client: RegistryClient, db: str | None) -> ScanGate:
+def _scan_gate(policy: Policy, client: RegistryClient, db: str | None,
+               workers: int = 2) -> ScanGate:
     from chainwatch.gate.scanning import ScanGate
     from chainwatch.intel.store import CombinedKnownBad
     from chainwatch.scan import Scanner
@@ -466,7 +468,7 @@ def _scan_gate(policy: Policy, client: RegistryClient, db: str | None) -> ScanGa
     # the known-bad rule is separate; the scan rule judges the code and metadata alone
     return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1,
                             sandbox=policy.scan_sandbox), store,
-                    policy.scan_window)
+                    policy.scan_window, workers=workers)
 
 
 def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
@@ -512,10 +514,15 @@ def check(
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
     client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
     with client:
-        checker = Checker(policy, client, _known_bad(db),
-                          scans=_scan_gate(policy, client, db) if scan else None)
-        with err.status("checking versions against the policy (scanning recent releases) …"):
-            placed = checker.check(envs)
+        # as many scans at once as versions checked at once: none waits in the queue
+        gate = _scan_gate(policy, client, db, workers=8) if scan else None
+        checker = Checker(policy, client, _known_bad(db), scans=gate)
+        try:
+            with err.status("checking versions against the policy (scanning recent releases) …"):
+                placed = checker.check(envs)
+        finally:
+            if gate is not None:
+                gate.close()
     checked = len({(p.name, p.version) for e in envs for p in e.packages if p.exact})
     if fmt is CheckFormat.json:
         text = out.check_json(placed, checked, errors)
@@ -547,18 +554,47 @@ def proxy(
         "--cache-ttl", help="How long a cached packument is used before upstream is asked "
         "again (with its ETag); 0s asks every time. The policy is applied to every answer.")] = "10s",
     cache_dir: CacheOpt = None,
+    tarball_hosts: Annotated[list[str] | None, typer.Option(
+        "--tarball-hosts", help="Another host tarballs may be fetched from (host, host:port or "
+        "scheme://host[:port]; repeatable). The upstream's own origin always is.")] = None,
+    public_url: Annotated[str | None, typer.Option(
+        "--public-url", help="The URL clients reach the proxy at, for rewritten tarball URLs "
+        "(required when listening beyond loopback).")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        "--token-file", help="File holding the token that /-/chainwatch/decisions asks for "
+        "(or env CHAINWATCH_PROXY_TOKEN).")] = None,
+    memory: Annotated[str, typer.Option(
+        "--memory", help="One memory budget (MB) for buffered packuments, the packument cache "
+        "and on-demand scans.")] = "768",
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve an npm-compatible registry that hides and refuses what the policy blocks."""
     import uvicorn
 
+    from chainwatch.gate.budget import MemoryBudget
     from chainwatch.gate.check import Checker
     from chainwatch.gate.policy import parse_duration
-    from chainwatch.gate.proxy import Proxy
+    from chainwatch.gate.proxy import Proxy, loopback_host
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
         err.print(f"error: --listen wants HOST:PORT, not {listen!r}", markup=False)
+        raise typer.Exit(2)
+    local = loopback_host(host)
+    if not local and not public_url:
+        err.print(f"error: listening on {host} needs --public-url (the URL clients use), so that "
+                  "tarball URLs never come from a request's Host header", markup=False)
+        raise typer.Exit(2)
+    token = os.environ.get("CHAINWATCH_PROXY_TOKEN") or None
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            err.print(f"error: --token-file: {exc}", markup=False)
+            raise typer.Exit(2) from exc
+    if not memory.isdigit() or int(memory) < 64:
+        err.print(f"error: --memory wants a number of MB (at least 64), not {memory!r}",
+                  markup=False)
         raise typer.Exit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
@@ -576,9 +612,15 @@ def proxy(
         raise typer.Exit(2) from exc
     # scans fetch from upstream with the operator's npm credentials, not the client's
     client = RegistryClient(NpmConfig.load(upstream), cache_dir)
-    server = Proxy(upstream, Checker(policy, None, _known_bad(db),
-                                     scans=_scan_gate(policy, client, db) if scan else None),
-                   fresh_seconds=fresh)
+    try:
+        server = Proxy(upstream, Checker(policy, None, _known_bad(db),
+                                         scans=_scan_gate(policy, client, db) if scan else None),
+                       fresh_seconds=fresh, tarball_hosts=tuple(tarball_hosts or ()),
+                       public_url=public_url, token=token, open_decisions=local,
+                       budget=MemoryBudget(int(memory) * 1024 * 1024))
+    except ValueError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(2) from exc
     err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
               f"with: npm config set registry http://{listen}/", markup=False)
     uvicorn.run(server.app, host=host, port=int(port), log_level="info" if verbose else "warning")

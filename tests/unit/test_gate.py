@@ -208,4 +208,5 @@ def test_scan_rule_window_and_actions(tmp_path: Path) -> None:
 
 def test_scan_rule_in_policy_show() -> None:
     shown = load_policy(None).to_toml()
-    assert shown["scan"] == {"malicious": "block", "suspicious": "warn", "window": "30d"}
+    assert shown["scan"] == {"malicious": "block", "suspicious": "warn", "window": "30d",
+                             "on_error": "block"}

@@ -138,6 +138,10 @@ class _Reader:
             for path, entry in sorted(self.folder.files.items()))
         if not files and not self.findings:
             raise UnsafeArchiveError(f"{self.source}: the archive holds no files")
+        if not files and all(f.rule == "CW-ARCHIVE-INVALID-HEADER" for f in self.findings):
+            # not one valid tar header: npm cannot install it, and there is nothing to judge
+            raise UnsafeArchiveError(f"{self.source}: not a readable package archive "
+                                     f"(no valid tar entry; {self.findings[0].message[:120]})")
         return PackageFiles(source=self.source, files=files, findings=tuple(self.findings),
                             sha512=sha512)
 

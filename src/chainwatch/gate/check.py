@@ -145,8 +145,9 @@ class Checker:
         try:
             stored = (self.scans.verdict(name, version, doc, self.now) if scan else
                       self.scans.cached(name, version, _integrity(doc, version)))
-        except ChainwatchError as exc:
-            yield ("warn", "scan-error", f"could not be scanned: {exc}")
+        except Exception as exc:  # fail closed: a release that cannot be judged is not passed
+            reason = str(exc) if isinstance(exc, ChainwatchError) else f"{type(exc).__name__}: {exc}"
+            yield (p.scan_on_error, "scan-error", f"could not be scanned: {reason}"[:400])
             return
         if stored is None:
             return
@@ -226,10 +227,19 @@ class Checker:
                 return candidate
         return None
 
+    def evaluate_safely(self, name: str, version: str) -> list[Decision]:
+        """``evaluate``, with any error turned into a blocking decision that says why (a gate
+        that cannot decide does not pass a version)."""
+        try:
+            return self.evaluate(name, version)
+        except Exception as exc:
+            return [Decision(name, version, "block", "gate-error",
+                             f"chainwatch could not decide: {type(exc).__name__}: {exc}"[:400])]
+
     def check(self, envs: list[Environment], jobs: int = 8) -> list[Placed]:
         unique = sorted({(p.name, p.version) for e in envs for p in e.packages if p.exact})
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = dict(zip(unique, pool.map(lambda nv: self.evaluate(*nv), unique),
+            results = dict(zip(unique, pool.map(lambda nv: self.evaluate_safely(*nv), unique),
                                strict=True))
         placed: list[Placed] = []
         for env in envs:

@@ -77,6 +77,8 @@ class Policy:
     scan_window: timedelta = timedelta(days=30)
     #: also run releases in the sandbox when scanning them ([scan] sandbox = true)
     scan_sandbox: bool = False
+    #: what a scan that fails (error, timeout, oversize, unreadable baseline) does: fail closed
+    scan_on_error: str = "block"
     exceptions: tuple[Exception_, ...] = field(default_factory=tuple)
 
     def allowed_scripts(self, name: str) -> bool:
@@ -101,6 +103,7 @@ class Policy:
             "publisher-change": {"action": self.publisher_change},
             "scan": {"malicious": self.scan_malicious, "suspicious": self.scan_suspicious,
                      "window": format_duration(self.scan_window),
+                     "on_error": self.scan_on_error,
                      **({"sandbox": True} if self.scan_sandbox else {})},
             "exceptions": [{"package": f"{e.package}@{e.range}", "reason": e.reason,
                             "expires": e.expires.isoformat()} for e in self.exceptions],
@@ -118,6 +121,13 @@ def _flag(table: dict[str, Any], key: str, default: bool, where: str) -> bool:
     value = table.get(key, default)
     if not isinstance(value, bool):
         raise UsageError(f"{where}.{key}: must be true or false, not {value!r}")
+    return value
+
+
+def _on_error(scan: dict[str, Any], default: str) -> str:
+    value = str(scan.get("on_error", default))
+    if value not in ("block", "warn"):
+        raise UsageError(f"scan.on_error: must be block or warn, not {value!r}")
     return value
 
 
@@ -172,5 +182,6 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
         scan_suspicious=_action(scan, "suspicious", policy.scan_suspicious, "scan"),
         scan_window=parse_duration(scan["window"]) if "window" in scan else policy.scan_window,
         scan_sandbox=_flag(scan, "sandbox", policy.scan_sandbox, "scan"),
+        scan_on_error=_on_error(scan, policy.scan_on_error),
         exceptions=tuple(exceptions),
     )

@@ -3,10 +3,13 @@
 Packuments are served (full, or abbreviated when the client asks for
 ``application/vnd.npm.install-v1+json``) with blocked versions removed, ``dist-tags`` moved to
 the newest allowed version and tarball URLs pointing back at the proxy; a blocked tarball is
-refused with 403 and a JSON error naming the rule. The client's Authorization header is passed
-upstream. Decisions use the same policy and rules as ``chainwatch check``, are computed on every
-request (so a cooled-down version appears by itself), and are logged and listed at
-``/-/chainwatch/decisions``.
+refused with 403 and a JSON error naming the rule. The client's Authorization header goes to the
+upstream origin only; tarballs are fetched only from the upstream or the operator's
+``--tarball-hosts`` (see ``egress``), and a version that cannot be served through the proxy is
+hidden with its reason (see ``servable``). Decisions use the same policy and rules as ``chainwatch
+check``, are computed on every request (so a cooled-down version appears by itself), and are
+logged and listed at ``/-/chainwatch/decisions``. Everything buffered draws on one
+``MemoryBudget``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
+import ipaddress
 import logging
+import re
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
@@ -26,12 +33,21 @@ import anyio.to_thread
 import httpx
 import orjson
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from chainwatch.gate.budget import (
+    PARSE_FACTOR,
+    BudgetExceeded,
+    Hold,
+    MemoryBudget,
+    YieldToOlder,
+)
 from chainwatch.gate.check import Checker
-from chainwatch.names import valid_package_name
+from chainwatch.gate.egress import Egress, Resolver, system_resolver, vetted_transport
+from chainwatch.gate.servable import unservable
 from chainwatch.registry.packument import slim_packument
 from chainwatch.versions import parse, sort_versions
 
@@ -46,6 +62,15 @@ MAX_PACKUMENT = 128 * 1024 * 1024
 #: Cached packuments are reused this long before upstream is asked again (with If-None-Match).
 FRESH_SECONDS = 10.0
 CACHE_BYTES = 256 * 1024 * 1024
+#: An entry's raw bytes and its slim parsed form, per raw byte (an estimate, rounded up).
+ENTRY_FACTOR = 3
+#: How long a request waits for room in the memory budget before it is answered 503.
+BUDGET_WAIT = 120.0
+#: Redirects followed (each hop checked like the first URL).
+MAX_REDIRECTS = 5
+#: Names the registry accepts today plus the legacy ones it still serves (capitals and
+#: ``~'!()*`` before 2017, e.g. ``JSONStream``); never ``.``/``_`` first, never a path.
+_NAME = re.compile(r"^(?:@[a-z0-9~-][a-z0-9._~-]*/)?[A-Za-z0-9~-][A-Za-z0-9._~!*'()-]*$")
 
 
 def abbreviate(doc: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +85,17 @@ def abbreviate(doc: dict[str, Any]) -> dict[str, Any]:
 def package_from_path(raw_path: str) -> str | None:
     """``/@scope%2fname``, ``/@scope/name`` or ``/name`` → the package name, if valid."""
     name = unquote(raw_path.lstrip("/"))
-    return name if valid_package_name(name) else None
+    return name if len(name) <= 214 and _NAME.match(name) else None
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a --listen host is reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class TooLarge(Exception):
@@ -79,10 +114,12 @@ class Cached:
     slim: dict[str, Any]
     renders: dict[tuple[frozenset[str], bool, str], bytes] = field(default_factory=dict)
     logged: frozenset[tuple[str, str]] = frozenset()
+    #: whether the cache holds it (and so counts it in the memory budget)
+    cached: bool = False
 
     @property
     def weight(self) -> int:
-        return 3 * len(self.raw) + sum(len(b) for b in self.renders.values())
+        return ENTRY_FACTOR * len(self.raw) + sum(len(b) for b in self.renders.values())
 
 
 class PackumentCache:
@@ -92,29 +129,41 @@ class PackumentCache:
     def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple[str, str], Cached] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()  # scan workers shrink it through the memory budget
 
     @property
     def size(self) -> int:
-        return sum(e.weight for e in self._entries.values())
+        return self._size
 
     def get(self, key: tuple[str, str]) -> Cached | None:
-        hit = self._entries.get(key)
-        if hit is not None:
-            self._entries.move_to_end(key)
-        return hit
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is not None:
+                self._entries.move_to_end(key)
+            return hit
 
     def put(self, key: tuple[str, str], entry: Cached) -> None:
-        self._entries.pop(key, None)
-        if entry.weight <= self.max_bytes:
-            self._entries[key] = entry
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                old.cached = False
+            if entry.weight <= self.max_bytes:
+                self._entries[key] = entry
+                entry.cached = True
         self.trim()
 
-    def trim(self) -> None:
-        """Drop the least recently used entries until the cache fits its bound."""
-        total = self.size
-        while total > self.max_bytes and self._entries:
-            _, dropped = self._entries.popitem(last=False)
-            total -= dropped.weight
+    def trim(self, limit: int | None = None) -> None:
+        """Drop the least recently used entries until the cache fits its bound (or ``limit``,
+        when the memory budget needs the room); entries' weights grow as renders are added."""
+        bound = self.max_bytes if limit is None else min(limit, self.max_bytes)
+        with self._lock:
+            total = sum(e.weight for e in self._entries.values())
+            while total > bound and self._entries:
+                _, dropped = self._entries.popitem(last=False)
+                dropped.cached = False
+                total -= dropped.weight
+            self._size = total
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -124,22 +173,47 @@ def _error(status: int, message: str, **extra: str) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
+class Refused(Exception):
+    """An upstream URL the proxy will not fetch (the reason is the message)."""
+
+
 class Proxy:
     def __init__(self, upstream: str, checker: Checker, timeout: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None,
                  fresh_seconds: float = FRESH_SECONDS, cache_bytes: int = CACHE_BYTES,
-                 max_packument: int = MAX_PACKUMENT) -> None:
+                 max_packument: int = MAX_PACKUMENT, *, tarball_hosts: tuple[str, ...] = (),
+                 public_url: str | None = None, token: str | None = None,
+                 open_decisions: bool = True, budget: MemoryBudget | None = None,
+                 budget_wait: float = BUDGET_WAIT, resolver: Resolver | None = None) -> None:
+        """``public_url`` is the base of every rewritten tarball URL (else the request's own
+        base URL, for in-process use); ``token`` guards the decisions endpoint, which without
+        one is open only when ``open_decisions`` (the proxy listens on loopback)."""
         self.upstream = upstream.rstrip("/") + "/"
+        self.egress = Egress(self.upstream, tarball_hosts, resolver or system_resolver)
         self.checker = checker
         self.fresh_seconds = fresh_seconds
         self.max_packument = max_packument
+        self.public_url = public_url.rstrip("/") + "/" if public_url else None
+        self.token = token
+        self.open_decisions = open_decisions
         self.cache = PackumentCache(cache_bytes)
+        self.budget = budget or MemoryBudget()
+        self.budget.attach_cache(lambda: self.cache.size, self.cache.trim)
+        self.budget_wait = budget_wait
+        if checker.scans is not None:  # scans draw on the same budget, fetch where we do
+            checker.scans.budget = checker.scans.budget or self.budget
+            checker.scans.url_guard = checker.scans.url_guard or self.egress.refusal
         self._flights: dict[tuple[str, str], asyncio.Lock] = {}
         self.decisions: deque[dict[str, Any]] = deque(maxlen=1000)
+        # redirects are followed by hand (``_send``): every hop is checked like the first URL
+        # connections only to vetted addresses (link-local and metadata never, whatever DNS
+        # says at connect time); through an HTTPS_PROXY from the environment, the address
+        # checks before each request still apply, the proxy makes the connection
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0),
-                                      transport=transport, follow_redirects=True,
-                                      limits=httpx.Limits(max_connections=256,
-                                                          max_keepalive_connections=64))
+                                      transport=transport or vetted_transport(
+                                          limits, resolver or system_resolver),
+                                      follow_redirects=False)
         self.app = Starlette(routes=[
             Route("/-/chainwatch/health", self.health),
             Route("/-/chainwatch/decisions", self.list_decisions),
@@ -152,39 +226,87 @@ class Proxy:
         await self.http.aclose()
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "upstream": self.upstream,
+        return JSONResponse({"status": "ok", "upstream": str(self.egress.upstream),
                              "decisions": len(self.decisions), "cached_packuments": len(self.cache),
-                             "cached_bytes": self.cache.size})
+                             "cached_bytes": self.cache.size,
+                             "budget": {"total": self.budget.total, "used": self.budget.used,
+                                        "peak": self.budget.peak,
+                                        "refused": self.budget.refused}})
 
     async def list_decisions(self, request: Request) -> Response:
+        if self.token is not None:
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return _error(401, "the decisions endpoint needs the proxy's token "
+                                   "(Authorization: Bearer …)")
+        elif not self.open_decisions:
+            return _error(403, "the proxy listens beyond loopback: set CHAINWATCH_PROXY_TOKEN "
+                               "or --token-file to read decisions")
         return JSONResponse({"decisions": list(self.decisions)})
 
-    def _auth(self, request: Request) -> dict[str, str]:
+    def _auth(self, request: Request, url: str) -> dict[str, str]:
+        """The client's credentials, for the upstream origin only."""
         auth = request.headers.get("authorization")
-        return {"Authorization": auth} if auth else {}
+        return {"Authorization": auth} if auth and self.egress.credentials_for(url) else {}
 
     async def route(self, request: Request) -> Response:
+        """One request, with what it holds of the memory budget released once the answer is
+        sent (a packument body in flight is memory too)."""
+        hold = Hold(self.budget, self.budget_wait)
+        try:
+            response = await self._route(request, hold)
+        except BudgetExceeded as exc:
+            hold.release()
+            return _error(503, f"chainwatch proxy busy: {exc}")
+        except Exception as exc:  # never a traceback to the client; fail closed
+            hold.release()
+            log.exception("error serving %s", request.url.path)
+            return _error(502, f"chainwatch could not serve this: {type(exc).__name__}")
+        if response.background is None and hold.amount:
+            response.background = BackgroundTask(hold.release)
+        else:
+            hold.release()
+        return response
+
+    async def _route(self, request: Request, hold: Hold) -> Response:
         raw = request.scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
         if "/-/" in raw:
             name_part, _, file = raw.lstrip("/").partition("/-/")
             name = package_from_path(name_part)
             if name and file.endswith(".tgz") and "/" not in file and ".." not in file:
-                return await self.tarball(request, name, file)
+                return await self.tarball(request, name, file, hold)
             return _error(404, "not served by the chainwatch proxy")
         name = package_from_path(raw)
         if name is None:
             return _error(400, "not a package name")
-        return await self.packument(request, name)
+        return await self.packument(request, name, hold)
 
-    async def _fetch(self, name: str, request: Request,
-                     etag: str | None) -> tuple[int, bytes, dict[str, str]]:
-        """Status, body (read under the size limit) and headers of the upstream packument."""
-        headers = {"Accept": "application/json", **self._auth(request)}
+    async def _send(self, request: Request, url: str, headers: dict[str, str],
+                    check_hosts: bool) -> httpx.Response:
+        """GET ``url`` streamed, following redirects by hand: the client's credentials only
+        to the upstream origin, and (``check_hosts``) every hop allowed and resolving to an
+        address the proxy may fetch from."""
+        for hop in range(MAX_REDIRECTS + 1):
+            if check_hosts and (why := await self.egress.resolved_refusal(url)):
+                raise Refused(f"redirected to {url}: {why}" if hop else why)
+            response = await self.http.send(self.http.build_request(
+                "GET", url, headers={**headers, **self._auth(request, url)}), stream=True)
+            if not response.has_redirect_location:  # (a 304 "is_redirect" too)
+                return response
+            location = response.headers.get("location", "")
+            await response.aclose()
+            url = str(httpx.URL(url).join(location))
+            check_hosts = True  # wherever the first URL was, a redirect target is checked
+        raise Refused(f"more than {MAX_REDIRECTS} redirects")
+
+    async def _fetch(self, name: str, request: Request, etag: str | None,
+                     hold: Hold) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body (read under the size limit and the memory budget) and headers."""
+        headers = {"Accept": "application/json"}
         if etag:
             headers["If-None-Match"] = etag
-        req = self.http.build_request("GET", self.upstream + quote(name, safe="@"),
-                                      headers=headers)
-        response = await self.http.send(req, stream=True)
+        response = await self._send(request, self.upstream + quote(name, safe="@"), headers,
+                                    check_hosts=False)
         try:
             declared = response.headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_packument:
@@ -195,12 +317,16 @@ class Proxy:
                 size += len(chunk)
                 if size > self.max_packument:
                     raise TooLarge
+                # the bytes, the entry made of them and the parsing and rendering on the way,
+                # reserved as they arrive
+                await hold.grow_to(size * (ENTRY_FACTOR + PARSE_FACTOR))
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks), dict(response.headers)
         finally:
             await response.aclose()
 
-    async def _entry(self, request: Request, name: str) -> tuple[Cached, bool] | Response:
+    async def _entry(self, request: Request, name: str,
+                     hold: Hold) -> tuple[Cached, bool] | Response:
         """The upstream packument (and whether it is served stale), or an error response.
 
         Concurrent requests for one packument wait for a single upstream fetch."""
@@ -208,35 +334,57 @@ class Proxy:
         lock = self._flights.setdefault(key, asyncio.Lock())
         async with lock:
             try:
-                return await self._refresh(request, name, key)
+                return await self._refresh(request, name, key, hold)
             finally:
                 # a request still waiting keeps its lock object; one arriving later makes a
                 # new one (at worst a second fetch), so the table stays as small as the traffic
                 self._flights.pop(key, None)
 
-    async def _refresh(self, request: Request, name: str,
-                       key: tuple[str, str]) -> tuple[Cached, bool] | Response:
+    async def _refresh(self, request: Request, name: str, key: tuple[str, str],
+                       hold: Hold) -> tuple[Cached, bool] | Response:
         cached = self.cache.get(key)
         if cached is not None and time.monotonic() - cached.fetched < self.fresh_seconds:
             return cached, False
         try:
-            status, raw, headers = await self._fetch(name, request,
-                                                     cached.etag if cached else None)
+            while True:
+                try:
+                    status, raw, headers = await self._fetch(
+                        name, request, cached.etag if cached else None, hold)
+                    break
+                except YieldToOlder:  # free what this request holds, start over (it waits)
+                    hold.release()
+                    if time.monotonic() >= hold.deadline:
+                        raise
+                    await asyncio.sleep(0.05)
         except TooLarge:
             return _error(502, f"upstream packument of {name} is larger than "
                                f"{self.max_packument} bytes")
+        except Refused as exc:
+            return _error(502, f"upstream redirected where the proxy does not go: {exc}")
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             if cached is not None:
                 return cached, True
             kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
             return _error(504 if kind == "timed out" else 502,
                           f"upstream {kind}: {type(exc).__name__}: {exc}")
+        got = self._parse(name, cached, status, raw, headers)
+        if isinstance(got, Cached):
+            if got.weight <= self.cache.max_bytes:  # its share of the hold moves to the cache
+                hold.hand_over(got.weight, lambda: self.cache.put(key, got))
+            return got, False
+        return got
+
+    def _parse(self, name: str, cached: Cached | None, status: int, raw: bytes,
+               headers: dict[str, str]) -> Cached | tuple[Cached, bool] | Response:
+        """A new entry to cache, a cached one (and whether stale), or an error response."""
         if status == 304 and cached is not None:
             cached.fetched = time.monotonic()
             return cached, False
         if status != 200:
             if status >= 500 and cached is not None:
                 return cached, True
+            if 300 <= status < 400:
+                return _error(502, f"upstream answered HTTP {status} for {name}")
             return Response(raw, status_code=status, media_type=headers.get("content-type"))
         try:
             doc = orjson.loads(raw)
@@ -244,14 +392,17 @@ class Proxy:
             return _error(502, "upstream sent a packument that is not JSON")
         if not isinstance(doc, dict) or not isinstance(doc.get("versions", {}), dict):
             return _error(502, "upstream sent a malformed packument")
-        entry = Cached(raw, headers.get("etag"), time.monotonic(), slim_packument(doc))
-        self.cache.put(key, entry)
-        return entry, False
+        return Cached(raw, headers.get("etag"), time.monotonic(), slim_packument(doc))
 
     def _blocked(self, name: str, doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
-        """version -> (rule, reason) for every version the policy blocks (stored verdicts only)."""
+        """version -> (rule, reason) for every version the proxy hides: those it cannot serve
+        through itself, then those the policy blocks (stored verdicts only)."""
         out: dict[str, tuple[str, str]] = {}
-        decided = self.checker.decide_all(name, list(doc.get("versions") or {}), doc)
+        versions = doc.get("versions") or {}
+        for version, data in versions.items():
+            if why := unservable(version, data, self.egress):
+                out[version] = ("unservable", why)
+        decided = self.checker.decide_all(name, [v for v in versions if v not in out], doc)
         for version, found in decided.items():
             for action, rule, reason in found:
                 if action == "block":
@@ -265,8 +416,11 @@ class Proxy:
         self.decisions.append(entry)
         log.info("%s %s@%s %s: %s", action, name, version, rule, reason)
 
-    async def packument(self, request: Request, name: str) -> Response:
-        got = await self._entry(request, name)
+    def _base(self, request: Request) -> str:
+        return self.public_url or str(request.base_url)
+
+    async def packument(self, request: Request, name: str, hold: Hold) -> Response:
+        got = await self._entry(request, name, hold)
         if isinstance(got, Response):
             return got
         entry, stale = got
@@ -278,67 +432,104 @@ class Proxy:
                     self._record(name, version, "hidden", rule, reason)
             entry.logged = shown
         wants_corgi = ABBREVIATED in request.headers.get("accept", "")
-        render_key = (frozenset(blocked), wants_corgi, str(request.base_url))
+        keep = frozenset(v for v in entry.slim.get("versions") or {} if v not in blocked)
+        render_key = (keep, wants_corgi, self._base(request))
         body = entry.renders.get(render_key)
         if body is None:
+            # parsing and rendering it, and the entry itself when the cache does not hold it
+            need = PARSE_FACTOR * len(entry.raw) + (0 if entry.cached else entry.weight)
+            try:
+                await hold.grow_to(need)
+            except YieldToOlder:  # let the older request finish; wait holding nothing
+                hold.release()
+                await hold.grow_to(need)
             body = await anyio.to_thread.run_sync(
-                self._render, name, entry.raw, set(blocked), wants_corgi, render_key[2])
-            if len(entry.renders) >= 4:
-                entry.renders.clear()
-            entry.renders[render_key] = body
-            self.cache.trim()
+                self._render, name, entry.raw, keep, wants_corgi, render_key[2])
+
+            def store(done: bytes = body) -> None:
+                if len(entry.renders) >= 4:
+                    entry.renders.clear()
+                entry.renders[render_key] = done
+                self.cache.trim()
+
+            if entry.cached:  # the body joins the cached entry; else this request holds it
+                hold.hand_over(len(body), store)
         return Response(body, media_type=ABBREVIATED if wants_corgi else "application/json",
                         headers={"X-Chainwatch-Stale": "upstream unavailable"} if stale else None)
 
     @staticmethod
-    def _render(name: str, raw: bytes, blocked: set[str], corgi: bool, base: str) -> bytes:
-        """The packument as served: blocked versions removed, tags moved, tarballs via us."""
+    def _render(name: str, raw: bytes, keep: frozenset[str], corgi: bool, base: str) -> bytes:
+        """The packument as served: only the versions kept, tags moved, every tarball URL
+        rewritten to the proxy (whatever its shape upstream)."""
         doc = orjson.loads(raw)
-        for version in blocked:
-            doc["versions"].pop(version, None)
-            (doc.get("time") or {}).pop(version, None)
+        versions = doc.get("versions") if isinstance(doc.get("versions"), dict) else {}
+        doc["versions"] = {v: d for v, d in versions.items() if v in keep and isinstance(d, dict)}
+        times = doc.get("time")
+        if isinstance(times, dict):
+            doc["time"] = {k: t for k, t in times.items()
+                           if k in ("created", "modified") or k in doc["versions"]}
+        else:
+            doc.pop("time", None)
         allowed = [v for v in reversed(sort_versions(doc["versions"]))
                    if (p := parse(v)) is not None and not p.prerelease]
-        tags = doc.get("dist-tags") or {}
+        tags = doc.get("dist-tags") if isinstance(doc.get("dist-tags"), dict) else {}
         for tag, version in list(tags.items()):
-            if version in blocked or version not in doc["versions"]:
+            if not isinstance(version, str) or version not in doc["versions"]:
                 if allowed:
                     tags[tag] = allowed[0]
                 else:
                     del tags[tag]
-        for data in doc["versions"].values():
-            dist = data.get("dist") if isinstance(data, dict) else None
-            if isinstance(dist, dict) and isinstance(dist.get("tarball"), str):
-                tail = dist["tarball"].split("/-/", 1)
-                if len(tail) == 2:
-                    dist["tarball"] = f"{base}{quote(name, safe='@/')}/-/{tail[1]}"
+        doc["dist-tags"] = tags
+        short = name.rsplit("/", 1)[-1]
+        for version, data in doc["versions"].items():
+            # ``servable`` checked dist is an object with a tarball URL
+            data["dist"]["tarball"] = f"{base}{quote(name, safe='@/')}/-/{short}-{version}.tgz"
         return orjson.dumps(abbreviate(doc) if corgi else doc)
 
-    async def tarball(self, request: Request, name: str, file: str) -> Response:
+    async def tarball(self, request: Request, name: str, file: str, hold: Hold) -> Response:
         base = name.rsplit("/", 1)[-1]
         version = file[len(base) + 1 : -4] if file.startswith(f"{base}-") else None
-        got = await self._entry(request, name)
+        got = await self._entry(request, name, hold)
         if isinstance(got, Response):
             return got
         doc = got[0].slim
-        if version is None or version not in (doc.get("versions") or {}):
+        versions = doc.get("versions") or {}
+        if version is None or version not in versions:
             return _error(404, f"unknown tarball {file}")
-        decided = await anyio.to_thread.run_sync(
-            lambda: self.checker.decide(name, version, doc, scan=True))
+        why = unservable(version, versions[version], self.egress)
+        url = self.egress.upgrade(versions[version]["dist"]["tarball"]) if why is None else ""
+        if why is None:
+            why = await self.egress.resolved_refusal(url)
+        if why is not None:
+            self._record(name, version, "refused", "unservable", why)
+            return _error(403, f"chainwatch blocked {name}@{version}: unservable: {why}",
+                          rule="unservable")
+        try:
+            decided = await anyio.to_thread.run_sync(
+                lambda: self.checker.decide(name, version, doc, scan=True))
+        except Exception as exc:  # fail closed: a gate that cannot decide does not serve
+            log.exception("deciding %s@%s", name, version)
+            decided = [("block", "gate-error", f"chainwatch could not decide: "
+                                               f"{type(exc).__name__}: {exc}"[:400])]
         for action, rule, reason in decided:
             if action == "block":
                 self._record(name, version, "refused", rule, reason)
                 return _error(403, f"chainwatch blocked {name}@{version}: {rule}: {reason}",
                               rule=rule)
-        url = doc["versions"][version].get("dist", {}).get("tarball") or (
-            f"{self.upstream}{quote(name, safe='@/')}/-/{file}")
         try:
-            upstream = await self.http.send(self.http.build_request(
-                "GET", url, headers=self._auth(request)), stream=True)
+            upstream = await self._send(request, url, {}, check_hosts=True)
+        except Refused as exc:
+            self._record(name, version, "refused", "unservable", str(exc))
+            return _error(403, f"chainwatch blocked {name}@{version}: unservable: {exc}",
+                          rule="unservable")
         except httpx.TimeoutException as exc:
             return _error(504, f"upstream timed out: {type(exc).__name__}: {exc}")
         except httpx.TransportError as exc:
             return _error(502, f"upstream unreachable: {type(exc).__name__}: {exc}")
+        if upstream.status_code != 200:
+            await upstream.aclose()
+            return _error(502 if upstream.status_code >= 500 else 404,
+                          f"upstream answered HTTP {upstream.status_code} for {file}")
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -349,5 +540,6 @@ class Proxy:
 
         headers = {k: v for k, v in upstream.headers.items()
                    if k.lower() in ("content-length", "etag", "last-modified")}
-        return StreamingResponse(body(), status_code=upstream.status_code, headers=headers,
+        hold.release()  # streamed: nothing of the budget is held while a client reads slowly
+        return StreamingResponse(body(), status_code=200, headers=headers,
                                  media_type="application/octet-stream")

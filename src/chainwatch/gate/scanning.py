@@ -1,36 +1,78 @@
 """Scan verdicts for the gate: from verdict memory, or by scanning a release once and storing it.
 
 Only releases published within the policy's scan window are scanned on demand; older ones are
-judged by the known-bad lists and by whatever verdict memory already holds. Concurrent requests
-for the same release wait for one scan instead of starting several.
+judged by the known-bad lists and by whatever verdict memory already holds. Scans run in a
+bounded pool of worker threads with a bounded queue; concurrent requests for the same release
+wait for one scan instead of starting several. A scan that fails (any exception, a timeout, a
+full queue, no room in the memory budget) raises ``ScanFailed``; the failure is remembered for
+``FAILURE_SECONDS`` so that retries are answered at once instead of rescanning in a loop.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
 from typing import Any
 
 from chainwatch.analysis.metadata import parse_time
+from chainwatch.errors import ChainwatchError
+from chainwatch.gate.budget import BudgetExceeded, MemoryBudget
 from chainwatch.model import Verdict
-from chainwatch.registry.packument import release_from_packument
+from chainwatch.registry.packument import baseline_version, release_from_packument
 from chainwatch.scan import Scanner
 from chainwatch.verdicts import StoredVerdict, VerdictStore, stored_from_verdict, verdict_key
 
+log = logging.getLogger("chainwatch.gate")
 #: How long one read of a package's stored verdicts is reused before the database is asked again.
 SNAPSHOT_SECONDS = 5.0
+#: How long a failed scan is answered from memory before the release is scanned again.
+FAILURE_SECONDS = 60.0
+#: Scans running at once, scans waiting beyond them, and how long a caller waits for one.
+SCAN_WORKERS = 2
+SCAN_QUEUE = 32
+SCAN_TIMEOUT = 300.0
+#: What one scan is assumed to hold (the target and its baseline, unpacked, plus analysis),
+#: reserved from the proxy's memory budget while it runs.
+SCAN_RESERVE = 96 * 1024 * 1024
+
+
+class ScanFailed(ChainwatchError):
+    """A release could not be scanned; the gate decides by ``[scan] on_error``."""
 
 
 class ScanGate:
-    def __init__(self, scanner: Scanner, store: VerdictStore | None, window: timedelta) -> None:
+    def __init__(self, scanner: Scanner, store: VerdictStore | None, window: timedelta,
+                 workers: int = SCAN_WORKERS, queue: int = SCAN_QUEUE,
+                 timeout: float = SCAN_TIMEOUT, failure_seconds: float = FAILURE_SECONDS,
+                 budget: MemoryBudget | None = None, scan_reserve: int = SCAN_RESERVE,
+                 url_guard: Callable[[str], str | None] | None = None) -> None:
+        """``url_guard(url)`` says why a tarball URL must not be fetched (the proxy's egress
+        rules), checked for the release and its baseline before a scan fetches either."""
         self.scanner = scanner
         self.store = store
         self.window = window
+        self.timeout = timeout
+        self.failure_seconds = failure_seconds
+        #: shared with the proxy when there is one (set by the proxy)
+        self.budget = budget
+        self.scan_reserve = scan_reserve
+        self.url_guard = url_guard
         self._snapshots: dict[str, tuple[float, dict[str, StoredVerdict]]] = {}
         self._lock = threading.Lock()
-        self._scanning: dict[str, threading.Lock] = {}
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chainwatch-scan")
+        self._capacity = workers + queue
+        self._running: dict[str, Future[StoredVerdict]] = {}
+        self._failures: dict[str, tuple[float, str]] = {}
         self.scans = 0
+        self.failed = 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _snapshot(self, name: str) -> dict[str, StoredVerdict]:
         now = time.monotonic()
@@ -54,26 +96,91 @@ class ScanGate:
     def in_window(self, published: datetime | None, now: datetime) -> bool:
         return published is None or now - published <= self.window
 
+    def recent_failure(self, key: str) -> str | None:
+        with self._lock:
+            failed = self._failures.get(key)
+            if failed is not None and time.monotonic() - failed[0] >= self.failure_seconds:
+                del self._failures[key]
+                failed = None
+        return failed[1] if failed else None
+
+    def _fail(self, key: str, reason: str, label: str) -> ScanFailed:
+        with self._lock:
+            self._failures[key] = (time.monotonic(), reason)
+            if len(self._failures) > 10_000:  # a flood of failures cannot grow it forever
+                self._failures.pop(next(iter(self._failures)))
+            self.failed += 1
+        log.warning("scan of %s failed: %s", label, reason)
+        return ScanFailed(reason)
+
     def verdict(self, name: str, version: str, doc: dict[str, Any],
                 now: datetime) -> StoredVerdict | None:
-        """The stored verdict, or a fresh scan when the release is within the window."""
+        """The stored verdict, or a fresh scan when the release is within the window.
+
+        Raises ``ScanFailed`` when the release could not be scanned (now or recently)."""
         release = release_from_packument(doc, version)
         hit = self.cached(name, version, release.integrity)
         if hit is not None or not self.in_window(parse_time(release.published), now):
             return hit
         key = verdict_key(name, version, release.integrity)
+        if (failed := self.recent_failure(key)) is not None:
+            raise ScanFailed(f"{failed} (failed less than {self.failure_seconds:g} s ago)")
+        if (why := self._refused_url(doc, version)) is not None:
+            raise self._fail(key, why, f"{name}@{version}")
         with self._lock:
-            lock = self._scanning.setdefault(key, threading.Lock())
-        with lock:
-            hit = self.cached(name, version, release.integrity)
+            future = self._running.get(key)
+            if future is None:
+                if len(self._running) >= self._capacity:
+                    raise ScanFailed(f"the scan queue is full ({self._capacity} scans)")
+                future = self._pool.submit(self._scan, key, name, version, doc)
+                self._running[key] = future
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            raise self._fail(key, f"the scan took longer than {self.timeout:g} s",
+                             f"{name}@{version}") from None
+
+    def _refused_url(self, doc: dict[str, Any], version: str) -> str | None:
+        """Why the scan may not fetch the release's or its baseline's tarball, if it may not."""
+        if self.url_guard is None:
+            return None
+        for which in (version, baseline_version(doc, version)):
+            if which is not None:
+                url = release_from_packument(doc, which).tarball_url or ""
+                if (why := self.url_guard(url)) is not None:
+                    return f"cannot fetch the tarball of {which}: {why}"
+        return None
+
+    def _scan(self, key: str, name: str, version: str, doc: dict[str, Any]) -> StoredVerdict:
+        """One scan in a worker thread; every failure becomes ``ScanFailed`` with its reason."""
+        try:
+            hit = self.cached(name, version, release_from_packument(doc, version).integrity)
             if hit is not None:
                 return hit
-            result = self.scanner.scan(f"{name}@{version}", None, doc)
-            self.scans += 1
-            stored = self._remember(result)
-        with self._lock:
-            self._scanning.pop(key, None)
-        return stored
+            if self.budget is not None:
+                # half the caller's patience, so that it hears why rather than a timeout
+                self.budget.reserve(self.scan_reserve, self.timeout / 2)
+            try:
+                result = self.scanner.scan(f"{name}@{version}", None, doc)
+            finally:
+                if self.budget is not None:
+                    self.budget.release(self.scan_reserve)
+            with self._lock:
+                self.scans += 1
+                self._failures.pop(key, None)
+            return self._remember(result)
+        except ScanFailed:
+            raise
+        except BudgetExceeded as exc:
+            raise self._fail(key, f"no room to scan: {exc}", f"{name}@{version}") from exc
+        except ChainwatchError as exc:
+            raise self._fail(key, str(exc), f"{name}@{version}") from exc
+        except Exception as exc:  # any bug or hostile input: one line, never a pass
+            log.debug("scan of %s raised", key, exc_info=True)
+            raise self._fail(key, f"{type(exc).__name__}: {exc}"[:300], f"{name}@{version}") from exc
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
 
     def _remember(self, verdict: Verdict) -> StoredVerdict:
         stored = (self.store.put(verdict) if self.store is not None
