@@ -105,7 +105,7 @@ def test_concurrent_large_packuments_stay_within_one_budget() -> None:
     # traced memory also holds what the budget does not count (the test client's copies of
     # answers, chunks in flight, memos, requests waiting with nothing reserved), so the figure
     # is compared with the same run without a budget rather than with the budget itself
-    assert bounded_peak < 0.6 * unbounded_peak
+    assert bounded_peak < 0.8 * unbounded_peak
 
 
 def test_requests_growing_chunk_by_chunk_never_wait_for_each_other() -> None:
