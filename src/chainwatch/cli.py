@@ -304,7 +304,7 @@ def _collect(paths: list[Path], exclude: list[str] | None,
     """Environments found under the paths, and per-file errors: each is reported on stderr
     and the walk goes on; the command then exits 2 unless it flagged something (exit 1)."""
     from chainwatch.inventory.walk import FileError, walk
-    from chainwatch.output.escape import plain
+    from chainwatch.output.escape import one_line as one_line_text
 
     envs: list[Environment] = []
     errors: list[dict[str, str]] = []
@@ -315,12 +315,10 @@ def _collect(paths: list[Path], exclude: list[str] | None,
         for found in walk(paths, exclude or [], progress=progress):
             if isinstance(found, FileError):
                 errors.append({"source": found.source, "error": found.message})
-                err.print(f"error: {plain(found.source)}: {plain(found.message)}", markup=False,
-                          soft_wrap=True)
+                err.print(f"error: {one_line_text(found.source)}: {one_line_text(found.message)}",
+                          markup=False, soft_wrap=True)
             else:
                 envs.append(found)
-    if not envs and errors:
-        raise typer.Exit(2)
     return envs, errors
 
 
@@ -846,6 +844,7 @@ def report(
     from chainwatch.incidents.ach import assess
     from chainwatch.incidents.cluster import cluster
     from chainwatch.incidents.store import observations_from_db, observations_from_files
+    from chainwatch.output.escape import plain
     from chainwatch.output.jsonout import verdict_from_dict
 
     known_bad = _known_bad(db)
@@ -882,6 +881,9 @@ def report(
     doc = briefing.build(inc, exposure, fleet.environment_count())
     if fmt is ReportFormat.osv:
         records = osv.records(inc)
+        if local := osv.withheld(inc):
+            err.print(plain(f"not exported: {', '.join(local[:5])} (judged from local files, which "
+                            "say nothing about the registry's release)"), markup=False)
         if output is not None:
             output.mkdir(parents=True, exist_ok=True)
             for rec in records:

@@ -35,8 +35,10 @@ class OfflineMissError(RegistryError):
 
 def one_line(exc: BaseException) -> str:
     """An exception's text on one line, without a library's "background" links."""
-    text = " ".join(str(exc).split())
-    return text.split(" (Background on this error")[0][:300] or type(exc).__name__
+    text = " ".join(str(exc).split()).split(" (Background on this error")[0]
+    if len(text) > 500:
+        text = text[:499] + "…"
+    return text or type(exc).__name__
 
 
 def describe_failure(exc: BaseException) -> tuple[str, int]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 import semver
@@ -92,3 +93,30 @@ def bump_kind(old: str, new: str) -> str:
     if b.patch != a.patch:
         return "patch"
     return "prerelease"
+
+
+#: A baseline must have been published this long before the release it judges. An attacker
+#: who publishes 1.0.1 and then 1.0.2 with the same payload would otherwise have 1.0.2 diffed
+#: against 1.0.1 and found to add nothing: the burst is judged against the release before it.
+SETTLE = timedelta(days=3)
+
+
+def settled_baseline(previous: Mapping[str, str | None],
+                     published: Callable[[str], datetime | None], version: str,
+                     settle: timedelta = SETTLE) -> str | None:
+    """The newest earlier version (along ``previous``) published at least ``settle`` before
+    ``version``; when every earlier one is younger, the oldest of them (the release before the
+    burst began). Without publish times, the previous version."""
+    when = published(version)
+    candidate = previous.get(version)
+    seen: set[str] = set()
+    while candidate is not None and candidate not in seen:
+        seen.add(candidate)
+        then = published(candidate)
+        if when is None or then is None or when - then >= settle:
+            return candidate
+        earlier = previous.get(candidate)
+        if earlier is None:
+            return candidate
+        candidate = earlier
+    return candidate

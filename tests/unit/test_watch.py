@@ -324,8 +324,10 @@ def test_the_action_pins_to_the_newest_unflagged_version(tmp_path: Path) -> None
     clock.now = T0 + 100
     watcher.run_once()
     pins = {a["version"]: (a["baseline"], a["pin_to"]) for a in sink.got}
-    assert pins == {"1.0.1": ("1.0.0", "1.0.0"), "1.0.2": ("1.0.1", "1.0.0")}
-    assert "1.0.1 is flagged too" in next(a for a in sink.got if a["version"] == "1.0.2")["action"]
+    # 1.0.2 is judged against the release before the burst, never against flagged 1.0.1
+    assert pins == {"1.0.1": ("1.0.0", "1.0.0"), "1.0.2": ("1.0.0", "1.0.0")}
+    assert "pin left-padder to 1.0.0" in next(
+        a for a in sink.got if a["version"] == "1.0.2")["action"]
 
 
 def test_smtp_sink_sends_mail_to_a_loopback_server() -> None:

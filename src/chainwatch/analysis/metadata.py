@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -27,14 +27,17 @@ def _signal(rule: str, severity: Severity, capability: str, message: str,
                    message=message, file=file, reference=REF)
 
 
-def parse_time(stamp: str | None) -> datetime | None:
-    """An ISO timestamp from a packument's ``time`` map, or None."""
-    if not stamp:
+def parse_time(stamp: object) -> datetime | None:
+    """An ISO timestamp from a packument's ``time`` map, or None for anything else (a
+    registry controls these: numbers, lists and odd strings must not break a whole package).
+    A time without a zone is read as UTC, so every result compares with every other."""
+    if not isinstance(stamp, str) or not stamp or len(stamp) > 64:
         return None
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
         return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _domain(email: str | None) -> str | None:
@@ -128,6 +131,8 @@ def metadata_signals(
     name, version = release.ref.name, release.ref.version
     versions = packument.get("versions", {}) if packument else {}
     times = packument.get("time", {}) if packument else {}
+    if not isinstance(times, dict):
+        times = {}
     ordered = sort_versions(versions)
     target = parse(version)
     earlier = ordered[: ordered.index(version)] if version in ordered else [

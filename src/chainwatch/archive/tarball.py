@@ -141,7 +141,7 @@ class _Reader:
         if not files and all(f.rule == "CW-ARCHIVE-INVALID-HEADER" for f in self.findings):
             # not one valid tar header: npm cannot install it, and there is nothing to judge
             raise UnsafeArchiveError(f"{self.source}: not a readable package archive "
-                                     f"(no valid tar entry; {self.findings[0].message[:120]})")
+                                     f"(no valid tar entry: {self.findings[0].message})")
         return PackageFiles(source=self.source, files=files, findings=tuple(self.findings),
                             sha512=sha512)
 

@@ -17,12 +17,14 @@ from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.intel.store import package_view
 from chainwatch.model import Environment, Level, Release
+from chainwatch.output.escape import plain
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import (
     release_from_packument,
     slim_packument,
 )
-from chainwatch.versions import parse, previous_versions, sort_versions
+from chainwatch.specs import off_registry_dependencies
+from chainwatch.versions import parse, previous_versions, settled_baseline, sort_versions
 
 TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
 RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
@@ -105,7 +107,8 @@ class Checker:
         p = self.policy
         scan_actions = (p.scan_malicious, p.scan_suspicious) if self.scans else ()
         return any(a != "off" for a in (p.min_age, p.install_scripts, p.new_install_script,
-                                        p.trust_downgrade, p.publisher_change, *scan_actions))
+                                        p.trust_downgrade, p.publisher_change,
+                                        p.remote_dependency, *scan_actions))
 
     def decide(self, name: str, version: str, doc: dict[str, Any] | None,
                scan: bool = False) -> list[tuple[str, str, str]]:
@@ -120,10 +123,18 @@ class Checker:
     def decide_all(self, name: str, versions: Iterable[str], doc: dict[str, Any] | None,
                    scan: bool = False) -> dict[str, list[tuple[str, str, str]]]:
         """``decide`` for many versions of one package, reading the known-bad store once."""
+        versions = list(versions)
         view = package_view(self.known_bad, name) if self.policy.known_bad != "off" else None
         out: dict[str, list[tuple[str, str, str]]] = {}
         listed = doc.get("versions") or {} if doc is not None else {}
-        bases = previous_versions(listed) if listed else {}
+        times = doc.get("time") if doc is not None and isinstance(doc.get("time"), dict) else {}
+        assert isinstance(times, dict)
+        previous = previous_versions(listed) if listed else {}
+
+        def published(v: str) -> datetime | None:
+            return parse_time(times.get(v))
+
+        bases = {v: settled_baseline(previous, published, v) for v in versions if v in listed}
         for version in versions:
             found: list[tuple[str, str, str]] = []
             out[version] = found
@@ -197,6 +208,13 @@ class Checker:
         elif hooks and p.install_scripts != "off" and not p.allowed_scripts(name):
             yield (p.install_scripts, "install-scripts",
                    f"runs {', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]} at install")
+        if p.remote_dependency != "off":
+            remote = off_registry_dependencies(release.manifest)
+            if remote:
+                listed = ", ".join(f"{n} from {w}" for n, w in sorted(remote.items())[:5])
+                yield (p.remote_dependency, "remote-dependency",
+                       f"depends on packages npm fetches around the registry (and so around "
+                       f"chainwatch): {plain(listed)}"[:400])
         if p.trust_downgrade != "off" or p.publisher_change != "off":
             for signal in metadata_signals(doc, release, base, None):
                 if signal.rule in TRUST_RULES and p.trust_downgrade != "off":

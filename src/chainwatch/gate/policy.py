@@ -69,6 +69,8 @@ class Policy:
     install_scripts_allow: tuple[str, ...] = DEFAULT_SCRIPT_ALLOW
     new_install_script: str = "block"
     trust_downgrade: str = "block"
+    #: a dependency npm would fetch from a URL, git or a path: around the registry and the gate
+    remote_dependency: str = "block"
     publisher_change: str = "warn"
     #: what a chainwatch scan verdict of malicious / suspicious does
     scan_malicious: str = "block"
@@ -100,6 +102,7 @@ class Policy:
                                 "allow": list(self.install_scripts_allow),
                                 "new-in-bump": self.new_install_script},
             "trust-downgrade": {"action": self.trust_downgrade},
+            "remote-dependency": {"action": self.remote_dependency},
             "publisher-change": {"action": self.publisher_change},
             "scan": {"malicious": self.scan_malicious, "suspicious": self.scan_suspicious,
                      "window": format_duration(self.scan_window),
@@ -176,6 +179,8 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
                                    "install-scripts"),
         trust_downgrade=_action(doc.get("trust-downgrade", {}), "action", policy.trust_downgrade,
                                 "trust-downgrade"),
+        remote_dependency=_action(doc.get("remote-dependency", {}), "action",
+                                  policy.remote_dependency, "remote-dependency"),
         publisher_change=_action(doc.get("publisher-change", {}), "action",
                                  policy.publisher_change, "publisher-change"),
         scan_malicious=_action(scan, "malicious", policy.scan_malicious, "scan"),

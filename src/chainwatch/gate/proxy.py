@@ -68,6 +68,8 @@ ENTRY_FACTOR = 3
 BUDGET_WAIT = 120.0
 #: Redirects followed (each hop checked like the first URL).
 MAX_REDIRECTS = 5
+#: Seconds an upstream packument may take in all, however steadily its bytes trickle in.
+PACKUMENT_DEADLINE = 60.0
 #: Names the registry accepts today plus the legacy ones it still serves (capitals and
 #: ``~'!()*`` before 2017, e.g. ``JSONStream``); never ``.``/``_`` first, never a path.
 _NAME = re.compile(r"^(?:@[a-z0-9~-][a-z0-9._~-]*/)?[A-Za-z0-9~-][A-Za-z0-9._~!*'()-]*$")
@@ -348,8 +350,11 @@ class Proxy:
         try:
             while True:
                 try:
-                    status, raw, headers = await self._fetch(
-                        name, request, cached.etag if cached else None, hold)
+                    # a whole-answer deadline: an upstream dripping a byte at a time never
+                    # trips the per-read timeout, and must not hold the client forever
+                    status, raw, headers = await asyncio.wait_for(self._fetch(
+                        name, request, cached.etag if cached else None, hold),
+                        PACKUMENT_DEADLINE)
                     break
                 except YieldToOlder:  # free what this request holds, start over (it waits)
                     hold.release()
@@ -361,10 +366,11 @@ class Proxy:
                                f"{self.max_packument} bytes")
         except Refused as exc:
             return _error(502, f"upstream redirected where the proxy does not go: {exc}")
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+        except (httpx.TimeoutException, httpx.TransportError, TimeoutError) as exc:
             if cached is not None:
                 return cached, True
-            kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+            kind = ("timed out" if isinstance(exc, (httpx.TimeoutException, TimeoutError))
+                    else "unreachable")
             return _error(504 if kind == "timed out" else 502,
                           f"upstream {kind}: {type(exc).__name__}: {exc}")
         got = self._parse(name, cached, status, raw, headers)

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from chainwatch.gate.egress import Egress
-from chainwatch.registry.cache import sri_to_hex
+from chainwatch.registry.cache import ambiguous_integrity, sri_to_hex
 from chainwatch.versions import parse
 
 _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -37,6 +37,8 @@ def unservable(version: str, data: Any, egress: Egress) -> str | None:
         return "dist.shasum is not 40 hex digits"
     if integrity is not None and not (isinstance(integrity, str) and sri_to_hex(integrity)):
         return "dist.integrity is not a readable SRI hash"
+    if isinstance(integrity, str) and ambiguous_integrity(integrity):
+        return f"dist.integrity is ambiguous: {ambiguous_integrity(integrity)}"
     if shasum is None and integrity is None:
         return "no checksum (dist.integrity or dist.shasum) for the client to verify"
     return egress.refusal(tarball)

@@ -50,5 +50,17 @@ def record(obs: Observation, incident: Incident, now: datetime | None = None) ->
     }
 
 
+def from_registry(obs: Observation) -> bool:
+    """Whether the verdict speaks for the registry's release: bytes fetched from the registry.
+    A local tarball or folder only claims a name@version; exporting it as an advisory (which
+    ``db import`` and other tools would then apply to the real release) would poison them."""
+    return obs.source == "verdict" and (obs.document or {}).get("origin", "registry") == "registry"
+
+
 def records(incident: Incident, now: datetime | None = None) -> list[dict[str, Any]]:
-    return [record(m, incident, now) for m in incident.members if m.source == "verdict"]
+    return [record(m, incident, now) for m in incident.members if from_registry(m)]
+
+
+def withheld(incident: Incident) -> list[str]:
+    """Members judged from local bytes, which no OSV record is written for."""
+    return [m.key for m in incident.members if m.source == "verdict" and not from_registry(m)]

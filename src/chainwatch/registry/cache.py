@@ -27,6 +27,27 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def ambiguous_integrity(integrity: str) -> str | None:
+    """Why an SRI string does not pin one set of bytes, or None.
+
+    npm accepts a tarball when *any* hash of the strongest algorithm matches, so
+    ``sha512-A sha512-B`` lets a registry serve A to a scanner and B to a client: such a
+    string is refused wherever chainwatch judges or serves a release."""
+    order = {"sha1": 1, "sha256": 2, "sha384": 3, "sha512": 4}
+    digests: dict[str, set[str]] = {}
+    for token in integrity.split():
+        algo, _, b64 = token.partition("-")
+        if algo in order:
+            digests.setdefault(algo, set()).add(b64.split("?", 1)[0])
+    if not digests:
+        return None
+    strongest = max(digests, key=lambda a: order[a])
+    if len(digests[strongest]) > 1:
+        return (f"{len(digests[strongest])} different {strongest} hashes: npm accepts bytes that "
+                "match any of them, so they do not pin one tarball")
+    return None
+
+
 def sri_to_hex(integrity: str) -> tuple[str, str] | None:
     """``sha512-<base64>`` → (``sha512``, hex digest); the strongest hash when several."""
     best: tuple[str, str] | None = None

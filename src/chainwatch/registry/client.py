@@ -15,7 +15,7 @@ from httpx_retries import Retry, RetryTransport
 
 from chainwatch import __version__
 from chainwatch.errors import NotFoundError, OfflineMissError, RegistryError, UsageError
-from chainwatch.registry.cache import Cache, sri_to_hex
+from chainwatch.registry.cache import Cache, ambiguous_integrity, sri_to_hex
 from chainwatch.registry.npmrc import NpmConfig
 
 #: Larger tarballs are refused before they are read into memory.
@@ -40,6 +40,9 @@ def packument_url(registry: str, name: str) -> str:
 def check_integrity(data: bytes, integrity: str | None, shasum: str | None) -> str | None:
     """Compare bytes to ``dist.integrity`` (SRI) or the legacy ``dist.shasum``."""
     if integrity:
+        ambiguous = ambiguous_integrity(integrity)
+        if ambiguous:
+            return f"the registry's integrity is ambiguous ({ambiguous})"
         parsed = sri_to_hex(integrity)
         if parsed is not None:
             algo, expected = parsed

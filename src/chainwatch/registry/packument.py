@@ -6,7 +6,7 @@ from typing import Any
 
 from chainwatch.errors import NotFoundError
 from chainwatch.model import PackageRef, Release
-from chainwatch.versions import previous_version
+from chainwatch.versions import previous_versions, settled_baseline
 
 
 def _str_dict(value: object) -> dict[str, str]:
@@ -70,10 +70,17 @@ def release_from_packument(packument: dict[str, Any], version: str) -> Release:
 
 
 def baseline_version(packument: dict[str, Any], version: str) -> str | None:
+    """What a release is diffed against: the newest earlier version that had settled before
+    it was published (``versions.settled_baseline``), never another release of the same burst."""
+    from chainwatch.analysis.metadata import parse_time
+
     versions = packument.get("versions")
     if not isinstance(versions, dict):
         return None
-    return previous_version(versions.keys(), version)
+    times = packument.get("time") if isinstance(packument.get("time"), dict) else {}
+    assert isinstance(times, dict)
+    return settled_baseline(previous_versions(versions.keys()),
+                            lambda v: parse_time(times.get(v)), version)
 
 
 def latest_version(packument: dict[str, Any]) -> str:
