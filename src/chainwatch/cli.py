@@ -299,10 +299,11 @@ class ExposureFormat(StrEnum):
     markdown = "markdown"
 
 
-def _collect(paths: list[Path], exclude: list[str] | None,
-             quiet: bool) -> tuple[list[Environment], list[dict[str, str]]]:
+def _collect(paths: list[Path], exclude: list[str] | None, quiet: bool,
+             unreadable: str = "error") -> tuple[list[Environment], list[dict[str, str]]]:
     """Environments found under the paths, and per-file errors: each is reported on stderr
-    and the walk goes on; the command then exits 2 unless it flagged something (exit 1)."""
+    (as ``unreadable``: error, or warning under ``check --allow-unreadable``) and the walk
+    goes on; the command then exits 2 unless it flagged something (exit 1)."""
     from chainwatch.inventory.walk import FileError, walk
     from chainwatch.output.escape import plain
 
@@ -315,8 +316,8 @@ def _collect(paths: list[Path], exclude: list[str] | None,
         for found in walk(paths, exclude or [], progress=progress):
             if isinstance(found, FileError):
                 errors.append({"source": found.source, "error": found.message})
-                err.print(f"error: {plain(found.source)}: {plain(found.message)}", markup=False,
-                          soft_wrap=True)
+                err.print(f"{unreadable}: {plain(found.source)}: {plain(found.message)}",
+                          markup=False, soft_wrap=True)
             else:
                 envs.append(found)
     if not envs and errors:
@@ -503,6 +504,9 @@ def check(
     scan: ScanOpt = True,
     quiet: QuietOpt = False,
     color: ColorOpt = ColorMode.auto,
+    allow_unreadable: Annotated[bool, typer.Option(
+        "--allow-unreadable", help="Report a lockfile that cannot be read as a warning and "
+        "judge the rest (default: exit 2).")] = False,
 ) -> None:
     """Check every resolved version in the lockfiles under PATHS against the policy."""
     from chainwatch.gate.check import Checker
@@ -510,8 +514,14 @@ def check(
     from chainwatch.registry import NpmConfig, RegistryClient
 
     policy = _policy(policy_file, min_age)
-    envs, errors = _collect(paths, exclude, quiet)
+    envs, errors = _collect(paths, exclude, quiet,
+                            unreadable="warning" if allow_unreadable else "error")
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
+    if not envs:
+        # fail closed: a gate that found nothing to judge has not passed anything
+        err.print("error: nothing to check: no lockfile, node_modules folder or pinned manifest "
+                  f"under {', '.join(str(p) for p in paths)}", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
     with client:
         # as many scans at once as versions checked at once: none waits in the queue
@@ -537,7 +547,8 @@ def check(
         typer.echo(text, nl=not text.endswith("\n"))
     if any(p.decision.action == "block" for p in placed):
         raise typer.Exit(1)
-    _exit_for_unreadable(errors)
+    if not allow_unreadable:
+        _exit_for_unreadable(errors)
 
 
 @app.command()
