@@ -476,10 +476,15 @@ def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
     from chainwatch.gate.policy import load_policy
 
     try:
-        return load_policy(policy_file, min_age)
+        policy = load_policy(policy_file, min_age)
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
+    for gone in policy.expired_exceptions():
+        err.print(f"warning: policy exception {gone.package}@{gone.range} expired on "
+                  f"{gone.expires.isoformat()} and no longer applies ({gone.reason})"[:400],
+                  markup=False, soft_wrap=True)
+    return policy
 
 
 @policy_app.command("show")

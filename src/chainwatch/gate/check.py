@@ -32,7 +32,7 @@ RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install"
 class Decision:
     name: str
     version: str
-    action: str  # block | warn
+    action: str  # block | warn | allow (a policy exception applied)
     rule: str
     reason: str
     suggestion: str | None = None
@@ -89,6 +89,9 @@ class Checker:
     def evaluate(self, name: str, version: str) -> list[Decision]:
         doc: dict[str, Any] | None = None
         problems: list[tuple[str, str, str]] = []
+        if self.policy.exception_for(name, version) is not None:
+            return [Decision(name, version, a, r, why)
+                    for a, r, why in self.decide(name, version, None)]
         if self._needs_registry():
             try:
                 doc = self._packument(name)
@@ -127,7 +130,11 @@ class Checker:
         for version in versions:
             found: list[tuple[str, str, str]] = []
             out[version] = found
-            if self.policy.exception_for(name, version) is not None:
+            if (excepted := self.policy.exception_for(name, version)) is not None:
+                # shown in every output with its reason; no rule is applied to it
+                found.append(("allow", "exception",
+                              f"policy exception {excepted.package}@{excepted.range} until "
+                              f"{excepted.expires.isoformat()}: {excepted.reason}"[:400]))
                 continue
             for advisory in view.lookup(version) if view is not None else ():
                 found.append((self.policy.known_bad, "known-bad",

@@ -27,7 +27,9 @@ def summary(placed: Sequence[Placed], checked: int) -> dict[str, int]:
             "blocked": len({(p.decision.name, p.decision.version) for p in placed
                             if p.decision.action == "block"}),
             "warned": len({(p.decision.name, p.decision.version) for p in placed
-                           if p.decision.action == "warn"})}
+                           if p.decision.action == "warn"}),
+            "excepted": len({(p.decision.name, p.decision.version) for p in placed
+                             if p.decision.action == "allow"})}
 
 
 def check_json(placed: Sequence[Placed], checked: int,
@@ -37,7 +39,8 @@ def check_json(placed: Sequence[Placed], checked: int,
                        "decisions": [_row(p) for p in placed], "errors": list(errors)}, indent=2)
 
 
-ACTION_STYLE = {"block": "bold red", "warn": "yellow"}
+ACTION_STYLE = {"block": "bold red", "warn": "yellow", "allow": "green"}
+ORDER = {"block": 0, "warn": 1, "allow": 2}
 
 
 def check_table(placed: Sequence[Placed], checked: int, width: int | None = None,
@@ -46,12 +49,13 @@ def check_table(placed: Sequence[Placed], checked: int, width: int | None = None
     buf = io.StringIO()
     console = render_console(buf, color, width)
     s = summary(placed, checked)
-    console.print(f"{s['checked']} versions checked: {s['blocked']} blocked, {s['warned']} warned")
+    console.print(f"{s['checked']} versions checked: {s['blocked']} blocked, {s['warned']} warned"
+                  + (f", {s['excepted']} allowed by a policy exception" if s["excepted"] else ""))
     if placed:
         table = Table(box=None)
         for col in ("action", "package", "rule", "why", "instead", "where"):
             table.add_column(col, overflow="fold")
-        for p in sorted(placed, key=lambda p: (p.decision.action != "block", p.decision.name)):
+        for p in sorted(placed, key=lambda p: (ORDER.get(p.decision.action, 3), p.decision.name)):
             d = p.decision
             style = ACTION_STYLE.get(d.action, "default")
             table.add_row(f"[{style}]{safe(d.action)}[/]", safe(f"{d.name}@{d.version}"),
@@ -73,7 +77,7 @@ def check_github(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ()
              for e in errors]
     for p in placed:
         d = p.decision
-        level = "error" if d.action == "block" else "warning"
+        level = {"block": "error", "warn": "warning"}.get(d.action, "notice")
         props = f"file={_gh_escape(p.source).replace(',', '%2C').replace(':', '%3A')}"
         message = f"{d.name}@{d.version}: {d.reason}" + (
             f" (use {d.suggestion})" if d.suggestion else "")
@@ -85,10 +89,14 @@ def check_sarif(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ())
     rules = sorted({p.decision.rule for p in placed})
     results = [{
         "ruleId": f"CW-POLICY-{p.decision.rule.upper()}",
-        "level": "error" if p.decision.action == "block" else "warning",
+        "level": {"block": "error", "warn": "warning"}.get(p.decision.action, "note"),
         "message": {"text": plain(f"{p.decision.name}@{p.decision.version}: {p.decision.reason}")},
         "locations": [{"physicalLocation": {"artifactLocation": {
             "uri": plain(p.source).replace(" ", "%20")}}}],
+        # an applied policy exception: a reviewed, documented suppression
+        **({"suppressions": [{"kind": "external", "status": "accepted",
+                              "justification": plain(p.decision.reason)}]}
+           if p.decision.action == "allow" else {}),
     } for p in placed]
     return json.dumps({
         "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/"
