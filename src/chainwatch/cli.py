@@ -512,6 +512,14 @@ def check(
     allow_unreadable: Annotated[bool, typer.Option(
         "--allow-unreadable", help="Report a lockfile that cannot be read as a warning and "
         "judge the rest (default: exit 2).")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Block a version whose age, scripts, trust or scan could not be "
+        "judged because the registry was unreachable or the time ran out (policy: offline = "
+        "\"block\").")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS", min=1.0,
+        help="Stop judging after this long; versions not judged by then are reported "
+        "(blocked with --strict).")] = 120.0,
 ) -> None:
     """Check every resolved version in the lockfiles under PATHS against the policy."""
     from chainwatch.gate.check import Checker
@@ -519,6 +527,10 @@ def check(
     from chainwatch.registry import NpmConfig, RegistryClient
 
     policy = _policy(policy_file, min_age)
+    if strict:
+        from dataclasses import replace
+
+        policy = replace(policy, offline="block")
     envs, errors = _collect(paths, exclude, quiet,
                             unreadable="warning" if allow_unreadable else "error")
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
@@ -533,8 +545,12 @@ def check(
         gate = _scan_gate(policy, client, db, workers=8) if scan else None
         checker = Checker(policy, client, _known_bad(db), scans=gate)
         try:
-            with err.status("checking versions against the policy (scanning recent releases) …"):
-                placed = checker.check(envs)
+            label = "checking versions against the policy (scanning recent releases)"
+            with err.status(f"{label} …") as status:
+                def progress(done: int, total: int) -> None:
+                    if not quiet:
+                        status.update(f"{label}: {done}/{total} …")
+                placed = checker.check(envs, timeout=timeout, progress=progress)
         finally:
             if gate is not None:
                 gate.close()

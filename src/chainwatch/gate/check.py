@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import httpx
 
 from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
@@ -63,6 +66,11 @@ class Checker:
         self._static: dict[tuple[str, str, Any, str | None],
                            tuple[datetime | None, list[tuple[str, str, str]]]] = {}
         self._lock = threading.Lock()
+        #: the first transport failure (after the client's retries): every later lookup fails at
+        #: once with it, so an unreachable registry costs one timeout, not one per package
+        self._down: ChainwatchError | None = None
+        #: time.monotonic() after which no new lookup starts (check --timeout)
+        self._deadline: float | None = None
 
     @property
     def now(self) -> datetime:
@@ -76,9 +84,16 @@ class Checker:
         if cached is None:
             if self.client is None:
                 raise ChainwatchError("no registry client")
+            if self._down is not None:
+                raise ChainwatchError(f"registry unreachable (an earlier request failed: "
+                                      f"{self._down})"[:300])
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                raise ChainwatchError("not asked: the time limit (--timeout) ran out")
             try:
                 cached = slim_packument(self.client.packument(name))
             except ChainwatchError as exc:
+                if isinstance(exc.__cause__, httpx.TransportError):
+                    self._down = self._down or exc
                 cached = exc
             with self._lock:
                 self._packuments[name] = cached
@@ -96,9 +111,12 @@ class Checker:
             try:
                 doc = self._packument(name)
             except ChainwatchError as exc:
-                problems.append(("warn", "registry", f"registry metadata unavailable: {exc}"))
+                # age, scripts, trust and scan could not be judged: policy offline (--strict)
+                problems.append((self.policy.offline, "registry",
+                                 f"registry metadata unavailable: {exc}"))
         if doc is not None and version not in (doc.get("versions") or {}):
-            problems.append(("warn", "registry", "version not in the registry (unpublished?)"))
+            problems.append((self.policy.offline, "registry",
+                             "version not in the registry (unpublished?)"))
         return [Decision(name, version, action, rule, reason,
                          self.suggest(name, version, doc) if action == "block" and doc else None)
                 for action, rule, reason in [*self.decide(name, version, doc, scan=True),
@@ -243,11 +261,56 @@ class Checker:
             return [Decision(name, version, "block", "gate-error",
                              f"chainwatch could not decide: {type(exc).__name__}: {exc}"[:400])]
 
-    def check(self, envs: list[Environment], jobs: int = 8) -> list[Placed]:
+    def unjudged(self, name: str, version: str, seconds: float) -> list[Decision]:
+        """What a version gets when the time limit ran out before it was judged: the local
+        known-bad lists still apply; the rest is the policy's ``offline`` action."""
+        try:
+            found = self.decide(name, version, None)
+        except Exception as exc:
+            found = [("block", "gate-error", f"chainwatch could not decide: {exc}"[:400])]
+        return [Decision(name, version, a, r, why) for a, r, why in found] + [
+            Decision(name, version, self.policy.offline, "timeout",
+                     f"not judged within the time limit of {seconds:g} s")]
+
+    def check(self, envs: list[Environment], jobs: int = 8, timeout: float | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[Placed]:
+        """Judge every exact version once. With ``timeout`` (seconds) the run ends on time:
+        versions not judged by then are reported by ``unjudged``. Workers are daemon threads,
+        so a lookup hanging on a silent registry cannot hold the process open."""
         unique = sorted({(p.name, p.version) for e in envs for p in e.packages if p.exact})
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = dict(zip(unique, pool.map(lambda nv: self.evaluate_safely(*nv), unique),
-                               strict=True))
+        start = time.monotonic()
+        if timeout is not None:
+            self._deadline = start + timeout
+        todo: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        for nv in unique:
+            todo.put(nv)
+        done: queue.SimpleQueue[tuple[tuple[str, str], list[Decision]]] = queue.SimpleQueue()
+
+        def work() -> None:
+            while True:
+                try:
+                    nv = todo.get_nowait()
+                except queue.Empty:
+                    return
+                done.put((nv, self.evaluate_safely(*nv)))
+
+        for i in range(min(jobs, len(unique))):
+            threading.Thread(target=work, name=f"chainwatch-check-{i}", daemon=True).start()
+        results: dict[tuple[str, str], list[Decision]] = {}
+        while len(results) < len(unique):
+            wait = None if self._deadline is None else self._deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                break
+            try:
+                nv, decisions = done.get(timeout=min(wait, 0.5) if wait is not None else 0.5)
+            except queue.Empty:
+                continue
+            results[nv] = decisions
+            if progress is not None:
+                progress(len(results), len(unique))
+        for nv in unique:
+            if nv not in results:
+                results[nv] = self.unjudged(*nv, timeout or 0)
         placed: list[Placed] = []
         for env in envs:
             for package in env.packages:
