@@ -28,6 +28,9 @@ from chainwatch.registry.packument import (
 from chainwatch.versions import parse, previous_versions, sort_versions
 
 TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
+#: rules about a fresh compromise: they judge releases published within the policy's scan window
+#: only (older versions are judged by the known-bad lists and stored verdicts)
+FRESH_RULES = {"new-install-script", "trust-downgrade", "publisher-change"}
 RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
 
 
@@ -64,7 +67,7 @@ class Checker:
         self._packuments: dict[str, dict[str, Any] | ChainwatchError] = {}
         #: per release: its publish time and the rules that never change for it
         self._static: dict[tuple[str, str, Any, str | None],
-                           tuple[datetime | None, list[tuple[str, str, str]]]] = {}
+                           tuple[datetime | None, list[tuple[str, str, str, bool]]]] = {}
         self._lock = threading.Lock()
         #: the first transport failure (after the client's retries): every later lookup fails at
         #: once with it, so an unreachable registry costs one timeout, not one per package
@@ -205,29 +208,41 @@ class Checker:
             if age < p.min_age_duration:
                 yield (p.min_age, "min-age",
                        f"published {_ago(age)} ago; the policy wants {_ago(p.min_age_duration)}")
-        yield from static
+        # an unknown publish time counts as fresh (fail closed)
+        fresh = published is None or now - published <= p.scan_window
+        for action, rule, reason, when_fresh in static:
+            if when_fresh == fresh:
+                yield (action, rule, reason)
 
     def _static_rules(self, doc: dict[str, Any], name: str, release: Release,
-                      base_version: str | None) -> Iterable[tuple[str, str, str]]:
+                      base_version: str | None) -> Iterable[tuple[str, str, str, bool]]:
         """The rules that depend only on a release and the ones before it (never on the clock
-        or on the databases), kept per release so a big packument is judged quickly."""
+        or on the databases), kept per release so a big packument is judged quickly.
+
+        Each comes with the freshness it applies at: True for a release inside the scan window
+        (every rule; FRESH_RULES only there), False for an older one (an install script is
+        then reported by the plain ``install-scripts`` rule, never as "new")."""
         p = self.policy
         hooks = {h: c for h, c in release.scripts.items() if h in RUN_AT_INSTALL}
         base = release_from_packument(doc, base_version) if base_version else None
+        listed = ', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]
+        plain_rule = (p.install_scripts, "install-scripts", f"runs {listed} at install")
+        plain = bool(hooks) and p.install_scripts != "off" and not p.allowed_scripts(name)
         if hooks and p.new_install_script != "off" and base is not None and not any(
                 h in RUN_AT_INSTALL for h in base.scripts):
             yield (p.new_install_script, "new-install-script",
-                   f"{', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]} is new since "
-                   f"{base.ref.version}")
-        elif hooks and p.install_scripts != "off" and not p.allowed_scripts(name):
-            yield (p.install_scripts, "install-scripts",
-                   f"runs {', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]} at install")
+                   f"{listed} is new since {base.ref.version}", True)
+            if plain:
+                yield (*plain_rule, False)
+        elif plain:
+            yield (*plain_rule, True)
+            yield (*plain_rule, False)
         if p.trust_downgrade != "off" or p.publisher_change != "off":
             for signal in metadata_signals(doc, release, base, None):
                 if signal.rule in TRUST_RULES and p.trust_downgrade != "off":
-                    yield (p.trust_downgrade, "trust-downgrade", signal.message)
+                    yield (p.trust_downgrade, "trust-downgrade", signal.message, True)
                 elif signal.rule == "CW-META-NEW-PUBLISHER" and p.publisher_change != "off":
-                    yield (p.publisher_change, "publisher-change", signal.message)
+                    yield (p.publisher_change, "publisher-change", signal.message, True)
 
     def suggest(self, name: str, version: str, doc: dict[str, Any]) -> str | None:
         """The newest stable version the whole policy lets through (up to 30 are tried).
