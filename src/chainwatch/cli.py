@@ -534,6 +534,9 @@ def check(
     envs, errors = _collect(paths, exclude, quiet,
                             unreadable="warning" if allow_unreadable else "error")
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
+    from chainwatch.gate.environments import merge_projects
+
+    envs = merge_projects(envs)  # a project's lockfile, node_modules and manifest: one place
     if not envs:
         # fail closed: a gate that found nothing to judge has not passed anything
         err.print("error: nothing to check: no lockfile, node_modules folder or pinned manifest "

@@ -328,8 +328,13 @@ class Checker:
                 results[nv] = self.unjudged(*nv, timeout or 0)
         placed: list[Placed] = []
         for env in envs:
+            reported: set[tuple[str, str, str, str]] = set()
             for package in env.packages:
                 for decision in results.get((package.name, package.version), []):
+                    key = (decision.name, decision.version, decision.rule, decision.action)
+                    if key in reported:  # one decision per version per environment
+                        continue
+                    reported.add(key)
                     placed.append(Placed(decision, env.source, package.dev,
                                          package.paths[0] if package.paths else ()))
         return placed
