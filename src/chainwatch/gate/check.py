@@ -15,6 +15,7 @@ import httpx
 from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
 from chainwatch.errors import ChainwatchError
+from chainwatch.gate.environments import is_local
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import KnownBadSource
@@ -276,14 +277,19 @@ class Checker:
             return [Decision(name, version, "block", "gate-error",
                              f"chainwatch could not decide: {type(exc).__name__}: {exc}"[:400])]
 
-    def unjudged(self, name: str, version: str, seconds: float) -> list[Decision]:
-        """What a version gets when the time limit ran out before it was judged: the local
-        known-bad lists still apply; the rest is the policy's ``offline`` action."""
+    def judge_locally(self, name: str, version: str) -> list[Decision]:
+        """A project's own package (file:, link:, workspace:, portal:): the known-bad lists and
+        exceptions apply, nothing is asked of the registry."""
         try:
             found = self.decide(name, version, None)
         except Exception as exc:
             found = [("block", "gate-error", f"chainwatch could not decide: {exc}"[:400])]
-        return [Decision(name, version, a, r, why) for a, r, why in found] + [
+        return [Decision(name, version, a, r, why) for a, r, why in found]
+
+    def unjudged(self, name: str, version: str, seconds: float) -> list[Decision]:
+        """What a version gets when the time limit ran out before it was judged: the local
+        known-bad lists still apply; the rest is the policy's ``offline`` action."""
+        return [*self.judge_locally(name, version),
             Decision(name, version, self.policy.offline, "timeout",
                      f"not judged within the time limit of {seconds:g} s")]
 
@@ -293,6 +299,10 @@ class Checker:
         versions not judged by then are reported by ``unjudged``. Workers are daemon threads,
         so a lookup hanging on a silent registry cannot hold the process open."""
         unique = sorted({(p.name, p.version) for e in envs for p in e.packages if p.exact})
+        # judged by the local lists only (known-bad, exceptions): never looked up in the registry
+        remote = {(p.name, p.version) for e in envs for p in e.packages
+                  if p.exact and not is_local(p)}
+        local = {nv for nv in unique if nv not in remote}
         start = time.monotonic()
         if timeout is not None:
             self._deadline = start + timeout
@@ -307,7 +317,8 @@ class Checker:
                     nv = todo.get_nowait()
                 except queue.Empty:
                     return
-                done.put((nv, self.evaluate_safely(*nv)))
+                done.put((nv, self.judge_locally(*nv) if nv in local
+                          else self.evaluate_safely(*nv)))
 
         for i in range(min(jobs, len(unique))):
             threading.Thread(target=work, name=f"chainwatch-check-{i}", daemon=True).start()

@@ -54,3 +54,14 @@ def merge_projects(envs: list[Environment]) -> list[Environment]:
             primary.id, primary.kind, primary.source, (*primary.packages, *extra),
             (*primary.errors, *(e for o in others for e in o.errors)))
     return [folded.get(id(e), e) for e in envs if id(e) not in dropped]
+
+
+#: specifiers of packages that come from the project itself, never from a registry
+LOCAL_PROTOCOLS = ("file:", "link:", "workspace:", "portal:")
+
+
+def is_local(package: InstalledPackage) -> bool:
+    """A ``file:``, ``link:``, ``workspace:`` or ``portal:`` package (by its version or where it
+    was resolved from): the registry knows nothing true about it, so it is never asked."""
+    return any(isinstance(value, str) and value.startswith(LOCAL_PROTOCOLS)
+               for value in (package.version, package.resolved))
