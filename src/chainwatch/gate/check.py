@@ -6,7 +6,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,11 +16,12 @@ from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
 from chainwatch.errors import ChainwatchError
 from chainwatch.gate.environments import is_local
+from chainwatch.gate.instead import satisfies_all, wanted_by
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.intel.store import package_view
-from chainwatch.model import Environment, Level, Release
+from chainwatch.model import Environment, InstalledPackage, Level, Release
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import (
     release_from_packument,
@@ -43,6 +44,8 @@ class Decision:
     rule: str
     reason: str
     suggestion: str | None = None
+    #: about the suggestion: a major change, or which dependent must change when none fits
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -245,8 +248,10 @@ class Checker:
                 elif signal.rule == "CW-META-NEW-PUBLISHER" and p.publisher_change != "off":
                     yield (p.publisher_change, "publisher-change", signal.message, True)
 
-    def suggest(self, name: str, version: str, doc: dict[str, Any]) -> str | None:
-        """The newest stable version the whole policy lets through (up to 30 are tried).
+    def suggest(self, name: str, version: str, doc: dict[str, Any],
+                allowed: Callable[[str], bool] | None = None) -> str | None:
+        """The newest stable version the whole policy lets through (up to 30 are tried),
+        among those ``allowed`` (what the dependents' ranges accept) when given.
 
         A candidate within the scan window is scanned too: suggesting an unscanned release
         could send a team from one compromised version to the next.
@@ -258,7 +263,8 @@ class Checker:
             parsed = parse(candidate)
             if (parsed is None or parsed.prerelease or candidate == version
                     or (top is not None and parsed > top)
-                    or (doc["versions"][candidate] or {}).get("deprecated")):
+                    or (doc["versions"][candidate] or {}).get("deprecated")
+                    or (allowed is not None and not allowed(candidate))):
                 continue
             tried += 1
             if tried > 30:
@@ -346,9 +352,38 @@ class Checker:
                     if key in reported:  # one decision per version per environment
                         continue
                     reported.add(key)
+                    if decision.suggestion is not None or decision.action == "block":
+                        decision = self.instead(env, package, decision)
                     placed.append(Placed(decision, env.source, package.dev,
                                          package.paths[0] if package.paths else ()))
         return placed
+
+    def instead(self, env: Environment, package: InstalledPackage,
+                decision: Decision) -> Decision:
+        """The suggestion for this environment: one its dependents accept, or the parents that
+        must change; a change of major version is always said."""
+        if decision.action != "block" or decision.suggestion is None:
+            return decision
+        try:
+            doc = self._packument(decision.name)
+            wanted = wanted_by(env, package, self._packument)
+            ranged = [w for w in wanted if w.range is not None]
+            fits = self.suggest(decision.name, decision.version, doc,
+                                lambda v: satisfies_all(v, ranged)) if ranged else (
+                decision.suggestion)
+        except Exception:  # fall back to the unconstrained suggestion, said to be so
+            return replace(decision, note="could not read what its dependents allow")
+        if fits is None:
+            parents = ", ".join(f"{w.parent} ({w.range})" for w in ranged
+                                if not satisfies_all(decision.suggestion, [w]))
+            return replace(decision, suggestion=None,
+                           note=f"no allowed version satisfies what depends on it; "
+                                f"{parents or 'its dependents'} must change "
+                                f"(e.g. to allow {decision.suggestion})"[:400])
+        old, new = parse(decision.version), parse(fits)
+        note = (f"major change from {decision.version}: check that every dependent accepts it"
+                if old is not None and new is not None and old.major != new.major else None)
+        return replace(decision, suggestion=fits, note=note)
 
 
 def _dist(doc: dict[str, Any], version: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from chainwatch.output.table import safe
 def _row(p: Placed) -> dict[str, object]:
     d = p.decision
     return {"name": d.name, "version": d.version, "action": d.action, "rule": d.rule,
-            "reason": d.reason, "suggestion": d.suggestion, "source": p.source, "dev": p.dev,
+            "reason": d.reason, "suggestion": d.suggestion, "note": d.note, "source": p.source, "dev": p.dev,
             "path": list(p.path)}
 
 
@@ -60,7 +60,8 @@ def check_table(placed: Sequence[Placed], checked: int, width: int | None = None
             style = ACTION_STYLE.get(d.action, "default")
             table.add_row(f"[{style}]{safe(d.action)}[/]", safe(f"{d.name}@{d.version}"),
                           safe(d.rule), safe(d.reason),
-                          safe(d.suggestion or "-"),
+                          safe(" ".join(x for x in (d.suggestion, d.note and f"({d.note})")
+                                        if x) or "-"),
                           safe(f"{p.source}" + (f" ({' > '.join(p.path)})" if p.path else "")))
         console.print(table)
     return rendered(buf)
@@ -80,7 +81,7 @@ def check_github(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ()
         level = {"block": "error", "warn": "warning"}.get(d.action, "notice")
         props = f"file={_gh_escape(p.source).replace(',', '%2C').replace(':', '%3A')}"
         message = f"{d.name}@{d.version}: {d.reason}" + (
-            f" (use {d.suggestion})" if d.suggestion else "")
+            f" (use {d.suggestion})" if d.suggestion else "") + (f" ({d.note})" if d.note else "")
         lines.append(f"::{level} {props},title=chainwatch {d.rule}::{_gh_escape(message)}")
     return "\n".join(lines)
 
@@ -90,7 +91,10 @@ def check_sarif(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ())
     results = [{
         "ruleId": f"CW-POLICY-{p.decision.rule.upper()}",
         "level": {"block": "error", "warn": "warning"}.get(p.decision.action, "note"),
-        "message": {"text": plain(f"{p.decision.name}@{p.decision.version}: {p.decision.reason}")},
+        "message": {"text": plain(f"{p.decision.name}@{p.decision.version}: {p.decision.reason}"
+                                  + (f" (use {p.decision.suggestion})"
+                                     if p.decision.suggestion else "")
+                                  + (f" ({p.decision.note})" if p.decision.note else ""))},
         "locations": [{"physicalLocation": {"artifactLocation": {
             "uri": plain(p.source).replace(" ", "%20")}}}],
         # an applied policy exception: a reviewed, documented suppression
