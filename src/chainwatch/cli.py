@@ -299,10 +299,11 @@ class ExposureFormat(StrEnum):
     markdown = "markdown"
 
 
-def _collect(paths: list[Path], exclude: list[str] | None,
-             quiet: bool) -> tuple[list[Environment], list[dict[str, str]]]:
+def _collect(paths: list[Path], exclude: list[str] | None, quiet: bool,
+             unreadable: str = "error") -> tuple[list[Environment], list[dict[str, str]]]:
     """Environments found under the paths, and per-file errors: each is reported on stderr
-    and the walk goes on; the command then exits 2 unless it flagged something (exit 1)."""
+    (as ``unreadable``: error, or warning under ``check --allow-unreadable``) and the walk
+    goes on; the command then exits 2 unless it flagged something (exit 1)."""
     from chainwatch.inventory.walk import FileError, walk
     from chainwatch.output.escape import one_line as one_line_text
 
@@ -315,7 +316,8 @@ def _collect(paths: list[Path], exclude: list[str] | None,
         for found in walk(paths, exclude or [], progress=progress):
             if isinstance(found, FileError):
                 errors.append({"source": found.source, "error": found.message})
-                err.print(f"error: {one_line_text(found.source)}: {one_line_text(found.message)}",
+                err.print(f"{unreadable}: {one_line_text(found.source)}: "
+                          f"{one_line_text(found.message)}",
                           markup=False, soft_wrap=True)
             else:
                 envs.append(found)
@@ -473,10 +475,15 @@ def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
     from chainwatch.gate.policy import load_policy
 
     try:
-        return load_policy(policy_file, min_age)
+        policy = load_policy(policy_file, min_age)
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
+    for gone in policy.expired_exceptions():
+        err.print(f"warning: policy exception {gone.package}@{gone.range} expired on "
+                  f"{gone.expires.isoformat()} and no longer applies ({gone.reason})"[:400],
+                  markup=False, soft_wrap=True)
+    return policy
 
 
 @policy_app.command("show")
@@ -501,6 +508,17 @@ def check(
     scan: ScanOpt = True,
     quiet: QuietOpt = False,
     color: ColorOpt = ColorMode.auto,
+    allow_unreadable: Annotated[bool, typer.Option(
+        "--allow-unreadable", help="Report a lockfile that cannot be read as a warning and "
+        "judge the rest (default: exit 2).")] = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Block a version whose age, scripts, trust or scan could not be "
+        "judged because the registry was unreachable or the time ran out (policy: offline = "
+        "\"block\").")] = False,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", metavar="SECONDS", min=1.0,
+        help="Stop judging after this long; versions not judged by then are reported "
+        "(blocked with --strict).")] = 120.0,
 ) -> None:
     """Check every resolved version in the lockfiles under PATHS against the policy."""
     from chainwatch.gate.check import Checker
@@ -508,16 +526,33 @@ def check(
     from chainwatch.registry import NpmConfig, RegistryClient
 
     policy = _policy(policy_file, min_age)
-    envs, errors = _collect(paths, exclude, quiet)
+    if strict:
+        from dataclasses import replace
+
+        policy = replace(policy, offline="block")
+    envs, errors = _collect(paths, exclude, quiet,
+                            unreadable="warning" if allow_unreadable else "error")
     envs = [e for e in envs if e.kind != "package.json" or any(p.exact for p in e.packages)]
+    from chainwatch.gate.environments import merge_projects
+
+    envs = merge_projects(envs)  # a project's lockfile, node_modules and manifest: one place
+    if not envs:
+        # fail closed: a gate that found nothing to judge has not passed anything
+        err.print("error: nothing to check: no lockfile, node_modules folder or pinned manifest "
+                  f"under {', '.join(str(p) for p in paths)}", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
     client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
     with client:
         # as many scans at once as versions checked at once: none waits in the queue
         gate = _scan_gate(policy, client, db, workers=8) if scan else None
         checker = Checker(policy, client, _known_bad(db), scans=gate)
         try:
-            with err.status("checking versions against the policy (scanning recent releases) …"):
-                placed = checker.check(envs)
+            label = "checking versions against the policy (scanning recent releases)"
+            with err.status(f"{label} …") as status:
+                def progress(done: int, total: int) -> None:
+                    if not quiet:
+                        status.update(f"{label}: {done}/{total} …")
+                placed = checker.check(envs, timeout=timeout, progress=progress)
         finally:
             if gate is not None:
                 gate.close()
@@ -535,7 +570,8 @@ def check(
         typer.echo(text, nl=not text.endswith("\n"))
     if any(p.decision.action == "block" for p in placed):
         raise typer.Exit(1)
-    _exit_for_unreadable(errors)
+    if not allow_unreadable:
+        _exit_for_unreadable(errors)
 
 
 @app.command()

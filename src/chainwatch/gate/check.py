@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import queue
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import httpx
 
 from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
 from chainwatch.errors import ChainwatchError
+from chainwatch.gate.environments import is_local
+from chainwatch.gate.instead import satisfies_all, wanted_by
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.intel.store import package_view
-from chainwatch.model import Environment, Level, Release
-from chainwatch.output.escape import plain
+from chainwatch.model import Environment, InstalledPackage, Level, Release
+from chainwatch.output.escape import plain as plain_text
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import (
     release_from_packument,
@@ -27,6 +32,9 @@ from chainwatch.specs import off_registry_dependencies
 from chainwatch.versions import parse, previous_versions, settled_baseline, sort_versions
 
 TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
+#: rules about a fresh compromise: they judge releases published within the policy's scan window
+#: only (older versions are judged by the known-bad lists and stored verdicts)
+FRESH_RULES = {"new-install-script", "trust-downgrade", "publisher-change"}
 RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
 
 
@@ -34,10 +42,12 @@ RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install"
 class Decision:
     name: str
     version: str
-    action: str  # block | warn
+    action: str  # block | warn | allow (a policy exception applied)
     rule: str
     reason: str
     suggestion: str | None = None
+    #: about the suggestion: a major change, or which dependent must change when none fits
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,13 @@ class Checker:
         self._packuments: dict[str, dict[str, Any] | ChainwatchError] = {}
         #: per release: its publish time and the rules that never change for it
         self._static: dict[tuple[str, str, Any, str | None],
-                           tuple[datetime | None, list[tuple[str, str, str]]]] = {}
+                           tuple[datetime | None, list[tuple[str, str, str, bool]]]] = {}
         self._lock = threading.Lock()
+        #: the first transport failure (after the client's retries): every later lookup fails at
+        #: once with it, so an unreachable registry costs one timeout, not one per package
+        self._down: ChainwatchError | None = None
+        #: time.monotonic() after which no new lookup starts (check --timeout)
+        self._deadline: float | None = None
 
     @property
     def now(self) -> datetime:
@@ -78,9 +93,16 @@ class Checker:
         if cached is None:
             if self.client is None:
                 raise ChainwatchError("no registry client")
+            if self._down is not None:
+                raise ChainwatchError(f"registry unreachable (an earlier request failed: "
+                                      f"{self._down})"[:300])
+            if self._deadline is not None and time.monotonic() > self._deadline:
+                raise ChainwatchError("not asked: the time limit (--timeout) ran out")
             try:
                 cached = slim_packument(self.client.packument(name))
             except ChainwatchError as exc:
+                if isinstance(exc.__cause__, httpx.TransportError):
+                    self._down = self._down or exc
                 cached = exc
             with self._lock:
                 self._packuments[name] = cached
@@ -91,13 +113,19 @@ class Checker:
     def evaluate(self, name: str, version: str) -> list[Decision]:
         doc: dict[str, Any] | None = None
         problems: list[tuple[str, str, str]] = []
+        if self.policy.exception_for(name, version) is not None:
+            return [Decision(name, version, a, r, why)
+                    for a, r, why in self.decide(name, version, None)]
         if self._needs_registry():
             try:
                 doc = self._packument(name)
             except ChainwatchError as exc:
-                problems.append(("warn", "registry", f"registry metadata unavailable: {exc}"))
+                # age, scripts, trust and scan could not be judged: policy offline (--strict)
+                problems.append((self.policy.offline, "registry",
+                                 f"registry metadata unavailable: {exc}"))
         if doc is not None and version not in (doc.get("versions") or {}):
-            problems.append(("warn", "registry", "version not in the registry (unpublished?)"))
+            problems.append((self.policy.offline, "registry",
+                             "version not in the registry (unpublished?)"))
         return [Decision(name, version, action, rule, reason,
                          self.suggest(name, version, doc) if action == "block" and doc else None)
                 for action, rule, reason in [*self.decide(name, version, doc, scan=True),
@@ -138,7 +166,11 @@ class Checker:
         for version in versions:
             found: list[tuple[str, str, str]] = []
             out[version] = found
-            if self.policy.exception_for(name, version) is not None:
+            if (excepted := self.policy.exception_for(name, version)) is not None:
+                # shown in every output with its reason; no rule is applied to it
+                found.append(("allow", "exception",
+                              f"policy exception {excepted.package}@{excepted.range} until "
+                              f"{excepted.expires.isoformat()}: {excepted.reason}"[:400]))
                 continue
             for advisory in view.lookup(version) if view is not None else ():
                 found.append((self.policy.known_bad, "known-bad",
@@ -191,39 +223,55 @@ class Checker:
             if age < p.min_age_duration:
                 yield (p.min_age, "min-age",
                        f"published {_ago(age)} ago; the policy wants {_ago(p.min_age_duration)}")
-        yield from static
+        # an unknown publish time counts as fresh (fail closed)
+        fresh = published is None or now - published <= p.scan_window
+        for action, rule, reason, when_fresh in static:
+            if when_fresh == fresh:
+                yield (action, rule, reason)
 
     def _static_rules(self, doc: dict[str, Any], name: str, release: Release,
-                      base_version: str | None) -> Iterable[tuple[str, str, str]]:
+                      base_version: str | None) -> Iterable[tuple[str, str, str, bool]]:
         """The rules that depend only on a release and the ones before it (never on the clock
-        or on the databases), kept per release so a big packument is judged quickly."""
+        or on the databases), kept per release so a big packument is judged quickly.
+
+        Each comes with the freshness it applies at: True for a release inside the scan window
+        (every rule; FRESH_RULES only there), False for an older one (an install script is
+        then reported by the plain ``install-scripts`` rule, never as "new")."""
         p = self.policy
         hooks = {h: c for h, c in release.scripts.items() if h in RUN_AT_INSTALL}
         base = release_from_packument(doc, base_version) if base_version else None
+        listed = ', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]
+        plain_rule = (p.install_scripts, "install-scripts", f"runs {listed} at install")
+        plain = bool(hooks) and p.install_scripts != "off" and not p.allowed_scripts(name)
         if hooks and p.new_install_script != "off" and base is not None and not any(
                 h in RUN_AT_INSTALL for h in base.scripts):
             yield (p.new_install_script, "new-install-script",
-                   f"{', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]} is new since "
-                   f"{base.ref.version}")
-        elif hooks and p.install_scripts != "off" and not p.allowed_scripts(name):
-            yield (p.install_scripts, "install-scripts",
-                   f"runs {', '.join(f'{h}: {c}' for h, c in hooks.items())[:200]} at install")
+                   f"{listed} is new since {base.ref.version}", True)
+            if plain:
+                yield (*plain_rule, False)
+        elif plain:
+            yield (*plain_rule, True)
+            yield (*plain_rule, False)
         if p.remote_dependency != "off":
             remote = off_registry_dependencies(release.manifest)
             if remote:
-                listed = ", ".join(f"{n} from {w}" for n, w in sorted(remote.items())[:5])
-                yield (p.remote_dependency, "remote-dependency",
-                       f"depends on packages npm fetches around the registry (and so around "
-                       f"chainwatch): {plain(listed)}"[:400])
+                where = ", ".join(f"{n} from {w}" for n, w in sorted(remote.items())[:5])
+                rule = (p.remote_dependency, "remote-dependency",
+                        f"depends on packages npm fetches around the registry (and so around "
+                        f"chainwatch): {plain_text(where)}"[:400])
+                yield (*rule, True)  # whatever the release's age: npm fetches it unjudged
+                yield (*rule, False)
         if p.trust_downgrade != "off" or p.publisher_change != "off":
             for signal in metadata_signals(doc, release, base, None):
                 if signal.rule in TRUST_RULES and p.trust_downgrade != "off":
-                    yield (p.trust_downgrade, "trust-downgrade", signal.message)
+                    yield (p.trust_downgrade, "trust-downgrade", signal.message, True)
                 elif signal.rule == "CW-META-NEW-PUBLISHER" and p.publisher_change != "off":
-                    yield (p.publisher_change, "publisher-change", signal.message)
+                    yield (p.publisher_change, "publisher-change", signal.message, True)
 
-    def suggest(self, name: str, version: str, doc: dict[str, Any]) -> str | None:
-        """The newest stable version the whole policy lets through (up to 30 are tried).
+    def suggest(self, name: str, version: str, doc: dict[str, Any],
+                allowed: Callable[[str], bool] | None = None) -> str | None:
+        """The newest stable version the whole policy lets through (up to 30 are tried),
+        among those ``allowed`` (what the dependents' ranges accept) when given.
 
         A candidate within the scan window is scanned too: suggesting an unscanned release
         could send a team from one compromised version to the next.
@@ -235,7 +283,8 @@ class Checker:
             parsed = parse(candidate)
             if (parsed is None or parsed.prerelease or candidate == version
                     or (top is not None and parsed > top)
-                    or (doc["versions"][candidate] or {}).get("deprecated")):
+                    or (doc["versions"][candidate] or {}).get("deprecated")
+                    or (allowed is not None and not allowed(candidate))):
                 continue
             tried += 1
             if tried > 30:
@@ -254,18 +303,107 @@ class Checker:
             return [Decision(name, version, "block", "gate-error",
                              f"chainwatch could not decide: {type(exc).__name__}: {exc}"[:400])]
 
-    def check(self, envs: list[Environment], jobs: int = 8) -> list[Placed]:
+    def judge_locally(self, name: str, version: str) -> list[Decision]:
+        """A project's own package (file:, link:, workspace:, portal:): the known-bad lists and
+        exceptions apply, nothing is asked of the registry."""
+        try:
+            found = self.decide(name, version, None)
+        except Exception as exc:
+            found = [("block", "gate-error", f"chainwatch could not decide: {exc}"[:400])]
+        return [Decision(name, version, a, r, why) for a, r, why in found]
+
+    def unjudged(self, name: str, version: str, seconds: float) -> list[Decision]:
+        """What a version gets when the time limit ran out before it was judged: the local
+        known-bad lists still apply; the rest is the policy's ``offline`` action."""
+        return [*self.judge_locally(name, version),
+            Decision(name, version, self.policy.offline, "timeout",
+                     f"not judged within the time limit of {seconds:g} s")]
+
+    def check(self, envs: list[Environment], jobs: int = 8, timeout: float | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[Placed]:
+        """Judge every exact version once. With ``timeout`` (seconds) the run ends on time:
+        versions not judged by then are reported by ``unjudged``. Workers are daemon threads,
+        so a lookup hanging on a silent registry cannot hold the process open."""
         unique = sorted({(p.name, p.version) for e in envs for p in e.packages if p.exact})
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            results = dict(zip(unique, pool.map(lambda nv: self.evaluate_safely(*nv), unique),
-                               strict=True))
+        # judged by the local lists only (known-bad, exceptions): never looked up in the registry
+        remote = {(p.name, p.version) for e in envs for p in e.packages
+                  if p.exact and not is_local(p)}
+        local = {nv for nv in unique if nv not in remote}
+        start = time.monotonic()
+        if timeout is not None:
+            self._deadline = start + timeout
+        todo: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        for nv in unique:
+            todo.put(nv)
+        done: queue.SimpleQueue[tuple[tuple[str, str], list[Decision]]] = queue.SimpleQueue()
+
+        def work() -> None:
+            while True:
+                try:
+                    nv = todo.get_nowait()
+                except queue.Empty:
+                    return
+                done.put((nv, self.judge_locally(*nv) if nv in local
+                          else self.evaluate_safely(*nv)))
+
+        for i in range(min(jobs, len(unique))):
+            threading.Thread(target=work, name=f"chainwatch-check-{i}", daemon=True).start()
+        results: dict[tuple[str, str], list[Decision]] = {}
+        while len(results) < len(unique):
+            wait = None if self._deadline is None else self._deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                break
+            try:
+                nv, decisions = done.get(timeout=min(wait, 0.5) if wait is not None else 0.5)
+            except queue.Empty:
+                continue
+            results[nv] = decisions
+            if progress is not None:
+                progress(len(results), len(unique))
+        for nv in unique:
+            if nv not in results:
+                results[nv] = self.unjudged(*nv, timeout or 0)
         placed: list[Placed] = []
         for env in envs:
+            reported: set[tuple[str, str, str, str]] = set()
             for package in env.packages:
                 for decision in results.get((package.name, package.version), []):
+                    key = (decision.name, decision.version, decision.rule, decision.action)
+                    if key in reported:  # one decision per version per environment
+                        continue
+                    reported.add(key)
+                    if decision.suggestion is not None or decision.action == "block":
+                        decision = self.instead(env, package, decision)
                     placed.append(Placed(decision, env.source, package.dev,
                                          package.paths[0] if package.paths else ()))
         return placed
+
+    def instead(self, env: Environment, package: InstalledPackage,
+                decision: Decision) -> Decision:
+        """The suggestion for this environment: one its dependents accept, or the parents that
+        must change; a change of major version is always said."""
+        if decision.action != "block" or decision.suggestion is None:
+            return decision
+        try:
+            doc = self._packument(decision.name)
+            wanted = wanted_by(env, package, self._packument)
+            ranged = [w for w in wanted if w.range is not None]
+            fits = self.suggest(decision.name, decision.version, doc,
+                                lambda v: satisfies_all(v, ranged)) if ranged else (
+                decision.suggestion)
+        except Exception:  # fall back to the unconstrained suggestion, said to be so
+            return replace(decision, note="could not read what its dependents allow")
+        if fits is None:
+            parents = ", ".join(f"{w.parent} ({w.range})" for w in ranged
+                                if not satisfies_all(decision.suggestion, [w]))
+            return replace(decision, suggestion=None,
+                           note=f"no allowed version satisfies what depends on it; "
+                                f"{parents or 'its dependents'} must change "
+                                f"(e.g. to allow {decision.suggestion})"[:400])
+        old, new = parse(decision.version), parse(fits)
+        note = (f"major change from {decision.version}: check that every dependent accepts it"
+                if old is not None and new is not None and old.major != new.major else None)
+        return replace(decision, suggestion=fits, note=note)
 
 
 def _dist(doc: dict[str, Any], version: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ reason and an expiry date, after which they no longer apply.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 import tomllib
@@ -81,7 +82,15 @@ class Policy:
     scan_sandbox: bool = False
     #: what a scan that fails (error, timeout, oversize, unreadable baseline) does: fail closed
     scan_on_error: str = "block"
+    #: what a version does when the registry cannot be asked (``offline = "block"``, --strict):
+    #: ``warn`` reports it; ``block`` turns age, script, trust and scan checks that could not run
+    #: into blocks
+    offline: str = "warn"
     exceptions: tuple[Exception_, ...] = field(default_factory=tuple)
+
+    def expired_exceptions(self, today: date | None = None) -> list[Exception_]:
+        day = today or datetime.now(UTC).date()
+        return [e for e in self.exceptions if e.expires < day]
 
     def allowed_scripts(self, name: str) -> bool:
         return any(fnmatch.fnmatch(name, p) for p in self.install_scripts_allow)
@@ -95,6 +104,7 @@ class Policy:
 
     def to_toml(self) -> dict[str, Any]:
         return {
+            "offline": self.offline,
             "known-bad": {"action": self.known_bad},
             "min-age": {"action": self.min_age, "duration": format_duration(self.min_age_duration),
                         "exclude": list(self.min_age_exclude)},
@@ -113,11 +123,87 @@ class Policy:
         }
 
 
-def _action(table: dict[str, Any], key: str, default: str, where: str) -> str:
-    value = str(table.get(key, default))
-    if value not in ACTIONS:
-        raise UsageError(f"{where}.{key}: must be one of {', '.join(ACTIONS)}, not {value!r}")
+#: every section and key a policy file may have (anything else is a typo that would silently
+#: leave a rule at its default)
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "known-bad": ("action",),
+    "min-age": ("action", "duration", "exclude"),
+    "install-scripts": ("action", "allow", "new-in-bump"),
+    "trust-downgrade": ("action",),
+    "remote-dependency": ("action",),
+    "publisher-change": ("action",),
+    "scan": ("malicious", "suspicious", "window", "sandbox", "on_error"),
+}
+TOP_KEYS = ("offline",)
+EXCEPTION_KEYS = ("package", "reason", "expires")
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(choices)})"
+
+
+def validate(doc: dict[str, Any], where: str) -> None:
+    """Refuse unknown sections and keys, naming each with the closest known one."""
+    for section, table in doc.items():
+        if section == "exceptions":
+            if not isinstance(table, list):
+                raise UsageError(f"{where}: exceptions must be a list of [[exceptions]] tables")
+            for i, raw in enumerate(table):
+                if not isinstance(raw, dict):
+                    raise UsageError(f"{where}: exceptions[{i}] must be a table")
+                for key in raw:
+                    if key not in EXCEPTION_KEYS:
+                        raise UsageError(f"{where}: unknown key exceptions[{i}].{key}"
+                                         f"{_did_you_mean(key, EXCEPTION_KEYS)}")
+            continue
+        if section in TOP_KEYS:
+            continue
+        if section not in SCHEMA:
+            known = (*SCHEMA, "exceptions", *TOP_KEYS)
+            raise UsageError(f"{where}: unknown section [{section}]{_did_you_mean(section, known)}")
+        if not isinstance(table, dict):
+            raise UsageError(f"{where}: [{section}] must be a table, not {table!r}"[:200])
+        for key in table:
+            if key not in SCHEMA[section]:
+                raise UsageError(f"{where}: unknown key {section}.{key}"
+                                 f"{_did_you_mean(key, SCHEMA[section])}")
+
+
+def _choice(table: dict[str, Any], key: str, default: str, where: str,
+            choices: tuple[str, ...]) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or value not in choices:
+        hint = _did_you_mean(value, choices) if isinstance(value, str) else ""
+        name = f"{where}.{key}" if where else key
+        raise UsageError(f"{name}: must be one of {', '.join(choices)}, not {value!r}"
+                         f"{hint}"[:300])
     return value
+
+
+def _action(table: dict[str, Any], key: str, default: str, where: str) -> str:
+    return _choice(table, key, default, where, ACTIONS)
+
+
+def _duration(table: dict[str, Any], key: str, default: timedelta, where: str) -> timedelta:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, str):
+        raise UsageError(f"{where}.{key}: must be a duration string such as \"48h\", not "
+                         f"{value!r}"[:200])
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise UsageError(f"{where}.{key}: {exc}") from exc
+
+
+def _names(table: dict[str, Any], key: str, default: tuple[str, ...], where: str
+           ) -> tuple[str, ...]:
+    value = table.get(key, default)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"{where}.{key}: must be a list of package names or globs")
+    return tuple(value)
 
 
 def _flag(table: dict[str, Any], key: str, default: bool, where: str) -> bool:
@@ -128,10 +214,7 @@ def _flag(table: dict[str, Any], key: str, default: bool, where: str) -> bool:
 
 
 def _on_error(scan: dict[str, Any], default: str) -> str:
-    value = str(scan.get("on_error", default))
-    if value not in ("block", "warn"):
-        raise UsageError(f"scan.on_error: must be block or warn, not {value!r}")
-    return value
+    return _choice(scan, "on_error", default, "scan", ("block", "warn"))
 
 
 def load_policy(path: Path | None = None, min_age: str | None = None) -> Policy:
@@ -142,7 +225,14 @@ def load_policy(path: Path | None = None, min_age: str | None = None) -> Policy:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(f"{path}: cannot read the policy: {exc}") from exc
-        policy = _apply(policy, doc, str(path))
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{path}: cannot read the policy: not UTF-8 text") from exc
+        validate(doc, str(path))
+        try:
+            policy = _apply(policy, doc, str(path))
+        except UsageError as exc:
+            text = str(exc)
+            raise UsageError(text if text.startswith(f"{path}:") else f"{path}: {text}") from exc
     if min_age is not None:
         policy = replace(policy, min_age_duration=parse_duration(min_age))
     return policy
@@ -165,16 +255,24 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
             raise UsageError(f"{where}: exceptions[{i}]: {rng!r} is not a version range")
         expires = raw["expires"]
         if isinstance(expires, str):
-            expires = date.fromisoformat(expires)
+            try:
+                expires = date.fromisoformat(expires)
+            except ValueError as exc:
+                raise UsageError(f"{where}: exceptions[{i}].expires: {expires!r} is not a date "
+                                 "(YYYY-MM-DD)"[:200]) from exc
+        if isinstance(expires, datetime):
+            expires = expires.date()
+        if not isinstance(expires, date):
+            raise UsageError(f"{where}: exceptions[{i}].expires: must be a date (YYYY-MM-DD)")
         exceptions.append(Exception_(spec[:at], rng, str(raw["reason"]), expires))
     return Policy(
         known_bad=_action(kb, "action", policy.known_bad, "known-bad"),
         min_age=_action(age, "action", policy.min_age, "min-age"),
-        min_age_duration=parse_duration(age["duration"]) if "duration" in age
-        else policy.min_age_duration,
-        min_age_exclude=tuple(age.get("exclude", policy.min_age_exclude)),
+        min_age_duration=_duration(age, "duration", policy.min_age_duration, "min-age"),
+        min_age_exclude=_names(age, "exclude", policy.min_age_exclude, "min-age"),
         install_scripts=_action(scripts, "action", policy.install_scripts, "install-scripts"),
-        install_scripts_allow=tuple(scripts.get("allow", policy.install_scripts_allow)),
+        install_scripts_allow=_names(scripts, "allow", policy.install_scripts_allow,
+                                     "install-scripts"),
         new_install_script=_action(scripts, "new-in-bump", policy.new_install_script,
                                    "install-scripts"),
         trust_downgrade=_action(doc.get("trust-downgrade", {}), "action", policy.trust_downgrade,
@@ -185,8 +283,9 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
                                  policy.publisher_change, "publisher-change"),
         scan_malicious=_action(scan, "malicious", policy.scan_malicious, "scan"),
         scan_suspicious=_action(scan, "suspicious", policy.scan_suspicious, "scan"),
-        scan_window=parse_duration(scan["window"]) if "window" in scan else policy.scan_window,
+        scan_window=_duration(scan, "window", policy.scan_window, "scan"),
         scan_sandbox=_flag(scan, "sandbox", policy.scan_sandbox, "scan"),
         scan_on_error=_on_error(scan, policy.scan_on_error),
+        offline=_choice(doc, "offline", policy.offline, "", ("block", "warn")),
         exceptions=tuple(exceptions),
     )

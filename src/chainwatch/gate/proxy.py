@@ -77,11 +77,22 @@ _NAME = re.compile(r"^(?:@[a-z0-9~-][a-z0-9._~-]*/)?[A-Za-z0-9~-][A-Za-z0-9._~!*
 
 def abbreviate(doc: dict[str, Any]) -> dict[str, Any]:
     """The abbreviated ("corgi") form npm asks for at install time."""
-    times = doc.get("time") or {}
-    return {"name": doc.get("name"), "modified": times.get("modified"),
-            "dist-tags": doc.get("dist-tags") or {},
-            "versions": {v: {k: d[k] for k in _CORGI_FIELDS if k in d}
-                         for v, d in (doc.get("versions") or {}).items()}}
+    times = doc.get("time")
+    times = times if isinstance(times, dict) else {}
+    versions = doc.get("versions") or {}
+    out: dict[str, Any] = {"name": doc.get("name")}
+    # never "modified": null (bun refuses the document: PackageFailedToParse); when upstream
+    # gave no time, the newest publish time of a listed version, else no field at all
+    modified = times.get("modified")
+    if not isinstance(modified, str):
+        stamps = [t for v, t in times.items() if v in versions and isinstance(t, str)]
+        modified = max(stamps) if stamps else None
+    if modified is not None:
+        out["modified"] = modified
+    out["dist-tags"] = doc.get("dist-tags") or {}
+    out["versions"] = {v: {k: d[k] for k in _CORGI_FIELDS if k in d}
+                       for v, d in versions.items()}
+    return out
 
 
 def package_from_path(raw_path: str) -> str | None:

@@ -18,7 +18,7 @@ from chainwatch.output.table import safe
 def _row(p: Placed) -> dict[str, object]:
     d = p.decision
     return {"name": d.name, "version": d.version, "action": d.action, "rule": d.rule,
-            "reason": d.reason, "suggestion": d.suggestion, "source": p.source, "dev": p.dev,
+            "reason": d.reason, "suggestion": d.suggestion, "note": d.note, "source": p.source, "dev": p.dev,
             "path": list(p.path)}
 
 
@@ -27,7 +27,9 @@ def summary(placed: Sequence[Placed], checked: int) -> dict[str, int]:
             "blocked": len({(p.decision.name, p.decision.version) for p in placed
                             if p.decision.action == "block"}),
             "warned": len({(p.decision.name, p.decision.version) for p in placed
-                           if p.decision.action == "warn"})}
+                           if p.decision.action == "warn"}),
+            "excepted": len({(p.decision.name, p.decision.version) for p in placed
+                             if p.decision.action == "allow"})}
 
 
 def check_json(placed: Sequence[Placed], checked: int,
@@ -37,7 +39,8 @@ def check_json(placed: Sequence[Placed], checked: int,
                        "decisions": [_row(p) for p in placed], "errors": list(errors)}, indent=2)
 
 
-ACTION_STYLE = {"block": "bold red", "warn": "yellow"}
+ACTION_STYLE = {"block": "bold red", "warn": "yellow", "allow": "green"}
+ORDER = {"block": 0, "warn": 1, "allow": 2}
 
 
 def check_table(placed: Sequence[Placed], checked: int, width: int | None = None,
@@ -46,17 +49,19 @@ def check_table(placed: Sequence[Placed], checked: int, width: int | None = None
     buf = io.StringIO()
     console = render_console(buf, color, width)
     s = summary(placed, checked)
-    console.print(f"{s['checked']} versions checked: {s['blocked']} blocked, {s['warned']} warned")
+    console.print(f"{s['checked']} versions checked: {s['blocked']} blocked, {s['warned']} warned"
+                  + (f", {s['excepted']} allowed by a policy exception" if s["excepted"] else ""))
     if placed:
         table = Table(box=None)
         for col in ("action", "package", "rule", "why", "instead", "where"):
             table.add_column(col, overflow="fold")
-        for p in sorted(placed, key=lambda p: (p.decision.action != "block", p.decision.name)):
+        for p in sorted(placed, key=lambda p: (ORDER.get(p.decision.action, 3), p.decision.name)):
             d = p.decision
             style = ACTION_STYLE.get(d.action, "default")
             table.add_row(f"[{style}]{safe(d.action)}[/]", safe(f"{d.name}@{d.version}"),
                           safe(d.rule), safe(d.reason),
-                          safe(d.suggestion or "-"),
+                          safe(" ".join(x for x in (d.suggestion, d.note and f"({d.note})")
+                                        if x) or "-"),
                           safe(f"{p.source}" + (f" ({' > '.join(p.path)})" if p.path else "")))
         console.print(table)
     return rendered(buf)
@@ -73,10 +78,10 @@ def check_github(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ()
              for e in errors]
     for p in placed:
         d = p.decision
-        level = "error" if d.action == "block" else "warning"
+        level = {"block": "error", "warn": "warning"}.get(d.action, "notice")
         props = f"file={_gh_escape(p.source).replace(',', '%2C').replace(':', '%3A')}"
         message = f"{d.name}@{d.version}: {d.reason}" + (
-            f" (use {d.suggestion})" if d.suggestion else "")
+            f" (use {d.suggestion})" if d.suggestion else "") + (f" ({d.note})" if d.note else "")
         lines.append(f"::{level} {props},title=chainwatch {d.rule}::{_gh_escape(message)}")
     return "\n".join(lines)
 
@@ -85,10 +90,17 @@ def check_sarif(placed: Sequence[Placed], errors: Sequence[dict[str, str]] = ())
     rules = sorted({p.decision.rule for p in placed})
     results = [{
         "ruleId": f"CW-POLICY-{p.decision.rule.upper()}",
-        "level": "error" if p.decision.action == "block" else "warning",
-        "message": {"text": plain(f"{p.decision.name}@{p.decision.version}: {p.decision.reason}")},
+        "level": {"block": "error", "warn": "warning"}.get(p.decision.action, "note"),
+        "message": {"text": plain(f"{p.decision.name}@{p.decision.version}: {p.decision.reason}"
+                                  + (f" (use {p.decision.suggestion})"
+                                     if p.decision.suggestion else "")
+                                  + (f" ({p.decision.note})" if p.decision.note else ""))},
         "locations": [{"physicalLocation": {"artifactLocation": {
             "uri": plain(p.source).replace(" ", "%20")}}}],
+        # an applied policy exception: a reviewed, documented suppression
+        **({"suppressions": [{"kind": "external", "status": "accepted",
+                              "justification": plain(p.decision.reason)}]}
+           if p.decision.action == "allow" else {}),
     } for p in placed]
     return json.dumps({
         "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/"
