@@ -27,7 +27,7 @@ from chainwatch.analysis.payload import payload
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
-from chainwatch.errors import ChainwatchError, NotFoundError, UsageError
+from chainwatch.errors import ChainwatchError, NotFoundError, RegistryError, UsageError
 from chainwatch.intel import BuiltinKnownBad, KnownBadSource
 from chainwatch.intel.base import VERDICT_SOURCE
 from chainwatch.model import (
@@ -223,8 +223,10 @@ class Scanner:
             doc = packument or self._packument(name)
             self._remember_packument(name, doc)
             picked = pick_version(doc, wanted)
-        except NotFoundError as exc:
-            gone = self._gone(name, exact, str(exc)) if exact else None
+        except (NotFoundError, RegistryError) as exc:
+            # fail closed: a listed version is malicious whether removed or out of reach
+            gone = self._gone(name, exact, str(exc), isinstance(exc, NotFoundError)) \
+                if exact else None
             if gone is None:
                 raise
             return gone
@@ -242,7 +244,7 @@ class Scanner:
         return Loaded(ref, files, release, doc, tarball.integrity_error,
                       integrity=release.integrity)
 
-    def _gone(self, name: str, version: str, why: str) -> Loaded | None:
+    def _gone(self, name: str, version: str, why: str, removed: bool = True) -> Loaded | None:
         """A version the registry no longer serves, when the known-bad list names it: a
         package with no files whose one finding says the tarball is gone (the known-bad finding
         comes from :meth:`analyze`). None when no list names it (then it is "no such version")."""
@@ -253,8 +255,10 @@ class Scanner:
         note = Finding(
             rule="CW-TARBALL-GONE", severity=Severity.INFO, technique="known-bad",
             capability="", message=(
-                f"the registry no longer serves {ref} ({why}); the tarball is gone, so the "
-                f"verdict rests on the known-bad list alone ({', '.join(a.id for a in listed)})"))
+                (f"the registry no longer serves {ref} ({why}); the tarball is gone"
+                 if removed else f"{ref} could not be fetched ({why})")
+                + f", so the verdict rests on the known-bad list alone "
+                f"({', '.join(a.id for a in listed)})"))
         return Loaded(ref, PackageFiles(str(ref), (), findings=(note,)), origin="registry")
 
     def _with_metadata(self, files: PackageFiles, packument: dict[str, Any] | None,

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from chainwatch.errors import NotFoundError, UsageError
+from chainwatch.errors import NotFoundError, RegistryError, UsageError
 from chainwatch.model import Level
 from chainwatch.names import name_problem, split_spec
 from chainwatch.registry import NpmConfig, RegistryClient
@@ -259,3 +259,19 @@ def test_malformed_names_never_reach_the_registry(tmp_path: Path, spec: str) -> 
     with scanner(tmp_path, reg) as s, pytest.raises(UsageError, match="invalid package name"):
         s.scan(spec)
     assert reg.seen == []
+
+
+def test_known_bad_version_out_of_reach_is_still_malicious(tmp_path: Path) -> None:
+    """Fail closed: with the registry down, a listed version is judged by the list."""
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    client = RegistryClient(NpmConfig(registry=REG), tmp_path, backoff=0.0, retries=0,
+                            transport=httpx.MockTransport(down))
+    with Scanner(client, workers=1) as s:
+        verdict = s.scan("chalk@5.6.1")
+        assert verdict.level is Level.MALICIOUS
+        assert any(f.rule == "CW-TARBALL-GONE" and "could not be fetched" in f.message
+                   for f in verdict.findings)
+        with pytest.raises(RegistryError):
+            s.scan("chalk@5.6.2")  # not listed: the outage is an error, not a verdict
