@@ -275,3 +275,20 @@ def test_known_bad_version_out_of_reach_is_still_malicious(tmp_path: Path) -> No
                    for f in verdict.findings)
         with pytest.raises(RegistryError):
             s.scan("chalk@5.6.2")  # not listed: the outage is an error, not a verdict
+
+
+def test_a_range_over_a_huge_version_list_fails_closed_quickly() -> None:
+    import time
+
+    from chainwatch.registry import packument
+
+    many = {f"{a}.{b}.0": {} for a in range(300) for b in range(200)}  # 60,000 versions
+    doc = {"name": "big", "dist-tags": {"latest": "1.0.0"}, "versions": many}
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match="more than"):
+        pick_version(doc, ">=999")
+    assert time.perf_counter() - started < 1.0
+    assert len(many) > packument.MAX_RANGE_VERSIONS
+    assert pick_version(doc, "latest").version == "1.0.0"  # a tag needs no range test
+    assert pick_version(doc, None).version == "1.0.0"  # nor a bare name whose latest serves
+    assert pick_version(doc, "299.199.0").version == "299.199.0"

@@ -84,6 +84,11 @@ def latest_version(packument: dict[str, Any]) -> str:
     raise NotFoundError(f"{packument.get('name', '?')} has no 'latest' dist-tag")
 
 
+#: A range is tested against at most this many versions (about 3 s; real packages have a few
+#: thousand). A packument with more fails closed: exact versions and dist-tags still work.
+MAX_RANGE_VERSIONS = 50_000
+
+
 @dataclass(frozen=True)
 class Picked:
     """The version a spec resolved to, and how (for the notice telling the user)."""
@@ -140,6 +145,10 @@ def pick_version(packument: dict[str, Any], wanted: str | None) -> Picked:
         doc = versions.get(latest)
         if isinstance(doc, dict) and not _truthy(doc.get("deprecated")):
             return Picked(latest, kind, f"the latest dist-tag, which satisfies {spec}")
+    if len(versions) > MAX_RANGE_VERSIONS:
+        raise UsageError(
+            f"{name} has {len(versions)} versions, more than {MAX_RANGE_VERSIONS} a range is "
+            "resolved against; name an exact version or a dist-tag")
     best: tuple[tuple[object, ...], str] | None = None
     for ver, doc in versions.items():
         if not isinstance(doc, dict) or not test(ver):
