@@ -71,6 +71,8 @@ class Loaded:
     integrity: str | None = None
     #: for a folder: a digest of its files, so its verdict is keyed by content too
     content_digest: str | None = None
+    #: for a version whose tarball cannot be read (removed, or out of reach): why, in words
+    gone: str | None = None
 
 
 def _ref_from_files(files: PackageFiles, fallback: str) -> PackageRef:
@@ -259,7 +261,9 @@ class Scanner:
                  if removed else f"{ref} could not be fetched ({why})")
                 + f", so the verdict rests on the known-bad list alone "
                 f"({', '.join(a.id for a in listed)})"))
-        return Loaded(ref, PackageFiles(str(ref), (), findings=(note,)), origin="registry")
+        return Loaded(ref, PackageFiles(str(ref), (), findings=(note,)), origin="registry",
+                      gone="the tarball is gone: the registry no longer serves it" if removed
+                      else "the tarball could not be fetched")
 
     def _with_metadata(self, files: PackageFiles, packument: dict[str, Any] | None,
                        origin: str = "tarball", integrity: str | None = None,
@@ -352,7 +356,7 @@ class Scanner:
                 rule="CW-KNOWN-BAD", severity=Severity.CRITICAL, technique="known-bad",
                 capability="known-bad",
                 message=f"listed as malicious by {advisory.id} ({advisory.source}): "
-                        f"{advisory.summary}",
+                        f"{advisory.summary}" + (f" ({target.gone})" if target.gone else ""),
                 reference=advisory.references[0] if advisory.references else None))
         if target.integrity_error:
             findings.append(Finding(

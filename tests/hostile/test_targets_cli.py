@@ -86,6 +86,9 @@ def test_removed_known_bad_version_is_malicious_exit_1(tmp_path: Path, registry:
     text = json.dumps(result)
     assert '"malicious"' in text and "CW-TARBALL-GONE" in text and "tarball is gone" in text
     assert not any(p.endswith(".tgz") for p in Handler.seen)
+    table = run(tmp_path, "scan", "debug@4.4.2", "--registry", registry, "--no-remember")
+    assert table.returncode == 1 and "MALICIOUS" in table.stdout
+    assert "tarball is gone" in table.stdout  # a person sees why there is no diff
 
 
 def test_range_target_names_the_chosen_version(tmp_path: Path, registry: str) -> None:
