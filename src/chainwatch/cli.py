@@ -222,7 +222,12 @@ def scan(
     except ChainwatchError as exc:
         err.print(f"[red]error:[/] {exc}", markup=True)
         raise typer.Exit(exc.exit_code) from exc
-    scanner = Scanner(client, rules, known_bad=_known_bad(db), sandbox=sandbox)
+
+    def notice(message: str) -> None:  # which version a dist-tag or range chose
+        err.print(plain(f"note: {message}").replace("\n", " "), markup=False)
+
+    scanner = Scanner(client, rules, known_bad=_known_bad(db), sandbox=sandbox,
+                      notice=None if quiet else notice)
     outcomes: dict[int, Outcome] = {}
 
     def one(spec: str) -> Verdict:

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from chainwatch.analysis.payload import payload
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
-from chainwatch.errors import ChainwatchError, UsageError
+from chainwatch.errors import ChainwatchError, NotFoundError, RegistryError, UsageError
 from chainwatch.intel import BuiltinKnownBad, KnownBadSource
 from chainwatch.intel.base import VERDICT_SOURCE
 from chainwatch.model import (
@@ -40,14 +41,15 @@ from chainwatch.model import (
     Severity,
     Verdict,
 )
+from chainwatch.names import name_problem, split_spec
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import (
     baseline_version,
-    latest_version,
+    pick_version,
     release_from_packument,
     slim_packument,
 )
-from chainwatch.versions import bump_kind
+from chainwatch.versions import bump_kind, clean, spec_kind
 
 #: Up to this many JS/TS files, behaviour in different files counts as one payload.
 SMALL_PACKAGE_FILES = 30
@@ -69,6 +71,8 @@ class Loaded:
     integrity: str | None = None
     #: for a folder: a digest of its files, so its verdict is keyed by content too
     content_digest: str | None = None
+    #: for a version whose tarball cannot be read (removed, or out of reach): why, in words
+    gone: str | None = None
 
 
 def _ref_from_files(files: PackageFiles, fallback: str) -> PackageRef:
@@ -132,8 +136,10 @@ class Scanner:
 
     def __init__(self, client: RegistryClient | None, rules: list[Rule] | None = None,
                  workers: int | None = None, known_bad: KnownBadSource | None = None,
-                 sandbox: bool = False) -> None:
+                 sandbox: bool = False, notice: Callable[[str], None] | None = None) -> None:
         self.client = client
+        #: told which version a dist-tag or range resolved to (scan prints it on stderr)
+        self.notice = notice
         #: run each release in the sandbox as well (scan --sandbox, policy [scan] sandbox)
         self.sandbox = sandbox
         self.known_bad: KnownBadSource = known_bad if known_bad is not None else BuiltinKnownBad()
@@ -209,10 +215,26 @@ class Scanner:
             return self._with_metadata(files, packument, "tarball", sri_sha512(data), None)
         if spec.endswith((".tgz", ".tar.gz", ".tar")) or ("/" in spec and not spec.startswith("@")):
             raise UsageError(f"{spec}: no such file or folder")
-        name = PackageRef.parse(spec).name if "@" in spec[1:] else spec
-        doc = packument or self._packument(name)
-        self._remember_packument(name, doc)
-        ref = PackageRef.parse(spec) if "@" in spec[1:] else PackageRef(name, latest_version(doc))
+        name, wanted = split_spec(spec)
+        problem = name_problem(name)
+        if problem is not None:
+            raise UsageError(f"{spec}: invalid package name: {problem}")
+        # an exact version may be one the registry removed: the known-bad list still judges it
+        exact = clean(wanted) if wanted and spec_kind(wanted.strip()) == "version" else None
+        try:
+            doc = packument or self._packument(name)
+            self._remember_packument(name, doc)
+            picked = pick_version(doc, wanted)
+        except (NotFoundError, RegistryError) as exc:
+            # fail closed: a listed version is malicious whether removed or out of reach
+            gone = self._gone(name, exact, str(exc), isinstance(exc, NotFoundError)) \
+                if exact else None
+            if gone is None:
+                raise
+            return gone
+        ref = PackageRef(name, picked.version)
+        if picked.kind != "version" and self.notice is not None:
+            self.notice(f"{spec} resolved to {ref} ({picked.how})")
         release = release_from_packument(doc, ref.version)
         if not release.tarball_url:
             raise UsageError(f"{ref}: the registry gives no tarball URL")
@@ -223,6 +245,25 @@ class Scanner:
         files.manifest  # noqa: B018 - parsed now, so a hostile one fails the load, not later
         return Loaded(ref, files, release, doc, tarball.integrity_error,
                       integrity=release.integrity)
+
+    def _gone(self, name: str, version: str, why: str, removed: bool = True) -> Loaded | None:
+        """A version the registry no longer serves, when the known-bad list names it: a
+        package with no files whose one finding says the tarball is gone (the known-bad finding
+        comes from :meth:`analyze`). None when no list names it (then it is "no such version")."""
+        listed = [a for a in self.known_bad.lookup(name, version) if a.source != VERDICT_SOURCE]
+        if not listed:
+            return None
+        ref = PackageRef(name, version)
+        note = Finding(
+            rule="CW-TARBALL-GONE", severity=Severity.INFO, technique="known-bad",
+            capability="", message=(
+                (f"the registry no longer serves {ref} ({why}); the tarball is gone"
+                 if removed else f"{ref} could not be fetched ({why})")
+                + f", so the verdict rests on the known-bad list alone "
+                f"({', '.join(a.id for a in listed)})"))
+        return Loaded(ref, PackageFiles(str(ref), (), findings=(note,)), origin="registry",
+                      gone="the tarball is gone: the registry no longer serves it" if removed
+                      else "the tarball could not be fetched")
 
     def _with_metadata(self, files: PackageFiles, packument: dict[str, Any] | None,
                        origin: str = "tarball", integrity: str | None = None,
@@ -315,7 +356,7 @@ class Scanner:
                 rule="CW-KNOWN-BAD", severity=Severity.CRITICAL, technique="known-bad",
                 capability="known-bad",
                 message=f"listed as malicious by {advisory.id} ({advisory.source}): "
-                        f"{advisory.summary}",
+                        f"{advisory.summary}" + (f" ({target.gone})" if target.gone else ""),
                 reference=advisory.references[0] if advisory.references else None))
         if target.integrity_error:
             findings.append(Finding(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+import nodesemver
 import semver
 
 
@@ -120,3 +122,59 @@ def settled_baseline(previous: Mapping[str, str | None],
             return candidate
         candidate = earlier
     return candidate
+
+
+#: node-semver refuses longer version and range strings; so do we (bounds regex work).
+MAX_SPEC_LENGTH = 256
+_TAG = re.compile(r"^[A-Za-z0-9\-_.!~*'()]+$")
+
+
+def spec_kind(wanted: str) -> str | None:
+    """What npm-package-arg makes of a registry spec: ``version``, ``range`` or ``tag``; None
+    when it is none of these (a tag with characters ``encodeURIComponent`` would escape)."""
+    if len(wanted) > MAX_SPEC_LENGTH:
+        return None
+    if nodesemver.valid(wanted, True) is not None:
+        return "version"
+    if nodesemver.valid_range(wanted, True) is not None:
+        return "range"
+    return "tag" if _TAG.match(wanted) else None
+
+
+def clean(version: str) -> str | None:
+    """``semver.clean(version, {loose: true})``: ``=v1.2.3 `` becomes ``1.2.3``."""
+    if len(version) > MAX_SPEC_LENGTH:
+        return None
+    parsed = nodesemver.valid(version.strip(), True)
+    return None if parsed is None else str(parsed.version)
+
+
+def range_matcher(wanted: str) -> Callable[[str], bool] | None:
+    """``semver.satisfies(v, wanted, {loose: true})`` as a test, the range parsed once;
+    prereleases match only when the range names one with the same major.minor.patch.
+    None when ``wanted`` is not a range."""
+    if len(wanted) > MAX_SPEC_LENGTH:
+        return None
+    try:
+        parsed = nodesemver.make_range(wanted, True)
+    except (ValueError, TypeError):
+        return None
+
+    def test(version: str) -> bool:
+        if len(version) > MAX_SPEC_LENGTH:
+            return False
+        try:
+            return bool(parsed.test(version))
+        except (ValueError, TypeError):
+            return False
+
+    return test
+
+
+def rcompare_key(version: str) -> tuple[object, ...]:
+    """A sort key for ``semver.rcompare`` order (loose parse), highest first when reversed."""
+    parsed = nodesemver.parse(version, True)
+    if parsed is None:
+        return (-1,)
+    pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in parsed.prerelease)
+    return (parsed.major, parsed.minor, parsed.patch, 0 if pre else 1, pre)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from chainwatch.errors import NotFoundError
+from chainwatch.errors import NotFoundError, UsageError
 from chainwatch.model import PackageRef, Release
-from chainwatch.versions import previous_versions, settled_baseline
+from chainwatch.versions import (
+    clean,
+    previous_versions,
+    range_matcher,
+    rcompare_key,
+    settled_baseline,
+    spec_kind,
+)
 
 
 def _str_dict(value: object) -> dict[str, str]:
@@ -88,6 +96,86 @@ def latest_version(packument: dict[str, Any]) -> str:
     if isinstance(tags, dict) and isinstance(tags.get("latest"), str):
         return str(tags["latest"])
     raise NotFoundError(f"{packument.get('name', '?')} has no 'latest' dist-tag")
+
+
+#: A range is tested against at most this many versions (about 3 s; real packages have a few
+#: thousand). A packument with more fails closed: exact versions and dist-tags still work.
+MAX_RANGE_VERSIONS = 50_000
+
+
+@dataclass(frozen=True)
+class Picked:
+    """The version a spec resolved to, and how (for the notice telling the user)."""
+
+    version: str
+    #: "version", "tag" or "range": what the spec was
+    kind: str
+    #: how it was chosen, in words ("dist-tag next", "highest version satisfying ^4", …)
+    how: str
+
+
+def _truthy(value: object) -> bool:
+    """JavaScript truthiness of a JSON value (``deprecated: ""`` is not deprecated; ``{}`` is)."""
+    return value not in (None, False, 0, "") and value == value
+
+
+def pick_version(packument: dict[str, Any], wanted: str | None) -> Picked:
+    """The version npm would install for ``name@wanted`` (npm-pick-manifest): a dist-tag is
+    exactly its version; a version is itself (``semver.clean``-ed); for a range the
+    ``latest`` tag when it satisfies and is not deprecated, else the highest satisfying
+    version, undeprecated ones first. Prereleases only when the range asks for them (node-semver).
+    Engines are not weighed (chainwatch installs nothing, so there is no node to match)."""
+    name = str(packument.get("name") or "?")
+    raw = packument.get("versions")
+    versions = raw if isinstance(raw, dict) else {}
+    raw_tags = packument.get("dist-tags")
+    tags = ({k: v for k, v in raw_tags.items() if isinstance(k, str) and isinstance(v, str)}
+            if isinstance(raw_tags, dict) else {})
+    spec = (wanted or "").strip() or "*"
+    kind = spec_kind(spec)
+    if kind is None:
+        raise UsageError(
+            f"{name}@{wanted}: not a version, range or dist-tag (aliases, git, file and URL "
+            "specs are not resolved by scan)")
+    if kind == "tag":
+        ver = tags.get(spec)
+        if ver is None:
+            known = ", ".join(sorted(tags)[:10]) or "none"
+            raise NotFoundError(f"{name} has no dist-tag {spec!r} (its dist-tags: {known})")
+        if not isinstance(versions.get(ver), dict):
+            raise NotFoundError(
+                f"{name}: dist-tag {spec!r} points at {ver}, which the registry does not serve")
+        return Picked(ver, kind, f"dist-tag {spec}")
+    if kind == "version":
+        exact = clean(spec) or spec
+        for candidate in (exact, spec):
+            if isinstance(versions.get(candidate), dict):
+                return Picked(candidate, kind, "exact version")
+        raise NotFoundError(f"no such version in the registry: {name}@{exact}")
+    test = range_matcher(spec)
+    assert test is not None  # spec_kind said it is a range
+    latest = tags.get("latest")
+    if latest is not None and (spec == "*" or test(latest)):
+        doc = versions.get(latest)
+        if isinstance(doc, dict) and not _truthy(doc.get("deprecated")):
+            return Picked(latest, kind, f"the latest dist-tag, which satisfies {spec}")
+    if len(versions) > MAX_RANGE_VERSIONS:
+        raise UsageError(
+            f"{name} has {len(versions)} versions, more than {MAX_RANGE_VERSIONS} a range is "
+            "resolved against; name an exact version or a dist-tag")
+    best: tuple[tuple[object, ...], str] | None = None
+    for ver, doc in versions.items():
+        if not isinstance(doc, dict) or not test(ver):
+            continue
+        key = (0 if _truthy(doc.get("deprecated")) else 1, rcompare_key(ver))
+        if best is None or key > best[0]:
+            best = (key, ver)
+    if best is None:
+        raise NotFoundError(f"no version of {name} in the registry satisfies {spec}")
+    how = f"highest version satisfying {spec}"
+    if latest is not None and best[1] != latest:
+        how += f"; latest is {latest}"
+    return Picked(best[1], kind, how)
 
 
 #: What analysis reads of each version document; the rest (readmes, descriptions) is dropped.
