@@ -6,7 +6,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from chainwatch.inventory import safe_yaml
-from chainwatch.inventory.base import InventoryError, Sibling, mapping, text
+from chainwatch.inventory.base import InventoryError, Sibling, mapping, text, valid_name
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -83,16 +83,6 @@ def split_key(key: str, version_grammar: int | None) -> tuple[str, str] | None:
         return None
     name, version = core[:at], core[at + 1 :]
     return (name, version) if valid_name(name) and version else None
-
-
-def valid_name(name: str) -> bool:
-    """An npm package name's shape: ``name`` or ``@scope/name``, no spaces, hosts or protocols."""
-    if not name or len(name) > 214 or name != name.strip() or ":" in name or "\\" in name:
-        return False
-    parts = name.split("/")
-    if name.startswith("@"):
-        return len(parts) == 2 and len(parts[0]) > 1 and bool(parts[1]) and "@" not in parts[1]
-    return len(parts) == 1 and "@" not in name and not name.startswith(".")
 
 
 class PnpmLockExtractor:
