@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from chainwatch.inventory import EXTRACTORS, Extractor, InventoryError
 from chainwatch.inventory.node_modules import NodeModulesExtractor
+from chainwatch.inventory.npm_lock import IGNORED
 from chainwatch.model import Environment
 
 SKIP_DIRS = {".git", ".hg", ".svn"}
@@ -118,7 +119,7 @@ def _one_file(path: Path, rel: str, extractors: Sequence[Extractor]) -> Iterator
         except Exception as exc:  # a parser bug or a bomb: this file's error, never the run's
             yield FileError(str(path), _unexpected(exc))
             continue
-        if env.packages or not env.errors:
+        if env.packages or not env.errors or env.kind == IGNORED:
             yield env
         break
 
