@@ -219,3 +219,25 @@ def test_yarn4_lockfile_matches_yarn_info() -> None:
             truth.add((name, version))
     ours = {(p.name, p.version) for p in _ours(folder / "yarn.lock").packages}
     assert truth and ours == truth
+
+
+#: Names with underscores and a peer suffix: pnpm 7 (lockfile 5.4) and 8 (6.0) once lost them.
+UNDERSCORES: dict[str, Any] = {
+    "name": "underscore-app", "version": "1.0.0", "private": True,
+    "dependencies": {"@types/babel__core": "7.20.5", "string_decoder": "^1.3.0",
+                     "react-dom": "18.2.0", "react": "18.2.0"},
+    "workspaces": ["packages/*"],
+}
+
+
+@pytest.mark.parametrize("version", ["7", "8", "9"])
+def test_pnpm_names_with_underscores_match_pnpm_ls(version: str) -> None:
+    folder = _built(f"pnpm{version}-underscores", ["npx", "--yes", f"pnpm@{version}", "install",
+                                                   "--ignore-scripts", "--reporter=silent"],
+                    "pnpm-lock.yaml", UNDERSCORES)
+    truth = _pnpm_truth(folder, version)
+    lock = _ours(folder / "pnpm-lock.yaml")
+    ours = {(p.name, p.version) for p in lock.packages}
+    optional = {(p.name, p.version) for p in lock.packages if p.optional}
+    assert ("@types/babel__core", "7.20.5") in truth
+    assert truth <= ours and ours - truth <= optional and not lock.errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any, Protocol
@@ -59,11 +60,36 @@ def json_object(data: bytes | str, what: str) -> dict[str, Any]:
 
 
 def split_spec(spec: str) -> tuple[str, str]:
-    """``@scope/name@range`` → (``@scope/name``, ``range``)."""
-    at = spec.rfind("@")
+    """``@scope/name@range`` → (``@scope/name``, ``range``), split at the first ``@`` after
+    position 0: a name holds no ``@`` but its scope's, while a range may (``git+ssh://git@host/…``,
+    ``https://token@host/…``)."""
+    at = spec.find("@", 1)
     if at <= 0:
         return spec, ""
     return spec[:at], spec[at + 1 :]
+
+
+#: ``scheme://userinfo@``: the userinfo (a user, a token, ``user:password``) is never shown.
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s@]+@")
+
+
+def redact(value: str) -> str:
+    """Every URL's userinfo replaced by ``***`` (``https://tok@h/x`` → ``https://***@h/x``)."""
+    return _USERINFO.sub(r"\1***@", value) if "@" in value else value
+
+
+def redact_optional(value: str | None) -> str | None:
+    return None if value is None else redact(value)
+
+
+def valid_name(name: str) -> bool:
+    """An npm package name's shape: ``name`` or ``@scope/name``, no spaces, hosts or protocols."""
+    if not name or len(name) > 214 or name != name.strip() or ":" in name or "\\" in name:
+        return False
+    parts = name.split("/")
+    if name.startswith("@"):
+        return len(parts) == 2 and len(parts[0]) > 1 and bool(parts[1]) and "@" not in parts[1]
+    return len(parts) == 1 and "@" not in name and not name.startswith(".")
 
 
 def manifest_deps(manifest: dict[str, object]) -> list[tuple[str, str, str]]:

@@ -7,7 +7,14 @@ import re
 from pathlib import PurePosixPath
 from typing import Any
 
-from chainwatch.inventory.base import InventoryError, Sibling, mapping, split_spec, text
+from chainwatch.inventory.base import (
+    InventoryError,
+    Sibling,
+    mapping,
+    split_spec,
+    text,
+    valid_name,
+)
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -57,10 +64,17 @@ class BunLockExtractor:
         packages: dict[str, Any] = doc["packages"]
         graph = Graph()
         for key, value in packages.items():
-            if not isinstance(value, list) or not value:
+            if not isinstance(value, list) or not value or not isinstance(value[0], str):
+                # a malformed entry is this entry's error, never a package named 123 or {}
+                graph.errors.append(f"packages[{str(key)[:120]!r}]: not a [\"name@version\", …] "
+                                    "entry (skipped)")
                 continue
-            name, version = split_spec(str(value[0]))
+            name, version = split_spec(value[0])
             if version.startswith(("workspace:", "link:", "file:")):
+                continue
+            if not valid_name(name) or not version:
+                graph.errors.append(f"packages[{str(key)[:120]!r}]: {value[0][:120]!r} is not "
+                                    "name@version (skipped)")
                 continue
             integrity = text(value[3]) if len(value) > 3 else None
             graph.add(key, Node(name, version.removeprefix("npm:"),

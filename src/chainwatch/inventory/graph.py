@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from chainwatch.inventory.base import redact, redact_optional
 from chainwatch.model import Environment, InstalledPackage
 
 #: At most this many dependency paths are kept per package (shortest first).
@@ -50,15 +51,17 @@ class Graph:
         paths = self._paths()
         packages = []
         for node_id, node in self.nodes.items():
-            packages.append(InstalledPackage(
-                name=node.name, version=node.version,
+            packages.append(InstalledPackage(  # URL credentials never leave the parser
+                name=redact(node.name), version=redact(node.version),
                 dev=node_id not in prod_reach and bool(self.importers),
                 optional=node_id not in required_reach and bool(self.importers),
-                resolved=node.resolved, integrity=node.integrity,
-                paths=tuple(paths.get(node_id, ())),
+                resolved=redact_optional(node.resolved), integrity=node.integrity,
+                paths=tuple(tuple(redact(step) for step in path)
+                            for path in paths.get(node_id, ())),
             ))
         packages.sort(key=lambda p: (p.name, p.version))
-        return Environment(env_id, kind, source, tuple(packages), tuple(self.errors))
+        return Environment(env_id, kind, source, tuple(packages),
+                           tuple(redact(error) for error in self.errors))
 
     def _reach(self, kinds: set[str], through_optional: bool) -> set[str]:
         seen: set[str] = set()

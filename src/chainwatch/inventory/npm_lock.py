@@ -10,6 +10,8 @@ from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
 NAMES = ("package-lock.json", "npm-shrinkwrap.json", ".package-lock.json")
+#: The kind of a lockfile the package manager does not read (reported, never inventoried).
+IGNORED = "ignored"
 
 
 def _name_at(location: str) -> str:
@@ -42,6 +44,11 @@ class NpmLockExtractor:
                                        or path.parent.name == "node_modules")
 
     def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
+        if PurePosixPath(source).name == "package-lock.json" and sibling(
+                "npm-shrinkwrap.json") is not None:
+            # npm installs from the shrinkwrap alone when both exist: so do we
+            return Environment(source, IGNORED, source, (), (
+                "ignored: npm-shrinkwrap.json beside it is what npm installs",))
         doc = json_object(data, "package-lock")
         version = doc.get("lockfileVersion", 1)
         if isinstance(doc.get("packages"), dict):

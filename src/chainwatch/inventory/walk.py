@@ -10,6 +10,8 @@ from pathlib import Path, PurePosixPath
 
 from chainwatch.inventory import EXTRACTORS, Extractor, InventoryError
 from chainwatch.inventory.node_modules import NodeModulesExtractor
+from chainwatch.inventory.npm_lock import IGNORED
+from chainwatch.inventory.sbom import SbomExtractor
 from chainwatch.model import Environment
 
 SKIP_DIRS = {".git", ".hg", ".svn"}
@@ -39,6 +41,16 @@ def _sibling(folder: Path) -> Callable[[str], bytes | None]:
             return None
         return None
     return read
+
+
+def _sbom_content(path: Path) -> bool:
+    """A JSON SBOM by content, whatever its name: ``bomFormat`` or ``spdxVersion`` in its head."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(64 * 1024)
+    except OSError:
+        return False
+    return head.lstrip()[:1] == b"{" and (b'"bomFormat"' in head or b'"spdxVersion"' in head)
 
 
 def _unexpected(exc: BaseException) -> str:
@@ -71,6 +83,10 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
                 continue
             if image:
                 continue
+            if not any(e.wants(PurePosixPath(root.name)) for e in extractors) and _sbom_content(
+                    root):
+                yield from _one_file(root, root.name, [SbomExtractor()], by_content=True)
+                continue
             if not any(e.wants(PurePosixPath(root.name)) for e in extractors):
                 # named on the command line and read by nobody: never a silent "nothing found"
                 yield FileError(str(root), "not a lockfile, manifest, SBOM or container image "
@@ -101,11 +117,11 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
             yield FileError(str(problem.filename or root), f"cannot read: {problem.strerror}")
 
 
-def _one_file(path: Path, rel: str, extractors: Sequence[Extractor]) -> Iterator[
-        Environment | FileError]:
+def _one_file(path: Path, rel: str, extractors: Sequence[Extractor],
+              by_content: bool = False) -> Iterator[Environment | FileError]:
     posix = PurePosixPath(rel)
     for extractor in extractors:
-        if not extractor.wants(posix):
+        if not by_content and not extractor.wants(posix):
             continue
         try:
             env = extractor.extract(str(path), _read(path), _sibling(path.parent))
@@ -118,7 +134,7 @@ def _one_file(path: Path, rel: str, extractors: Sequence[Extractor]) -> Iterator
         except Exception as exc:  # a parser bug or a bomb: this file's error, never the run's
             yield FileError(str(path), _unexpected(exc))
             continue
-        if env.packages or not env.errors:
+        if env.packages or not env.errors or env.kind == IGNORED:
             yield env
         break
 

@@ -6,7 +6,13 @@ import json
 import re
 from pathlib import PurePosixPath
 
-from chainwatch.inventory.base import InventoryError, Sibling, manifest_deps, split_spec
+from chainwatch.inventory.base import (
+    InventoryError,
+    Sibling,
+    manifest_deps,
+    split_spec,
+    valid_name,
+)
 from chainwatch.inventory.graph import Graph, Node
 from chainwatch.model import Environment
 
@@ -96,6 +102,10 @@ class YarnClassicExtractor:
             if "version" not in fields:
                 continue
             name = real_name(specs[0])[0]
+            if not valid_name(name) or not fields["version"]:
+                graph.errors.append(f"{specs[0][:120]!r}: cannot tell the package's name and "
+                                    "version (entry skipped)")
+                continue
             node_id = f"{name}@{fields['version']}"
             graph.add(node_id, Node(name, fields["version"], fields.get("resolved"),
                                     fields.get("integrity")))
@@ -105,7 +115,9 @@ class YarnClassicExtractor:
         for specs, fields, sections in blocks:
             if "version" not in fields:
                 continue
-            parent = by_spec[specs[0]]
+            parent = by_spec.get(specs[0])
+            if parent is None:
+                continue
             for section, deps in sections.items():
                 for dep, rng in deps.items():
                     child = by_spec.get(f"{dep}@{rng}")
