@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -158,6 +158,41 @@ def _open_db(factory: Callable[[str | None], T], db: str | None, what: str,
             raise typer.Exit(2) from exc
         err.print(f"warning: {what} unavailable ({one_line(exc)}); {instead}", markup=False)
         return None
+
+
+def _unreadable(what: str, exc: BaseException) -> NoReturn:
+    """A file named on the command line that cannot be read: one line naming it, exit 2."""
+    if isinstance(exc, UnicodeError):
+        reason = "not UTF-8 text"
+    elif isinstance(exc, OSError):
+        reason = exc.strerror or one_line(exc)
+    else:
+        reason = one_line(exc)
+    err.print(f"error: {what}: cannot read: {reason}", markup=False, soft_wrap=True)
+    raise typer.Exit(2) from exc
+
+
+def _http_urls(param: str) -> Callable[[list[str] | None], list[str] | None]:
+    """A callback that accepts only http(s) URLs with a host (alert destinations); the URL is
+    a secret, so the error never repeats it."""
+    from urllib.parse import urlsplit
+
+    def check(values: list[str] | None) -> list[str] | None:
+        for value in values or []:
+            try:
+                parts = urlsplit(value)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise typer.BadParameter("wants an http(s)://host/... URL", param_hint=param)
+        return values
+    return check
+
+
+def _conflict(first: str, second: str) -> NoReturn:
+    err.print(f"error: {first} and {second} cannot be used together", markup=False)
+    raise typer.Exit(2)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -392,6 +427,8 @@ def exposure(
     from chainwatch.exposure import expose
     from chainwatch.output import inventory as out
 
+    if query and paths:
+        _conflict("PATHS", "--query")
     if query:
         _answer_query(query, fmt, db)
         return
@@ -479,6 +516,8 @@ def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
+    except (OSError, UnicodeError) as exc:
+        _unreadable(f"--policy {policy_file}", exc)
 
 
 @policy_app.command("show")
@@ -577,8 +616,9 @@ def proxy(
     from chainwatch.gate.proxy import Proxy, loopback_host
 
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        err.print(f"error: --listen wants HOST:PORT, not {listen!r}", markup=False)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        err.print(f"error: --listen wants HOST:PORT with a port from 1 to 65535, not {listen!r}",
+                  markup=False)
         raise typer.Exit(2)
     local = loopback_host(host)
     if not local and not public_url:
@@ -621,9 +661,19 @@ def proxy(
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
+    import socket
+
+    try:  # bound here, so that a busy port or an unknown host is one line and exit 2
+        family = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host.strip("[]"), int(port)), family=family)
+    except OSError as exc:
+        err.print(f"error: --listen {listen}: cannot listen there: "
+                  f"{exc.strerror or one_line(exc)}", markup=False)
+        raise typer.Exit(2) from exc
     err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
               f"with: npm config set registry http://{listen}/", markup=False)
-    uvicorn.run(server.app, host=host, port=int(port), log_level="info" if verbose else "warning")
+    config = uvicorn.Config(server.app, log_level="info" if verbose else "warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class AlertOn(StrEnum):
@@ -663,17 +713,19 @@ def watch(
     from_paths: Annotated[list[Path] | None, typer.Option(
         "--from", help="Watch every package these environments hold (lockfiles, "
         "node_modules, SBOMs, images); repeatable.")] = None,
-    top: Annotated[int, typer.Option("--top", help="Watch the N most-downloaded packages.")] = 0,
+    top: Annotated[int, typer.Option("--top", min=0, metavar="N",
+                                     help="Watch the N most-downloaded packages.")] = 0,
     interval: Annotated[str, typer.Option("--interval", help="Poll interval of a package.")] = "60s",
     hot_interval: Annotated[str, typer.Option(
         "--hot-interval", help="Poll interval of hot packages (popular or recently active).")] = "15s",
     budget: Annotated[int, typer.Option(
         "--budget", help="Registry requests per minute, all packages together.")] = 600,
     webhook: Annotated[list[str] | None, typer.Option(
-        "--webhook", envvar="CHAINWATCH_WEBHOOK",
+        "--webhook", envvar="CHAINWATCH_WEBHOOK", metavar="URL",
+        callback=_http_urls("--webhook"),
         help="POST each alert as JSON to this URL (a secret: never logged); repeatable.")] = None,
     slack: Annotated[list[str] | None, typer.Option(
-        "--slack", envvar="CHAINWATCH_SLACK",
+        "--slack", envvar="CHAINWATCH_SLACK", metavar="URL", callback=_http_urls("--slack"),
         help="A Slack-compatible incoming webhook URL (a secret); repeatable.")] = None,
     feed: Annotated[Path | None, typer.Option(
         "--feed", help="Append each alert as a JSON line to this file.")] = None,
@@ -689,7 +741,8 @@ def watch(
     changes: Annotated[str | None, typer.Option(
         "--changes", help="Follow this CouchDB-style _changes feed as well as polling.")] = None,
     metrics_port: Annotated[int, typer.Option(
-        "--metrics-port", help="Serve Prometheus /metrics on this port (0: off).")] = 0,
+        "--metrics-port", min=0, max=65535, metavar="PORT",
+        help="Serve Prometheus /metrics on this port (0: off).")] = 0,
     once: Annotated[bool, typer.Option(
         "--once", help="One pass (poll, scan, deliver), then exit.")] = False,
     status: Annotated[bool, typer.Option("--status", help="Print the watcher's state.")] = False,
@@ -725,6 +778,8 @@ def watch(
     from chainwatch.watch.watcher import WatchConfig, Watcher
     from chainwatch.watch.watchlist import build_watchlist, top_packages
 
+    if status and once:
+        _conflict("--status", "--once")
     try:
         engine = connect(db)
     except Exception as exc:
@@ -744,6 +799,8 @@ def watch(
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
+    except (OSError, UnicodeError) as exc:
+        _unreadable(f"--packages {packages_file}", exc)
     sinks: list[Sink] = [LogSink()]
     sinks += [WebhookSink(u) for u in webhook or []]
     sinks += [SlackSink(u) for u in slack or []]
@@ -767,7 +824,12 @@ def watch(
         "alerts to %s", len(names), added, watcher.interval, config.hot_interval, budget,
         ", ".join(s.name for s in sinks))
     if metrics_port:
-        watcher.metrics.serve(metrics_port)
+        try:
+            watcher.metrics.serve(metrics_port)
+        except OSError as exc:
+            err.print(f"error: --metrics-port {metrics_port}: cannot serve there: "
+                      f"{exc.strerror or one_line(exc)}", markup=False)
+            raise typer.Exit(2) from exc
     if once:
         typer.echo(jsonlib.dumps(watcher.run_once()))
         return
@@ -848,10 +910,22 @@ def report(
     from chainwatch.incidents.store import observations_from_db, observations_from_files
     from chainwatch.output.jsonout import verdict_from_dict
 
+    if output is not None and not output.parent.is_dir():
+        err.print(f"error: --output {output}: no folder {output.parent}", markup=False)
+        raise typer.Exit(2)
+    if output is not None and output.is_dir() and fmt is not ReportFormat.osv:
+        err.print(f"error: --output {output} is a folder; give a file name", markup=False)
+        raise typer.Exit(2)
     known_bad = _known_bad(db)
     try:
         if from_files:
-            found = cluster(observations_from_files(from_files, known_bad))
+            observed = []
+            for file in from_files:
+                try:
+                    observed += observations_from_files([file], known_bad)
+                except (OSError, UnicodeError) as exc:
+                    _unreadable(str(file), exc)
+            found = cluster(observed)
         else:
             found = cluster(observations_from_db(connect(db), known_bad))
     except ChainwatchError as exc:
@@ -1063,7 +1137,22 @@ def main() -> None:
     import os
 
     try:
-        app()
+        returned = app(standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: one line, not a framed panel
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            if exc.format_message().strip():  # a bare command shows its help (rich: already)
+                typer.echo(exc.format_message(), err=True)
+            sys.exit(2)
+        from chainwatch.output.escape import plain
+
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        text = " ".join(exc.format_message().split())
+        err.print(plain(f"error: {text}{hint}"), markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
@@ -1073,3 +1162,4 @@ def main() -> None:
         message, code = describe_failure(exc)
         err.print(f"error: {message}", markup=False)
         sys.exit(code)
+    sys.exit(returned if isinstance(returned, int) else 0)
