@@ -49,7 +49,7 @@ from chainwatch.model import Advisory, PackageRef  # noqa: E402
 from chainwatch.registry import RegistryClient  # noqa: E402
 from chainwatch.scan import Loaded, Scanner  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "corpus"
+SHARED = Path(os.environ.get("CHAINWATCH_SHARED") or ROOT.parent / "shared") / "corpus"
 OUT = ROOT / "bench" / "out"
 PEER_VENV = ROOT / "bench" / ".cache" / "guarddog-venv"
 HARD_NEGATIVES = [

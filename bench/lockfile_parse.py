@@ -12,6 +12,7 @@ several runs, in-process); for the npm/cli package-lock it also times @npmcli/ar
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from chainwatch.inventory.walk import walk  # noqa: E402
 from chainwatch.model import Environment  # noqa: E402
 
-LOCKFILES = ROOT.parent / "shared" / "corpus" / "lockfiles"
+LOCKFILES = Path(os.environ.get("CHAINWATCH_SHARED") or ROOT.parent / "shared") / "corpus" / "lockfiles"
 TOOLS = ROOT / "bench" / ".cache" / "tools"
 TARGET = {"npm-cli.package-lock.json": "package-lock.json", "vite.pnpm-lock.yaml": "pnpm-lock.yaml",
           "babel.yarn-berry.lock": "yarn.lock", "excalidraw.yarn-classic.lock": "yarn.lock",

@@ -12,7 +12,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: The shared test corpus: $CHAINWATCH_SHARED, else `shared/` beside the checkout.
+SHARED = Path(os.environ.get("CHAINWATCH_SHARED") or Path(__file__).resolve().parents[2] / "shared")
 SAMPLES_ZIP = SHARED / "corpus" / "malware" / "real-samples.zip"
 FIXTURES = Path(__file__).parent / "fixtures"
 

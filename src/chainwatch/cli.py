@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -73,25 +73,26 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
     """chainwatch: analyse npm releases against their previous version and publisher history."""
 
 
 RegistryOpt = Annotated[str | None, typer.Option(
-    "--registry", help="Registry URL (default: from .npmrc / npm_config_registry).")]
+    "--registry", metavar="URL", help="Registry URL (default: from .npmrc / npm_config_registry).")]
 CacheOpt = Annotated[Path | None, typer.Option(
-    "--cache-dir", help="Cache folder (default: the user cache dir).")]
-OfflineOpt = Annotated[bool, typer.Option("--offline", help="Use only the cache; no network.")]
-QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the result.")]
+    "--cache-dir", metavar="DIR", help="Cache folder (default: the user cache dir).")]
+OfflineOpt = Annotated[bool, typer.Option("--offline", metavar="", help="Use only the cache; no network.")]
+QuietOpt = Annotated[bool, typer.Option("-q", "--quiet", metavar="", help="Print only the result.")]
 VerboseOpt = Annotated[int, typer.Option(
-    "-v", "--verbose", count=True,
+    "-v", "--verbose", count=True, metavar="",
     help="Log chainwatch's own steps to stderr; -vv adds the HTTP libraries' debug lines.")]
 ColorOpt = Annotated[ColorMode, typer.Option(
     "--color", help="Colour tables: auto (a terminal, unless NO_COLOR is set), always or never.")]
 DbOpt = Annotated[str | None, typer.Option(
-    "--db", help="Database URL (default: $CHAINWATCH_DB or a SQLite file in the user data dir).")]
+    "--db", metavar="URL",
+    help="Database URL (default: $CHAINWATCH_DB or a SQLite file in the user data dir).")]
 
 
 def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | None,
@@ -160,39 +161,79 @@ def _open_db(factory: Callable[[str | None], T], db: str | None, what: str,
         return None
 
 
+def _unreadable(what: str, exc: BaseException) -> NoReturn:
+    """A file named on the command line that cannot be read: one line naming it, exit 2."""
+    if isinstance(exc, UnicodeError):
+        reason = "not UTF-8 text"
+    elif isinstance(exc, OSError):
+        reason = exc.strerror or one_line(exc)
+    else:
+        reason = one_line(exc)
+    err.print(f"error: {what}: cannot read: {reason}", markup=False, soft_wrap=True)
+    raise typer.Exit(2) from exc
+
+
+def _http_urls(param: str) -> Callable[[list[str] | None], list[str] | None]:
+    """A callback that accepts only http(s) URLs with a host (alert destinations); the URL is
+    a secret, so the error never repeats it."""
+    from urllib.parse import urlsplit
+
+    def check(values: list[str] | None) -> list[str] | None:
+        for value in values or []:
+            try:
+                parts = urlsplit(value)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise typer.BadParameter("wants an http(s)://host/... URL", param_hint=param)
+        return values
+    return check
+
+
+def _conflict(first: str, second: str) -> NoReturn:
+    err.print(f"error: {first} and {second} cannot be used together", markup=False)
+    raise typer.Exit(2)
+
+
 def _setup_logging(verbose: int) -> None:
     from chainwatch.output.console import setup_logging
 
     setup_logging(verbose)
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  chainwatch scan express@4.21.2\n\n"
+    "  chainwatch scan ./left-pad-1.3.0.tgz --against left-pad@1.2.0 --format json"))
 def scan(
     targets: Annotated[list[str], typer.Argument(
+        metavar="TARGET",
         help="name@version, name (latest), a .tgz file or an unpacked package folder.")],
     against: Annotated[str | None, typer.Option(
-        "--against", help="Baseline: name@version, .tgz, folder, or 'none'. "
+        "--against", metavar="SPEC", help="Baseline: name@version, .tgz, folder, or 'none'. "
                           "Default for name@version: the previous version by semver.")] = None,
     packument: Annotated[Path | None, typer.Option(
-        "--packument", help="Use this packument JSON file instead of asking the registry.")] = None,
+        "--packument", metavar="FILE",
+        help="Use this packument JSON file instead of asking the registry.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     fail_on: Annotated[FailOn, typer.Option(
         "--fail-on", help="Exit 1 when a verdict is at least this level.")] = FailOn.suspicious,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=64,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N", min=1, max=64,
                                       help="Targets scanned in parallel.")] = 4,
     rules_dir: Annotated[list[Path] | None, typer.Option(
-        "--rules", help="Extra folder of rule files (repeatable).")] = None,
+        "--rules", metavar="DIR", help="Extra folder of rule files (repeatable).")] = None,
     show_all: Annotated[bool, typer.Option(
-        "--all", help="Table: also show findings the baseline already had.")] = False,
+        "--all", metavar="", help="Table: also show findings the baseline already had.")] = False,
     sandbox: Annotated[bool, typer.Option(
-        "--sandbox", help="Also run install scripts and entry points in a bubblewrap sandbox "
+        "--sandbox", metavar="", help="Also run install scripts and entry points in a bubblewrap sandbox "
         "with bait secrets and record what they do (see 'Dynamic analysis').")] = False,
     registry: RegistryOpt = None,
     cache_dir: CacheOpt = None,
     offline: OfflineOpt = False,
     db: DbOpt = None,
     remember: Annotated[bool, typer.Option(
-        "--remember/--no-remember",
+        "--remember/--no-remember", metavar="",
         help="Store flagged verdicts in the database: malicious ones in the known-bad store "
         "(exposure finds them), all in verdict memory (incidents, the gate).")] = True,
     quiet: QuietOpt = False,
@@ -338,9 +379,10 @@ def _exit_for_unreadable(errors: list[dict[str, str]]) -> None:
         raise typer.Exit(2)
 
 
-PathsArg = Annotated[list[Path], typer.Argument(help="Folders or files to inventory.")]
+PathsArg = Annotated[list[Path], typer.Argument(metavar="PATH", help="Folders or files to inventory.")]
 RecordOpt = Annotated[str | None, typer.Option(
-    "--record", help="Remember these environments under a label (repo@commit, image digest).")]
+    "--record", metavar="LABEL",
+    help="Remember these environments under a label (repo@commit, image digest).")]
 
 
 def _record(label: str | None, envs: list[Environment], db: str | None) -> None:
@@ -351,13 +393,17 @@ def _record(label: str | None, envs: list[Environment], db: str | None) -> None:
     count = Fleet(db).record(label, envs)
     err.print(f"recorded {len(envs)} environments ({count} packages) as {label}", markup=False)
 ExcludeOpt = Annotated[list[str] | None, typer.Option(
-    "--exclude", help="Glob of paths to skip (repeatable).")]
+    "--exclude", metavar="GLOB", help="Glob of paths to skip (repeatable).")]
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  chainwatch inventory ~/src\n\n"
+    "  chainwatch inventory . --format cyclonedx > sbom.json"))
 def inventory(
     paths: PathsArg,
-    fmt: Annotated[InventoryFormat, typer.Option("--format", "-f")] = InventoryFormat.table,
+    fmt: Annotated[InventoryFormat, typer.Option(
+        "--format", "-f", help="Output format (cyclonedx: a CycloneDX 1.5 SBOM).")] = InventoryFormat.table,
     exclude: ExcludeOpt = None,
     record: RecordOpt = None,
     db: DbOpt = None,
@@ -379,14 +425,18 @@ def inventory(
     _exit_for_unreadable(errors)
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  chainwatch exposure ~/src --format markdown\n\n"
+    "  chainwatch exposure --query debug@4.4.2"))
 def exposure(
     paths: Annotated[list[Path] | None, typer.Argument(
-        help="Folders or files to inventory.")] = None,
-    fmt: Annotated[ExposureFormat, typer.Option("--format", "-f")] = ExposureFormat.table,
+        metavar="PATH", help="Folders or files to inventory.")] = None,
+    fmt: Annotated[ExposureFormat, typer.Option(
+        "--format", "-f", help="Output format.")] = ExposureFormat.table,
     exclude: ExcludeOpt = None,
     query: Annotated[str | None, typer.Option(
-        "--query", help="Answer from fleet memory: which recorded environments held "
+        "--query", metavar="NAME@VERSION", help="Answer from fleet memory: which recorded environments held "
                         "name@version (or name@range), and when.")] = None,
     record: RecordOpt = None,
     db: DbOpt = None,
@@ -397,6 +447,8 @@ def exposure(
     from chainwatch.exposure import expose
     from chainwatch.output import inventory as out
 
+    if query and paths:
+        _conflict("PATHS", "--query")
     if query:
         _answer_query(query, fmt, db)
         return
@@ -454,11 +506,11 @@ class CheckFormat(StrEnum):
     github = "github"
 
 
-PolicyOpt = Annotated[Path | None, typer.Option("--policy", help="Policy TOML file.")]
+PolicyOpt = Annotated[Path | None, typer.Option("--policy", metavar="FILE", help="Policy TOML file.")]
 MinAgeOpt = Annotated[str | None, typer.Option(
-    "--min-age", help="Minimum release age, e.g. 48h or 7d (overrides the policy).")]
+    "--min-age", metavar="DURATION", help="Minimum release age, e.g. 48h or 7d (overrides the policy).")]
 ScanOpt = Annotated[bool, typer.Option(
-    "--scan/--no-scan", help="Apply the scan rule: scan releases within the policy's scan "
+    "--scan/--no-scan", metavar="", help="Apply the scan rule: scan releases within the policy's scan "
     "window once (verdicts are kept in the database by integrity).")]
 
 
@@ -484,6 +536,8 @@ def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
+    except (OSError, UnicodeError) as exc:
+        _unreadable(f"--policy {policy_file}", exc)
     for gone in policy.expired_exceptions():
         err.print(f"warning: policy exception {gone.package}@{gone.range} expired on "
                   f"{gone.expires.isoformat()} and no longer applies ({gone.reason})"[:400],
@@ -491,7 +545,9 @@ def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
     return policy
 
 
-@policy_app.command("show")
+@policy_app.command("show", epilog=(
+    "Examples:\n\n"
+    "  chainwatch policy show --policy chainwatch.toml --min-age 7d"))
 def policy_show(policy_file: PolicyOpt = None, min_age: MinAgeOpt = None) -> None:
     """Print the effective policy (built-in defaults, the file, then flags) as TOML."""
     import tomli_w
@@ -499,12 +555,16 @@ def policy_show(policy_file: PolicyOpt = None, min_age: MinAgeOpt = None) -> Non
     typer.echo(tomli_w.dumps(_policy(policy_file, min_age).to_toml()), nl=False)
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  chainwatch check . --policy chainwatch.toml\n\n"
+    "  chainwatch check . --min-age 7d --format github"))
 def check(
     paths: PathsArg,
     policy_file: PolicyOpt = None,
     min_age: MinAgeOpt = None,
-    fmt: Annotated[CheckFormat, typer.Option("--format", "-f")] = CheckFormat.table,
+    fmt: Annotated[CheckFormat, typer.Option(
+        "--format", "-f", help="Output format (github: workflow annotations).")] = CheckFormat.table,
     exclude: ExcludeOpt = None,
     registry: RegistryOpt = None,
     cache_dir: CacheOpt = None,
@@ -579,31 +639,36 @@ def check(
         _exit_for_unreadable(errors)
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  chainwatch proxy --listen 127.0.0.1:4873 --min-age 48h\n\n"
+    "  npm config set registry http://127.0.0.1:4873/"))
 def proxy(
-    upstream: Annotated[str, typer.Option("--upstream", help="The registry to filter.")] = (
+    upstream: Annotated[str, typer.Option("--upstream", metavar="URL", help="The registry to filter.")] = (
         "https://registry.npmjs.org/"),
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT to serve on.")] = (
+    listen: Annotated[str, typer.Option("--listen", metavar="HOST:PORT", help="HOST:PORT to serve on.")] = (
         "127.0.0.1:4873"),
     policy_file: PolicyOpt = None,
     min_age: MinAgeOpt = None,
     db: DbOpt = None,
     scan: ScanOpt = True,
     cache_ttl: Annotated[str, typer.Option(
-        "--cache-ttl", help="How long a cached packument is used before upstream is asked "
+        "--cache-ttl", metavar="DURATION",
+        help="How long a cached packument is used before upstream is asked "
         "again (with its ETag); 0s asks every time. The policy is applied to every answer.")] = "10s",
     cache_dir: CacheOpt = None,
     tarball_hosts: Annotated[list[str] | None, typer.Option(
-        "--tarball-hosts", help="Another host tarballs may be fetched from (host, host:port or "
-        "scheme://host[:port]; repeatable). The upstream's own origin always is.")] = None,
+        "--tarball-hosts", metavar="HOST",
+        help="Another host tarballs may be fetched from (host, host:port or "
+        "scheme://host\\[:port]; repeatable). The upstream's own origin always is.")] = None,
     public_url: Annotated[str | None, typer.Option(
-        "--public-url", help="The URL clients reach the proxy at, for rewritten tarball URLs "
+        "--public-url", metavar="URL", help="The URL clients reach the proxy at, for rewritten tarball URLs "
         "(required when listening beyond loopback).")] = None,
     token_file: Annotated[Path | None, typer.Option(
-        "--token-file", help="File holding the token that /-/chainwatch/decisions asks for "
+        "--token-file", metavar="FILE", help="File holding the token that /-/chainwatch/decisions asks for "
         "(or env CHAINWATCH_PROXY_TOKEN).")] = None,
     memory: Annotated[str, typer.Option(
-        "--memory", help="One memory budget (MB) for buffered packuments, the packument cache "
+        "--memory", metavar="MB", help="One memory budget (MB) for buffered packuments, the packument cache "
         "and on-demand scans.")] = "768",
     verbose: VerboseOpt = False,
 ) -> None:
@@ -616,8 +681,9 @@ def proxy(
     from chainwatch.gate.proxy import Proxy, loopback_host
 
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        err.print(f"error: --listen wants HOST:PORT, not {listen!r}", markup=False)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        err.print(f"error: --listen wants HOST:PORT with a port from 1 to 65535, not {listen!r}",
+                  markup=False)
         raise typer.Exit(2)
     local = loopback_host(host)
     if not local and not public_url:
@@ -660,9 +726,19 @@ def proxy(
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
+    import socket
+
+    try:  # bound here, so that a busy port or an unknown host is one line and exit 2
+        family = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host.strip("[]"), int(port)), family=family)
+    except OSError as exc:
+        err.print(f"error: --listen {listen}: cannot listen there: "
+                  f"{exc.strerror or one_line(exc)}", markup=False)
+        raise typer.Exit(2) from exc
     err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
               f"with: npm config set registry http://{listen}/", markup=False)
-    uvicorn.run(server.app, host=host, port=int(port), log_level="info" if verbose else "warning")
+    config = uvicorn.Config(server.app, log_level="info" if verbose else "warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class AlertOn(StrEnum):
@@ -695,48 +771,59 @@ def _setup_service_logging(fmt: LogFormat, verbose: int) -> None:
     quiet_libraries(verbose)
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  chainwatch watch --from . --webhook https://hooks.example.com/cw\n\n"
+    "  chainwatch watch --status"))
 def watch(
     packages_file: Annotated[Path | None, typer.Option(
-        "--packages", help="A file with one package name per line.")] = None,
+        "--packages", metavar="FILE", help="A file with one package name per line.")] = None,
     from_paths: Annotated[list[Path] | None, typer.Option(
-        "--from", help="Watch every package these environments hold (lockfiles, "
+        "--from", metavar="PATH", help="Watch every package these environments hold (lockfiles, "
         "node_modules, SBOMs, images); repeatable.")] = None,
-    top: Annotated[int, typer.Option("--top", help="Watch the N most-downloaded packages.")] = 0,
-    interval: Annotated[str, typer.Option("--interval", help="Poll interval of a package.")] = "60s",
+    top: Annotated[int, typer.Option("--top", min=0, metavar="N",
+                                     help="Watch the N most-downloaded packages.")] = 0,
+    interval: Annotated[str, typer.Option(
+        "--interval", metavar="DURATION", help="Poll interval of a package.")] = "60s",
     hot_interval: Annotated[str, typer.Option(
-        "--hot-interval", help="Poll interval of hot packages (popular or recently active).")] = "15s",
+        "--hot-interval", metavar="DURATION",
+        help="Poll interval of hot packages (popular or recently active).")] = "15s",
     budget: Annotated[int, typer.Option(
-        "--budget", help="Registry requests per minute, all packages together.")] = 600,
+        "--budget", metavar="N", help="Registry requests per minute, all packages together.")] = 600,
     webhook: Annotated[list[str] | None, typer.Option(
-        "--webhook", envvar="CHAINWATCH_WEBHOOK",
+        "--webhook", envvar="CHAINWATCH_WEBHOOK", metavar="URL",
+        callback=_http_urls("--webhook"),
         help="POST each alert as JSON to this URL (a secret: never logged); repeatable.")] = None,
     slack: Annotated[list[str] | None, typer.Option(
-        "--slack", envvar="CHAINWATCH_SLACK",
+        "--slack", envvar="CHAINWATCH_SLACK", metavar="URL", callback=_http_urls("--slack"),
         help="A Slack-compatible incoming webhook URL (a secret); repeatable.")] = None,
     feed: Annotated[Path | None, typer.Option(
-        "--feed", help="Append each alert as a JSON line to this file.")] = None,
+        "--feed", metavar="FILE", help="Append each alert as a JSON line to this file.")] = None,
     smtp: Annotated[str | None, typer.Option(
-        "--smtp", envvar="CHAINWATCH_SMTP",
-        help="E-mail alerts: smtp[s]://[user:pass@]host[:port]?from=ADDR&to=ADDR.")] = None,
+        "--smtp", metavar="URL", envvar="CHAINWATCH_SMTP",
+        help="E-mail alerts: smtp\\[s]://\\[user:pass@]host\\[:port]?from=ADDR&to=ADDR.")] = None,
     smtp_insecure: Annotated[bool, typer.Option(
-        "--smtp-insecure", help="Allow the SMTP login over a connection without TLS.")] = False,
+        "--smtp-insecure", metavar="", help="Allow the SMTP login over a connection without TLS.")] = False,
     max_scan_attempts: Annotated[int, typer.Option(
-        "--max-scan-attempts", min=1,
+        "--max-scan-attempts", metavar="N", min=1,
         help="Scans of a release that fail before a scan-failed alert.")] = 3,
-    alert_on: Annotated[AlertOn, typer.Option("--alert-on")] = AlertOn.suspicious,
+    alert_on: Annotated[AlertOn, typer.Option(
+        "--alert-on", help="Alert on verdicts at least this level.")] = AlertOn.suspicious,
     changes: Annotated[str | None, typer.Option(
-        "--changes", help="Follow this CouchDB-style _changes feed as well as polling.")] = None,
+        "--changes", metavar="URL",
+        help="Follow this CouchDB-style _changes feed as well as polling.")] = None,
     metrics_port: Annotated[int, typer.Option(
-        "--metrics-port", help="Serve Prometheus /metrics on this port (0: off).")] = 0,
+        "--metrics-port", min=0, max=65535, metavar="PORT",
+        help="Serve Prometheus /metrics on this port (0: off).")] = 0,
     once: Annotated[bool, typer.Option(
-        "--once", help="One pass (poll, scan, deliver), then exit.")] = False,
-    status: Annotated[bool, typer.Option("--status", help="Print the watcher's state.")] = False,
+        "--once", metavar="", help="One pass (poll, scan, deliver), then exit.")] = False,
+    status: Annotated[bool, typer.Option("--status", metavar="", help="Print the watcher's state.")] = False,
     registry: RegistryOpt = None,
     cache_dir: CacheOpt = None,
     db: DbOpt = None,
     policy_file: PolicyOpt = None,
-    log_format: Annotated[LogFormat, typer.Option("--log-format")] = LogFormat.text,
+    log_format: Annotated[LogFormat, typer.Option(
+        "--log-format", help="Log lines as text or JSON objects.")] = LogFormat.text,
     verbose: VerboseOpt = False,
 ) -> None:
     """Follow the registry: scan each new release of the watched packages and raise alerts."""
@@ -764,6 +851,8 @@ def watch(
     from chainwatch.watch.watcher import WatchConfig, Watcher
     from chainwatch.watch.watchlist import build_watchlist, top_packages
 
+    if status and once:
+        _conflict("--status", "--once")
     try:
         engine = connect(db)
     except Exception as exc:
@@ -783,6 +872,8 @@ def watch(
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
+    except (OSError, UnicodeError) as exc:
+        _unreadable(f"--packages {packages_file}", exc)
     sinks: list[Sink] = [LogSink()]
     sinks += [WebhookSink(u) for u in webhook or []]
     sinks += [SlackSink(u) for u in slack or []]
@@ -806,7 +897,12 @@ def watch(
         "alerts to %s", len(names), added, watcher.interval, config.hot_interval, budget,
         ", ".join(s.name for s in sinks))
     if metrics_port:
-        watcher.metrics.serve(metrics_port)
+        try:
+            watcher.metrics.serve(metrics_port)
+        except OSError as exc:
+            err.print(f"error: --metrics-port {metrics_port}: cannot serve there: "
+                      f"{exc.strerror or one_line(exc)}", markup=False)
+            raise typer.Exit(2) from exc
     if once:
         typer.echo(jsonlib.dumps(watcher.run_once()))
         return
@@ -825,10 +921,14 @@ class IncidentsFormat(StrEnum):
     json = "json"
 
 
-@app.command("incidents")
+@app.command("incidents", epilog=(
+    "Examples:\n\n"
+    "  chainwatch incidents\n\n"
+    "  chainwatch incidents --format json"))
 def incidents_cmd(
     db: DbOpt = None,
-    fmt: Annotated[IncidentsFormat, typer.Option("--format", "-f")] = IncidentsFormat.table,
+    fmt: Annotated[IncidentsFormat, typer.Option(
+        "--format", "-f", help="Output format.")] = IncidentsFormat.table,
 ) -> None:
     """Group stored suspicious and malicious verdicts into incidents, and list them."""
     import json as jsonlib
@@ -863,16 +963,23 @@ class ReportFormat(StrEnum):
     sarif = "sarif"
 
 
-@app.command()
+@app.command(epilog=(
+    "Examples:\n\n"
+    "  chainwatch report --incident INC-1 -o brief.md\n\n"
+    "  chainwatch scan x@1.0.1 -f json > s.json && chainwatch report s.json -f osv -o osv/"))
 def report(
     from_files: Annotated[list[Path] | None, typer.Argument(
+        metavar="FILE",
         help="Scan JSON/JSONL files (scan --format json) to build the incident from, "
         "instead of the database.", show_default=False)] = None,
     incident: Annotated[str | None, typer.Option(
-        "--incident", help="An incident id from `chainwatch incidents`.")] = None,
-    fmt: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.markdown,
+        "--incident", metavar="ID", help="An incident id from `chainwatch incidents`.")] = None,
+    fmt: Annotated[ReportFormat, typer.Option(
+        "--format", "-f",
+        help="Brief as markdown, html or json; export as osv, stix or sarif.")] = ReportFormat.markdown,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Write here (for osv: a folder, one record per file).")] = None,
+        "--output", "-o", metavar="PATH",
+        help="Write here (for osv: a folder, one record per file).")] = None,
     db: DbOpt = None,
 ) -> None:
     """Write the analyst's brief of an incident, or export it as OSV, STIX 2.1 or SARIF."""
@@ -888,10 +995,22 @@ def report(
     from chainwatch.output.escape import plain
     from chainwatch.output.jsonout import verdict_from_dict
 
+    if output is not None and not output.parent.is_dir():
+        err.print(f"error: --output {output}: no folder {output.parent}", markup=False)
+        raise typer.Exit(2)
+    if output is not None and output.is_dir() and fmt is not ReportFormat.osv:
+        err.print(f"error: --output {output} is a folder; give a file name", markup=False)
+        raise typer.Exit(2)
     known_bad = _known_bad(db)
     try:
         if from_files:
-            found = cluster(observations_from_files(from_files, known_bad))
+            observed = []
+            for file in from_files:
+                try:
+                    observed += observations_from_files([file], known_bad)
+                except (OSError, UnicodeError) as exc:
+                    _unreadable(str(file), exc)
+            found = cluster(observed)
         else:
             found = cluster(observations_from_db(connect(db), known_bad))
     except ChainwatchError as exc:
@@ -951,9 +1070,13 @@ def report(
         typer.echo(text, nl=not text.endswith("\n"))
 
 
-@db_app.command("import")
+@db_app.command("import", epilog=(
+    "Examples:\n\n"
+    "  chainwatch db import all.zip\n\n"
+    "  chainwatch db import malicious-packages/osv/"))
 def db_import(
     sources: Annotated[list[Path], typer.Argument(
+        metavar="SOURCE",
         help="OSV all.zip, a folder tree (e.g. ossf/malicious-packages osv/), or JSON files.")],
     db: DbOpt = None,
     quiet: QuietOpt = False,
@@ -990,7 +1113,10 @@ def db_import(
         raise typer.Exit(2)
 
 
-@db_app.command("stats")
+@db_app.command("stats", epilog=(
+    "Examples:\n\n"
+    "  chainwatch db stats\n\n"
+    "  chainwatch db stats --db postgresql://cw@db.example.com/cw"))
 def db_stats(db: DbOpt = None) -> None:
     """How many advisories the store holds."""
     from chainwatch.db import default_url
@@ -1016,12 +1142,15 @@ def _verdict_stores(db: str | None) -> tuple[KnownBadStore, VerdictStore]:
     return store, VerdictStore(engine=store.engine)
 
 
-@verdicts_app.command("list")
+@verdicts_app.command("list", epilog=(
+    "Examples:\n\n"
+    "  chainwatch db verdicts list --package left-pad"))
 def db_verdicts_list(
     package: Annotated[str | None, typer.Option(
-        "--package", help="Only the verdicts of this package.")] = None,
-    fmt: Annotated[VerdictsFormat, typer.Option("--format", "-f")] = VerdictsFormat.table,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 200,
+        "--package", metavar="NAME", help="Only the verdicts of this package.")] = None,
+    fmt: Annotated[VerdictsFormat, typer.Option(
+        "--format", "-f", help="Output format.")] = VerdictsFormat.table,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, help="At most this many.")] = 200,
     db: DbOpt = None,
 ) -> None:
     """Stored verdicts (keyed by the bytes they judged) and chainwatch's own known-bad records."""
@@ -1056,13 +1185,16 @@ def db_verdicts_list(
             typer.echo(plain(f"  {r['id']}  {r['package']}@{r['version']}  {r['published']}"))
 
 
-@verdicts_app.command("remove")
+@verdicts_app.command("remove", epilog=(
+    "Examples:\n\n"
+    "  chainwatch db verdicts remove left-pad@1.3.1 --reason 'benign: reviewed'"))
 def db_verdicts_remove(
     target: Annotated[str, typer.Argument(
+        metavar="TARGET",
         help="name@version (every verdict of it and its CW-VERDICT known-bad record) or a "
              "stored key from `db verdicts list` (an integrity).")],
     reason: Annotated[str, typer.Option(
-        "--reason", help="Why the verdict is wrong (recorded with who removed it).")],
+        "--reason", metavar="TEXT", help="Why the verdict is wrong (recorded with who removed it).")],
     db: DbOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -1084,9 +1216,13 @@ def db_verdicts_remove(
                         f"{' '.join(reason.split())}"), markup=False, soft_wrap=True)
 
 
-@rules_app.command("list")
+@rules_app.command("list", epilog=(
+    "Examples:\n\n"
+    "  chainwatch rules list\n\n"
+    "  chainwatch rules list --rules ./my-rules"))
 def rules_list(
-    rules_dir: Annotated[list[Path] | None, typer.Option("--rules")] = None,
+    rules_dir: Annotated[list[Path] | None, typer.Option(
+        "--rules", metavar="DIR", help="Extra folder of rule files (repeatable).")] = None,
 ) -> None:
     """List every rule with its severity and technique."""
     from chainwatch.analysis.rules import load_rules
@@ -1106,7 +1242,22 @@ def main() -> None:
     import os
 
     try:
-        app()
+        returned = app(standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: one line, not a framed panel
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            if exc.format_message().strip():  # a bare command shows its help (rich: already)
+                typer.echo(exc.format_message(), err=True)
+            sys.exit(2)
+        from chainwatch.output.escape import plain
+
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        text = " ".join(exc.format_message().split())
+        err.print(plain(f"error: {text}{hint}"), markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
     except KeyboardInterrupt:
         err.print("interrupted", markup=False)
         sys.exit(130)
@@ -1116,3 +1267,4 @@ def main() -> None:
         message, code = describe_failure(exc)
         err.print(f"error: {message}", markup=False)
         sys.exit(code)
+    sys.exit(returned if isinstance(returned, int) else 0)
