@@ -374,8 +374,9 @@ def _exit_for_unreadable(errors: list[dict[str, str]]) -> None:
     """A file that could not be read leaves the answer open: exit 2 (after everything else
     was reported), never 0 as if it were clean."""
     if errors:
-        err.print(f"error: {len(errors)} file(s) could not be read (see above)", markup=False,
-                  soft_wrap=True)
+        if len(errors) > 1:
+            err.print(f"{len(errors)} files could not be read (see above)", markup=False,
+                      soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -574,10 +575,10 @@ def check(
     quiet: QuietOpt = False,
     color: ColorOpt = ColorMode.auto,
     allow_unreadable: Annotated[bool, typer.Option(
-        "--allow-unreadable", help="Report a lockfile that cannot be read as a warning and "
+        "--allow-unreadable", metavar="", help="Report a lockfile that cannot be read as a warning and "
         "judge the rest (default: exit 2).")] = False,
     strict: Annotated[bool, typer.Option(
-        "--strict", help="Block a version whose age, scripts, trust or scan could not be "
+        "--strict", metavar="", help="Block a version whose age, scripts, trust or scan could not be "
         "judged because the registry was unreachable or the time ran out (policy: offline = "
         "\"block\").")] = False,
     timeout: Annotated[float, typer.Option(

@@ -96,6 +96,7 @@ def test_a_version_listed_twice_in_one_lockfile_is_one_decision() -> None:
     from chainwatch.intel import BuiltinKnownBad
 
     placed = Checker(Policy(min_age="off", install_scripts="off", new_install_script="off",
-                            trust_downgrade="off", publisher_change="off"),
+                            trust_downgrade="off", publisher_change="off",
+                            remote_dependency="off"),
                      None, BuiltinKnownBad()).check(merged)
     assert [(p.decision.name, p.decision.rule) for p in placed] == [("debug", "known-bad")]
