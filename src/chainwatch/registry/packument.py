@@ -91,13 +91,6 @@ def baseline_version(packument: dict[str, Any], version: str) -> str | None:
                             lambda v: parse_time(times.get(v)), version)
 
 
-def latest_version(packument: dict[str, Any]) -> str:
-    tags = packument.get("dist-tags")
-    if isinstance(tags, dict) and isinstance(tags.get("latest"), str):
-        return str(tags["latest"])
-    raise NotFoundError(f"{packument.get('name', '?')} has no 'latest' dist-tag")
-
-
 #: A range is tested against at most this many versions (about 3 s; real packages have a few
 #: thousand). A packument with more fails closed: exact versions and dist-tags still work.
 MAX_RANGE_VERSIONS = 50_000
