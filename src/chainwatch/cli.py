@@ -294,10 +294,9 @@ def scan(
                 i = futures[future]
                 try:
                     outcomes[i] = future.result()
-                except ChainwatchError as exc:
-                    outcomes[i] = Failed(targets[i], one_line(exc), exc.exit_code)
                 except Exception as exc:  # one target's failure must not hide the others
-                    if os.environ.get("CHAINWATCH_DEBUG") == "1":
+                    if (os.environ.get("CHAINWATCH_DEBUG") == "1"
+                            and not isinstance(exc, ChainwatchError)):
                         raise
                     message, code = describe_failure(exc)
                     outcomes[i] = Failed(targets[i], message, code)

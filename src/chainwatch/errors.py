@@ -48,7 +48,7 @@ def describe_failure(exc: BaseException) -> tuple[str, int]:
     reported as such, and never exit 0 or 1, so a gate that hits one fails closed.
     """
     if isinstance(exc, ChainwatchError):
-        return str(exc), exc.exit_code
+        return one_line(exc), exc.exit_code
     kind = type(exc).__name__
     module = type(exc).__module__.split(".")[0]
     text = one_line(exc)
