@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from chainwatch.errors import RegistryError, UsageError, describe_failure
+from tests.cli_runner import chainwatch, clean_env
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(tmp_path / "cache"),
-           "CHAINWATCH_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1"}
-    env.pop("CHAINWATCH_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "chainwatch", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False, cwd=tmp_path)
+    return chainwatch(*args, env=clean_env(tmp_path), cwd=tmp_path)
 
 
 @pytest.mark.parametrize("db", ["notaurl", "mysql://u@127.0.0.1/x", "sqlite:////nonexistent/x/y.db",

@@ -5,27 +5,22 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import chainwatch, clean_env
+
 CLOSED = "http://127.0.0.1:9/"  # the discard port: connection refused, offline
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(tmp_path / "cache"),
-           "CHAINWATCH_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1",
-           "npm_config_registry": CLOSED}
-    for name in ("CHAINWATCH_DEBUG", "CHAINWATCH_DB", "CHAINWATCH_WEBHOOK", "CHAINWATCH_SLACK",
-                 "CHAINWATCH_SMTP"):
-        env.pop(name, None)
-    return subprocess.run([sys.executable, "-m", "chainwatch", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False, cwd=tmp_path)
+    # servers run as real processes: they bind ports and install signal handlers
+    return chainwatch(*args, env=clean_env(tmp_path, npm_config_registry=CLOSED), cwd=tmp_path,
+                      real=bool(args) and args[0] in ("watch", "proxy", "serve"))
 
 
 def assert_one_error(done: subprocess.CompletedProcess[str], mentions: str = "") -> None:

@@ -70,10 +70,11 @@ def test_no_network_but_loopback_inside_and_the_hosts_loopback_is_not_reachable(
     js = (f"const net = require('net');\n"
           f"net.connect({port}, '127.0.0.1').on('error', () => {{}}).end('escaped');\n"
           "net.connect(80, '192.0.2.10').on('error', () => {});\n"
-          "require('dgram').createSocket('udp4').send('x', 53, '192.0.2.53', () => {});\n")
+          "require('dgram').createSocket('udp4').send('x', 53, '192.0.2.53', () => {});\n"
+          "setTimeout(() => process.exit(0), 1500);\n")  # the sink holds connections open
     try:
         out = run({"package.json": manifest("netter", scripts={"install": "node n.js"}),
-                   "n.js": js})
+                   "n.js": js}, limits=FAST)
     finally:
         stop.set()
     server.close()

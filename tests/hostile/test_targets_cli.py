@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +16,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from tests.cli_runner import chainwatch, clean_env
 from tests.helpers import make_tgz, manifest
 
 
@@ -69,12 +68,8 @@ def registry() -> Iterator[str]:
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(tmp_path / "cache"),
-           "CHAINWATCH_DATA_DIR": str(tmp_path / "data"), "NO_COLOR": "1",
-           "NPM_CONFIG_USERCONFIG": str(tmp_path / "npmrc")}
-    env.pop("CHAINWATCH_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "chainwatch", *args], capture_output=True,
-                          text=True, env=env, timeout=120, check=False, cwd=tmp_path)
+    env = clean_env(tmp_path, NPM_CONFIG_USERCONFIG=str(tmp_path / "npmrc"))
+    return chainwatch(*args, env=env, cwd=tmp_path)
 
 
 def test_removed_known_bad_version_is_malicious_exit_1(tmp_path: Path, registry: str) -> None:

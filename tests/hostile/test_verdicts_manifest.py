@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -24,16 +22,12 @@ from chainwatch.manifest import (
 )
 from chainwatch.output.jsonout import scan_documents
 from chainwatch.scan import Scanner
+from tests.cli_runner import chainwatch, clean_env
 from tests.helpers import BENIGN_INDEX, clipper_source, make_tgz, manifest, write_package
-
-EXE = shutil.which("chainwatch") or str(Path(sys.executable).parent / "chainwatch")
 
 
 def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(home), "CHAINWATCH_DATA_DIR": str(home),
-           "NO_COLOR": "1", "COLUMNS": "80"}
-    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
+    return chainwatch(*args, env=clean_env(home, COLUMNS="80"))
 
 
 def deep_manifest(levels: int) -> str:

@@ -7,10 +7,7 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
-import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,9 +18,8 @@ import httpx
 import pytest
 
 from chainwatch.output.jsonout import scan_documents
+from tests.cli_runner import chainwatch, clean_env
 from tests.helpers import BENIGN_INDEX, clipper_source, make_tgz, manifest
-
-EXE = shutil.which("chainwatch") or str(Path(sys.executable).parent / "chainwatch")
 
 
 def sri(data: bytes) -> str:
@@ -91,11 +87,7 @@ def registry() -> Iterator[FakeRegistry]:
 
 
 def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(home / "cache"),
-           "CHAINWATCH_DATA_DIR": str(home / "data"), "NO_COLOR": "1", "COLUMNS": "200"}
-    env.pop("CHAINWATCH_DB", None)
-    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
+    return chainwatch(*args, env=clean_env(home, COLUMNS="200"))
 
 
 def project(folder: Path, name: str, version: str) -> Path:

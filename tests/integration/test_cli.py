@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from tests.cli_runner import chainwatch, clean_env
 from tests.helpers import BENIGN_INDEX, FIXTURES, clipper_source, make_tgz, manifest, write_package
 from tests.markdown_oracle import all_visible, headings
 
@@ -20,10 +20,20 @@ EXE = shutil.which("chainwatch") or str(Path(sys.executable).parent / "chainwatc
 
 
 def run(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(cache), "CHAINWATCH_DATA_DIR": str(cache),
-           "NO_COLOR": "1", "COLUMNS": "160"}
-    return subprocess.run([EXE, *args], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
+    """In this process through the console script's entry point (tests/cli_runner.py);
+    test_the_console_script_itself runs the installed script as a real process."""
+    return chainwatch(*args, env=clean_env(cache, CHAINWATCH_CACHE_DIR=str(cache),
+                                           CHAINWATCH_DATA_DIR=str(cache), COLUMNS="160"))
+
+
+def test_the_console_script_itself(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, COLUMNS="160")
+    version = subprocess.run([EXE, "--version"], capture_output=True, text=True, env=env,
+                             timeout=60, check=False)
+    assert version.returncode == 0 and version.stdout.strip(), version.stderr
+    bad = subprocess.run([EXE, "scan"], capture_output=True, text=True, env=env, timeout=60,
+                         check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 @pytest.fixture()
