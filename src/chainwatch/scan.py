@@ -24,6 +24,14 @@ from chainwatch.analysis.diff import (
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
 from chainwatch.analysis.payload import payload
+from chainwatch.analysis.release_signals import (
+    RUN_ON_INSTALL,
+    entry_payload,
+    gyp_install_commands,
+    new_install_script,
+    phantom_dependency,
+    unused_dependencies,
+)
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
@@ -49,7 +57,7 @@ from chainwatch.registry.packument import (
     release_from_packument,
     slim_packument,
 )
-from chainwatch.versions import bump_kind, clean, spec_kind
+from chainwatch.versions import bump_kind, clean, sort_versions, spec_kind
 
 #: Up to this many JS/TS files, behaviour in different files counts as one payload.
 SMALL_PACKAGE_FILES = 30
@@ -126,6 +134,10 @@ def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[Finding]:
 
 #: At most this many newly added dependencies are looked up for their age.
 MAX_DEPENDENCY_LOOKUPS = 10
+#: At most this many newly added dependencies of a release are scanned themselves, and their
+#: own new dependencies are not followed (depth 1).
+MAX_DEPENDENCY_SCANS = 5
+MAX_DEPENDENCY_DEPTH = 1
 #: Packages with more than this many bytes to analyse are spread over worker processes.
 PARALLEL_BYTES = 8 * 1024 * 1024
 _BATCH_BYTES = 2 * 1024 * 1024
@@ -290,6 +302,63 @@ class Scanner:
                 out[dep] = times["created"]
         return out
 
+    def _earlier_scripts(self, target: Loaded) -> list[dict[str, str]]:
+        """The scripts of every version before ``target`` that the packument lists."""
+        doc = target.packument
+        if not doc or not isinstance(doc.get("versions"), dict):
+            return []
+        ordered = sort_versions(doc["versions"])
+        if target.ref.version not in ordered:
+            return []
+        return [release_from_packument(doc, v).scripts
+                for v in ordered[: ordered.index(target.ref.version)][-200:]]
+
+    def _added_dependencies(self, target: Loaded, added: dict[str, str],
+                            depth: int) -> list[Finding]:
+        """Dependencies new in this release: unused ones are phantom, and each (up to
+        MAX_DEPENDENCY_SCANS, MAX_DEPENDENCY_DEPTH deep) is scanned, its verdict reported as a
+        chain ``release → dependency@version → finding``."""
+        unused = set(unused_dependencies(added, target.files))
+        out: list[Finding] = []
+        if self.client is None or depth >= MAX_DEPENDENCY_DEPTH:
+            return [phantom_dependency(d, added[d], False) for d in sorted(unused)]
+        for n, dep in enumerate(sorted(added)):
+            wanted = added[dep]
+            if n >= MAX_DEPENDENCY_SCANS or spec_kind(wanted.strip()) not in (
+                    "version", "range", "tag"):
+                if dep in unused:
+                    out.append(phantom_dependency(dep, wanted, False))
+                continue
+            try:
+                loaded = self.load(f"{dep}@{wanted}")
+                verdict = self.analyze(loaded, self.default_baseline(loaded), depth + 1)
+            except ChainwatchError as exc:
+                out.append(Finding(
+                    rule="CW-DEP-UNSCANNED", severity=Severity.INFO, technique="dependency-chain",
+                    capability="", file="package.json",
+                    message=f"new dependency {dep}@{wanted} could not be scanned: {exc}"))
+                if dep in unused:
+                    out.append(phantom_dependency(dep, wanted, False))
+                continue
+            hooks = loaded.files.manifest.lifecycle_scripts
+            if dep in unused:
+                out.append(phantom_dependency(dep, loaded.ref.version,
+                                              any(h in hooks for h in RUN_ON_INSTALL)))
+            if verdict.level is Level.BENIGN or not verdict.findings:
+                continue
+            top = verdict.findings[0]
+            chain = f"{target.ref} → {loaded.ref} → {top.rule}"
+            out.append(Finding(
+                rule="CW-DEP-CHAIN",
+                severity=Severity.CRITICAL if verdict.level is Level.MALICIOUS else Severity.MEDIUM,
+                technique="phantom-dependency" if dep in unused else "dependency-chain",
+                capability=top.capability if verdict.level is Level.MALICIOUS else "new-dependency",
+                message=(f"new dependency {loaded.ref} is {verdict.level.value}: {chain}: "
+                         f"{top.message}"),
+                file="package.json", snippet=f"{top.file}:{top.line}: {top.snippet or ''}"[:300],
+                reference=top.reference))
+        return out
+
     def default_baseline(self, target: Loaded) -> Loaded | None:
         if target.packument is None:
             return None
@@ -310,13 +379,20 @@ class Scanner:
             out.extend(self.engine.scan_scripts(manifest_file, files.manifest))
         return out
 
-    def analyze(self, target: Loaded, baseline: Loaded | None) -> Verdict:
+    def analyze(self, target: Loaded, baseline: Loaded | None, _depth: int = 0) -> Verdict:
+        """The verdict on ``target`` against ``baseline``; ``_depth`` counts how far down a
+        chain of newly added dependencies this release is (their own additions are not
+        followed beyond MAX_DEPENDENCY_DEPTH)."""
         started = time.perf_counter()
         changes = file_changes(target.files, baseline.files if baseline else None)
         t_manifest = target.files.manifest
         fresh = set(changes.added) | set(changes.changed)
-        t_install = install_time_files(t_manifest, target.files.files)
+        t_gyp = gyp_install_commands(target.files)
+        t_install = install_time_files(t_manifest, target.files.files, t_gyp.values())
         findings = self._scan_files(target.files, fresh, t_install)
+        gyp_file = target.files.get("binding.gyp")
+        if t_gyp and gyp_file is not None and "binding.gyp" in fresh:
+            findings.extend(self.engine.scan_commands(gyp_file, t_gyp))
         capabilities_now = {f.capability for f in findings}
         capabilities_before: set[str] = set()
         if baseline is not None:
@@ -326,8 +402,9 @@ class Scanner:
             shared = self._scan_files(target.files, unchanged, set(),
                                       with_manifest="package.json" in unchanged)
             old = set(changes.changed) | set(changes.removed)
-            before = self._scan_files(baseline.files, old,
-                                      install_time_files(b_manifest, baseline.files.files))
+            b_gyp = gyp_install_commands(baseline.files)
+            before = self._scan_files(baseline.files, old, install_time_files(
+                b_manifest, baseline.files.files, b_gyp.values()))
             capabilities_before = {f.capability for f in before} | {f.capability for f in shared}
             capabilities_now |= {f.capability for f in shared}
             findings = [replace(f, preexisting=f.capability in capabilities_before)
@@ -378,6 +455,14 @@ class Scanner:
             signals.extend(young_dependencies(
                 deps_added, self._created(deps_added), target.release.published))
         bump = bump_kind(baseline.ref.version, target.ref.version) if baseline else "unknown"
+        if baseline is not None:
+            findings.extend(new_install_script(
+                t_manifest, target.files.files,
+                [baseline.files.manifest.lifecycle_scripts, *self._earlier_scripts(target)],
+                t_gyp, bool(gyp_install_commands(baseline.files))))
+            findings.extend(entry_payload(findings, fresh, entry_points(t_manifest), bump))
+            if deps_added:
+                findings.extend(self._added_dependencies(target, deps_added, _depth))
         code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))
         scored = score([*findings, *signals], added_caps, bump,
                        small_package=code_files <= SMALL_PACKAGE_FILES)
