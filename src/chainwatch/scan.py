@@ -451,7 +451,7 @@ class Scanner:
         removed_caps = tuple(sorted(capabilities_before - capabilities_now)) if baseline else ()
         deps_added, deps_removed, scripts_added, scripts_changed = manifest_changes(
             target.files, baseline.files if baseline else None)
-        if baseline is not None and deps_added and target.release is not None:
+        if baseline is not None and deps_added and target.release is not None and not _depth:
             signals.extend(young_dependencies(
                 deps_added, self._created(deps_added), target.release.published))
         bump = bump_kind(baseline.ref.version, target.ref.version) if baseline else "unknown"
