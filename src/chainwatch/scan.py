@@ -24,6 +24,7 @@ from chainwatch.analysis.diff import (
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
 from chainwatch.analysis.payload import payload
+from chainwatch.analysis.provenance import BuildSource, build_source, provenance_drift
 from chainwatch.analysis.release_signals import (
     RUN_ON_INSTALL,
     entry_payload,
@@ -138,6 +139,8 @@ MAX_DEPENDENCY_LOOKUPS = 10
 #: own new dependencies are not followed (depth 1).
 MAX_DEPENDENCY_SCANS = 5
 MAX_DEPENDENCY_DEPTH = 1
+#: A release's provenance is compared with that of at most this many earlier releases.
+PROVENANCE_HISTORY = 3
 #: Packages with more than this many bytes to analyse are spread over worker processes.
 PARALLEL_BYTES = 8 * 1024 * 1024
 _BATCH_BYTES = 2 * 1024 * 1024
@@ -302,6 +305,44 @@ class Scanner:
                 out[dep] = times["created"]
         return out
 
+    def _build_source(self, name: str, packument: dict[str, Any], version: str
+                      ) -> BuildSource | None:
+        """What the provenance of ``version`` names, None when it has none or it cannot be
+        read (absence of provenance is CW-META-PROVENANCE-LOST's business)."""
+        entry = packument.get("versions", {}).get(version)
+        dist = entry.get("dist") if isinstance(entry, dict) else None
+        att = dist.get("attestations") if isinstance(dist, dict) else None
+        url = att.get("url") if isinstance(att, dict) else None
+        if self.client is None or not isinstance(url, str) or len(url) > 2000:
+            return None
+        try:
+            return build_source(self.client.attestations(name, url))
+        except ChainwatchError:
+            return None
+
+    def _provenance_drift(self, target: Loaded) -> list[Finding]:
+        """CW-META-PROVENANCE-DRIFT: this release's provenance against that of up to
+        PROVENANCE_HISTORY earlier releases that had one."""
+        doc, release = target.packument, target.release
+        if doc is None or release is None or not release.has_provenance or self.client is None:
+            return []
+        current = self._build_source(target.ref.name, doc, target.ref.version)
+        if current is None:
+            return []
+        ordered = sort_versions(doc.get("versions", {}))
+        if target.ref.version not in ordered:
+            return []
+        previous: list[tuple[str, BuildSource]] = []
+        for version in reversed(ordered[: ordered.index(target.ref.version)]):
+            if len(previous) >= PROVENANCE_HISTORY:
+                break
+            if not release_from_packument(doc, version).has_provenance:
+                continue
+            source = self._build_source(target.ref.name, doc, version)
+            if source is not None:
+                previous.append((version, source))
+        return provenance_drift(target.ref.version, current, previous)
+
     def _earlier_scripts(self, target: Loaded) -> list[dict[str, str]]:
         """The scripts of every version before ``target`` that the packument lists."""
         doc = target.packument
@@ -455,6 +496,8 @@ class Scanner:
             signals.extend(young_dependencies(
                 deps_added, self._created(deps_added), target.release.published))
         bump = bump_kind(baseline.ref.version, target.ref.version) if baseline else "unknown"
+        if not _depth:
+            signals.extend(self._provenance_drift(target))
         if baseline is not None:
             findings.extend(new_install_script(
                 t_manifest, target.files.files,
