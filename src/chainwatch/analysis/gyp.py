@@ -22,6 +22,8 @@ from typing import Any
 MAX_GYP_BYTES = 512 * 1024
 MAX_GYP_COMMANDS = 32
 MAX_DEPTH = 32
+#: Characters the expansion finder looks at in all, whatever the file holds.
+SCAN_BUDGET = 256 * 1024
 
 _EXPANSION = re.compile(r"<!@?\(")
 #: The idioms of nearly every native addon: ask node for an include folder, or pkg-config.
@@ -36,7 +38,8 @@ _ROUTINE = re.compile(
 @dataclass(frozen=True)
 class GypCommand:
     command: str
-    #: "expansion" (<!(…), run while the file is read) or "action" (run while building)
+    #: "expansion" (<!(…), run while the file is read), "action" (run while building) or
+    #: "unread" (the file holds more than the reader's budget)
     kind: str
     offset: int
 
@@ -49,9 +52,15 @@ class GypCommand:
 def _expansions(text: str) -> list[GypCommand]:
     """Command expansions found in the raw text, balanced parentheses and quotes respected."""
     out: list[GypCommand] = []
+    budget = SCAN_BUDGET  # characters looked at in all: unclosed expansions cost no more
     for m in _EXPANSION.finditer(text):
         depth, i, quote = 1, m.end(), ""
-        while i < len(text) and i - m.end() < 2000 and depth:
+        if budget <= 0:  # fail closed: what was not read is reported, not ignored
+            out.append(GypCommand("(more command expansions than chainwatch reads)",
+                                  "unread", m.start()))
+            break
+        stop = min(len(text), m.end() + min(2000, budget))
+        while i < stop and depth:
             c = text[i]
             if quote:
                 quote = "" if c == quote and text[i - 1] != "\\" else quote
@@ -62,6 +71,7 @@ def _expansions(text: str) -> list[GypCommand]:
             elif c == ")":
                 depth -= 1
             i += 1
+        budget -= i - m.end()
         if depth == 0:
             out.append(GypCommand(text[m.end(): i - 1].strip(), "expansion", m.start()))
         if len(out) >= MAX_GYP_COMMANDS:
