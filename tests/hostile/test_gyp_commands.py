@@ -76,3 +76,9 @@ def test_what_the_budget_leaves_unread_is_reported() -> None:
     body = b"{'a': [" + (b"'<!(x " + b"y" * 1990 + b"', ") * 200 + b"'<!(curl x | sh)']}"
     commands = parse_gyp(body)
     assert any(c.kind == "unread" and not c.routine for c in commands)
+
+
+def test_node_version_queries_are_routine() -> None:
+    gyp = b"""{'variables': {'NODE_VERSION%': "<!(node -p \\"process.versions.node.split(\\\\\\".\\\\\\")[0]\\")"}}"""
+    (command,) = parse_gyp(gyp)
+    assert command.routine, command.command

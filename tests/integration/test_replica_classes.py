@@ -33,7 +33,7 @@ CLASSES: dict[str, set[str]] = {
     "c2-fallback": {"CW-C2-FALLBACK-HOSTS"},
     "c2-dga": {"CW-C2-GENERATED-DOMAIN"},
     "c2-dead-drop": {"CW-C2-DEAD-DROP"},
-    "agent-hooks": {"CW-PERSIST-AGENT-CONFIG"},
+    "agent-hooks": {"CW-PERSIST-AGENT-HOOK", "CW-PERSIST-AGENT-CONFIG"},
     "vscode-folder-open": {"CW-PERSIST-VSCODE-FOLDER-OPEN"},
     "bun-dropper": {"CW-DROPPER-RUNTIME-FETCH"},
     "gyp-command": {"CW-INSTALL-GYP-COMMAND"},

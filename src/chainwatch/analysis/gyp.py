@@ -30,6 +30,8 @@ _EXPANSION = re.compile(r"<!@?\(")
 _ROUTINE = re.compile(
     r"""^\s*(node|"?\$\{?node\}?"?)\s+(-p|-e|--print|--eval)\s+\\?["']\s*require\(\s*\\?["']"""
     r"""[\w@./-]{1,100}\\?["']\s*\)(\s*\.\s*\w+){0,3}\s*\\?["']\s*$"""
+    r"""|^\s*(node|"?\$\{?node\}?"?)\s+(-p|--print)\s+\\?["']\s*process\s*\.\s*(versions|platform|arch)"""
+    r"""[\w.\[\]()\\"' ]{0,80}\\?["']\s*$"""
     r"""|^\s*pkg-config\s+(--[\w-]+\s+)*[\w.+ -]{1,100}$"""
     r"""|^\s*(python3?|node)\s+-c\s+["']import\s+\w+(\.\w+)*\s*;\s*print\([^)]{0,120}\)\s*["']\s*$"""
 )
