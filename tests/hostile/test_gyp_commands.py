@@ -79,6 +79,7 @@ def test_what_the_budget_leaves_unread_is_reported() -> None:
 
 
 def test_node_version_queries_are_routine() -> None:
-    gyp = b"""{'variables': {'NODE_VERSION%': "<!(node -p \\"process.versions.node.split(\\\\\\".\\\\\\")[0]\\")"}}"""
+    gyp = (b"""{'variables': {'NODE_VERSION%': """
+           b""""<!(node -p \\"process.versions.node.split(\\\\\\".\\\\\\")[0]\\")"}}""")
     (command,) = parse_gyp(gyp)
     assert command.routine, command.command
