@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.corpus.replica import Spec, inject, specs
+from bench.corpus.replica import Spec, inject, obfuscated, specs
 from chainwatch.errors import ChainwatchError
 from chainwatch.registry import RegistryClient
 from chainwatch.scan import Scanner
@@ -118,6 +118,11 @@ def build(offline: bool = False, obfuscate: bool = True) -> int:
             name = (host.rsplit("@", 1)[0] if "@" in host[1:] else host).replace("/", "__")
             write(f"{spec.name}--{name}", spec, host, "plain", inject(base, spec), base)
             count += 1
+            hand = obfuscated(spec)
+            if hand is not None:
+                write(f"{spec.name}--{name}--hand-obfuscated", spec, host, "hand-obfuscated",
+                      inject(base, hand), base)
+                count += 1
             if spec.obfuscate and transform is not None:
                 write(f"{spec.name}--{name}--obfuscated", spec, host, "obfuscated",
                       inject(base, spec, transform), base)  # type: ignore[arg-type]

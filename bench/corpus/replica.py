@@ -5,6 +5,7 @@ top technique expected, and what the attacker changed: files added (``add``), co
 the entry file (``append_main``, with ``%WALLETS%`` replaced by a generated table of made-up
 addresses), ``package.json`` keys merged (``manifest``). ``hosts`` lists real benign package
 versions to inject into for the benchmark corpus; tests use a small synthetic host instead.
+``obfuscated`` holds a hand-obfuscated variant of the injected parts (:func:`obfuscated`).
 Everything is written by us, is inert (``.invalid`` hosts, 192.0.2.0/24) and is never run.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ class Spec:
     hosts: tuple[str, ...] = ()
     #: The attack is a new package (typosquat, probe): judged without a baseline.
     new_package: bool = False
+    #: A hand-obfuscated variant, written the way droppers hide API names (string
+    #: concatenation, computed member access, base64 literals): ``add``/``append_main``/
+    #: ``manifest`` that replace the plain ones (see :func:`obfuscated`).
+    obfuscated_parts: dict[str, Any] = field(default_factory=dict)
 
 
 def load(path: Path) -> Spec:
@@ -49,7 +54,21 @@ def load(path: Path) -> Spec:
         top_technique=tuple(raw["top_technique"]), manifest=raw.get("manifest") or {},
         add=raw.get("add") or {}, append_main=raw.get("append_main"),
         wallets=raw.get("wallets") or {}, obfuscate=tuple(raw.get("obfuscate") or ()),
-        hosts=tuple(raw.get("hosts") or ()), new_package=bool(raw.get("new_package")))
+        hosts=tuple(raw.get("hosts") or ()), new_package=bool(raw.get("new_package")),
+        obfuscated_parts=raw.get("obfuscated") or {})
+
+
+def obfuscated(spec: Spec) -> Spec | None:
+    """The spec's hand-obfuscated variant (same expectations), or None when it has none."""
+    parts = spec.obfuscated_parts
+    if not parts:
+        return None
+    return replace(
+        spec, name=f"{spec.name}--hand-obfuscated",
+        add={**spec.add, **(parts.get("add") or {})},
+        append_main=parts.get("append_main", spec.append_main),
+        manifest={**spec.manifest, **(parts.get("manifest") or {})},
+        obfuscated_parts={})
 
 
 def specs() -> list[Spec]:

@@ -24,6 +24,15 @@ from chainwatch.analysis.diff import (
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
 from chainwatch.analysis.payload import payload
+from chainwatch.analysis.provenance import BuildSource, build_source, provenance_drift
+from chainwatch.analysis.release_signals import (
+    RUN_ON_INSTALL,
+    entry_payload,
+    gyp_install_commands,
+    new_install_script,
+    phantom_dependency,
+    unused_dependencies,
+)
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
@@ -49,7 +58,7 @@ from chainwatch.registry.packument import (
     release_from_packument,
     slim_packument,
 )
-from chainwatch.versions import bump_kind, clean, spec_kind
+from chainwatch.versions import bump_kind, clean, sort_versions, spec_kind
 
 #: Up to this many JS/TS files, behaviour in different files counts as one payload.
 SMALL_PACKAGE_FILES = 30
@@ -126,6 +135,12 @@ def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[Finding]:
 
 #: At most this many newly added dependencies are looked up for their age.
 MAX_DEPENDENCY_LOOKUPS = 10
+#: At most this many newly added dependencies of a release are scanned themselves, and their
+#: own new dependencies are not followed (depth 1).
+MAX_DEPENDENCY_SCANS = 5
+MAX_DEPENDENCY_DEPTH = 1
+#: A release's provenance is compared with that of at most this many earlier releases.
+PROVENANCE_HISTORY = 3
 #: Packages with more than this many bytes to analyse are spread over worker processes.
 PARALLEL_BYTES = 8 * 1024 * 1024
 _BATCH_BYTES = 2 * 1024 * 1024
@@ -290,6 +305,101 @@ class Scanner:
                 out[dep] = times["created"]
         return out
 
+    def _build_source(self, name: str, packument: dict[str, Any], version: str
+                      ) -> BuildSource | None:
+        """What the provenance of ``version`` names, None when it has none or it cannot be
+        read (absence of provenance is CW-META-PROVENANCE-LOST's business)."""
+        entry = packument.get("versions", {}).get(version)
+        dist = entry.get("dist") if isinstance(entry, dict) else None
+        att = dist.get("attestations") if isinstance(dist, dict) else None
+        url = att.get("url") if isinstance(att, dict) else None
+        if self.client is None or not isinstance(url, str) or len(url) > 2000:
+            return None
+        try:
+            return build_source(self.client.attestations(name, url))
+        except ChainwatchError:
+            return None
+
+    def _provenance_drift(self, target: Loaded) -> list[Finding]:
+        """CW-META-PROVENANCE-DRIFT: this release's provenance against that of up to
+        PROVENANCE_HISTORY earlier releases that had one."""
+        doc, release = target.packument, target.release
+        if doc is None or release is None or not release.has_provenance or self.client is None:
+            return []
+        current = self._build_source(target.ref.name, doc, target.ref.version)
+        if current is None:
+            return []
+        ordered = sort_versions(doc.get("versions", {}))
+        if target.ref.version not in ordered:
+            return []
+        previous: list[tuple[str, BuildSource]] = []
+        for version in reversed(ordered[: ordered.index(target.ref.version)]):
+            if len(previous) >= PROVENANCE_HISTORY:
+                break
+            if not release_from_packument(doc, version).has_provenance:
+                continue
+            source = self._build_source(target.ref.name, doc, version)
+            if source is not None:
+                previous.append((version, source))
+        return provenance_drift(target.ref.version, current, previous)
+
+    def _earlier_scripts(self, target: Loaded) -> list[dict[str, str]]:
+        """The scripts of every version before ``target`` that the packument lists."""
+        doc = target.packument
+        if not doc or not isinstance(doc.get("versions"), dict):
+            return []
+        ordered = sort_versions(doc["versions"])
+        if target.ref.version not in ordered:
+            return []
+        return [release_from_packument(doc, v).scripts
+                for v in ordered[: ordered.index(target.ref.version)][-200:]]
+
+    def _added_dependencies(self, target: Loaded, added: dict[str, str],
+                            depth: int) -> list[Finding]:
+        """Dependencies new in this release: unused ones are phantom, and each (up to
+        MAX_DEPENDENCY_SCANS, MAX_DEPENDENCY_DEPTH deep) is scanned, its verdict reported as a
+        chain ``release → dependency@version → finding``."""
+        unused = set(unused_dependencies(added, target.files))
+        out: list[Finding] = []
+        if self.client is None or depth >= MAX_DEPENDENCY_DEPTH:
+            return [phantom_dependency(d, added[d], False) for d in sorted(unused)]
+        for n, dep in enumerate(sorted(added)):
+            wanted = added[dep]
+            if n >= MAX_DEPENDENCY_SCANS or spec_kind(wanted.strip()) not in (
+                    "version", "range", "tag"):
+                if dep in unused:
+                    out.append(phantom_dependency(dep, wanted, False))
+                continue
+            try:
+                loaded = self.load(f"{dep}@{wanted}")
+                verdict = self.analyze(loaded, self.default_baseline(loaded), depth + 1)
+            except ChainwatchError as exc:
+                out.append(Finding(
+                    rule="CW-DEP-UNSCANNED", severity=Severity.INFO, technique="dependency-chain",
+                    capability="", file="package.json",
+                    message=f"new dependency {dep}@{wanted} could not be scanned: {exc}"))
+                if dep in unused:
+                    out.append(phantom_dependency(dep, wanted, False))
+                continue
+            hooks = loaded.files.manifest.lifecycle_scripts
+            if dep in unused:
+                out.append(phantom_dependency(dep, loaded.ref.version,
+                                              any(h in hooks for h in RUN_ON_INSTALL)))
+            if verdict.level is Level.BENIGN or not verdict.findings:
+                continue
+            top = verdict.findings[0]
+            chain = f"{target.ref} → {loaded.ref} → {top.rule}"
+            out.append(Finding(
+                rule="CW-DEP-CHAIN",
+                severity=Severity.CRITICAL if verdict.level is Level.MALICIOUS else Severity.MEDIUM,
+                technique="phantom-dependency" if dep in unused else "dependency-chain",
+                capability=top.capability if verdict.level is Level.MALICIOUS else "new-dependency",
+                message=(f"new dependency {loaded.ref} is {verdict.level.value}: {chain}: "
+                         f"{top.message}"),
+                file="package.json", snippet=f"{top.file}:{top.line}: {top.snippet or ''}"[:300],
+                reference=top.reference))
+        return out
+
     def default_baseline(self, target: Loaded) -> Loaded | None:
         if target.packument is None:
             return None
@@ -310,13 +420,20 @@ class Scanner:
             out.extend(self.engine.scan_scripts(manifest_file, files.manifest))
         return out
 
-    def analyze(self, target: Loaded, baseline: Loaded | None) -> Verdict:
+    def analyze(self, target: Loaded, baseline: Loaded | None, _depth: int = 0) -> Verdict:
+        """The verdict on ``target`` against ``baseline``; ``_depth`` counts how far down a
+        chain of newly added dependencies this release is (their own additions are not
+        followed beyond MAX_DEPENDENCY_DEPTH)."""
         started = time.perf_counter()
         changes = file_changes(target.files, baseline.files if baseline else None)
         t_manifest = target.files.manifest
         fresh = set(changes.added) | set(changes.changed)
-        t_install = install_time_files(t_manifest, target.files.files)
+        t_gyp = gyp_install_commands(target.files)
+        t_install = install_time_files(t_manifest, target.files.files, t_gyp.values())
         findings = self._scan_files(target.files, fresh, t_install)
+        gyp_file = target.files.get("binding.gyp")
+        if t_gyp and gyp_file is not None and "binding.gyp" in fresh:
+            findings.extend(self.engine.scan_commands(gyp_file, t_gyp))
         capabilities_now = {f.capability for f in findings}
         capabilities_before: set[str] = set()
         if baseline is not None:
@@ -326,8 +443,9 @@ class Scanner:
             shared = self._scan_files(target.files, unchanged, set(),
                                       with_manifest="package.json" in unchanged)
             old = set(changes.changed) | set(changes.removed)
-            before = self._scan_files(baseline.files, old,
-                                      install_time_files(b_manifest, baseline.files.files))
+            b_gyp = gyp_install_commands(baseline.files)
+            before = self._scan_files(baseline.files, old, install_time_files(
+                b_manifest, baseline.files.files, b_gyp.values()))
             capabilities_before = {f.capability for f in before} | {f.capability for f in shared}
             capabilities_now |= {f.capability for f in shared}
             findings = [replace(f, preexisting=f.capability in capabilities_before)
@@ -374,10 +492,20 @@ class Scanner:
         removed_caps = tuple(sorted(capabilities_before - capabilities_now)) if baseline else ()
         deps_added, deps_removed, scripts_added, scripts_changed = manifest_changes(
             target.files, baseline.files if baseline else None)
-        if baseline is not None and deps_added and target.release is not None:
+        if baseline is not None and deps_added and target.release is not None and not _depth:
             signals.extend(young_dependencies(
                 deps_added, self._created(deps_added), target.release.published))
         bump = bump_kind(baseline.ref.version, target.ref.version) if baseline else "unknown"
+        if not _depth:
+            signals.extend(self._provenance_drift(target))
+        if baseline is not None:
+            findings.extend(new_install_script(
+                t_manifest, target.files.files,
+                [baseline.files.manifest.lifecycle_scripts, *self._earlier_scripts(target)],
+                t_gyp, bool(gyp_install_commands(baseline.files))))
+            findings.extend(entry_payload(findings, fresh, entry_points(t_manifest), bump))
+            if deps_added:
+                findings.extend(self._added_dependencies(target, deps_added, _depth))
         code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))
         scored = score([*findings, *signals], added_caps, bump,
                        small_package=code_files <= SMALL_PACKAGE_FILES)

@@ -321,3 +321,15 @@ def encoded_identifier(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     hits = [Hit(offset, length, f"{kind} literal spells {decoded.decode()!r}")
             for offset, length, kind, decoded in decoded_literals(file.data) if decoded in names]
     return hits if len(hits) >= int(params.get("min_hits", 2)) else []
+
+
+# --- binding.gyp ----------------------------------------------------------------------------
+@detector("gyp_commands")
+def gyp_commands(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
+    """Commands a root binding.gyp makes node-gyp run at install (routine include queries aside)."""
+    from chainwatch.analysis.gyp import parse_gyp
+
+    if file.path != "binding.gyp":
+        return []
+    return [Hit(c.offset, 0, f"node-gyp runs `{c.command[:200]}` ({c.kind})")
+            for c in parse_gyp(file.data) if not c.routine]

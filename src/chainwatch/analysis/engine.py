@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 import yara
@@ -66,7 +66,8 @@ def _resolve(token: str, base: str, known: dict[str, PackageFile]) -> str | None
     return None
 
 
-def install_time_files(manifest: Manifest, files: Sequence[PackageFile]) -> set[str]:
+def install_time_files(manifest: Manifest, files: Sequence[PackageFile],
+                       extra_commands: Iterable[str] = ()) -> set[str]:
     """Files that run at install: named by a lifecycle script, or referenced from one that runs.
 
     Any token of a preinstall/install/postinstall command that names a package file counts
@@ -78,7 +79,7 @@ def install_time_files(manifest: Manifest, files: Sequence[PackageFile]) -> set[
     main = manifest.main or "index.js"
     found: set[str] = set()
     frontier: list[str] = []
-    for command in manifest.lifecycle_scripts.values():
+    for command in [*manifest.lifecycle_scripts.values(), *extra_commands]:
         for token in _TOKEN.findall(command):
             target = _resolve(str(main) if token in (".", "./") else token, "", known)
             if target and target not in found:
@@ -259,14 +260,21 @@ class Engine:
 
     def scan_scripts(self, manifest_file: PackageFile, manifest: Manifest) -> list[Finding]:
         """Script rules over each lifecycle script's command line."""
+        return self.scan_commands(manifest_file, manifest.lifecycle_scripts, "scripts.")
+
+    def scan_commands(self, where: PackageFile, commands: Mapping[str, str],
+                      prefix: str = "") -> list[Finding]:
+        """Script rules over command lines that run at install, found in the file ``where``
+        (package.json scripts, binding.gyp commands)."""
         findings: list[Finding] = []
-        index = LineIndex(manifest_file.data)
-        for hook, command in manifest.lifecycle_scripts.items():
-            virtual = PackageFile(f"package.json#scripts.{hook}", command.encode())
+        index = LineIndex(where.data)
+        for label, command in commands.items():
+            virtual = PackageFile(f"{where.path}#{prefix}{label}", command.encode())
             hits = self._hits(virtual, ("script", "text"))
-            pos = manifest_file.data.find(f'"{hook}"'.encode())
-            for f in self._findings(virtual, hits, True, "package.json"):
+            pos = where.data.find(f'"{label}"'.encode()) if prefix else where.data.find(
+                command[:60].encode())
+            for f in self._findings(virtual, hits, True, where.path):
                 findings.append(replace(
-                    f, line=index.line_of(max(pos, 0)), snippet=f"{hook}: {command[:200]}",
+                    f, line=index.line_of(max(pos, 0)), snippet=f"{label}: {command[:200]}",
                 ))
         return findings

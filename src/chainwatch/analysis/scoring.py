@@ -26,6 +26,8 @@ CATEGORY: dict[str, str] = {
     "persistence": "attack",
     "sabotage": "attack",
     "hidden-process": "attack",
+    # behaviour new in an entry file: it runs on require/import (analysis/release_signals.py)
+    "load-time": "attack",
     "publisher-change": "trust",
     "trust-downgrade": "trust",
     "manifest-confusion": "trust",
@@ -41,7 +43,7 @@ CATEGORY: dict[str, str] = {
 BEHAVIOUR = {"concealment", "theft", "exfiltration", "attack"}
 DANGER_CAPABILITIES = {
     "install-script", "exec", "eval", "network", "browser-hook", "dropper", "binary",
-    "propagation", "persistence", "sabotage", "hidden-process", "exfil",
+    "propagation", "persistence", "sabotage", "hidden-process", "exfil", "load-time",
 }
 WEIGHT = {Severity.INFO: 0.0, Severity.LOW: 4.0, Severity.MEDIUM: 12.0,
           Severity.HIGH: 30.0, Severity.CRITICAL: 60.0}

@@ -22,6 +22,8 @@ from chainwatch.registry.npmrc import NpmConfig
 MAX_TARBALL_BYTES = 256 * 1024 * 1024
 #: Larger packuments are refused (the largest real ones are a few tens of MB).
 MAX_PACKUMENT_BYTES = 128 * 1024 * 1024
+#: Larger attestation documents are refused (real ones are a few kB).
+MAX_ATTESTATION_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,36 @@ class RegistryClient:
             raise RegistryError(f"registry sent a malformed packument for {name}")
         self.cache.put_doc(url, response.content, response.headers.get("ETag"),
                            response.headers.get("Last-Modified"))
+        return body
+
+    def attestations(self, name: str, url: str) -> dict[str, Any]:
+        """The attestations document at a packument's ``dist.attestations.url``, cached (it
+        never changes). Only fetched from the package's own registry: a packument may name any
+        host, and that host must not see our token or be made to answer for the registry."""
+        base = httpx.URL(self.config.registry_for(name))
+        target = httpx.URL(url)
+        if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
+            raise RegistryError(f"attestations of {name} are not on its registry: {url}")
+        cached = self.cache.get_doc(url)
+        if cached is not None:
+            return cached[0]
+        if self.offline:
+            raise OfflineMissError(f"--offline: no cached attestations for {name}")
+        response = self._get(url, {"Accept": "application/json"})
+        if response.status_code == 404:
+            raise NotFoundError(f"no attestations for {name} at {url}")
+        if response.status_code >= 400:
+            raise RegistryError(f"registry answered HTTP {response.status_code} for {url}")
+        if len(response.content) > MAX_ATTESTATION_BYTES:
+            raise RegistryError(f"attestations of {name} are larger than {MAX_ATTESTATION_BYTES} "
+                                "bytes")
+        try:
+            body = json.loads(response.content)
+        except ValueError as exc:
+            raise RegistryError(f"attestations of {name} are not JSON") from exc
+        if not isinstance(body, dict):
+            raise RegistryError(f"attestations of {name} are malformed")
+        self.cache.put_doc(url, response.content, response.headers.get("ETag"))
         return body
 
     def tarball(self, url: str, integrity: str | None, shasum: str | None) -> Tarball:

@@ -1,0 +1,121 @@
+"""binding.gyp: the commands node-gyp runs at install, read without running anything.
+
+npm runs ``node-gyp rebuild`` for a package that has a ``binding.gyp`` at its root and no
+``install``/``preinstall`` script of its own. node-gyp (gyp) then runs every command expansion
+(``<!(cmd)``, ``<!@(cmd)``) while it reads the file and every ``action`` of every target while
+it builds: install-time code execution with no script in package.json.
+
+A .gyp file is a Python literal (dicts, lists, strings, ``#`` comments). It is read with
+:func:`ast.literal_eval`, which builds literals only and never evaluates names or calls, on
+at most ``MAX_GYP_BYTES`` of text; nesting beyond the parser's own limit is a parse error. The
+command expansions are also found by a pattern over the raw text, so a file that does not
+parse (gyp's own reader is laxer) still yields its commands.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_GYP_BYTES = 512 * 1024
+MAX_GYP_COMMANDS = 32
+MAX_DEPTH = 32
+#: Characters the expansion finder looks at in all, whatever the file holds.
+SCAN_BUDGET = 256 * 1024
+
+_EXPANSION = re.compile(r"<!@?\(")
+#: The idioms of nearly every native addon: ask node for an include folder, or pkg-config.
+_ROUTINE = re.compile(
+    r"""^\s*(node|"?\$\{?node\}?"?)\s+(-p|-e|--print|--eval)\s+\\?["']\s*require\(\s*\\?["']"""
+    r"""[\w@./-]{1,100}\\?["']\s*\)(\s*\.\s*\w+){0,3}\s*\\?["']\s*$"""
+    r"""|^\s*(node|"?\$\{?node\}?"?)\s+(-p|--print)\s+\\?["']\s*process\s*\.\s*(versions|platform|arch)"""
+    r"""[\w.\[\]()\\"' ]{0,80}\\?["']\s*$"""
+    r"""|^\s*pkg-config\s+(--[\w-]+\s+)*[\w.+ -]{1,100}$"""
+    r"""|^\s*(python3?|node)\s+-c\s+["']import\s+\w+(\.\w+)*\s*;\s*print\([^)]{0,120}\)\s*["']\s*$"""
+)
+
+
+@dataclass(frozen=True)
+class GypCommand:
+    command: str
+    #: "expansion" (<!(…), run while the file is read), "action" (run while building) or
+    #: "unread" (the file holds more than the reader's budget)
+    kind: str
+    offset: int
+
+    @property
+    def routine(self) -> bool:
+        """A well-known include-folder or pkg-config query, not worth a finding alone."""
+        return self.kind == "expansion" and bool(_ROUTINE.match(self.command))
+
+
+def _expansions(text: str) -> list[GypCommand]:
+    """Command expansions found in the raw text, balanced parentheses and quotes respected."""
+    out: list[GypCommand] = []
+    budget = SCAN_BUDGET  # characters looked at in all: unclosed expansions cost no more
+    for m in _EXPANSION.finditer(text):
+        depth, i, quote = 1, m.end(), ""
+        if budget <= 0:  # fail closed: what was not read is reported, not ignored
+            out.append(GypCommand("(more command expansions than chainwatch reads)",
+                                  "unread", m.start()))
+            break
+        stop = min(len(text), m.end() + min(2000, budget))
+        while i < stop and depth:
+            c = text[i]
+            if quote:
+                quote = "" if c == quote and text[i - 1] != "\\" else quote
+            elif c in "\"'" and text[i - 1] != "\\":
+                quote = c
+            elif c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+            i += 1
+        budget -= i - m.end()
+        if depth == 0:
+            out.append(GypCommand(text[m.end(): i - 1].strip(), "expansion", m.start()))
+        if len(out) >= MAX_GYP_COMMANDS:
+            break
+    return out
+
+
+def _actions(doc: Any, text: str) -> list[GypCommand]:
+    out: list[GypCommand] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > MAX_DEPTH or len(out) >= MAX_GYP_COMMANDS:
+            return
+        if isinstance(node, dict):
+            action = node.get("action")
+            if isinstance(action, list) and action and all(isinstance(a, str) for a in action):
+                command = " ".join(action)
+                pos = text.find(action[0])
+                out.append(GypCommand(command, "action", max(pos, 0)))
+            elif isinstance(action, str) and action.strip():
+                out.append(GypCommand(action, "action", max(text.find(action), 0)))
+            for value in node.values():
+                walk(value, depth + 1)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, depth + 1)
+
+    walk(doc, 0)
+    return out
+
+
+def parse_gyp(data: bytes) -> list[GypCommand]:
+    """Commands a binding.gyp makes node-gyp run: expansions first, then actions."""
+    text = data[:MAX_GYP_BYTES].decode("utf-8", "replace")
+    commands = _expansions(text)
+    try:
+        doc: Any = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        doc = None
+    seen = {c.command for c in commands}
+    for action in _actions(doc, text):
+        if action.command not in seen and len(commands) < MAX_GYP_COMMANDS:
+            seen.add(action.command)
+            commands.append(action)
+    return [c for c in commands if c.command.strip()]
