@@ -25,6 +25,10 @@ class Node:
     version: str
     resolved: str | None = None
     integrity: str | None = None
+    #: the lockfile's own flags (npm ``dev``/``optional``/``devOptional``, pnpm ``dev:``/
+    #: ``optional:``), used only for a node no importer reaches
+    dev: bool | None = None
+    optional: bool | None = None
     #: (child node id, optional edge?)
     edges: list[tuple[str, bool]] = field(default_factory=list)
 
@@ -48,13 +52,17 @@ class Graph:
     def to_environment(self, env_id: str, kind: str, source: str) -> Environment:
         prod_reach = self._reach({"prod", "peer", "optional"}, through_optional=True)
         required_reach = self._reach({"prod", "dev", "peer"}, through_optional=False)
+        reached = self._reach({"prod", "dev", "peer", "optional"}, through_optional=True)
         paths = self._paths()
         packages = []
         for node_id, node in self.nodes.items():
+            if node_id in reached or (node.dev is None and node.optional is None):
+                dev = node_id not in prod_reach and bool(self.importers)
+                optional = node_id not in required_reach and bool(self.importers)
+            else:  # no importer reaches it (no root, a broken graph): the lockfile's own flags
+                dev, optional = bool(node.dev), bool(node.optional)
             packages.append(InstalledPackage(  # URL credentials never leave the parser
-                name=redact(node.name), version=redact(node.version),
-                dev=node_id not in prod_reach and bool(self.importers),
-                optional=node_id not in required_reach and bool(self.importers),
+                name=redact(node.name), version=redact(node.version), dev=dev, optional=optional,
                 resolved=redact_optional(node.resolved), integrity=node.integrity,
                 paths=tuple(tuple(redact(step) for step in path)
                             for path in paths.get(node_id, ())),
