@@ -73,6 +73,8 @@ def packages_graph(entries: dict[str, Any], hidden: bool = False) -> Graph:
             else:
                 label = str(entry.get("name") or location or "(root)")
                 graph.importer(label, target, kind)
+                if location == "":
+                    graph.root = label
     return graph
 
 
