@@ -403,7 +403,7 @@ ExcludeOpt = Annotated[list[str] | None, typer.Option(
 def inventory(
     paths: PathsArg,
     fmt: Annotated[InventoryFormat, typer.Option(
-        "--format", "-f", help="Output format (cyclonedx: a CycloneDX 1.5 SBOM).")] = InventoryFormat.table,
+        "--format", "-f", help="Output format (cyclonedx: a CycloneDX 1.6 SBOM).")] = InventoryFormat.table,
     exclude: ExcludeOpt = None,
     record: RecordOpt = None,
     db: DbOpt = None,

@@ -287,3 +287,9 @@ class Environment:
     source: str
     packages: tuple[InstalledPackage, ...]
     errors: tuple[str, ...] = ()
+    #: The dependency graph by ``name@version``: each package's direct dependencies.
+    edges: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: Each importer (the root project, a workspace) and its direct dependencies (``name@version``).
+    importers: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: The importer that is the project itself, when the format tells (else None).
+    root: str | None = None

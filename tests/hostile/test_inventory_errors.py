@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from chainwatch.inventory import EXTRACTORS, InventoryError
 from chainwatch.inventory import walk as walk_module
 from chainwatch.inventory.node_modules import NodeModulesExtractor
+from chainwatch.inventory.tree_reader import InstalledTree
 from chainwatch.inventory.walk import FileError, walk
 from chainwatch.model import Environment
 from chainwatch.output.escape import markdown
@@ -215,14 +216,16 @@ def test_fuzz_type_confused_structures_raise_only_inventory_errors(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(["node_modules/a/package.json",
-                                        "node_modules/@s/b/package.json",
-                                        "node_modules/a/node_modules/c/package.json"]),
+@given(st.dictionaries(st.sampled_from(["node_modules/a", "node_modules/@s/b",
+                                        "node_modules/a/node_modules/c"]),
                        VALUES.map(lambda v: json.dumps(v).encode()), max_size=3),
-       st.one_of(st.none(), VALUES.map(lambda v: json.dumps(v).encode())))
-def test_fuzz_node_modules_trees(files: dict[str, bytes], project: bytes | None) -> None:
-    env = NodeModulesExtractor().extract_tree("node_modules", files, project)
-    assert all(isinstance(p.name, str) for p in env.packages)
+       st.one_of(st.none(), VALUES.map(lambda v: json.dumps(v).encode())),
+       st.one_of(st.none(), VALUES.map(lambda v: json.dumps({"packages": v}).encode())))
+def test_fuzz_node_modules_trees(files: dict[str, bytes], project: bytes | None,
+                                 hidden: bytes | None) -> None:
+    tree = InstalledTree(manifests=dict(files), hidden_lock=hidden)
+    env = NodeModulesExtractor().extract_tree("node_modules", tree, project)
+    assert all(isinstance(p.name, str) and isinstance(p.version, str) for p in env.packages)
 
 
 def test_deeply_nested_json_is_a_clear_error() -> None:

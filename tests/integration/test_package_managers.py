@@ -58,10 +58,11 @@ def npm_project() -> Path:
     return folder
 
 
-def _npm_truth(folder: Path) -> set[tuple[str, str]]:
+def _npm_truth(folder: Path, lockfile: bool = True) -> set[tuple[str, str]]:
+    """What ``npm ls --all`` lists: of the lockfile, or (``lockfile=False``) of node_modules."""
     done = subprocess.run([shutil.which("npm") or "npm", "ls", "--all", "--json",
-                           "--package-lock-only"], cwd=folder, capture_output=True, text=True,
-                          timeout=120, check=False)
+                           *(["--package-lock-only"] if lockfile else [])], cwd=folder,
+                          capture_output=True, text=True, timeout=120, check=False)
     tree = json.loads(done.stdout)
     found: set[tuple[str, str]] = set()
 
@@ -110,7 +111,7 @@ def _built(tool: str, command: list[str], lockfile: str,
         (folder / "pnpm-workspace.yaml").write_text('packages:\n  - "packages/*"\n')
     if tool.startswith("yarn4"):
         (folder / "yarn.lock").touch()
-    needs_tree = tool.startswith(("pnpm", "yarn1", "bun"))
+    needs_tree = tool.startswith(("pnpm", "yarn1", "bun", "npm-tree"))
     if not (folder / lockfile).exists() or (folder / lockfile).stat().st_size == 0 or (
             needs_tree and not (folder / "node_modules").exists()):
         import os
@@ -156,14 +157,8 @@ def test_pnpm_lockfile_and_node_modules_match_pnpm_ls(version: str) -> None:
                                        "--ignore-scripts", "--reporter=silent"], "pnpm-lock.yaml")
     truth = _pnpm_truth(folder, version)
     lock = _ours(folder / "pnpm-lock.yaml")
-    ours = {(p.name, p.version) for p in lock.packages}
-    optional = {(p.name, p.version) for p in lock.packages if p.optional}
-    # the lockfile also records optional platform packages pnpm did not install here
-    assert truth <= ours and ours - truth <= optional
-    tree = [e for e in walk([folder]) if isinstance(e, Environment) and e.kind == "node_modules"]
-    installed = {(p.name, p.version) for p in tree[0].packages}
-    # pnpm ls also names optional packages it skipped on this platform (fsevents)
-    assert installed <= truth and truth - installed <= optional
+    # exactly: pnpm ls names the lockfile's packages, also those skipped on this platform
+    assert {(p.name, p.version) for p in lock.packages} == truth and not lock.errors
 
 
 def test_yarn1_lockfile_matches_yarn_list() -> None:
@@ -181,16 +176,65 @@ def test_yarn1_lockfile_matches_yarn_list() -> None:
             visit(tree.get("children") or [])
 
     visit(json.loads(done.stdout.splitlines()[-1])["data"]["trees"])
+    truth.discard(("lib", "1.0.0"))  # the workspace itself, not a registry package
     lock = _ours(folder / "yarn.lock")
-    ours = {(p.name, p.version) for p in lock.packages}
-    optional = {(p.name, p.version) for p in lock.packages if p.optional}
-    assert truth - {("lib", "1.0.0")} <= ours and ours - truth <= optional
+    assert {(p.name, p.version) for p in lock.packages} == truth and not lock.errors
+    # yarn list names packages from the lockfile, also optional ones it skipped on this
+    # platform (fsevents); yarn 1 records no platform in its lockfile to tell them exactly
+    installed = _pairs(_trees(folder))  # node_modules and the workspace's own
+    assert installed <= truth and truth - installed <= {
+        (p.name, p.version) for p in lock.packages if p.optional}
+
+
+def _bun() -> str:
+    """The bun binary from the registry package ``@oven/bun-linux-x64`` (its tarball holds it;
+    installed with scripts ignored, cached): no install script of any package runs."""
+    import platform
+
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        missing_part("bun fixture: only linux-x64 is set up")
+    npm = shutil.which("npm")
+    if npm is None:
+        missing_part("npm not installed")
+    tools = FIXTURE_CACHE / "tools" / "bun1"
+    binary = tools / "node_modules" / "@oven" / "bun-linux-x64" / "bin" / "bun"
+    if not binary.exists():
+        tools.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run([npm, "install", "--prefix", str(tools), "--ignore-scripts",
+                               "--no-audit", "--no-fund", "@oven/bun-linux-x64@1"],
+                              capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0 or not binary.exists():
+            pytest.skip(f"bun could not be fetched (registry unreachable?): {done.stderr[-300:]}")
+    binary.chmod(0o755)
+    return str(binary)
+
+
+def _bun_other_platforms(lock: Path) -> set[tuple[str, str]]:
+    """Packages bun.lock itself marks for another OS or CPU (bun skips them here)."""
+    import platform
+
+    from chainwatch.inventory.bun_lock import strip_jsonc
+
+    doc = json.loads(strip_jsonc(lock.read_text()))
+    here = {"os": "linux" if platform.system() == "Linux" else platform.system().lower(),
+            "cpu": "x64" if platform.machine() in ("x86_64", "AMD64") else platform.machine()}
+    skipped = set()
+    for entry in doc["packages"].values():
+        meta = entry[2] if len(entry) > 2 and isinstance(entry[2], dict) else {}
+        for key, value in here.items():
+            allowed = meta.get(key)
+            allowed = [allowed] if isinstance(allowed, str) else allowed
+            if allowed and value not in allowed and f"!{value}" not in allowed:
+                name, _, version = str(entry[0]).rpartition("@")
+                skipped.add((name, version))
+    return skipped
 
 
 def test_bun_lockfile_matches_bun_pm_ls() -> None:
-    folder = _built("bun1", ["npx", "--yes", "bun@1", "install", "--ignore-scripts",
-                             "--save-text-lockfile"], "bun.lock")
-    done = subprocess.run(["npx", "--yes", "bun@1", "pm", "ls", "--all"], cwd=folder,
+    bun = _bun()
+    folder = _built("bun1", [bun, "install", "--ignore-scripts", "--save-text-lockfile"],
+                    "bun.lock")
+    done = subprocess.run([bun, "pm", "ls", "--all"], cwd=folder,
                           capture_output=True, text=True, timeout=300, check=False)
     truth: set[tuple[str, str]] = set()
     for line in done.stdout.splitlines():
@@ -200,8 +244,10 @@ def test_bun_lockfile_matches_bun_pm_ls() -> None:
             truth.add((ALIASES.get(name, name), version))
     lock = _ours(folder / "bun.lock")
     ours = {(p.name, p.version) for p in lock.packages}
-    optional = {(p.name, p.version) for p in lock.packages if p.optional}
-    assert truth and truth <= ours and ours - truth <= optional
+    # bun pm ls lists node_modules: the lockfile also holds what bun skips on this platform
+    skipped = _bun_other_platforms(folder / "bun.lock")
+    assert truth and ours == truth | skipped and not truth & skipped and not lock.errors
+    assert _pairs(_trees(folder)) == truth  # bun's isolated .bun store
 
 
 def test_yarn4_lockfile_matches_yarn_info() -> None:
@@ -237,7 +283,86 @@ def test_pnpm_names_with_underscores_match_pnpm_ls(version: str) -> None:
                     "pnpm-lock.yaml", UNDERSCORES)
     truth = _pnpm_truth(folder, version)
     lock = _ours(folder / "pnpm-lock.yaml")
-    ours = {(p.name, p.version) for p in lock.packages}
-    optional = {(p.name, p.version) for p in lock.packages if p.optional}
     assert ("@types/babel__core", "7.20.5") in truth
-    assert truth <= ours and ours - truth <= optional and not lock.errors
+    assert {(p.name, p.version) for p in lock.packages} == truth and not lock.errors
+    assert _pairs(_trees(folder)) == truth - _pnpm_skipped(folder)
+
+
+# --- installed trees: ``inventory path/to/node_modules`` against the managers' own listings ---
+
+def _trees(path: Path) -> list[Environment]:
+    found = list(walk([path]))
+    assert not [e for e in found if not isinstance(e, Environment)], found
+    return [e for e in found if isinstance(e, Environment) and e.kind == "node_modules"]
+
+
+def _pairs(envs: list[Environment]) -> set[tuple[str, str]]:
+    return {(p.name, p.version) for env in envs for p in env.packages}
+
+
+@pytest.fixture(scope="module")
+def npm_tree() -> Path:
+    """The fixture project really installed by npm (scripts ignored), hidden lockfile and all."""
+    if shutil.which("npm") is None:
+        missing_part("npm not installed")
+    return _built("npm-tree", ["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund"],
+                  "package-lock.json")
+
+
+def test_npm_node_modules_matches_npm_ls(npm_tree: Path) -> None:
+    truth = _npm_truth(npm_tree, lockfile=False)
+    assert ("chalk", "2.4.2") in truth and ("string-width", "4.2.3") in truth
+    [env] = _trees(npm_tree / "node_modules")  # the folder itself, hidden lockfile valid
+    assert _pairs([env]) == truth and not env.errors
+    assert all(p.integrity for p in env.packages)  # taken from npm's hidden lockfile
+    semver = next(p for p in env.packages if p.name == "semver")
+    assert semver.dev and not next(p for p in env.packages if p.name == "debug").dev
+
+
+def _copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
+def test_npm_node_modules_without_or_with_a_lying_hidden_lockfile(npm_tree: Path,
+                                                                   tmp_path: Path) -> None:
+    truth = _npm_truth(npm_tree, lockfile=False)
+    project = _copy_tree(npm_tree, tmp_path / "p")
+    hidden = project / "node_modules" / ".package-lock.json"
+    doc = json.loads(hidden.read_text())
+    # an edited hidden lockfile that hides debug: the disk is read instead, and says why
+    doc["packages"].pop("node_modules/debug")
+    hidden.write_text(json.dumps(doc))
+    envs = _trees(project)  # the project folder: its node_modules and each workspace's
+    assert _pairs(envs) == truth
+    assert any(".package-lock.json does not match" in e for env in envs for e in env.errors)
+    hidden.unlink()
+    (project / "package-lock.json").unlink()
+    envs = _trees(project)
+    assert _pairs(envs) == truth and not [e for env in envs for e in env.errors]
+    # no fixtures or nested manifests inside a package, no declared ranges as versions
+    assert all(p.exact and p.version[0].isdigit() for env in envs for p in env.packages)
+
+
+def _pnpm_skipped(folder: Path) -> set[tuple[str, str]]:
+    """What pnpm itself recorded as not installed on this platform (``.modules.yaml``)."""
+    import yaml
+
+    modules = yaml.safe_load((folder / "node_modules" / ".modules.yaml").read_text())
+    skipped = set()
+    for key in modules.get("skipped") or []:  # ``/fsevents/2.3.3`` (pnpm 8), ``fsevents@2.3.3``
+        item = str(key).lstrip("/")
+        at = item.find("@", 1)
+        name, version = (item[:at], item[at + 1:]) if at > 0 else tuple(item.rsplit("/", 1))
+        skipped.add((name, version))
+    return skipped
+
+
+@pytest.mark.parametrize("version", ["8", "9", "10"])
+def test_pnpm_node_modules_matches_pnpm_ls_exactly(version: str) -> None:
+    folder = _built(f"pnpm{version}", ["npx", "--yes", f"pnpm@{version}", "install",
+                                       "--ignore-scripts", "--reporter=silent"], "pnpm-lock.yaml")
+    truth = _pnpm_truth(folder, version)
+    installed = _pairs(_trees(folder / "node_modules"))
+    assert installed == truth - _pnpm_skipped(folder)
+    assert _pairs(_trees(folder)) == installed  # the project folder reads the same tree

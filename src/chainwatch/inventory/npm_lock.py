@@ -36,6 +36,48 @@ def resolve(location: str, dep: str, entries: dict[str, Any]) -> str | None:
             base = ""
 
 
+def packages_graph(entries: dict[str, Any], hidden: bool = False) -> Graph:
+    """The graph of a v2/v3 ``packages`` map (``hidden``: npm's ``node_modules/.package-lock.json``,
+    which has no root entry and may leave out what npm did not install)."""
+    graph = Graph()
+    for location, entry in entries.items():
+        if not isinstance(entry, dict) or "node_modules/" not in f"{location}/" or entry.get(
+                "link") or location == "":
+            continue
+        if not location.startswith("node_modules/") and "/node_modules/" not in location:
+            continue
+        graph.add(location, Node(
+            name=str(entry.get("name") or _name_at(location)),
+            version=str(entry.get("version", "")),
+            resolved=text(entry.get("resolved")), integrity=text(entry.get("integrity")),
+            dev=entry.get("dev") is True, optional=entry.get("optional") is True or entry.get(
+                "devOptional") is True))
+    importers = [loc for loc, e in entries.items() if isinstance(e, dict) and (
+        loc == "" or ("node_modules/" not in f"{loc}/" and not e.get("link")))]
+    for location, entry in entries.items():
+        if location not in graph.nodes and location not in importers:
+            continue
+        deps = manifest_deps(entry)
+        for dep, _, kind in deps:
+            target = resolve(location, dep, entries)
+            if target is None or target not in graph.nodes:
+                linked = entries.get(target or "", {})
+                if isinstance(linked, dict) and linked.get("link"):
+                    continue  # a workspace: an importer of its own
+                if kind not in ("optional", "peer") and not hidden:
+                    graph.errors.append(f"{location or '(root)'}: {dep} is not in the lockfile")
+                continue
+            if location in graph.nodes:
+                if kind != "dev":
+                    graph.edge(location, target, optional=kind in ("optional", "peer"))
+            else:
+                label = str(entry.get("name") or location or "(root)")
+                graph.importer(label, target, kind)
+                if location == "":
+                    graph.root = label
+    return graph
+
+
 class NpmLockExtractor:
     kind = "package-lock"
 
@@ -52,49 +94,13 @@ class NpmLockExtractor:
         doc = json_object(data, "package-lock")
         version = doc.get("lockfileVersion", 1)
         if isinstance(doc.get("packages"), dict):
-            graph = self._packages(doc["packages"], source)
+            graph = packages_graph(doc["packages"], hidden=source.endswith(".package-lock.json"))
         elif isinstance(doc.get("dependencies"), dict):
             graph = self._v1(doc["dependencies"])
         else:
             raise InventoryError(f"no 'packages' or 'dependencies' (lockfileVersion {version})")
         kind = "node_modules" if source.endswith(".package-lock.json") else self.kind
         return graph.to_environment(source, kind, source)
-
-    def _packages(self, entries: dict[str, Any], source: str) -> Graph:
-        graph = Graph()
-        hidden = source.endswith(".package-lock.json")  # keys are relative to the project root
-        for location, entry in entries.items():
-            if not isinstance(entry, dict) or "node_modules/" not in f"{location}/" or entry.get(
-                    "link") or location == "":
-                continue
-            if not location.startswith("node_modules/") and "/node_modules/" not in location:
-                continue
-            graph.add(location, Node(
-                name=str(entry.get("name") or _name_at(location)),
-                version=str(entry.get("version", "")),
-                resolved=text(entry.get("resolved")), integrity=text(entry.get("integrity"))))
-        importers = [loc for loc, e in entries.items() if isinstance(e, dict) and (
-            loc == "" or ("node_modules/" not in f"{loc}/" and not e.get("link")))]
-        for location, entry in entries.items():
-            if location not in graph.nodes and location not in importers:
-                continue
-            deps = manifest_deps(entry)
-            for dep, _, kind in deps:
-                target = resolve(location, dep, entries)
-                if target is None or target not in graph.nodes:
-                    linked = entries.get(target or "", {})
-                    if isinstance(linked, dict) and linked.get("link"):
-                        continue  # a workspace: an importer of its own
-                    if kind not in ("optional", "peer") and not hidden:
-                        graph.errors.append(f"{location or '(root)'}: {dep} is not in the lockfile")
-                    continue
-                if location in graph.nodes:
-                    if kind != "dev":
-                        graph.edge(location, target, optional=kind in ("optional", "peer"))
-                else:
-                    label = str(entry.get("name") or location or "(root)")
-                    graph.importer(label, target, kind)
-        return graph
 
     def _v1(self, deps: dict[str, Any]) -> Graph:
         graph = Graph()
@@ -111,7 +117,8 @@ class NpmLockExtractor:
                 if version.startswith("npm:"):  # alias: npm:real@version
                     real, _, version = version[4:].rpartition("@")
                 graph.add(location, Node(real, version, text(entry.get("resolved")),
-                                         text(entry.get("integrity"))))
+                                         text(entry.get("integrity")), dev=entry.get("dev") is True,
+                                         optional=entry.get("optional") is True))
                 if isinstance(entry.get("dependencies"), dict):
                     visit(entry["dependencies"], f"{location}/")
 

@@ -136,8 +136,11 @@ class PnpmLockExtractor:
                 continue
             name, version = identity
             resolution = mapping(meta.get("resolution"))
+            flags = {**meta, **mapping(nodes_src.get(key))}  # 9.0 moved them to snapshots
             graph.add(str(key), Node(name, version, text(resolution.get("tarball")),
-                                     text(resolution.get("integrity"))))
+                                     text(resolution.get("integrity")),
+                                     dev=flags.get("dev") is True,
+                                     optional=flags.get("optional") is True))
             ids[(name, strip_peers(version))] = str(key)
             ids.setdefault((name, version), str(key))
 

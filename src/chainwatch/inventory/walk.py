@@ -12,6 +12,7 @@ from chainwatch.inventory import EXTRACTORS, Extractor, InventoryError
 from chainwatch.inventory.node_modules import NodeModulesExtractor
 from chainwatch.inventory.npm_lock import IGNORED
 from chainwatch.inventory.sbom import SbomExtractor
+from chainwatch.inventory.tree_reader import read_tree
 from chainwatch.model import Environment
 
 SKIP_DIRS = {".git", ".hg", ".svn"}
@@ -97,6 +98,9 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
         if not root.is_dir():
             yield FileError(str(root), "no such file or folder")
             continue
+        if root.resolve().name == "node_modules":  # the folder itself: an installed tree
+            yield from _tree(root)
+            continue
         unreadable: list[OSError] = []
         for folder, dirs, files in os.walk(root, followlinks=False, onerror=unreadable.append):
             here = Path(folder)
@@ -107,7 +111,8 @@ def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
                 progress(str(here))
             if "node_modules" in dirs and here.name != "node_modules":
                 dirs.remove("node_modules")
-                yield _tree(here / "node_modules")
+                if not (here / "node_modules").is_symlink():
+                    yield from _tree(here / "node_modules")
             for name in sorted(files):
                 rel = f"{rel_folder}/{name}".lstrip("./") if rel_folder != "." else name
                 if _excluded(rel, exclude) or (here / name).is_symlink():
@@ -139,21 +144,17 @@ def _one_file(path: Path, rel: str, extractors: Sequence[Extractor],
         break
 
 
-def _tree(modules: Path) -> Environment | FileError:
-    """Every package.json below one node_modules, links never followed outside it."""
-    files: dict[str, bytes] = {}
-    for folder, dirs, names in os.walk(modules, followlinks=False):
-        dirs[:] = [d for d in dirs if not (Path(folder) / d).is_symlink()]
-        if "package.json" in names:
-            path = Path(folder) / "package.json"
-            if path.is_symlink():
-                continue
-            try:
-                files[path.relative_to(modules.parent).as_posix()] = _read(path)
-            except (OSError, InventoryError):
-                continue
-    project = _sibling(modules.parent)("package.json")
+def _tree(modules: Path) -> Iterator[Environment | FileError]:
+    """One installed node_modules folder (package roots only, links never followed out of
+    it); a bound that left part of it unread is also a file error, so the run fails closed."""
     try:
-        return NodeModulesExtractor().extract_tree(str(modules), files, project)
+        tree = read_tree(modules)
+        project = _sibling(modules.parent)("package.json")
+        env = NodeModulesExtractor().extract_tree(str(modules), tree, project)
     except Exception as exc:  # one tree's error, never the run's
-        return FileError(str(modules), _unexpected(exc))
+        yield FileError(str(modules), _unexpected(exc))
+        return
+    if env.packages or env.errors or not tree.links:
+        yield env  # (a workspace's node_modules of links into the root's store adds nothing)
+    for problem in tree.problems:
+        yield FileError(str(modules), problem)

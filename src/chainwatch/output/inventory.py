@@ -13,9 +13,13 @@ from chainwatch import __version__
 from chainwatch.exposure import Exposure
 from chainwatch.model import Environment, InstalledPackage
 from chainwatch.output.console import render_console, rendered
+from chainwatch.output.cyclonedx import inventory_cyclonedx
 from chainwatch.output.escape import md_text as md
 from chainwatch.output.escape import plain
 from chainwatch.output.table import safe
+
+__all__ = ["exposure_json", "exposure_markdown", "exposure_sarif", "exposure_table",
+           "inventory_cyclonedx", "inventory_json", "inventory_table"]
 
 
 def _package(p: InstalledPackage) -> dict[str, Any]:
@@ -32,29 +36,6 @@ def inventory_json(envs: Sequence[Environment], errors: Sequence[dict[str, str]]
     return json.dumps({"schema": "chainwatch.inventory/1", "environments": [
         {**_env(e), "packages": [_package(p) for p in e.packages]} for e in envs],
         "errors": list(errors)}, indent=2)
-
-
-def inventory_cyclonedx(envs: Sequence[Environment]) -> str:
-    from packageurl import PackageURL
-
-    components, seen = [], set()
-    for env in envs:
-        for p in env.packages:
-            if not p.exact or (p.name, p.version) in seen:
-                continue
-            seen.add((p.name, p.version))
-            namespace, _, name = p.name.rpartition("/")
-            purl = PackageURL(type="npm", namespace=namespace or None, name=name,
-                              version=p.version).to_string()
-            components.append({"type": "library", "name": p.name, "version": p.version,
-                               "purl": purl, "bom-ref": purl,
-                               "scope": "excluded" if p.dev else (
-                                   "optional" if p.optional else "required")})
-    return json.dumps({"bomFormat": "CycloneDX", "specVersion": "1.6", "version": 1,
-                       "metadata": {"tools": {"components": [
-                           {"type": "application", "name": "chainwatch",
-                            "version": __version__}]}},
-                       "components": components}, indent=2)
 
 
 def inventory_table(envs: Sequence[Environment], width: int | None = None,
