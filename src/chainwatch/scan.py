@@ -480,7 +480,10 @@ class Scanner:
                 except ChainwatchError as exc:
                     why = "its baseline could not be read: " + " ".join(str(exc).split())[:200]
                     target = replace(twin, history_note=None)
-            if self.notice is not None:
+            # said when it matters: the history was used, or the registry has a release of
+            # that name@version and these bytes are not it (not for every private tarball)
+            claims_release = why.startswith(("its sha512", "the registry's integrity"))
+            if self.notice is not None and (baseline is not None or claims_release):
                 self.notice(f"{spec}: judged against its registry history ({baseline.ref}): "
                             f"{why}" if baseline is not None else
                             f"{spec}: judged alone, without a baseline ({why})")

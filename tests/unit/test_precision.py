@@ -207,5 +207,5 @@ def test_unreachable_registry_falls_back_to_standalone(tmp_path: Path) -> None:
 
     verdict, notes = scan_local(tmp_path, NEW, Down({}, {}))
     assert verdict.baseline is None
-    assert any("could not be asked" in n for n in notes)
+    assert notes == []  # a private tarball scanned offline is not worth a line on stderr
 
