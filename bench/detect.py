@@ -10,10 +10,15 @@ top N packages of ../shared/corpus/top-npm.tsv alone, the same packages as real 
     python bench/detect.py                     # chainwatch only, top 300
     python bench/detect.py --top 1000          # the larger benign set
     python bench/detect.py --peer guarddog     # GuardDog on the very same tarballs, same run
+    python bench/detect.py --peer guarddog --peer-path .venv-guarddog/bin/guarddog
 
-Prints a table and writes bench/out/detect.json. GuardDog's labels map to verdicts as
-no_risks_detected/low → benign, suspicious → suspicious, high_risk → malicious. GuardDog has
-no diff mode, so its release-pair verdict is its verdict on the latest release.
+Prints a table and writes bench/out/detect.json and bench/out/detect.md (the table of
+docs/detection.md). GuardDog (3.2.0: ``guarddog npm scan FILE --output-format json``, its
+kernel sandbox on) is found at --peer-path, else $CHAINWATCH_GUARDDOG, else ./.venv-guarddog,
+else installed (pinned) into bench/.cache/guarddog-venv. Its risk labels map to verdicts as
+no_risks_detected/low → benign, suspicious → suspicious, high_risk → malicious; a scan that
+fails or exceeds --peer-timeout is counted apart, never as benign. GuardDog has no diff mode,
+so its release-pair verdict is its verdict on the latest release.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from chainwatch.scan import Loaded, Scanner  # noqa: E402
 SHARED = Path(os.environ.get("CHAINWATCH_SHARED") or ROOT.parent / "shared") / "corpus"
 OUT = ROOT / "bench" / "out"
 PEER_VENV = ROOT / "bench" / ".cache" / "guarddog-venv"
+PEER_VERSION = "3.2.0"
 HARD_NEGATIVES = [
     "ajv", "handlebars", "lodash.template", "esbuild", "sharp", "puppeteer", "ethers", "web3",
     "node-forge", "next", "@swc/core", "prisma", "bcrypt", "better-sqlite3", "sqlite3",
@@ -173,33 +179,56 @@ def run_chainwatch(scanner: Scanner, item: Item, target: Loaded, baseline: Loade
     }
 
 
-def ensure_guarddog() -> Path:
+def ensure_guarddog(path: str | None) -> Path:
+    """The guarddog executable: given, from the environment, beside the checkout, or installed."""
+    for candidate in (path, os.environ.get("CHAINWATCH_GUARDDOG"),
+                      str(ROOT / ".venv-guarddog" / "bin" / "guarddog")):
+        if candidate:
+            exe = Path(candidate)
+            if exe.is_dir():
+                exe = exe / "bin" / "guarddog"
+            if exe.is_file():
+                return exe
+            if candidate == path:
+                raise SystemExit(f"error: no guarddog at {path}")
     exe = PEER_VENV / "bin" / "guarddog"
     if not exe.exists():
         print("installing guarddog into", PEER_VENV, file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(PEER_VENV / "bin" / "pip"), "install", "-q", "guarddog"], check=True)
+        subprocess.run([str(PEER_VENV / "bin" / "pip"), "install", "-q",
+                        f"guarddog=={PEER_VERSION}"], check=True)
     return exe
 
 
+def peer_version(exe: Path) -> str:
+    done = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False,
+                          timeout=60)
+    return (done.stdout or done.stderr).strip().splitlines()[-1] if done.returncode == 0 else "?"
+
+
 def run_guarddog(exe: Path, item: Item, tarball: bytes, workdir: Path,
-                 memo: dict[str, dict[str, Any]]) -> None:
+                 memo: dict[str, dict[str, Any]], timeout: float = 900) -> None:
     if item.group in ("pair", "hard-pair") and item.id in memo:
         item.result["guarddog"] = memo[item.id]  # no diff mode: same verdict as on the latest
         return
     path = workdir / "package.tgz"
     path.write_bytes(tarball)  # a tarball in a private folder; GuardDog only reads it
     started = time.perf_counter()
-    done = subprocess.run([str(exe), "npm", "scan", str(path), "--output-format", "json"],
-                          capture_output=True, text=True, timeout=900, check=False)
+    try:
+        done = subprocess.run([str(exe), "npm", "scan", str(path), "--output-format", "json"],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        out = done.stdout
+    except subprocess.TimeoutExpired:
+        out = ""
     seconds = time.perf_counter() - started
     try:
-        doc = json.loads(done.stdout)
-        label = doc.get("risk_score", {}).get("label", "no_risks_detected")
-        level = GUARDDOG_LEVEL.get(label, "benign")
-        rules = sorted(k for k, v in doc.get("results", {}).items() if v)
-    except ValueError:
-        level, rules = "error", []
+        doc = json.loads(out)
+        label = doc["risk_score"]["label"]
+        level = GUARDDOG_LEVEL.get(label, "error")
+        risks = [r.get("threat_rule") for r in doc.get("risks", []) if isinstance(r, dict)]
+        rules = sorted({str(r) for r in risks if r})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        level, rules = "error", []  # a failed or timed-out scan is no verdict: counted apart
     result = {"level": level, "seconds": seconds, "rules": rules}
     item.result["guarddog"] = result
     memo.setdefault(item.id, result)
@@ -237,6 +266,10 @@ def rates(items: list[Item], tool: str) -> dict[str, float]:
     n = len(done) or 1
     return {
         "n": len(done),
+        "errors": sum(1 for i in items if tool in i.result and i.result[tool]["level"] == "error"),
+        "flagged_n": sum(i.result[tool]["level"] != "benign" for i in done),
+        "malicious_n": sum(i.result[tool]["level"] == "malicious" for i in done),
+        "suspicious_n": sum(i.result[tool]["level"] == "suspicious" for i in done),
         "flagged": sum(i.result[tool]["level"] != "benign" for i in done) / n,
         "malicious": sum(i.result[tool]["level"] == "malicious" for i in done) / n,
         "suspicious": sum(i.result[tool]["level"] == "suspicious" for i in done) / n,
@@ -339,11 +372,56 @@ def print_table(rep: dict[str, Any]) -> None:
                 print(f"  {row['group']:9} {row['id'][:50]:50} {row.get('level')} {row.get('top_rule')}")
 
 
+def markdown_table(rep: dict[str, Any], top: int) -> str:
+    """The figures the issue asks for, one row each, a column per tool (docs/detection.md)."""
+    tools = rep["tools"]
+    sets = rep["sets"]
+
+    def cell(name: str, tool: str, what: str) -> str:
+        r = sets.get(name, {}).get(tool)
+        if not r or not r["n"]:
+            return "–"
+        err = f" ({r['errors']} failed)" if r.get("errors") else ""
+        if what == "flagged":
+            return f"{100 * r['flagged']:.1f}% ({r['flagged_n']}/{r['n']}){err}"
+        if what == "malicious":
+            return f"{100 * r['malicious']:.1f}% ({r['malicious_n']}/{r['n']}){err}"
+        if what == "suspicious":
+            return f"{100 * r['suspicious']:.1f}% ({r['suspicious_n']}/{r['n']}){err}"
+        return f"{r['malicious_n']}"
+
+    mal = "malicious (replicas + samples)"
+    rows = [
+        ("replicas + real samples: flagged", mal, "flagged"),
+        ("replicas + real samples: malicious", mal, "malicious"),
+        ("replicas (diffed against their host): flagged", "replica", "flagged"),
+        ("real samples (alone): flagged", "sample", "flagged"),
+        (f"top {top} latest, standalone: suspicious", "top", "suspicious"),
+        (f"top {top} latest, standalone: malicious (count)", "top", "count"),
+        (f"top {top} release pairs (previous → latest): flagged", "pair", "flagged"),
+        ("hard negatives, standalone: malicious", "hard", "malicious"),
+        ("hard negatives, standalone: suspicious", "hard", "suspicious"),
+        ("hard negatives as release pairs: flagged", "hard-pair", "flagged"),
+    ]
+    lines = ["| figure | " + " | ".join(tools) + " |", "|---|" + "---|" * len(tools)]
+    for label, name, what in rows:
+        lines.append(f"| {label} | " + " | ".join(cell(name, t, what) for t in tools) + " |")
+    lines.append("| right technique in the top finding | "
+                 f"{100 * rep['right_technique_on_top']:.1f}% | "
+                 + " | ".join("n/a (other taxonomy)" for _ in tools[1:]) + " |"
+                 if len(tools) > 1 else
+                 f"| right technique in the top finding | {100 * rep['right_technique_on_top']:.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--top", type=int, default=300, help="benign set size (300 or 1000)")
     parser.add_argument("--peer", choices=["guarddog"], help="run a peer on the same files")
+    parser.add_argument("--peer-path", help="the peer's executable or venv folder")
+    parser.add_argument("--peer-timeout", type=float, default=600,
+                        help="seconds per peer scan (a timeout is a failed scan)")
     parser.add_argument("--offline", action="store_true", help="only cached packages")
     parser.add_argument("--no-hard", action="store_true", help="skip the hard negatives")
     args = parser.parse_args()
@@ -362,7 +440,9 @@ def main() -> None:
         works = itertools.chain(works, benign_work(scanner, client, HARD_NEGATIVES, "hard",
                                                    "hard-pair"))
     tools = ["chainwatch"] + ([args.peer] if args.peer else [])
-    exe = ensure_guarddog() if args.peer == "guarddog" else None
+    exe = ensure_guarddog(args.peer_path) if args.peer == "guarddog" else None
+    if exe is not None:
+        print(f"peer: guarddog {peer_version(exe)} at {exe}", file=sys.stderr)
     memo: dict[str, dict[str, Any]] = {}
     items: list[Item] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -374,7 +454,7 @@ def main() -> None:
                 item.js_bytes, item.unpacked = js_bytes(work.target), work.target.files.total_bytes
                 run_chainwatch(scanner, item, work.target, baseline)
                 if exe is not None:
-                    run_guarddog(exe, item, work.tarball, Path(tmp), memo)
+                    run_guarddog(exe, item, work.tarball, Path(tmp), memo, args.peer_timeout)
                 items.append(item)
     print(file=sys.stderr)
     scanner.close()
@@ -383,7 +463,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "detect.json").write_text(json.dumps(rep, indent=2))
     print_table(rep)
-    print(f"\nreport: {OUT / 'detect.json'}")
+    (OUT / "detect.md").write_text(markdown_table(rep, args.top))
+    print(f"\nreport: {OUT / 'detect.json'}, {OUT / 'detect.md'}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from chainwatch.analysis.diff import (
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
 from chainwatch.analysis.payload import payload
+from chainwatch.analysis.prior import established
 from chainwatch.analysis.provenance import BuildSource, build_source, provenance_drift
 from chainwatch.analysis.release_signals import (
     RUN_ON_INSTALL,
@@ -51,6 +52,7 @@ from chainwatch.model import (
     Verdict,
 )
 from chainwatch.names import name_problem, split_spec
+from chainwatch.registry.cache import ambiguous_integrity, sri_to_hex
 from chainwatch.registry.client import RegistryClient
 from chainwatch.registry.packument import (
     baseline_version,
@@ -82,6 +84,11 @@ class Loaded:
     content_digest: str | None = None
     #: for a version whose tarball cannot be read (removed, or out of reach): why, in words
     gone: str | None = None
+    #: the bytes are the registry's release of ``ref`` (fetched and checked, or a local tarball
+    #: whose sha512 equals the registry's): only then may the registry's history speak for them
+    verified: bool = False
+    #: a local tarball judged against its registry history: how it was matched, in words
+    history_note: str | None = None
 
 
 def _ref_from_files(files: PackageFiles, fallback: str) -> PackageRef:
@@ -259,7 +266,7 @@ class Scanner:
         files = read_tarball(tarball.data, source=str(ref))
         files.manifest  # noqa: B018 - parsed now, so a hostile one fails the load, not later
         return Loaded(ref, files, release, doc, tarball.integrity_error,
-                      integrity=release.integrity)
+                      integrity=release.integrity, verified=tarball.integrity_error is None)
 
     def _gone(self, name: str, version: str, why: str, removed: bool = True) -> Loaded | None:
         """A version the registry no longer serves, when the known-bad list names it: a
@@ -399,6 +406,38 @@ class Scanner:
                 file="package.json", snippet=f"{top.file}:{top.line}: {top.snippet or ''}"[:300],
                 reference=top.reference))
         return out
+    def registry_twin(self, target: Loaded, packument: dict[str, Any] | None = None,
+                      ) -> tuple[Loaded, str]:
+        """A local tarball as the registry release it is, when its name@version exists there
+        and its sha512 equals the registry's ``dist.integrity``; with why, in words.
+
+        Unchanged (and the reason why not) when it is not a tarball, the registry cannot be
+        asked (offline without the packument in the cache, unreachable), the version is
+        unknown, the registry's integrity is ambiguous or not sha512, or the bytes differ. A
+        tarball only *claims* its name: nothing it says is believed until the bytes match."""
+        if target.origin != "tarball" or not target.integrity:
+            return target, f"a local {target.origin} has no tarball integrity"
+        ref = target.ref
+        if name_problem(ref.name) is not None:
+            return target, f"its package.json names no valid package ({ref.name!r})"
+        try:
+            doc = packument or self._packument(ref.name)
+        except ChainwatchError as exc:
+            return target, "the registry could not be asked: " + " ".join(str(exc).split())[:200]
+        versions = doc.get("versions")
+        meta = versions.get(ref.version) if isinstance(versions, dict) else None
+        dist = meta.get("dist") if isinstance(meta, dict) else None
+        theirs = dist.get("integrity") if isinstance(dist, dict) else None
+        if not isinstance(theirs, str):
+            return target, f"the registry has no sha512 integrity for {ref}"
+        if ambiguous_integrity(theirs):
+            return target, f"the registry's integrity for {ref} is ambiguous"
+        expected, ours = sri_to_hex(theirs), sri_to_hex(target.integrity)
+        if expected is None or expected[0] != "sha512" or expected != ours:
+            return target, f"its sha512 differs from the registry's {ref}"
+        note = f"its sha512 equals the registry's {ref}"
+        return replace(target, release=release_from_packument(doc, ref.version), packument=doc,
+                       verified=True, history_note=note), note
 
     def default_baseline(self, target: Loaded) -> Loaded | None:
         if target.packument is None:
@@ -507,8 +546,21 @@ class Scanner:
             if deps_added:
                 findings.extend(self._added_dependencies(target, deps_added, _depth))
         code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))
+        if target.history_note and baseline is not None:
+            findings.append(Finding(
+                rule="CW-REGISTRY-HISTORY", severity=Severity.INFO, technique="baseline",
+                capability="", file="package.json",
+                message=f"judged against its registry history ({baseline.ref}): "
+                        f"{target.history_note}"))
+        prior = established(target.ref.name, target.ref.version,
+                            t_manifest.lifecycle_scripts, target.packument,
+                            target.verified and not target.integrity_error) \
+            if baseline is None else None
         scored = score([*findings, *signals], added_caps, bump,
-                       small_package=code_files <= SMALL_PACKAGE_FILES)
+                       small_package=code_files <= SMALL_PACKAGE_FILES,
+                       standalone=baseline is None, established=prior is not None)
+        if prior is not None:
+            scored = replace(scored, explanation=f"{scored.explanation} ({prior})")
         ordered = sorted(findings, key=lambda f: (f.preexisting, -f.severity.rank,
                                                   f.file or "", f.line or 0))
         prints, iocs = (payload(findings, target.files, baseline.files if baseline else None)
@@ -540,9 +592,31 @@ class Scanner:
     def scan(self, spec: str, against: str | None = None,
              packument: dict[str, Any] | None = None) -> Verdict:
         target = self.load(spec, packument)
-        if against is None:
-            # a registry release defaults to its previous version; a local file or folder is
-            # compared with nothing unless --against names a baseline
+        if against is None and target.origin == "tarball":
+            # a local tarball that is byte for byte a registry release is judged as that
+            # release: against its registry history; otherwise (or when that history cannot
+            # be read) alone, and we say why
+            twin, why = self.registry_twin(target, packument)
+            baseline = None
+            if twin.verified:
+                try:
+                    baseline = self.default_baseline(twin)
+                    target = twin
+                    if baseline is None:
+                        why += ", and no earlier release to compare with"
+                except ChainwatchError as exc:
+                    why = "its baseline could not be read: " + " ".join(str(exc).split())[:200]
+                    target = replace(twin, history_note=None)
+            # said when it matters: the history was used, or the registry has a release of
+            # that name@version and these bytes are not it (not for every private tarball)
+            claims_release = why.startswith(("its sha512", "the registry's integrity"))
+            if self.notice is not None and (baseline is not None or claims_release):
+                self.notice(f"{spec}: judged against its registry history ({baseline.ref}): "
+                            f"{why}" if baseline is not None else
+                            f"{spec}: judged alone, without a baseline ({why})")
+        elif against is None:
+            # a registry release defaults to its previous version; a folder is compared with
+            # nothing unless --against names a baseline
             is_local = Path(spec).exists()
             baseline = None if is_local else self.default_baseline(target)
         elif against.lower() == "none":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bench.corpus.replica import SPECS, bump_patch, inject, load, main_file, wallet_table
 from bench.detect import Item, rates, report, wrap_tgz
@@ -59,7 +60,8 @@ def test_rates_and_report() -> None:
                                            "top_technique": ["dropper"]}),
              item("sample", "suspicious"), item("top", "benign"), item("top", "suspicious")]
     assert rates(items[2:], "chainwatch") == {"n": 2, "flagged": 0.5, "malicious": 0.0,
-                                              "suspicious": 0.5}
+                                              "suspicious": 0.5, "errors": 0, "flagged_n": 1,
+                                              "malicious_n": 0, "suspicious_n": 1}
     rep = report(items, ["chainwatch"], {})
     assert rep["sets"]["malicious (replicas + samples)"]["chainwatch"]["flagged"] == 1.0
     assert rep["right_technique_on_top"] == 1.0
@@ -72,3 +74,20 @@ def test_scanner_accepts_an_empty_known_bad_source() -> None:
     from bench.detect import NoKnownBad
 
     assert Scanner(None, workers=1, known_bad=NoKnownBad()).known_bad.lookup("debug", "4.4.2") == []
+
+
+def test_a_failed_peer_scan_is_counted_apart_and_the_table_shows_it(tmp_path: Path) -> None:
+    from bench.detect import markdown_table, run_guarddog
+
+    exe = tmp_path / "guarddog"
+    exe.write_text("#!/bin/sh\necho 'not json'\n")
+    exe.chmod(0o755)
+    top = Item(id="x@1", group="top")
+    top.result["chainwatch"] = {"level": "benign", "seconds": 0.1, "top_technique": None,
+                                "top_rule": None}
+    run_guarddog(exe, top, b"bytes", tmp_path, {}, timeout=30)
+    assert top.result["guarddog"]["level"] == "error"  # never benign
+    assert rates([top], "guarddog")["n"] == 0 and rates([top], "guarddog")["errors"] == 1
+    rep = report([top], ["chainwatch", "guarddog"], {})
+    table = markdown_table(rep, 1)
+    assert "| top 1 latest, standalone: suspicious | 0.0% (0/1) | – |" in table

@@ -5,6 +5,14 @@ archive, DNS beacon, env-keyed decryption), or new dangerous capability together
 least two of concealment / theft / exfiltration / attack behaviour, one of them high; or an
 install-time script whose file does something high-severity. Findings for capabilities the
 baseline already had weigh little, so popular libraries' ordinary code stays benign.
+
+Without a baseline (``standalone``) nothing weighs less for being old, so two calibrations keep
+a framework's thousands of files from adding up to an attack (docs/detection.md has the
+figures): in a large package the score is that of the most incriminating file plus a bounded
+share of the rest (capabilities spread over unrelated files saturate), and an *established*
+release (analysis/prior.py: a registry-verified, long-lived or top package at a plain version
+with no install hook) needs twice the evidence, and more than one high finding, to be
+suspicious. The malicious combinations are the same in every mode.
 """
 
 from __future__ import annotations
@@ -48,6 +56,12 @@ DANGER_CAPABILITIES = {
 WEIGHT = {Severity.INFO: 0.0, Severity.LOW: 4.0, Severity.MEDIUM: 12.0,
           Severity.HIGH: 30.0, Severity.CRITICAL: 60.0}
 PREEXISTING_FACTOR = 0.15
+#: standalone, large package: what the files other than the most incriminating one may add
+#: (a share of their score, at most half a medium finding)
+SPREAD_SHARE = 0.25
+SPREAD_CAP = 6.0
+#: standalone, established release: its evidence weighs half (strong evidence needed)
+ESTABLISHED_FACTOR = 0.5
 BAND = {Level.BENIGN: (0, 24), Level.SUSPICIOUS: (25, 69), Level.MALICIOUS: (70, 100)}
 BUMP_FACTOR = {"patch": 1.5, "prerelease": 1.5, "minor": 1.0, "major": 0.5, "unknown": 1.0}
 
@@ -60,9 +74,14 @@ class Scored:
 
 
 def rank(f: Finding) -> int:
-    """Severity as weighed: evidence in code that runs at install counts one step higher."""
+    """Severity as weighed: evidence in code that runs at install counts one step higher.
+
+    Not a finding on a lifecycle command line itself (``file`` package.json): script rules only
+    ever see install-time commands, so their severity already says what running at install
+    means (``node -e "require('./banner')"`` stays medium)."""
     r = f.severity.rank
-    if f.install_time and f.capability != "install-script" and r in (1, 2):
+    if (f.install_time and f.capability != "install-script" and r in (1, 2)
+            and f.file != "package.json"):
         return r + 1
     return r
 
@@ -71,6 +90,7 @@ _BY_RANK = {s.rank: s for s in Severity}
 
 
 def _raw_score(findings: Sequence[Finding]) -> float:
+    """Each rule once, at its strongest, a little more when it fires again (at most double)."""
     per_rule: dict[str, list[Finding]] = {}
     for f in findings:
         per_rule.setdefault(f.rule, []).append(f)
@@ -82,6 +102,23 @@ def _raw_score(findings: Sequence[Finding]) -> float:
             weight *= PREEXISTING_FACTOR
         total += weight * min(2.0, 1.0 + 0.1 * (len(group) - 1))
     return total
+
+
+def _concentrated_score(findings: Sequence[Finding]) -> float:
+    """The most incriminating file's score plus a bounded share of all the others.
+
+    Package-level findings (manifest, metadata, archive) count as one more "file". A payload
+    concentrates its behaviour in one place; eval in a template engine, a long line in a
+    vendored decoder and an entropy blob in a hash table are unrelated and saturate at
+    ``SPREAD_CAP`` together, however many files hold them.
+    """
+    per_file: dict[str, list[Finding]] = {}
+    for f in findings:
+        per_file.setdefault(f.file or "package.json", []).append(f)
+    scores = sorted((_raw_score(group) for group in per_file.values()), reverse=True)
+    if not scores:
+        return 0.0
+    return scores[0] + min(SPREAD_CAP, SPREAD_SHARE * sum(scores[1:]))
 
 
 HIGH = Severity.HIGH.rank
@@ -132,7 +169,11 @@ def score(
     capabilities_added: Iterable[str] = (),
     bump: str = "unknown",
     small_package: bool = True,
+    standalone: bool = False,
+    established: bool = False,
 ) -> Scored:
+    """``standalone``: judged without a baseline; ``established``: see analysis/prior.py
+    (only weighed standalone: with a baseline, the diff already says what is new)."""
     new = [f for f in findings if not f.preexisting]
     added_danger = sorted(set(capabilities_added) & DANGER_CAPABILITIES)
     new_danger = bool(added_danger) or any(
@@ -153,7 +194,15 @@ def score(
             f.severity.rank >= HIGH for f in attack):
         install_time_bad = sorted(attack, key=lambda f: -f.severity.rank)
 
-    raw = _raw_score(findings) + 8.0 * BUMP_FACTOR.get(bump, 1.0) * len(added_danger)
+    concentrate = standalone and not small_package
+    established = established and standalone
+    raw = (_concentrated_score(findings) if concentrate else _raw_score(findings)) \
+        + 8.0 * BUMP_FACTOR.get(bump, 1.0) * len(added_danger)
+    if established:
+        raw *= ESTABLISHED_FACTOR
+        # one high finding somewhere in an established framework is a capability, not yet an
+        # attack: it takes two highs in one file (or a critical, or a combination) to flag
+        high_cats = set()
     reasons: list[str] = []
     if critical:
         level = Level.MALICIOUS
@@ -173,6 +222,10 @@ def score(
     else:
         level = Level.BENIGN
         reasons.append("no new dangerous behaviour" if findings else "nothing found")
+    if established and level is not Level.MALICIOUS:
+        reasons.append("an established release without a baseline needs strong evidence")
+    elif concentrate and level is not Level.MALICIOUS and findings:
+        reasons.append("no baseline: scored by the most incriminating file")
     if added_danger:
         reasons.append("capabilities new since the baseline: " + ", ".join(added_danger))
     low, high = BAND[level]
