@@ -21,7 +21,7 @@ from chainwatch.output.table import safe
 def _package(p: InstalledPackage) -> dict[str, Any]:
     return {"name": p.name, "version": p.version, "dev": p.dev, "optional": p.optional,
             "resolved": p.resolved, "integrity": p.integrity, "exact": p.exact,
-            "paths": [list(path) for path in p.paths]}
+            "paths": [list(path) for path in p.paths], "paths_cut": p.paths_cut}
 
 
 def _env(env: Environment) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def inventory_table(envs: Sequence[Environment], width: int | None = None,
 def _hit(h: Any) -> dict[str, Any]:
     return {"name": h.package.name, "version": h.package.version,
             "advisories": [a.id for a in h.advisories], "dev": h.package.dev,
-            "paths": [list(p) for p in h.package.paths]}
+            "paths": [list(p) for p in h.package.paths], "paths_cut": h.package.paths_cut}
 
 
 def exposure_json(exps: Sequence[Exposure], errors: Sequence[dict[str, str]]) -> str:
@@ -102,6 +102,8 @@ def exposure_table(exps: Sequence[Exposure], width: int | None = None,
             table.add_column(col, overflow="fold")
         for h in x.hits:
             via = "\n".join(safe(" > ".join(path)) for path in h.package.paths[:3]) or "-"
+            if h.package.paths_cut or len(h.package.paths) > 3:
+                via += "\n(more paths, or cut: see --format json)"
             table.add_row(f"[bold red]{safe(f'{h.package.name}@{h.package.version}')}[/]",
                           safe(", ".join(a.id for a in h.advisories)),
                           "dev" if h.package.dev else "prod", via)
@@ -124,6 +126,8 @@ def exposure_markdown(exps: Sequence[Exposure], errors: Sequence[dict[str, str]]
         out.append("|---|---|---|---|")
         for h in x.hits:
             via = "<br>".join(md(" > ".join(p)) for p in h.package.paths[:3])
+            if h.package.paths_cut or len(h.package.paths) > 3:
+                via += "<br>(more paths, or cut)"
             out.append(f"| {md(h.package.name)}@{md(h.package.version)} | "
                        f"{md(', '.join(a.id for a in h.advisories))} | "
                        f"{'dev' if h.package.dev else 'prod'} | {via} |")
