@@ -726,11 +726,10 @@ def proxy(
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
-    import socket
+    from chainwatch.gate.listen import listen_socket
 
     try:  # bound here, so that a busy port or an unknown host is one line and exit 2
-        family = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0][0]
-        sock = socket.create_server((host.strip("[]"), int(port)), family=family)
+        sock = listen_socket(host, int(port))
     except OSError as exc:
         err.print(f"error: --listen {listen}: cannot listen there: "
                   f"{exc.strerror or one_line(exc)}", markup=False)
