@@ -11,10 +11,16 @@ in front of it as a user would start it (a fresh process, its own SQLite databas
    its default cache;
 2. concurrency: ``--clients`` clients (default 200) sharing ``--requests`` requests (default
    10,000) through the proxy; errors counted;
-3. memory: the proxy's resident set size sampled every 1,000 requests of step 2.
+3. memory: the proxy's resident set size sampled every 1,000 requests of step 2;
+4. install: the real ``npm install`` of a project with ``--install`` synthetic packages (default
+   150, each with a tarball and recent publish times, so the proxy scans them), straight from
+   the upstream and through the proxy, in the same run: once through the proxy to warm its
+   scan cache, then direct and proxied installs with an empty npm cache each, wall time of each
+   and the ratio (``--install 0`` skips it, ``--only install`` runs only it).
 
     python bench/proxy.py
     python bench/proxy.py --requests 2000 --clients 50 --rounds 20
+    python bench/proxy.py --only install --install 150
 """
 
 from __future__ import annotations
@@ -74,8 +80,103 @@ def synthetic(name: str, count: int = 200) -> dict[str, object]:
                          for v in versions}}
 
 
+def make_install_set(folder: Path, count: int, port: int) -> list[str]:
+    """``count`` small packages (packument + tarball each) under ``folder``: cwb-0 … cwb-N,
+    each depending on the next two, published three days ago. Returns their names."""
+    import base64
+    import hashlib
+    import io
+    import tarfile
+    from datetime import UTC, datetime, timedelta
+
+    folder.mkdir(parents=True, exist_ok=True)
+    # past the default 2-day minimum age, within the 30-day scan window: the proxy scans each
+    now = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    names = [f"cwb-{i}" for i in range(count)]
+    for i, name in enumerate(names):
+        deps = {n: "^1.0.0" for n in names[i + 1 : i + 3]}
+        manifest = {"name": name, "version": "1.0.0", "main": "index.js", "dependencies": deps}
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for path, text in (("package/package.json", json.dumps(manifest)),
+                               ("package/index.js",
+                                f"module.exports = function () {{ return {i}; }};\n" * 40)):
+                data = text.encode()
+                info = tarfile.TarInfo(path)
+                info.size, info.mtime = len(data), 1_700_000_000
+                tar.addfile(info, io.BytesIO(data))
+        raw = buf.getvalue()
+        (folder / f"{name}-1.0.0.tgz").write_bytes(raw)
+        integrity = "sha512-" + base64.b64encode(hashlib.sha512(raw).digest()).decode()
+        doc = {"name": name, "dist-tags": {"latest": "1.0.0"},
+               "time": {"created": now, "modified": now, "1.0.0": now},
+               "versions": {"1.0.0": {**manifest, "dist": {
+                   "tarball": f"http://127.0.0.1:{port}/{name}/-/{name}-1.0.0.tgz",
+                   "integrity": integrity, "shasum": hashlib.sha1(raw).hexdigest()}}}}
+        (folder / f"{name}.json").write_text(json.dumps(doc))
+    return names
+
+
+def npm_install(registry: str, names: list[str], tmp: Path, label: str) -> float:
+    """Seconds for ``npm install`` of a project depending on ``names``, with an empty cache."""
+    import shutil
+
+    project = tmp / f"project-{label}"
+    shutil.rmtree(project, ignore_errors=True)
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps(
+        {"name": "bench", "version": "1.0.0", "dependencies": {n: "^1.0.0" for n in names}}))
+    started = time.perf_counter()
+    subprocess.run(["npm", "install", "--registry", registry, "--cache", str(tmp / f"npm-{label}"),
+                    "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel", "error"],
+                   cwd=project, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def install(args: argparse.Namespace) -> None:
+    """Step 4: direct vs proxied ``npm install`` wall time, in one run."""
+    import shutil
+
+    if shutil.which("npm") is None:
+        print("install: npm not found; skipped")
+        return
+    port = free_port()
+    upstream = f"http://127.0.0.1:{port}/"
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        names = make_install_set(tmp / "upstream", args.install, port)
+        procs: list[subprocess.Popen[bytes]] = [subprocess.Popen(
+            [sys.executable, __file__, "--serve-upstream", str(tmp / "upstream"),
+             "--port", str(port)])]
+        try:
+            wait_up(upstream + names[0])
+            proxy, proxy_url = start_proxy(upstream, tmp, "10s")
+            procs.append(proxy)
+            roots = names[: max(1, len(names) // 3)]
+            warm = npm_install(proxy_url, roots, tmp, "warm")
+            print(f"\nnpm install of {len(roots)} direct dependencies ({len(names)} packages), "
+                  f"empty npm cache each time:")
+            print(f"  through the proxy, scanning each release once: {warm:6.1f} s")
+            runs = []
+            for round_ in range(args.install_rounds):
+                direct = npm_install(upstream, roots, tmp, f"direct{round_}")
+                proxied = npm_install(proxy_url, roots, tmp, f"proxied{round_}")
+                runs.append((direct, proxied))
+                print(f"  direct {direct:6.1f} s, through the proxy (warm) {proxied:6.1f} s: "
+                      f"{proxied / direct:.2f}x")
+            direct = statistics.median(d for d, _ in runs)
+            proxied = statistics.median(p for _, p in runs)
+            print(f"  median: direct {direct:.1f} s, proxied {proxied:.1f} s, "
+                  f"ratio {proxied / direct:.2f}x")
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
 def serve_upstream(folder: Path, port: int) -> None:
-    """The static upstream: one file per package, with an ETag and 304 on If-None-Match."""
+    """The static upstream: one file per package, with an ETag and 304 on If-None-Match;
+    tarballs (``name-1.0.0.tgz`` in the folder) at ``/name/-/name-1.0.0.tgz``."""
     import hashlib
 
     import uvicorn
@@ -92,6 +193,11 @@ def serve_upstream(folder: Path, port: int) -> None:
 
     async def packument(request: Request) -> Response:
         name = request.path_params["name"].replace("%2f", "/").replace("%2F", "/")
+        if "/-/" in name:
+            file = folder / name.rsplit("/", 1)[-1]
+            if file.suffix == ".tgz" and file.is_file():
+                return Response(file.read_bytes(), media_type="application/octet-stream")
+            return Response('{"error":"not found"}', 404, media_type="application/json")
         hit = docs.get(name)
         if hit is None:
             return Response('{"error":"not found"}', 404, media_type="application/json")
@@ -116,7 +222,9 @@ def start_proxy(upstream: str, tmp: Path, ttl: str) -> tuple[subprocess.Popen[by
     proc = subprocess.Popen(
         [sys.executable, "-m", "chainwatch", "proxy", "--upstream", upstream, "--listen",
          f"127.0.0.1:{port}", "--cache-ttl", ttl, "--db", f"sqlite:///{tmp / f'p{port}.db'}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, stdout=subprocess.DEVNULL,
+        stderr=open(os.environ["CW_BENCH_PROXY_LOG"], "ab")  # noqa: SIM115
+        if os.environ.get("CW_BENCH_PROXY_LOG") else subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     wait_up(url + "-/chainwatch/health")
     return proc, url
@@ -183,11 +291,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40, help="sequential GETs per packument")
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--install", type=int, default=150,
+                        help="synthetic packages for the npm install step (0: skip it)")
+    parser.add_argument("--install-rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["install"])
     parser.add_argument("--serve-upstream", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream, args.port)
+        return
+    if args.only == "install":
+        install(args)
         return
     paths = record_packuments()
     names = [json.loads(p.read_bytes()).get("name") or p.stem for p in paths]
@@ -229,6 +344,8 @@ def main() -> None:
             print("proxy RSS every 1,000 requests (MB): " + " ".join(f"{m:.0f}" for m in rss))
             print(f"RSS growth from the 1,000th request to the last: {rss[-1] - rss[1]:+.1f} MB"
                   if len(rss) > 2 else "")
+        if args.install:
+            install(args)
     finally:
         for proc in procs:
             proc.terminate()

@@ -9,13 +9,14 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from chainwatch import __version__
+from chainwatch import __version__, interrupt
 from chainwatch.errors import ChainwatchError, describe_failure, one_line
 from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
@@ -726,19 +727,31 @@ def proxy(
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
-    import socket
+    from chainwatch.gate.listen import listen_socket
 
     try:  # bound here, so that a busy port or an unknown host is one line and exit 2
-        family = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)[0][0]
-        sock = socket.create_server((host.strip("[]"), int(port)), family=family)
+        sock = listen_socket(host, int(port))
     except OSError as exc:
         err.print(f"error: --listen {listen}: cannot listen there: "
                   f"{exc.strerror or one_line(exc)}", markup=False)
         raise typer.Exit(2) from exc
     err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
               f"with: npm config set registry http://{listen}/", markup=False)
+    # a signal: uvicorn stops taking requests and lets those in flight end, for GRACE seconds
     config = uvicorn.Config(server.app, log_level="info" if verbose else "warning")
-    uvicorn.Server(config).run(sockets=[sock])
+
+    class Server(uvicorn.Server):
+        signalled = False
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self.signalled = True
+            interrupt.arm()  # a request still scanning cannot hold the shutdown
+            super().handle_exit(sig, frame)
+
+    served = Server(config)
+    served.run(sockets=[sock])
+    if served.signalled:
+        interrupt.finish()
 
 
 class AlertOn(StrEnum):
@@ -907,13 +920,20 @@ def watch(
         typer.echo(jsonlib.dumps(watcher.run_once()))
         return
     stop = threading.Event()
+
+    def stopping(*_: object) -> None:  # finish the pass in hand, for GRACE seconds at most
+        stop.set()
+        interrupt.arm()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, stopping)
     extra = []
     if changes:
         follower = ChangesFeed(changes, state, set(names))
         extra.append((follower.follow_once, "changes"))
     watcher.run(stop, extra=extra)
+    if stop.is_set():
+        interrupt.finish()
 
 
 class IncidentsFormat(StrEnum):
@@ -1241,6 +1261,7 @@ def main() -> None:
     traceback (set CHAINWATCH_DEBUG=1 to see it)."""
     import os
 
+    interrupt.install()
     try:
         returned = app(standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: one line, not a framed panel
@@ -1255,16 +1276,14 @@ def main() -> None:
         text = " ".join(exc.format_message().split())
         err.print(plain(f"error: {text}{hint}"), markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("interrupted", markup=False)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        interrupt.finish()  # at once: worker threads are abandoned, never waited for
     except Exception as exc:
         if os.environ.get("CHAINWATCH_DEBUG") == "1":
             raise
         message, code = describe_failure(exc)
         err.print(f"error: {message}", markup=False)
         sys.exit(code)
+    if returned == interrupt.EXIT_INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130)
+        interrupt.finish()
     sys.exit(returned if isinstance(returned, int) else 0)

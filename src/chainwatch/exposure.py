@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chainwatch.intel.base import KnownBadSource
+from chainwatch.intel.store import package_views
 from chainwatch.model import Advisory, Environment, InstalledPackage
 
 
@@ -22,10 +23,11 @@ class Exposure:
 
 def expose(env: Environment, known_bad: KnownBadSource) -> Exposure:
     hits = []
-    for package in env.packages:
-        if not package.exact:
-            continue  # a declared range is not an installed version
-        advisories = known_bad.lookup(package.name, package.version)
+    # a declared range is not an installed version
+    installed = [package for package in env.packages if package.exact]
+    views = package_views(known_bad, (package.name for package in installed))
+    for package in installed:
+        advisories = views[package.name].lookup(package.version)
         if advisories:
             hits.append(Hit(package, tuple(advisories)))
     return Exposure(env, tuple(hits))

@@ -274,6 +274,8 @@ class InstalledPackage:
     integrity: str | None = None
     #: Dependency paths, each a tuple of names from a root or importer down to this package.
     paths: tuple[tuple[str, ...], ...] = ()
+    #: True when paths were left out (more than the cap) or cut in length (``…`` in a path).
+    paths_cut: bool = False
     #: False for declared ranges that no lockfile resolved (package.json alone).
     exact: bool = True
 

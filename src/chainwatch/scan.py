@@ -37,6 +37,7 @@ from chainwatch.analysis.release_signals import (
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
+from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError, NotFoundError, RegistryError, UsageError
 from chainwatch.intel import BuiltinKnownBad, KnownBadSource
 from chainwatch.intel.base import VERDICT_SOURCE
@@ -223,7 +224,8 @@ class Scanner:
             self._remember_packument(name, held)
         return held
 
-    def load(self, spec: str, packument: dict[str, Any] | None = None) -> Loaded:
+    def load(self, spec: str, packument: dict[str, Any] | None = None,
+             limits: Limits | None = None) -> Loaded:
         path = Path(spec)
         if path.is_dir():
             files = read_folder(path)
@@ -233,7 +235,7 @@ class Scanner:
                 data = path.read_bytes()
             except OSError as exc:
                 raise UsageError(f"{spec}: cannot read: {exc}") from exc
-            files = read_tarball(data, source=str(path))
+            files = read_tarball(data, source=str(path), limits=limits)
             return self._with_metadata(files, packument, "tarball", sri_sha512(data), None)
         if spec.endswith((".tgz", ".tar.gz", ".tar")) or ("/" in spec and not spec.startswith("@")):
             raise UsageError(f"{spec}: no such file or folder")
@@ -263,7 +265,7 @@ class Scanner:
         if self.client is None:
             raise UsageError(f"{ref}: needs the registry, but no client is configured")
         tarball = self.client.tarball(release.tarball_url, release.integrity, release.shasum)
-        files = read_tarball(tarball.data, source=str(ref))
+        files = read_tarball(tarball.data, source=str(ref), limits=limits)
         files.manifest  # noqa: B018 - parsed now, so a hostile one fails the load, not later
         return Loaded(ref, files, release, doc, tarball.integrity_error,
                       integrity=release.integrity, verified=tarball.integrity_error is None)
@@ -439,13 +441,13 @@ class Scanner:
         return replace(target, release=release_from_packument(doc, ref.version), packument=doc,
                        verified=True, history_note=note), note
 
-    def default_baseline(self, target: Loaded) -> Loaded | None:
+    def default_baseline(self, target: Loaded, limits: Limits | None = None) -> Loaded | None:
         if target.packument is None:
             return None
         base = baseline_version(target.packument, target.ref.version)
         if base is None:
             return None
-        return self.load(f"{target.ref.name}@{base}", target.packument)
+        return self.load(f"{target.ref.name}@{base}", target.packument, limits)
 
     # -- analysing ---------------------------------------------------------------------------
     def _scan_files(self, files: PackageFiles, paths: set[str], install_time: set[str],
@@ -590,8 +592,10 @@ class Scanner:
         )
 
     def scan(self, spec: str, against: str | None = None,
-             packument: dict[str, Any] | None = None) -> Verdict:
-        target = self.load(spec, packument)
+             packument: dict[str, Any] | None = None, limits: Limits | None = None) -> Verdict:
+        """``limits`` bound what each archive (target and baseline) may unpack to: the gate
+        sets them to what it reserved of its memory budget for this scan."""
+        target = self.load(spec, packument, limits)
         if against is None and target.origin == "tarball":
             # a local tarball that is byte for byte a registry release is judged as that
             # release: against its registry history; otherwise (or when that history cannot
@@ -600,7 +604,7 @@ class Scanner:
             baseline = None
             if twin.verified:
                 try:
-                    baseline = self.default_baseline(twin)
+                    baseline = self.default_baseline(twin, limits)
                     target = twin
                     if baseline is None:
                         why += ", and no earlier release to compare with"
@@ -618,11 +622,11 @@ class Scanner:
             # a registry release defaults to its previous version; a folder is compared with
             # nothing unless --against names a baseline
             is_local = Path(spec).exists()
-            baseline = None if is_local else self.default_baseline(target)
+            baseline = None if is_local else self.default_baseline(target, limits)
         elif against.lower() == "none":
             baseline = None
         else:
-            baseline = self.load(against, packument if "@" in against[1:] else None)
+            baseline = self.load(against, packument if "@" in against[1:] else None, limits)
         return self.analyze(target, baseline)
 
 

@@ -9,21 +9,46 @@ from __future__ import annotations
 
 import re
 
+#: ``scheme://userinfo@``: ``git+ssh://user:token@host/…``, ``ssh://user:pass@host``,
+#: ``https://token@host/…``.
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s@]+@")
+#: scp-like ``userinfo@host:path`` (``git@github.com:org/repo``, ``tok:x@gitlab.example:g/r``):
+#: a host with a dot whose last label starts with a letter, or an IPv4 address, then a colon
+#: and a path (never ``name@1.2.3`` or ``pkg@registry.example: an error``).
+_SCP_USERINFO = re.compile(
+    r"(?<![^\s\"'`(<\[{,;=+@])[^\s\"'`@/:]+(?::[^\s\"'`@/]*)?@"
+    r"(?=(?:(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*|\d{1,3}(?:\.\d{1,3}){3}):[^\s\d:])")
+
 _URL_PREFIXES = ("http:", "https:", "git:", "git+", "git@", "ssh:", "github:", "gitlab:",
                  "bitbucket:", "gist:", "file:", "link:")
+#: scp-like ``user@host.tld:path``: npm-package-arg reads it as a git repository (its isGit).
+_SCP_GIT = re.compile(r"^[^@]+@[^:.]+\.[^:]+:.+$")
 #: ``user/repo`` or ``user/repo#ref``: npm reads it as a GitHub repository.
 _SHORTHAND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(?:#.*)?$")
 
 
+def redact_credentials(text: str) -> str:
+    """``text`` with the userinfo of every URL and scp-like git spec in it replaced by ``***``
+    (``https://tok@h/x`` → ``https://***@h/x``, ``git@h:o/r`` → ``***@h:o/r``): the one place
+    that decides what a credential in a spec looks like. Every output that can show a spec,
+    a resolved URL or an error quoting one goes through it."""
+    if "@" not in text:
+        return text
+    return _SCP_USERINFO.sub("***@", _URL_USERINFO.sub(r"\1***@", text))
+
+
 def off_registry(spec: str) -> str | None:
-    """Where npm would fetch ``spec`` from when that is not the registry, else None."""
+    """Where npm would fetch ``spec`` from when that is not the registry, else None (with its
+    credentials redacted: this is shown to people)."""
     text = spec.strip()
     lowered = text.lower()
     for prefix in _URL_PREFIXES:
         if lowered.startswith(prefix):
-            return text[:200]
+            return redact_credentials(text)[:200]
+    if _SCP_GIT.match(text):
+        return redact_credentials(text)[:200]
     if _SHORTHAND.match(text):
-        return f"github:{text[:200]}"
+        return f"github:{redact_credentials(text)[:200]}"
     return None
 
 

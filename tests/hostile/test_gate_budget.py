@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chainwatch.archive.limits import Limits
 from chainwatch.gate.budget import PARSE_FACTOR, BudgetExceeded, MemoryBudget
 from chainwatch.gate.check import Checker
 from chainwatch.gate.policy import Policy
@@ -155,7 +156,8 @@ def test_scans_draw_on_the_same_budget(tmp_path: Any) -> None:
             super().__init__(None, workers=1)
 
         def scan(self, spec: str, against: str | None = None,
-                 packument: dict[str, Any] | None = None) -> Verdict:
+                 packument: dict[str, Any] | None = None,
+                 limits: Limits | None = None) -> Verdict:
             started.set()
             raise AssertionError("must not run without room")
 

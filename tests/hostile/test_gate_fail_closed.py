@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError, UsageError
 from chainwatch.gate.check import Checker
 from chainwatch.gate.policy import Policy, load_policy
@@ -38,9 +39,10 @@ class CountingScanner(Scanner):
         self.calls = 0
 
     def scan(self, spec: str, against: str | None = None,
-             packument: dict[str, Any] | None = None) -> Verdict:
+             packument: dict[str, Any] | None = None,
+             limits: Limits | None = None) -> Verdict:
         self.calls += 1
-        return super().scan(spec, against, packument)
+        return super().scan(spec, against, packument, limits)
 
 
 def world(tmp_path: Path, baseline: bytes | None, policy: Policy | None = None,

@@ -168,7 +168,7 @@ def test_inventory_and_exposure_through_the_cli(tmp_path: Path) -> None:
     assert exp.returncode == 1
     hit = json.loads(exp.stdout)["environments"][0]["hits"][0]
     assert hit == {"name": "debug", "version": "4.4.2", "advisories": ["CW-2025-QIX"],
-                   "dev": False, "paths": [["app", "a", "debug"]]}
+                   "dev": False, "paths": [["app", "a", "debug"]], "paths_cut": False}
     table = run("exposure", str(project), cache=tmp_path)
     assert "debug@4.4.2" in table.stdout and "app > a > debug" in table.stdout
     clean = tmp_path / "clean"

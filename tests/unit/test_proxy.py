@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from chainwatch.archive.limits import Limits
 from chainwatch.gate.check import Checker
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.proxy import ABBREVIATED, Proxy
@@ -258,9 +259,10 @@ def test_scan_rule_hides_stored_malicious_and_scans_a_tarball_before_serving(
             self.scanned: list[str] = []
 
         def scan(self, spec: str, against: str | None = None,
-                 packument: dict[str, Any] | None = None) -> Verdict:
+                 packument: dict[str, Any] | None = None,
+                 limits: Limits | None = None) -> Verdict:
             self.scanned.append(spec.rsplit("@", 1)[1])
-            return super().scan(spec, against, packument)
+            return super().scan(spec, against, packument, limits)
 
     store = VerdictStore(f"sqlite:///{tmp_path / 'v.db'}")
     scanner = Counting()

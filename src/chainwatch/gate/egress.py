@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from chainwatch.errors import RegistryError
+
 #: Metadata services that are not link-local (Alibaba, AWS over IPv6 — which is ULA).
 METADATA = frozenset({ipaddress.ip_address("100.100.100.200"),
                       ipaddress.ip_address("fd00:ec2::254")})
@@ -197,4 +199,87 @@ def vetted_transport(limits: httpx.Limits, resolver: Resolver = system_resolver,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
         network_backend=VettedBackend(resolver, inner))
+    return transport
+
+
+#: host, port -> the addresses it resolves to, for the blocking registry client
+SyncResolver = Callable[[str, int], list[str]]
+
+
+class EgressRefused(RegistryError):
+    """A connection the guard refused: not retried (it is not a transport failure), one line."""
+
+
+def system_sync_resolver(host: str, port: int) -> list[str]:
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def scan_refusal(ip: IPAddress, trusted: bool) -> str | None:
+    """Why a scan may not connect to ``ip``: never where ``forbidden_address`` says, and to a
+    loopback or private address only for a host the operator configured (``trusted``)."""
+    if why := forbidden_address(ip):
+        return why
+    inner = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    seen = inner or ip
+    if not trusted and (seen.is_loopback or seen.is_private):
+        return ("a loopback or private address (allowed only for a registry the operator "
+                "configured)")
+    return None
+
+
+class VettedSyncBackend(httpcore.NetworkBackend):
+    """``VettedBackend`` for the blocking registry client (``scan``, ``check``, ``watch``):
+    every connection, redirects included, goes to exactly the address that was vetted, so a
+    name that resolves to a public address when checked and to a metadata or internal address
+    when connecting (DNS rebinding) never reaches it. Hosts in ``trusted`` (the configured
+    registries) may be loopback or private."""
+
+    def __init__(self, trusted: Iterable[str] = (),
+                 resolver: SyncResolver = system_sync_resolver,
+                 inner: httpcore.NetworkBackend | None = None) -> None:
+        self.trusted = frozenset(h.lower().rstrip(".").strip("[]") for h in trusted)
+        self.resolver = resolver
+        self.inner = inner or httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        name = host.strip("[]")
+        try:
+            addresses = self.resolver(name, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"{host} resolves to no address")
+        trusted = name.lower().rstrip(".") in self.trusted
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+            if why := scan_refusal(ip, trusted):
+                raise EgressRefused(f"refused to connect to {host}: it resolves to {address}, "
+                                    f"{why}")
+        return self.inner.connect_tcp(addresses[0], port, timeout, local_address,
+                                      socket_options)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None,
+                            ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("the registry client does not connect to unix sockets")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+def vetted_sync_transport(trusted: Iterable[str] = (),
+                          resolver: SyncResolver = system_sync_resolver,
+                          inner: httpcore.NetworkBackend | None = None) -> httpx.HTTPTransport:
+    """An httpx transport whose connections go through ``VettedSyncBackend`` (as
+    ``vetted_transport``, the pool is replaced: httpx has no public way to pass a backend)."""
+    transport = httpx.HTTPTransport()
+    old = transport._pool
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=getattr(old, "_ssl_context", None),
+        max_connections=getattr(old, "_max_connections", 100),
+        max_keepalive_connections=getattr(old, "_max_keepalive_connections", 20),
+        keepalive_expiry=getattr(old, "_keepalive_expiry", 5.0),
+        network_backend=VettedSyncBackend(trusted, resolver, inner))
     return transport

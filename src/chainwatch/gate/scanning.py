@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from chainwatch.analysis.metadata import parse_time
+from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError
 from chainwatch.gate.budget import BudgetExceeded, MemoryBudget
 from chainwatch.model import Verdict
@@ -36,9 +37,41 @@ FAILURE_SECONDS = 60.0
 SCAN_WORKERS = 2
 SCAN_QUEUE = 32
 SCAN_TIMEOUT = 300.0
-#: What one scan is assumed to hold (the target and its baseline, unpacked, plus analysis),
-#: reserved from the proxy's memory budget while it runs.
+#: What a scan holds besides its archives (rules, parsers, the verdict), reserved for every scan.
 SCAN_RESERVE = 96 * 1024 * 1024
+#: Bytes held per byte an archive unpacks to: the compressed download (at most as large), the
+#: unpacked files, and their decoded text during analysis (measure: bench/proxy_memory.py).
+UNPACKED_FACTOR = 2
+#: What an archive may unpack to when the packument does not say (``dist.unpackedSize``).
+DEFAULT_UNPACKED = 64 * 1024 * 1024
+#: The unpacked size an archive may reach beyond what the packument claims (rounding, entries).
+UNPACKED_SLACK = 1.25
+
+
+def claimed_unpacked(doc: dict[str, Any], version: str | None) -> int:
+    """What ``dist.unpackedSize`` says ``version`` unpacks to (DEFAULT_UNPACKED when absent or
+    not a positive number), with the slack it may use."""
+    if version is None:
+        return 0
+    data = (doc.get("versions") or {}).get(version)
+    dist = data.get("dist") if isinstance(data, dict) else None
+    size = dist.get("unpackedSize") if isinstance(dist, dict) else None
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        return DEFAULT_UNPACKED
+    return int(size * UNPACKED_SLACK) + 1024 * 1024
+
+
+def scan_cost(doc: dict[str, Any], version: str, base: int = SCAN_RESERVE) -> tuple[int, Limits]:
+    """The memory a scan of ``version`` (and its baseline) reserves, and the archive limits
+    that keep it within that: each archive may unpack to no more than the larger of the two
+    claims, so a packument that understates a size gets a critical archive finding (blocked),
+    never a scan larger than its reservation."""
+    target = claimed_unpacked(doc, version)
+    baseline = claimed_unpacked(doc, baseline_version(doc, version))
+    each = max(target, baseline)
+    limits = Limits(max_total_bytes=min(each, Limits().max_total_bytes))
+    archives = 2 if baseline else 1
+    return base + UNPACKED_FACTOR * archives * limits.max_total_bytes, limits
 
 
 class ScanFailed(ChainwatchError):
@@ -157,14 +190,17 @@ class ScanGate:
             hit = self.cached(name, version, release_from_packument(doc, version).integrity)
             if hit is not None:
                 return hit
+            # reserved before anything is fetched, for what the archives unpack to (not their
+            # compressed size), and released when the scan is done
+            cost, limits = scan_cost(doc, version, self.scan_reserve)
             if self.budget is not None:
                 # half the caller's patience, so that it hears why rather than a timeout
-                self.budget.reserve(self.scan_reserve, self.timeout / 2)
+                self.budget.reserve(cost, self.timeout / 2)
             try:
-                result = self.scanner.scan(f"{name}@{version}", None, doc)
+                result = self.scanner.scan(f"{name}@{version}", None, doc, limits=limits)
             finally:
                 if self.budget is not None:
-                    self.budget.release(self.scan_reserve)
+                    self.budget.release(cost)
             with self._lock:
                 self.scans += 1
                 self._failures.pop(key, None)

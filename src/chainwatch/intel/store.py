@@ -34,6 +34,9 @@ from chainwatch.intel.base import VERDICT_SOURCE
 from chainwatch.model import Advisory, Level, Verdict
 from chainwatch.versions import parse, precedence
 
+#: Package names per query when many packages' advisories are read at once.
+VIEW_BATCH = 500
+
 advisories = Table(
     "advisories", metadata,
     Column("id", String(128), primary_key=True),
@@ -254,6 +257,21 @@ class KnownBadStore:
                 .where(advisories.c.withdrawn.is_(None))).mappings().all()
         return KnownBadView(name, [dict(r) for r in rows])
 
+    def package_views(self, names: Iterable[str]) -> dict[str, KnownBadView]:
+        """``package_view`` for many packages in a few queries (VIEW_BATCH names each): an
+        environment of 20,000 packages asked 20,000 queries (7 s)."""
+        wanted = sorted(set(names))
+        rows: dict[str, list[dict[str, Any]]] = {name: [] for name in wanted}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), VIEW_BATCH):
+                for r in conn.execute(
+                        select(affected, advisories)
+                        .join(advisories, advisories.c.id == affected.c.advisory_id)
+                        .where(affected.c.package.in_(wanted[start:start + VIEW_BATCH]))
+                        .where(advisories.c.withdrawn.is_(None))).mappings():
+                    rows[r["package"]].append(dict(r))
+        return {name: KnownBadView(name, found) for name, found in rows.items()}
+
     def count(self) -> int:
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(advisories)).scalar_one())
@@ -301,6 +319,14 @@ def package_view(source: Any, name: str) -> Any:
     return view(name) if callable(view) else _SourceView(source, name)
 
 
+def package_views(source: Any, names: Iterable[str]) -> dict[str, Any]:
+    """``package_view`` of each name, in one pass over the source when it can do that."""
+    many = getattr(source, "package_views", None)
+    if callable(many):
+        return dict(many(names))
+    return {name: package_view(source, name) for name in set(names)}
+
+
 def _in_range(version: str, row: Any) -> bool:
     if row["all_versions"]:
         return True
@@ -331,6 +357,11 @@ class CombinedKnownBad:
 
     def package_view(self, name: str) -> _CombinedView:
         return _CombinedView([package_view(s, name) for s in self.sources])
+
+    def package_views(self, names: Iterable[str]) -> dict[str, _CombinedView]:
+        wanted = set(names)
+        each = [package_views(s, wanted) for s in self.sources]
+        return {name: _CombinedView([views[name] for views in each]) for name in wanted}
 
 
 class _CombinedView:

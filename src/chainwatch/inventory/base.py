@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
 from chainwatch.model import Environment
+from chainwatch.specs import redact_credentials
 
 #: Reads a file next to the one being parsed (e.g. ``package.json``), or None.
 Sibling = Callable[[str], bytes | None]
@@ -69,17 +70,25 @@ def split_spec(spec: str) -> tuple[str, str]:
     return spec[:at], spec[at + 1 :]
 
 
-#: ``scheme://userinfo@``: the userinfo (a user, a token, ``user:password``) is never shown.
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^/?#\s@]+@")
-
-
 def redact(value: str) -> str:
-    """Every URL's userinfo replaced by ``***`` (``https://tok@h/x`` → ``https://***@h/x``)."""
-    return _USERINFO.sub(r"\1***@", value) if "@" in value else value
+    """Every URL's and scp-like spec's userinfo replaced by ``***`` (see ``specs``)."""
+    return redact_credentials(value)
 
 
 def redact_optional(value: str | None) -> str | None:
     return None if value is None else redact(value)
+
+
+def redact_environment(env: Environment) -> Environment:
+    """``env`` with every name, version (a spec, for package.json), resolved URL, path step,
+    error and the source redacted."""
+    return dataclasses.replace(
+        env, id=redact(env.id), source=redact(env.source), errors=tuple(redact(e) for e in env.errors),
+        packages=tuple(dataclasses.replace(
+            p, name=redact(p.name), version=redact(p.version),
+            resolved=redact_optional(p.resolved),
+            paths=tuple(tuple(redact(step) for step in path) for path in p.paths))
+            for p in env.packages))
 
 
 def valid_name(name: str) -> bool:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from chainwatch.inventory import EXTRACTORS, Extractor, InventoryError
+from chainwatch.inventory.base import redact, redact_environment
 from chainwatch.inventory.node_modules import NodeModulesExtractor
 from chainwatch.inventory.npm_lock import IGNORED
 from chainwatch.inventory.sbom import SbomExtractor
@@ -67,7 +68,18 @@ def _excluded(path: str, patterns: Sequence[str]) -> bool:
 def walk(paths: Iterable[Path], exclude: Sequence[str] = (),
          extractors: Sequence[Extractor] = EXTRACTORS,
          progress: Callable[[str], None] | None = None) -> Iterator[Environment | FileError]:
-    """Environments found under each path (a folder or a single file), and per-file errors."""
+    """Environments found under each path (a folder or a single file), and per-file errors,
+    with every credential in a spec, URL or error redacted, whichever parser read them."""
+    for found in _walk(paths, exclude, extractors, progress):
+        if isinstance(found, FileError):
+            yield FileError(redact(found.source), redact(found.message))
+        else:
+            yield redact_environment(found)
+
+
+def _walk(paths: Iterable[Path], exclude: Sequence[str],
+          extractors: Sequence[Extractor],
+          progress: Callable[[str], None] | None) -> Iterator[Environment | FileError]:
     from chainwatch.inventory.image import inventory_image, is_image
 
     for root in paths:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from rich.table import Table
 
 from chainwatch import __version__
@@ -25,17 +26,27 @@ __all__ = ["exposure_json", "exposure_markdown", "exposure_sarif", "exposure_tab
 def _package(p: InstalledPackage) -> dict[str, Any]:
     return {"name": p.name, "version": p.version, "dev": p.dev, "optional": p.optional,
             "resolved": p.resolved, "integrity": p.integrity, "exact": p.exact,
-            "paths": [list(path) for path in p.paths]}
+            "paths": [list(path) for path in p.paths], "paths_cut": p.paths_cut}
 
 
 def _env(env: Environment) -> dict[str, Any]:
     return {"id": env.id, "kind": env.kind, "source": env.source, "errors": list(env.errors)}
 
 
+def _dumps(doc: dict[str, Any]) -> str:
+    """Indented JSON, by orjson (the standard encoder is pure Python once indented: 5 s for
+    the 20,000 packages of a long chain); text orjson refuses (a lone surrogate from an
+    undecodable file name) falls back to ``json`` with its escapes."""
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+    except TypeError:
+        return json.dumps(doc, indent=2)
+
+
 def inventory_json(envs: Sequence[Environment], errors: Sequence[dict[str, str]]) -> str:
-    return json.dumps({"schema": "chainwatch.inventory/1", "environments": [
+    return _dumps({"schema": "chainwatch.inventory/1", "environments": [
         {**_env(e), "packages": [_package(p) for p in e.packages]} for e in envs],
-        "errors": list(errors)}, indent=2)
+        "errors": list(errors)})
 
 
 def inventory_table(envs: Sequence[Environment], width: int | None = None,
@@ -52,13 +63,13 @@ def inventory_table(envs: Sequence[Environment], width: int | None = None,
 def _hit(h: Any) -> dict[str, Any]:
     return {"name": h.package.name, "version": h.package.version,
             "advisories": [a.id for a in h.advisories], "dev": h.package.dev,
-            "paths": [list(p) for p in h.package.paths]}
+            "paths": [list(p) for p in h.package.paths], "paths_cut": h.package.paths_cut}
 
 
 def exposure_json(exps: Sequence[Exposure], errors: Sequence[dict[str, str]]) -> str:
-    return json.dumps({"schema": "chainwatch.exposure/1", "environments": [
+    return _dumps({"schema": "chainwatch.exposure/1", "environments": [
         {**_env(x.environment), "hits": [_hit(h) for h in x.hits]} for x in exps],
-        "summary": _summary(exps), "errors": list(errors)}, indent=2)
+        "summary": _summary(exps), "errors": list(errors)})
 
 
 def _summary(exps: Sequence[Exposure]) -> dict[str, int]:
@@ -83,6 +94,8 @@ def exposure_table(exps: Sequence[Exposure], width: int | None = None,
             table.add_column(col, overflow="fold")
         for h in x.hits:
             via = "\n".join(safe(" > ".join(path)) for path in h.package.paths[:3]) or "-"
+            if h.package.paths_cut or len(h.package.paths) > 3:
+                via += "\n(more paths, or cut: see --format json)"
             table.add_row(f"[bold red]{safe(f'{h.package.name}@{h.package.version}')}[/]",
                           safe(", ".join(a.id for a in h.advisories)),
                           "dev" if h.package.dev else "prod", via)
@@ -105,6 +118,8 @@ def exposure_markdown(exps: Sequence[Exposure], errors: Sequence[dict[str, str]]
         out.append("|---|---|---|---|")
         for h in x.hits:
             via = "<br>".join(md(" > ".join(p)) for p in h.package.paths[:3])
+            if h.package.paths_cut or len(h.package.paths) > 3:
+                via += "<br>(more paths, or cut)"
             out.append(f"| {md(h.package.name)}@{md(h.package.version)} | "
                        f"{md(', '.join(a.id for a in h.advisories))} | "
                        f"{'dev' if h.package.dev else 'prod'} | {via} |")

@@ -8,13 +8,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from httpx_retries import Retry, RetryTransport
 
 from chainwatch import __version__
 from chainwatch.errors import NotFoundError, OfflineMissError, RegistryError, UsageError
+from chainwatch.gate.egress import SyncResolver, system_sync_resolver, vetted_sync_transport
 from chainwatch.registry.cache import Cache, ambiguous_integrity, sri_to_hex
 from chainwatch.registry.npmrc import NpmConfig
 
@@ -71,7 +72,12 @@ class RegistryClient:
         retries: int = 4,
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
+        resolver: SyncResolver | None = None,
     ) -> None:
+        """Without ``transport``, every connection (tarball URLs come from the packument, a
+        hostile document) goes through the egress guard: never link-local or metadata, and
+        loopback or private only for the configured registries' hosts (``resolver`` is for
+        tests)."""
         from chainwatch.paths import cache_dir as default_cache_dir
 
         self.config = config or NpmConfig.load()
@@ -86,11 +92,24 @@ class RegistryClient:
             retry_on_exceptions=[httpx.TransportError],
         )
         self._http = httpx.Client(
-            transport=RetryTransport(transport=transport or httpx.HTTPTransport(), retry=retry),
+            transport=RetryTransport(transport=transport or vetted_sync_transport(
+                self._trusted_hosts(), resolver or system_sync_resolver), retry=retry),
             timeout=httpx.Timeout(timeout, connect=10.0),
             follow_redirects=True,
             headers={"User-Agent": f"chainwatch/{__version__}"},
         )
+
+    def _trusted_hosts(self) -> list[str]:
+        """The hosts of the registries the operator configured (default and scoped)."""
+        hosts = []
+        for url in (self.config.registry, *self.config.scoped.values()):
+            try:
+                host = urlsplit(url).hostname
+            except ValueError:
+                continue
+            if host:
+                hosts.append(host)
+        return hosts
 
     def close(self) -> None:
         self._http.close()
