@@ -21,6 +21,8 @@ from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
 from chainwatch.output.console import ColorMode, output_width, use_color
+from chainwatch.output.helptypes import quiet_type_column
+from chainwatch.output.words import plural
 
 T = TypeVar("T")
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from chainwatch.registry import RegistryClient
     from chainwatch.verdicts import VerdictStore
 
+quiet_type_column()
 app = typer.Typer(
     name="chainwatch",
     help="Detect, expose and prevent compromised npm releases.",
@@ -391,7 +394,8 @@ def _record(label: str | None, envs: list[Environment], db: str | None) -> None:
     from chainwatch.fleet import Fleet
 
     count = Fleet(db).record(label, envs)
-    err.print(f"recorded {len(envs)} environments ({count} packages) as {label}", markup=False)
+    err.print(f"recorded {plural(len(envs), 'environment')} ({plural(count, 'package')}) as "
+              f"{label}", markup=False)
 ExcludeOpt = Annotated[list[str] | None, typer.Option(
     "--exclude", metavar="GLOB", help="Glob of paths to skip (repeatable).")]
 
@@ -490,8 +494,8 @@ def _answer_query(query: str, fmt: ExposureFormat, db: str | None) -> None:
         labels = {s.label for s in sightings}
         from chainwatch.output.escape import plain
 
-        typer.echo(plain(f"{query}: held by {len(labels)} recorded environment labels "
-                         f"({len(sightings)} sightings)"))
+        typer.echo(plain(f"{query}: held by {plural(len(labels), 'recorded environment label')} "
+                         f"({plural(len(sightings), 'sighting')})"))
         for s in sightings[:200]:
             typer.echo(plain(f"  {s.recorded_at}  {s.label}  {s.source} ({s.kind})  "
                              f"{s.name}@{s.version} {'dev' if s.dev else 'prod'}  {s.path}"))
@@ -933,7 +937,6 @@ def incidents_cmd(
     """Group stored suspicious and malicious verdicts into incidents, and list them."""
     import json as jsonlib
 
-    from chainwatch.incidents.ach import HYPOTHESES
     from chainwatch.incidents.store import IncidentStore
 
     store = IncidentStore(db)
@@ -943,15 +946,9 @@ def incidents_cmd(
         typer.echo(jsonlib.dumps({"schema": "chainwatch.incidents/1", "incidents": rows},
                                  indent=2))
         return
-    if not rows:
-        typer.echo("no incidents: no suspicious or malicious verdict is stored")
-        return
-    from chainwatch.output.escape import plain
+    from chainwatch.incidents.render import render_list
 
-    for r in rows:
-        typer.echo(f"{r['id']}  {r['level']:10} {r['size']:3} release(s)  "
-                   f"{r['first_published'] or '?':25}  {HYPOTHESES[r['hypothesis']]} "
-                   f"({r['confidence']})\n    {plain(r['title'])}")
+    typer.echo(render_list(rows))
 
 
 class ReportFormat(StrEnum):
@@ -1107,8 +1104,8 @@ def db_import(
                     bar.update(task, description=f"reading OSV records: {seen}")
 
     imported = store.import_records(records())
-    typer.echo(f"imported {imported} npm advisories from {seen} records "
-               f"({problems} unreadable); the store holds {store.count()}")
+    typer.echo(f"imported {plural(imported, 'npm advisory')} from {plural(seen, 'record')} "
+               f"({problems} unreadable); the store holds {plural(store.count(), 'advisory')}")
     if imported == 0 and problems:
         raise typer.Exit(2)
 
@@ -1120,9 +1117,11 @@ def db_import(
 def db_stats(db: DbOpt = None) -> None:
     """How many advisories the store holds."""
     from chainwatch.db import default_url
+    from chainwatch.intel import BuiltinKnownBad
     from chainwatch.intel.store import KnownBadStore
 
-    typer.echo(f"{KnownBadStore(db).count()} advisories in {db or default_url()}")
+    typer.echo(f"{plural(KnownBadStore(db).count(), 'advisory')} in {db or default_url()}; "
+               f"the built-in list adds {plural(len(BuiltinKnownBad()), 'known-bad version')}")
 
 
 class VerdictsFormat(StrEnum):
@@ -1211,7 +1210,7 @@ def db_verdicts_remove(
                   markup=False, soft_wrap=True)
         raise typer.Exit(2)
     if not quiet:
-        err.print(plain(f"removed {len(gone)} stored verdicts and "
+        err.print(plain(f"removed {plural(len(gone), 'stored verdict')} and "
                         f"{', '.join(advisories) or 'no known-bad record'} for {target}: "
                         f"{' '.join(reason.split())}"), markup=False, soft_wrap=True)
 
@@ -1258,7 +1257,6 @@ def rules_test(
     from chainwatch.analysis.rules import builtin_rules, load_rule_paths, load_rules
     from chainwatch.output.escape import one_line as text_line
     from chainwatch.output.escape import plain
-    from chainwatch.output.words import plural
 
     try:
         load_rules(paths or [])  # ids must not clash with the built-in rules

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 #: nouns whose plural is not the noun plus "s"
-_IRREGULAR = {"entry": "entries", "dependency": "dependencies", "vulnerability": "vulnerabilities",
-              "match": "matches", "was": "were", "is": "are", "has": "have"}
+_IRREGULAR = {"entry": "entries", "advisory": "advisories", "npm advisory": "npm advisories",
+              "dependency": "dependencies", "match": "matches", "is": "are", "was": "were"}
 
 
 def plural(count: int, noun: str, many: str | None = None) -> str:
