@@ -494,8 +494,10 @@ def _answer_query(query: str, fmt: ExposureFormat, db: str | None) -> None:
         labels = {s.label for s in sightings}
         from chainwatch.output.escape import plain
 
-        typer.echo(plain(f"{query}: held by {plural(len(labels), 'recorded environment label')} "
-                         f"({plural(len(sightings), 'sighting')})"))
+        typer.echo(plain(
+            f"{query}: held by {plural(len(labels), 'recorded environment label')} "
+            f"({plural(len(sightings), 'sighting')})" if sightings
+            else f"{query}: no recorded environment held it"))
         for s in sightings[:200]:
             typer.echo(plain(f"  {s.recorded_at}  {s.label}  {s.source} ({s.kind})  "
                              f"{s.name}@{s.version} {'dev' if s.dev else 'prod'}  {s.path}"))

@@ -211,7 +211,7 @@ def test_fleet_memory_record_then_query(tmp_path: Path) -> None:
     sightings = json.loads(q.stdout)["sightings"]
     assert [s["label"] for s in sightings] == ["svc@1a2b3c"]
     none = run("exposure", "--query", "debug@4.4.3", "--db", db, cache=tmp_path)
-    assert none.returncode == 0 and "held by 0" in none.stdout
+    assert none.returncode == 0 and "no recorded environment held it" in none.stdout
     assert run("exposure", "--db", db, cache=tmp_path).returncode == 2
 
 

@@ -86,3 +86,9 @@ def test_db_stats_counts_the_built_in_list_too(tmp_path: Path) -> None:
     assert done.exit_code == 0
     assert re.match(r"0 advisories in sqlite:///\S+; the built-in list adds \d+ known-bad "
                     r"versions$", done.stdout.strip()), done.stdout
+
+
+def test_a_query_nobody_held_says_so(tmp_path: Path) -> None:
+    done = CliRunner().invoke(app, ["exposure", "--query", "chalk@5.6.1", "--db",
+                                    f"sqlite:///{tmp_path / 'db.sqlite'}"])
+    assert (done.exit_code, done.stdout) == (0, "chalk@5.6.1: no recorded environment held it\n")
