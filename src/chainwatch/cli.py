@@ -22,6 +22,8 @@ from chainwatch.gate.policy import Policy
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Environment, Level, Verdict
 from chainwatch.output.console import ColorMode, output_width, use_color
+from chainwatch.output.helptypes import quiet_type_column
+from chainwatch.output.words import plural
 
 T = TypeVar("T")
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from chainwatch.registry import RegistryClient
     from chainwatch.verdicts import VerdictStore
 
+quiet_type_column()
 app = typer.Typer(
     name="chainwatch",
     help="Detect, expose and prevent compromised npm releases.",
@@ -392,7 +395,8 @@ def _record(label: str | None, envs: list[Environment], db: str | None) -> None:
     from chainwatch.fleet import Fleet
 
     count = Fleet(db).record(label, envs)
-    err.print(f"recorded {len(envs)} environments ({count} packages) as {label}", markup=False)
+    err.print(f"recorded {plural(len(envs), 'environment')} ({plural(count, 'package')}) as "
+              f"{label}", markup=False)
 ExcludeOpt = Annotated[list[str] | None, typer.Option(
     "--exclude", metavar="GLOB", help="Glob of paths to skip (repeatable).")]
 
@@ -491,8 +495,10 @@ def _answer_query(query: str, fmt: ExposureFormat, db: str | None) -> None:
         labels = {s.label for s in sightings}
         from chainwatch.output.escape import plain
 
-        typer.echo(plain(f"{query}: held by {len(labels)} recorded environment labels "
-                         f"({len(sightings)} sightings)"))
+        typer.echo(plain(
+            f"{query}: held by {plural(len(labels), 'recorded environment label')} "
+            f"({plural(len(sightings), 'sighting')})" if sightings
+            else f"{query}: no recorded environment held it"))
         for s in sightings[:200]:
             typer.echo(plain(f"  {s.recorded_at}  {s.label}  {s.source} ({s.kind})  "
                              f"{s.name}@{s.version} {'dev' if s.dev else 'prod'}  {s.path}"))
@@ -953,7 +959,6 @@ def incidents_cmd(
     """Group stored suspicious and malicious verdicts into incidents, and list them."""
     import json as jsonlib
 
-    from chainwatch.incidents.ach import HYPOTHESES
     from chainwatch.incidents.store import IncidentStore
 
     store = IncidentStore(db)
@@ -963,15 +968,9 @@ def incidents_cmd(
         typer.echo(jsonlib.dumps({"schema": "chainwatch.incidents/1", "incidents": rows},
                                  indent=2))
         return
-    if not rows:
-        typer.echo("no incidents: no suspicious or malicious verdict is stored")
-        return
-    from chainwatch.output.escape import plain
+    from chainwatch.incidents.render import render_list
 
-    for r in rows:
-        typer.echo(f"{r['id']}  {r['level']:10} {r['size']:3} release(s)  "
-                   f"{r['first_published'] or '?':25}  {HYPOTHESES[r['hypothesis']]} "
-                   f"({r['confidence']})\n    {plain(r['title'])}")
+    typer.echo(render_list(rows))
 
 
 class ReportFormat(StrEnum):
@@ -1127,8 +1126,8 @@ def db_import(
                     bar.update(task, description=f"reading OSV records: {seen}")
 
     imported = store.import_records(records())
-    typer.echo(f"imported {imported} npm advisories from {seen} records "
-               f"({problems} unreadable); the store holds {store.count()}")
+    typer.echo(f"imported {plural(imported, 'npm advisory')} from {plural(seen, 'record')} "
+               f"({problems} unreadable); the store holds {plural(store.count(), 'advisory')}")
     if imported == 0 and problems:
         raise typer.Exit(2)
 
@@ -1140,9 +1139,11 @@ def db_import(
 def db_stats(db: DbOpt = None) -> None:
     """How many advisories the store holds."""
     from chainwatch.db import default_url
+    from chainwatch.intel import BuiltinKnownBad
     from chainwatch.intel.store import KnownBadStore
 
-    typer.echo(f"{KnownBadStore(db).count()} advisories in {db or default_url()}")
+    typer.echo(f"{plural(KnownBadStore(db).count(), 'advisory')} in {db or default_url()}; "
+               f"the built-in list adds {plural(len(BuiltinKnownBad()), 'known-bad version')}")
 
 
 class VerdictsFormat(StrEnum):
@@ -1231,7 +1232,7 @@ def db_verdicts_remove(
                   markup=False, soft_wrap=True)
         raise typer.Exit(2)
     if not quiet:
-        err.print(plain(f"removed {len(gone)} stored verdicts and "
+        err.print(plain(f"removed {plural(len(gone), 'stored verdict')} and "
                         f"{', '.join(advisories) or 'no known-bad record'} for {target}: "
                         f"{' '.join(reason.split())}"), markup=False, soft_wrap=True)
 
@@ -1244,16 +1245,61 @@ def rules_list(
     rules_dir: Annotated[list[Path] | None, typer.Option(
         "--rules", metavar="DIR", help="Extra folder of rule files (repeatable).")] = None,
 ) -> None:
-    """List every rule with its severity and technique."""
+    """List every finding chainwatch can report: the rule files' rules, then the findings
+    made by code (archive, scan, metadata, diff, sandbox, outputs), each with its severity,
+    technique and title or description."""
+    from chainwatch.analysis.catalog import CODE_FINDINGS
     from chainwatch.analysis.rules import load_rules
+    from chainwatch.output.escape import plain
 
     try:
         rules = load_rules(rules_dir or [])
     except ChainwatchError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(plain(f"error: {exc}"), markup=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from exc
     for r in rules:
-        typer.echo(f"{r.id:32} {r.severity.value:9} {r.technique:24} {r.title}")
+        typer.echo(plain(f"{r.id:32} {r.severity.value:9} {r.technique:24} {r.title}"))
+    for f in CODE_FINDINGS:
+        typer.echo(f"{f.id:32} {f.severity:9} {f.technique:24} {f.description}")
+
+
+@rules_app.command("test", epilog=(
+    "Examples:\n\n"
+    "  chainwatch rules test                 # the built-in rules\n\n"
+    "  chainwatch rules test ./my-rules      # a folder of rule files (or single files)"))
+def rules_test(
+    paths: Annotated[list[Path] | None, typer.Argument(
+        metavar="PATH", help="Rule files or folders of them; none: the built-in rules.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run each rule's own test cases: every positive case must fire the rule, every negative
+    case must not. Exit 1 when a case fails, 2 when a rule file cannot be read."""
+    from chainwatch.analysis.engine import Engine
+    from chainwatch.analysis.rulecheck import run_cases
+    from chainwatch.analysis.rules import builtin_rules, load_rule_paths, load_rules
+    from chainwatch.output.escape import one_line as text_line
+    from chainwatch.output.escape import plain
+
+    try:
+        load_rules(paths or [])  # ids must not clash with the built-in rules
+        rules = load_rule_paths(paths) if paths else builtin_rules()
+        results = run_cases(rules, Engine(rules))
+    except ChainwatchError as exc:
+        err.print(plain(f"error: {exc}"), markup=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from exc
+    failed = [c for c in results if not c.passed]
+    for case in failed:
+        shown = text_line(case.text)
+        shown = shown if len(shown) <= 120 else shown[:119] + "…"
+        what = "did not fire" if case.kind == "positive" else "fired"
+        typer.echo(f"FAIL {plain(case.rule.id)} {case.kind} case {case.index} {what}: "
+                   f"{shown}  ({plain(case.rule.origin)})")
+    if not quiet or failed:
+        summary = (f"{plural(len(rules), 'rule')}, {plural(len(results), 'case')}: "
+                   + (f"{len(failed)} failed" if failed else "all passed"))
+        err.print(plain(summary), markup=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -87,6 +87,8 @@ BINARY_INPUTS: dict[str, Callable[[dict[str, str]], list[str]]] = {
                                    "--packages", f["binary"]],
     "scan --packument": lambda f: ["scan", "left-pad@1.3.0", "--offline",
                                    "--packument", f["binary"]],
+    "rules test FILE": lambda f: ["rules", "test", f["binary"]],
+    "rules list --rules FILE": lambda f: ["rules", "list", "--rules", f["binary"]],
 }
 
 

@@ -37,7 +37,7 @@ def help_text(path: str) -> str:
 
 def test_the_sweep_covers_every_command() -> None:
     assert {"scan", "inventory", "exposure", "check", "proxy", "watch", "incidents", "report",
-            "db import", "db stats", "db verdicts list", "db verdicts remove", "rules list",
+            "db import", "db stats", "db verdicts list", "db verdicts remove", "rules list", "rules test",
             "policy show"} <= set(COMMANDS)
 
 
@@ -80,3 +80,11 @@ def test_nothing_in_a_help_text_is_eaten_as_markup(path: str) -> None:
 
 def test_smtp_help_shows_the_whole_url_form() -> None:
     assert "smtp[s]://[user:pass@]host[:port]?from=ADDR&to=ADDR" in help_text("watch")
+
+
+@pytest.mark.parametrize("path", ["", *COMMANDS])
+def test_help_shows_what_a_person_types_not_python_types(path: str) -> None:
+    text = help_text(path) if path else CliRunner().invoke(
+        app, ["--help"], env={"COLUMNS": "250", "NO_COLOR": "1"}).output
+    assert "<bool>" not in text and "<list[" not in text and "<str>" not in text, text
+    assert "--help " in text  # the flag itself is still there

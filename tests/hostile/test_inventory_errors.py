@@ -242,7 +242,7 @@ def test_exposure_reports_name_the_unread_file(tmp_path: Path, fmt: str) -> None
     assert r.returncode == 1 and "Traceback" not in r.stderr
     bad = str(root / "a" / "pnpm-lock.yaml")
     if fmt == "markdown":
-        assert "1 files could not be read" in r.stdout and markdown(bad) in r.stdout
+        assert "1 file could not be read" in r.stdout and markdown(bad) in r.stdout
         assert "debug" in r.stdout
         return
     run = json.loads(r.stdout)["runs"][0]

@@ -405,7 +405,7 @@ def test_a_scan_failed_alert_is_inert_in_slack(tmp_path: Path) -> None:
     watcher.sinks = {slack.name: slack}
     watcher.run_once()
     (text,) = [p["text"] for p in posted if "SCAN FAILED" in p["text"]]
-    assert "pill@1.0.1" in text and "after 1 attempts" in text
+    assert "pill@1.0.1" in text and "after 1 attempt (" in text
     assert "<!channel>" not in text and "<https://" not in text and "\x1b" not in text
 
 

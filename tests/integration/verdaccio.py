@@ -54,6 +54,7 @@ class Verdaccio:
     registry: str
     home: Path
     process: subprocess.Popen[bytes]
+    token: str
 
     def publish(self, name: str, version: str, files: dict[str, str]) -> None:
         """Publish an (inert) package with the real npm client."""
@@ -86,7 +87,10 @@ def start_verdaccio(root: Path) -> Verdaccio:
             pytest.skip(f"could not install Verdaccio: {done.stderr[-300:]}")
     (root / "config.yaml").write_text(
         "storage: ./storage\nauth:\n  htpasswd:\n    file: ./htpasswd\n    max_users: 10\n"
-        "uplinks: {}\npackages:\n  '**':\n    access: $all\n    publish: $authenticated\n"
+        "uplinks: {}\npackages:\n"
+        # a private scope: only a client that passes its token through the proxy reads it
+        "  '@private/*':\n    access: $authenticated\n    publish: $authenticated\n"
+        "  '**':\n    access: $all\n    publish: $authenticated\n"
         "log: { type: stdout, format: pretty, level: error }\n")
     port = free_port()
     registry = f"http://127.0.0.1:{port}/"
@@ -104,4 +108,4 @@ def start_verdaccio(root: Path) -> Verdaccio:
     home = root / "home"
     home.mkdir()
     (home / ".npmrc").write_text(f"//127.0.0.1:{port}/:_authToken={token}\n")
-    return Verdaccio(root, registry, home, process)
+    return Verdaccio(root, registry, home, process, token)

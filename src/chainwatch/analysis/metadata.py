@@ -15,6 +15,7 @@ from typing import Any
 
 from chainwatch.manifest import Manifest
 from chainwatch.model import Finding, Release, Severity
+from chainwatch.output.words import plural
 from chainwatch.registry.packument import release_from_packument
 from chainwatch.versions import parse, sort_versions
 
@@ -145,7 +146,8 @@ def metadata_signals(
         out.append(_signal(
             "CW-META-NEW-PUBLISHER", Severity.MEDIUM, "publisher-change",
             f"published by {release.publisher!r}, who published none of the previous "
-            f"{len(recent)} versions (they were: {', '.join(sorted(known_publishers))})"))
+            f"{plural(len(recent), 'version')} (they were: "
+            f"{', '.join(sorted(known_publishers))})"))
     domains = {d for r in recent if (d := _domain(r.publisher_email))}
     new_domain = _domain(release.publisher_email)
     if new_domain and domains and new_domain not in domains:

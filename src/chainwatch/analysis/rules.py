@@ -134,14 +134,30 @@ def builtin_rules() -> list[Rule]:
 
 def load_rules(extra_dirs: Iterable[Path] = ()) -> list[Rule]:
     rules = builtin_rules()
-    for folder in extra_dirs:
-        if not folder.is_dir():
-            raise UsageError(f"{folder}: not a folder of rule files")
-        for path in sorted(folder.glob("*.y*ml")):
-            rules.extend(_load_text(path.read_text(encoding="utf-8"), str(path)))
+    rules.extend(load_rule_paths(extra_dirs))
     seen: set[str] = set()
     for rule in rules:
         if rule.id in seen:
             raise UsageError(f"{rule.origin}: duplicate rule id {rule.id}")
         seen.add(rule.id)
     return rules
+
+
+def load_rule_paths(paths: Iterable[Path]) -> list[Rule]:
+    """The rules of folders of rule files (``*.yml``, ``*.yaml``) and of single rule files."""
+    rules: list[Rule] = []
+    for folder in paths:
+        if folder.is_file():
+            files = [folder]
+        elif folder.is_dir():
+            files = sorted(folder.glob("*.y*ml"))
+        else:
+            raise UsageError(f"{folder}: not a rule file or a folder of rule files")
+        for path in files:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"{path}: cannot read: {exc}") from exc
+            rules.extend(_load_text(text, str(path)))
+    return rules
+

@@ -20,13 +20,17 @@ import nodesemver
 from chainwatch.errors import UsageError
 
 ACTIONS = ("block", "warn", "off")
-#: Packages whose install scripts are well known and expected (native builds, binary fetchers).
+#: Packages whose install scripts are well known and expected (native builds, binary fetchers)
+#: and that no incident ever went through. Never listed again: ``nx`` (its postinstall ran the
+#: s1ngularity credential stealer, August 2025), ``es5-ext`` (protestware in its postinstall,
+#: 2022) and ``fsevents`` (1.x fetched its binary from an S3 bucket that was taken over,
+#: CVE-2023-45311). An allowed package's *new* install script is still blocked.
 DEFAULT_SCRIPT_ALLOW = (
     "esbuild", "@esbuild/*", "sharp", "@swc/core", "bcrypt", "better-sqlite3", "sqlite3",
-    "canvas", "puppeteer", "playwright", "electron", "fsevents", "node-sass", "protobufjs",
+    "canvas", "puppeteer", "playwright", "electron", "node-sass", "protobufjs",
     "core-js", "core-js-pure", "@parcel/watcher", "msw", "husky", "cypress", "prisma",
-    "@prisma/client", "@prisma/engines", "nx", "lefthook", "unrs-resolver", "es5-ext",
-    "bufferutil", "utf-8-validate", "cpu-features", "ssh2", "node-gyp", "deasync", "re2",
+    "@prisma/client", "@prisma/engines", "lefthook", "unrs-resolver",
+    "bufferutil", "utf-8-validate", "cpu-features", "ssh2", "deasync", "re2",
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 

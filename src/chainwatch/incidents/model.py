@@ -106,5 +106,6 @@ class Incident:
     def title(self) -> str:
         who = f" by {', '.join(self.publishers)}" if self.publishers else ""
         n = len(self.packages)
-        return (f"{self.level.capitalize()} releases of {n} package{'s' if n != 1 else ''}"
+        releases = "release" if len(self.members) == 1 else "releases"
+        return (f"{self.level.capitalize()} {releases} of {n} package{'s' if n != 1 else ''}"
                 f"{who}: {', '.join(self.packages[:5])}{' …' if n > 5 else ''}")

@@ -11,13 +11,32 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from chainwatch.output.escape import md_code, md_text
+from chainwatch.output.escape import md_code, md_text, plain
 from chainwatch.output.escape import md_text as md
+from chainwatch.output.words import plural
 
 _SECTIONS = ("1. Bottom line up front", "2. Competing hypotheses", "3. Key assumptions and red flags",
              "4. Implications and strategic risks", "5. Recommendations and scenario outlook",
              "6. Key accounts and entities", "7. Indicators of compromise", "8. Timeline",
              "9. Thematic tags")
+
+
+def render_list(rows: list[dict[str, Any]]) -> str:
+    """``chainwatch incidents`` as text: one incident per two lines; what is not known is
+    said to be unknown, never shown as ``?``."""
+    from chainwatch.incidents.ach import HYPOTHESES
+
+    if not rows:
+        return "no incidents: no suspicious or malicious verdict is stored"
+    lines = []
+    for r in rows:
+        first = r.get("first_published")
+        when = f"first published {first}" if first else "publish time unknown"
+        hypothesis = HYPOTHESES.get(str(r.get("hypothesis")), "no leading hypothesis")
+        lines.append(f"{r['id']}  {r['level']:10} {plural(int(r['size']), 'release'):>12}  "
+                     f"{when}  {hypothesis} ({r.get('confidence') or 'confidence unknown'})")
+        lines.append(f"    {plain(r.get('title'))}")
+    return "\n".join(lines)
 
 
 def render_json(brief: dict[str, Any]) -> str:
@@ -65,7 +84,7 @@ def render_markdown(brief: dict[str, Any]) -> str:
             "| Package | Version | Verdict | Publisher | Published |", "|---|---|---|---|---|"]
     for p in brief["entities"]["packages"]:
         out.append(f"| {md(p['package'])} | {md(p['version'])} | {p['level']} | "
-                   f"{md(p['publisher'] or '?')} | {md(p['published'] or '?')} |")
+                   f"{md(p['publisher'] or 'unknown')} | {md(p['published'] or 'unknown')} |")
     out += ["", f"Accounts: {', '.join(md(a) for a in brief['entities']['accounts']) or 'unknown'}",
             "", f"## {_SECTIONS[6]}", ""]
     for p in brief["indicators"]["packages"]:

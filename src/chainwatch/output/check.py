@@ -13,6 +13,7 @@ from chainwatch.gate.check import Placed
 from chainwatch.output.console import render_console, rendered
 from chainwatch.output.escape import plain
 from chainwatch.output.table import safe
+from chainwatch.output.words import plural
 
 
 def _row(p: Placed) -> dict[str, object]:
@@ -49,7 +50,8 @@ def check_table(placed: Sequence[Placed], checked: int, width: int | None = None
     buf = io.StringIO()
     console = render_console(buf, color, width)
     s = summary(placed, checked)
-    console.print(f"{s['checked']} versions checked: {s['blocked']} blocked, {s['warned']} warned"
+    console.print(f"{plural(s['checked'], 'version')} checked: {s['blocked']} blocked, "
+                  f"{s['warned']} warned"
                   + (f", {s['excepted']} allowed by a policy exception" if s["excepted"] else ""))
     if placed:
         table = Table(box=None)

@@ -18,6 +18,7 @@ from chainwatch.output.cyclonedx import inventory_cyclonedx
 from chainwatch.output.escape import md_text as md
 from chainwatch.output.escape import plain
 from chainwatch.output.table import safe
+from chainwatch.output.words import noun_for, plural
 
 __all__ = ["exposure_json", "exposure_markdown", "exposure_sarif", "exposure_table",
            "inventory_cyclonedx", "inventory_json", "inventory_table"]
@@ -55,8 +56,9 @@ def inventory_table(envs: Sequence[Environment], width: int | None = None,
     console = render_console(buf, color, width)
     for env in envs:
         dev = sum(p.dev for p in env.packages)
-        console.print(f"{safe(env.source)} ({env.kind}): {len(env.packages)} packages "
-                      f"({dev} dev)" + (f", {len(env.errors)} problems" if env.errors else ""))
+        console.print(f"{safe(env.source)} ({env.kind}): {plural(len(env.packages), 'package')} "
+                      f"({dev} dev)"
+                      + (f", {plural(len(env.errors), 'problem')}" if env.errors else ""))
     return rendered(buf)
 
 
@@ -83,8 +85,8 @@ def exposure_table(exps: Sequence[Exposure], width: int | None = None,
     buf = io.StringIO()
     console = render_console(buf, color, width)
     s = _summary(exps)
-    console.print(f"{s['exposed']} of {s['environments']} environments hold known-bad versions "
-                  f"({s['hits']} hits among {s['packages']} packages)")
+    console.print(f"{_held(s)} ({plural(s['hits'], 'hit')} among "
+                  f"{plural(s['packages'], 'package')})")
     for x in exps:
         if not x.hits:
             continue
@@ -103,11 +105,19 @@ def exposure_table(exps: Sequence[Exposure], width: int | None = None,
     return rendered(buf)
 
 
+def _held(s: dict[str, int]) -> str:
+    """"1 of 3 environments holds known-bad versions", "0 of 1 environment hold …"."""
+    return (f"{s['exposed']} of {plural(s['environments'], 'environment')} "
+            f"{noun_for(s['exposed'], 'holds', 'hold')} known-bad versions")
+
+
 def exposure_markdown(exps: Sequence[Exposure], errors: Sequence[dict[str, str]] = ()) -> str:
     s = _summary(exps)
-    out = [f"**{s['exposed']} of {s['environments']} environments** hold known-bad versions.\n"]
+    out = [f"**{s['exposed']} of {plural(s['environments'], 'environment')}** "
+           f"{noun_for(s['exposed'], 'holds', 'hold')} known-bad versions.\n"]
     if errors:
-        out.append(f"**{len(errors)} files could not be read** (they may hold more):\n")
+        out.append(f"**{plural(len(errors), 'file')} could not be read** (they may hold "
+                   "more):\n")
         out.extend(f"- {md(e['source'])}: {md(e['error'])}" for e in errors)
         out.append("")
     for x in exps:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from chainwatch.model import Level, Verdict
 from chainwatch.output.escape import md_code, md_text
+from chainwatch.output.words import noun_for
 
 MAX_ROWS = 50
 
@@ -47,7 +48,8 @@ def render(verdicts: Sequence[Verdict]) -> str:
                     f"<br>{md_code(f.snippet, in_table=True)}" if f.snippet else "")
                 out.append(f"| {f.severity.value} | {md_text(f.rule)} | {where} | {evidence} |")
             if len(rows) > MAX_ROWS:
-                out.append(f"\n… and {len(rows) - MAX_ROWS} more findings (see --format json).")
+                out.append(f"\n… and {len(rows) - MAX_ROWS} more "
+                           f"{noun_for(len(rows) - MAX_ROWS, 'finding')} (see --format json).")
         elif v.level is Level.BENIGN:
             out.append("Nothing to report: no finding at low severity or above.")
         out.append("")

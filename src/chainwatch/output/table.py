@@ -11,6 +11,7 @@ from rich.table import Table
 from chainwatch.model import Level, Severity, Verdict
 from chainwatch.output.console import render_console, rendered
 from chainwatch.output.escape import one_line
+from chainwatch.output.words import noun_for, plural
 
 LEVEL_STYLE = {Level.BENIGN: "green", Level.SUSPICIOUS: "yellow", Level.MALICIOUS: "bold red"}
 SEV_STYLE = {Severity.INFO: "dim", Severity.LOW: "cyan", Severity.MEDIUM: "yellow",
@@ -65,7 +66,7 @@ def render(verdicts: Sequence[Verdict], color: bool = False, width: int | None =
                 console.print(f"  [dim]… {len(rows) - 25} more (use --format json)[/]")
         hidden = sum(1 for f in v.findings if f.preexisting)
         if hidden and not show_all:
-            console.print(f"  [dim]{hidden} findings for capabilities the baseline already had "
-                          "are not shown[/]")
+            console.print(f"  [dim]{plural(hidden, 'finding')} for capabilities the baseline "
+                          f"already had {noun_for(hidden, 'is', 'are')} not shown[/]")
         console.print()
     return rendered(buf)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import httpx
 
 from chainwatch.output.escape import plain
+from chainwatch.output.words import plural
 from chainwatch.watch.redact import REDACTOR, register
 
 log = logging.getLogger("chainwatch.watch")
@@ -36,10 +37,12 @@ class Sink(Protocol):
 def headline(alert: dict[str, Any]) -> str:
     if alert.get("kind") == "scan-failed":
         return (f"SCAN FAILED: {alert.get('package')}@{alert.get('version')} could not be "
-                f"analysed after {alert.get('attempts')} attempts ({alert.get('error')})")
+                f"analysed after {plural(int(alert.get('attempts') or 0), 'attempt')} "
+                f"({alert.get('error')})")
     if alert.get("kind") == "burst":
-        return (f"{alert['verdict'].upper()} release burst: {alert.get('publisher') or '?'} "
-                f"published {len(alert.get('releases', []))} packages within "
+        who = alert.get("publisher") or "an unknown publisher"
+        return (f"{alert['verdict'].upper()} release burst: {who} "
+                f"published {plural(len(alert.get('releases', [])), 'package')} within "
                 f"{alert.get('window_minutes')} min")
     return (f"{alert['verdict'].upper()}: {alert['package']}@{alert['version']} "
             f"(score {alert.get('score')})")
