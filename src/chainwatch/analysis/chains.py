@@ -28,15 +28,16 @@ from chainwatch.analysis.detectors import Hit, detector
 from chainwatch.model import PackageFile
 
 #: Files larger than this are not followed (the rules still read them).
-MAX_BYTES = 1024 * 1024
+MAX_BYTES = 128 * 1024
 #: Nodes visited per file, and passes over the assignments (function arguments feed back).
-MAX_NODES = 400_000
+MAX_NODES = 150_000
 MAX_PASSES = 3
 MAX_SUBTREE = 4000
 
 SECRET_KEY = re.compile(
-    r"TOKEN|SECRET|PASS|PWD|KEY|AUTH|CRED|NPM|AWS|GITHUB|GH_|GITLAB|SSH|PRIVATE|MNEMONIC|SEED|"
-    r"WALLET|SESSION|COOKIE|AZURE|GOOGLE|GCP|SLACK|DISCORD|STRIPE|OPENAI|ANTHROPIC", re.I)
+    r"TOKEN|SECRET|PASSW|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|KEY$|AUTH|CRED|^NPM_|^AWS_|"
+    r"^GITHUB_|^GH_|^GITLAB_|SSH|MNEMONIC|SEED_?PHRASE|WALLET|SESSION|COOKIE|^AZURE_|^GOOGLE_|"
+    r"^GCP_|^SLACK_|^DISCORD_|^STRIPE_|^OPENAI_|^ANTHROPIC_", re.I)
 CREDENTIAL_PATH = re.compile(
     r"\.npmrc|\.ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|credentials|gcloud|application_default|"
     r"\.azure|accessTokens|Exodus|MetaMask|nkbihfbeogaeaoehlefnkodbefgpgknn|solana|id\.json|"
@@ -245,7 +246,7 @@ class _Analysis:
             if parent is not None and parent.type in ("member_expression", "subscript_expression") \
                     and parent.child_by_field_name("object") == node:
                 key = parent.child_by_field_name("property") or parent.child_by_field_name("index")
-                if key is not None and SECRET_KEY.search(_name(key)):
+                if key is not None and SECRET_KEY.search(_name(key).strip("'\"`")):
                     return Taint("secret", f"process.env.{_name(key).strip(chr(34) + chr(39))}",
                                  line)
                 return None
@@ -424,10 +425,15 @@ class _Analysis:
 
 
 def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
+    """Nodes of a subtree, leaving out ``env: …`` options (a child given our environment is
+    not the environment sent anywhere)."""
     out: list[ts.Node] = []
     stack = [node]
     while stack and len(out) < limit:
         cur = stack.pop()
+        if (cur.type == "pair" and _name(cur.child_by_field_name("key")).strip("'\"") == "env") \
+                or (cur.type == "shorthand_property_identifier" and _name(cur) == "env"):
+            continue
         out.append(cur)
         stack.extend(reversed(cur.named_children))
     return out

@@ -82,6 +82,8 @@ _CANDIDATES = """
 (call_expression function: (member_expression property: (property_identifier) @p)
   (#any-of? @p %s)) @c
 (call_expression function: (subscript_expression)) @c
+(call_expression function: (call_expression function: (member_expression
+  property: (property_identifier) @b (#eq? @b "bind")))) @c
 (new_expression constructor: (identifier) @n (#eq? @n "Buffer")) @c
 (call_expression function: (identifier) @f (#eq? @f "atob")) @c
 """.replace("%s", " ".join(f'"{m}"' for m in _METHODS))
@@ -661,6 +663,13 @@ class _Folder:
         return self.splice(node.start_byte, node.end_byte, depth, skip=node)
 
     def _render_call(self, node: ts.Node, depth: int) -> bytes | None:
+        fn = node.child_by_field_name("function")
+        if fn is not None and fn.type == "call_expression":
+            inner_obj, inner_name = self._callee(fn)
+            if inner_name == "bind" and inner_obj is not None:
+                bound_head = self.render(inner_obj, depth + 1)
+                if self._worth_unwrapping(inner_obj, bound_head, self._args(fn), depth):
+                    return bound_head + self.splice_args(node, depth)
         obj, name = self._callee(node)
         args = self._args(node)
         if obj is None:
@@ -687,13 +696,6 @@ class _Folder:
                 return head + self._arglist(args[1:], depth)
             if name == "apply":
                 return self._apply(obj, args[1] if len(args) > 1 else None, depth)
-        fn = node.child_by_field_name("function")
-        if fn is not None and fn.type == "call_expression":
-            inner_obj, inner_name = self._callee(fn)
-            if inner_name == "bind" and inner_obj is not None:
-                head = self.render(inner_obj, depth + 1)
-                if self._worth_unwrapping(inner_obj, head, self._args(fn), depth):
-                    return head + self.splice_args(node, depth)
         return None
 
     def _worth_unwrapping(self, obj: ts.Node, rendered: bytes, args: list[ts.Node],
@@ -819,14 +821,23 @@ rule signs {
     $l = /\.\s*(call|apply)\s*\(\s*(null|void\s+0|global)[^\w$]/
   condition: any of them
 }
+rule small {
+  strings:
+    $a = /['"`]\s*\+\s*['"`]/
+    $b = /\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]{1,6}\}|[0-7]{3})/
+    $c = /\$\{\s*['"]/
+    $d = /\.\s*reverse\s*\(\s*\)\s*\.\s*join/
+    $e = /\.\s*(call|apply|bind)\s*\(\s*(null|undefined|void\s+0|global|globalThis|window)[^\w$]/
+  condition: any of them
+}
 rule dense {
   strings:
     $x = /_0x[0-9a-fA-F]{4,6}[^0-9a-fA-F]/
   condition: #x >= 50
 }
 """)
-#: Files up to this size are normalised whole; larger ones in windows around the signs
-#: (and whole, up to MAX_INPUT, when they look machine-obfuscated).
+#: Files up to this size are normalised whole (also on the weaker ``small`` signs); larger
+#: ones in windows around the signs (whole, up to MAX_INPUT, when machine-obfuscated).
 FULL_BYTES = 64 * 1024
 WINDOW_RADIUS = 2048
 MAX_WINDOWS = 64
@@ -849,9 +860,10 @@ def _normalize(data: bytes, lang: str) -> Normalized:
     limits: list[str] = []
     folds = 0
     matched = {m.rule: m for m in _SIGNS.match(data=data, timeout=30)}
-    if "signs" not in matched and "dense" not in matched:
+    small = len(data) <= FULL_BYTES
+    if "signs" not in matched and "dense" not in matched and not (small and "small" in matched):
         return Normalized(data)
-    if len(data) <= FULL_BYTES or ("dense" in matched and len(data) <= MAX_INPUT):
+    if small or ("dense" in matched and len(data) <= MAX_INPUT):
         edits, limits, folds = _fold(data, lang)
     else:
         offsets = sorted({i.offset for s in matched["signs"].strings for i in s.instances}
