@@ -39,6 +39,8 @@ from chainwatch.analysis import jsast
 MAX_INPUT = 2 * 1024 * 1024
 #: Expression nesting followed by the evaluator.
 MAX_DEPTH = 64
+#: Tree depth at which candidates are still looked for.
+MAX_QUERY_DEPTH = 200
 #: Nodes evaluated per file.
 MAX_FOLDS = 100_000
 #: Length of one folded string.
@@ -262,7 +264,11 @@ class _Folder:
                 compiled = None
         if compiled is None:
             return []
-        return list(ts.QueryCursor(compiled).matches(self.tree.root_node))
+        cursor = ts.QueryCursor(compiled)
+        # matching is quadratic in nesting depth: 100k nested '+' would take minutes. A match
+        # starts no deeper than this (a long chain is folded from its outermost node).
+        cursor.set_max_start_depth(MAX_QUERY_DEPTH)
+        return list(cursor.matches(self.tree.root_node))
 
     # -- bindings ----------------------------------------------------------------------------
     def collect_bindings(self) -> None:
@@ -755,7 +761,10 @@ class _Folder:
             try:
                 new = self.render(cand, 0)
             except LimitHit as exc:
-                self.limits.append(str(exc))
+                if str(exc) not in self.limits:
+                    self.limits.append(str(exc))
+                if "depth" in str(exc):  # that one expression is left as it is
+                    continue
                 break
             if new != original:
                 new += b"\n" * original.count(b"\n")  # lines stay where they were
