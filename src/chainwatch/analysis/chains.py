@@ -62,6 +62,8 @@ WRITE_METHODS = {"writeFileSync", "writeFile", "appendFileSync", "appendFile",
                  "createWriteStream", "outputFile", "outputFileSync"}
 OUTSIDE = re.compile(r"homedir|HOME|USERPROFILE|APPDATA|tmpdir|^['\"`]/|^['\"`]~|\.\./|"
                      r"['\"`][A-Za-z]:\\\\")
+BUILTINS = {"Object", "Array", "JSON", "Promise", "Reflect", "Math", "String", "Buffer",
+            "process", "console", "module", "exports", "require"}
 FUNCTION_TYPES = {"function_declaration", "function_expression", "arrow_function",
                   "method_definition", "generator_function_declaration", "function"}
 
@@ -250,6 +252,12 @@ class _Analysis:
                     return Taint("secret", f"process.env.{_name(key).strip(chr(34) + chr(39))}",
                                  line)
                 return None
+            if parent is not None and parent.type == "variable_declarator":
+                pattern = parent.child_by_field_name("name")
+                if pattern is not None and pattern.type == "object_pattern":
+                    keys = [k for k in re.findall(r"[A-Za-z_$][\w$]*", _name(pattern))
+                            if SECRET_KEY.search(k)]
+                    return Taint("secret", f"process.env.{keys[0]}", line) if keys else None
             return Taint("secret", "process.env", line)
         if node.type != "call_expression":
             return None
@@ -382,11 +390,12 @@ class _Analysis:
                         self.scopes.tainted.setdefault((arg.id, p), src)
         tainted_args = [(i, self.taint_in(a, scope)) for i, a in enumerate(arglist)]
         if name in ("push", "unshift", "assign", "set", "append", "concat") and receiver is not None:
+            owner = _root(receiver)
+            if owner == "Object" and name == "assign" and arglist:
+                owner = _root(arglist[0])  # Object.assign(target, …) fills its target
             for _, t in tainted_args:
-                if t is not None:
-                    owner = _root(receiver)
-                    if owner:
-                        self.scopes.tainted.setdefault((self._declared_scope(owner, scope), owner), t)
+                if t is not None and owner and owner not in BUILTINS:
+                    self.scopes.tainted.setdefault((self._declared_scope(owner, scope), owner), t)
         if receiver is None and name in self.functions:
             params = self.functions[name]
             for i, t in tainted_args:
@@ -425,12 +434,14 @@ class _Analysis:
 
 
 def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
-    """Nodes of a subtree, leaving out ``env: …`` options (a child given our environment is
-    not the environment sent anywhere)."""
+    """Nodes of an expression, leaving out ``env: …`` options (a child given our environment is
+    not the environment sent anywhere) and function bodies (a function is not its data)."""
     out: list[ts.Node] = []
     stack = [node]
     while stack and len(out) < limit:
         cur = stack.pop()
+        if cur.type in FUNCTION_TYPES and cur is not node:
+            continue
         if (cur.type == "pair" and _name(cur.child_by_field_name("key")).strip("'\"") == "env") \
                 or (cur.type == "shorthand_property_identifier" and _name(cur) == "env"):
             continue
