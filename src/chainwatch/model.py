@@ -119,8 +119,17 @@ class Finding:
     preexisting: bool = False
     #: True when the file is run by an install-time lifecycle script.
     install_time: bool = False
+    #: The place as the normalised view reads it (constants folded, ``global['ev'+'al']`` →
+    #: ``global.eval``), when the finding was seen only there; ``snippet`` is the file's own text.
+    normalized: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._fields()
+        if self.normalized is not None:
+            out["normalized"] = self.normalized
+        return out
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "rule": self.rule,
             "severity": self.severity.value,

@@ -10,13 +10,14 @@ from dataclasses import replace
 
 import yara
 
-from chainwatch.analysis import jsast
+from chainwatch.analysis import chains as _chains  # noqa: F401 (registers its detector)
+from chainwatch.analysis import jsast, normalize
 from chainwatch.analysis.detectors import DETECTORS, MANIFEST_DETECTORS, Hit
 from chainwatch.analysis.rules import Rule
 from chainwatch.analysis.text import LineIndex
 from chainwatch.errors import UsageError
 from chainwatch.manifest import Manifest, parse_manifest
-from chainwatch.model import Finding, PackageFile
+from chainwatch.model import Finding, PackageFile, Severity
 
 CODE_EXT = (*jsast.JS_EXT, *jsast.TS_EXT, *jsast.TSX_EXT)
 SHELL_EXT = (".sh", ".bash", ".zsh", ".ps1", ".bat", ".cmd")
@@ -250,13 +251,57 @@ class Engine:
     def scan_file(self, file: PackageFile, install_time: bool = False,
                   manifest: Manifest | None = None) -> list[Finding]:
         """Findings in one file; ``manifest`` is the parsed package.json when ``file`` is it
-        (manifest rules read that value, never the bytes again)."""
+        (manifest rules read that value, never the bytes again).
+
+        A JS/TS file is read twice: as it is, and as its normalised view (constants folded, see
+        analysis/normalize.py). A finding the view adds keeps the file's own line and snippet and
+        shows the normalised text beside it; one the surface already had is not repeated.
+        """
         kinds = file_kinds(file)
         if not kinds:
             return []
         if manifest is None and "manifest" in kinds:  # a caller without a PackageFiles
             manifest = parse_manifest(file.data)
-        return self._findings(file, self._hits(file, kinds, manifest), install_time)
+        hits = self._hits(file, kinds, manifest)
+        for rid in [r for r in hits if self.by_id[r].view == "normalized"]:
+            del hits[rid]
+        findings = self._findings(file, hits, install_time)
+        if "code" in kinds:
+            findings.extend(self._normalized_findings(file, kinds, findings, install_time))
+        return findings
+
+    def _normalized_findings(self, file: PackageFile, kinds: tuple[str, ...],
+                             surface: list[Finding], install_time: bool) -> list[Finding]:
+        view = normalize.normalize(file.data, file.path)
+        found: list[Finding] = []
+        limits = [x for x in view.limits if not x.startswith("file larger")]
+        if limits:
+            found.append(Finding(
+                rule="CW-NORMALIZE-LIMIT", severity=Severity.INFO, technique="obfuscation",
+                capability="analysis-limit",
+                message="normalisation stopped at a bound (the file's own text is still "
+                        "analysed): " + "; ".join(limits), file=file.path, line=1))
+        if not view.changed:
+            return found
+        seen = {(f.rule, f.line) for f in surface}
+        original = LineIndex(file.data)
+        view_index = LineIndex(view.text)
+        hits: dict[str, list[Hit]] = defaultdict(list)
+        shown: dict[tuple[str, int], str] = {}
+        for rid, rule_hits in self._hits(PackageFile(file.path, view.text), kinds).items():
+            if self.by_id[rid].view == "surface":
+                continue
+            for hit in rule_hits:
+                offset = view.to_original(hit.offset)
+                line = original.line_of(offset)
+                if (rid, line) in seen:
+                    continue
+                hits[rid].append(Hit(offset, min(hit.length, 160), hit.message))
+                shown.setdefault((rid, line), view_index.snippet(hit.offset, hit.length))
+        for f in self._findings(file, hits, install_time):
+            found.append(replace(f, message=f.message + " [after normalisation]",
+                                 normalized=shown.get((f.rule, f.line or 0))))
+        return found
 
     def scan_scripts(self, manifest_file: PackageFile, manifest: Manifest) -> list[Finding]:
         """Script rules over each lifecycle script's command line."""

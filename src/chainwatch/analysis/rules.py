@@ -21,6 +21,9 @@ from chainwatch.model import Severity
 #: Where a rule looks: code = JS/TS source; script = an install-script command line;
 #: manifest = package.json as a whole; binary = any non-text file; text = any text file.
 TARGETS = ("code", "script", "manifest", "binary", "text")
+#: Which text of a JS/TS file a rule reads: the file as it is, the normalised view
+#: (analysis/normalize.py: constants folded) or both (the default; findings are deduplicated).
+VIEWS = ("both", "surface", "normalized")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Rule:
     requires: tuple[str, ...] = ()
     #: Report at most this many places per file (the count is still given).
     max_hits: int = 3
+    #: ``both``, ``surface`` or ``normalized`` (see VIEWS).
+    view: str = "both"
     origin: str = ""
 
 
@@ -83,6 +88,9 @@ def _parse_rule(raw: dict[str, Any], origin: str) -> Rule:
     target = str(raw.get("target", "code"))
     if target not in TARGETS:
         raise UsageError(f"{origin}: rule {rid}: unknown target {target!r}")
+    view = str(raw.get("view", "both"))
+    if view not in VIEWS:
+        raise UsageError(f"{origin}: rule {rid}: unknown view {view!r} (one of {', '.join(VIEWS)})")
     tests = raw.get("tests") or {}
     positive = tuple(_test_text(t) for t in tests.get("positive") or ())
     negative = tuple(_test_text(t) for t in tests.get("negative") or ())
@@ -109,6 +117,7 @@ def _parse_rule(raw: dict[str, Any], origin: str) -> Rule:
         params=dict(match.get("params") or {}),
         requires=tuple(str(r) for r in match.get("requires") or ()),
         max_hits=int(raw.get("max_hits", 3)),
+        view=view,
         origin=origin,
     )
 

@@ -122,6 +122,8 @@ def _concentrated_score(findings: Sequence[Finding]) -> float:
 
 
 HIGH = Severity.HIGH.rank
+#: Rules of analysis/chains.py (rules/chains.yml): source -> transform -> sink in one file.
+CHAIN_PREFIX = "CW-CHAIN-"
 MEDIUM = Severity.MEDIUM.rank
 
 
@@ -194,6 +196,11 @@ def score(
             f.severity.rank >= HIGH for f in attack):
         install_time_bad = sorted(attack, key=lambda f: -f.severity.rank)
 
+    # a full source -> transform -> sink chain (analysis/chains.py) is one strong finding: critical
+    # by itself; high where the code runs at install or the package is small (a payload)
+    chains = [f for f in new if f.rule.startswith(CHAIN_PREFIX) and rank(f) >= HIGH
+              and (f.severity is Severity.CRITICAL or f.install_time or small_package)]
+
     concentrate = standalone and not small_package
     established = established and standalone
     raw = (_concentrated_score(findings) if concentrate else _raw_score(findings)) \
@@ -207,6 +214,9 @@ def score(
     if critical:
         level = Level.MALICIOUS
         reasons.append(f"critical finding: {critical[0].message}")
+    elif chains:
+        level = Level.MALICIOUS
+        reasons.append(f"behaviour chain in {chains[0].file}: {chains[0].message}")
     elif combo := _combination(findings, small_package, new_danger):
         level = Level.MALICIOUS
         where, cats = combo

@@ -131,7 +131,9 @@ def verdict_from_dict(doc: dict[str, Any]) -> Verdict:
                        message=str(f.get("message") or ""), file=f.get("file"),
                        line=f.get("line"), snippet=f.get("snippet"),
                        reference=f.get("reference"), preexisting=bool(f.get("preexisting")),
-                       install_time=bool(f.get("install_time")))
+                       install_time=bool(f.get("install_time")),
+                       normalized=f.get("normalized") if isinstance(f.get("normalized"), str)
+                       else None)
 
     payload = doc.get("payload") or {}
     return Verdict(

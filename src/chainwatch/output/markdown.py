@@ -45,7 +45,9 @@ def render(verdicts: Sequence[Verdict]) -> str:
                          if f.file else "registry")
                 old = " (already in baseline)" if f.preexisting else ""
                 evidence = md_text(f.message) + old + (
-                    f"<br>{md_code(f.snippet, in_table=True)}" if f.snippet else "")
+                    f"<br>{md_code(f.snippet, in_table=True)}" if f.snippet else "") + (
+                    f"<br>normalised: {md_code(f.normalized, in_table=True)}"
+                    if f.normalized else "")
                 out.append(f"| {f.severity.value} | {md_text(f.rule)} | {where} | {evidence} |")
             if len(rows) > MAX_ROWS:
                 out.append(f"\n… and {len(rows) - MAX_ROWS} more "

