@@ -133,6 +133,27 @@ CODE_FINDINGS: tuple[CodeFinding, ...] = (
     _f("CW-VERDICT-*", C, "known-bad", "verdict memory",
        "A record of chainwatch's own malicious verdict (CW-VERDICT-name@version) in the "
        "known-bad store; matched versions get CW-KNOWN-BAD."),
+    # second wave (issue 13 A): release signals, dependencies, provenance, normalisation
+    _f("CW-DIFF-NEW-INSTALL-SCRIPT", M, "install-script", "diff",
+       "An install script in a package whose earlier versions never had one, running a local file."),
+    _f("CW-DIFF-ENTRY-PAYLOAD", H, "code-injection", "diff",
+       "New behaviour in an entry point (main, module, exports, browser, bin) of a patch or minor "
+       "release: it runs on require or import, with no install script."),
+    _f("CW-DEP-CHAIN", C, "dependency-chain", "scan",
+       "A dependency new in this release is flagged when scanned itself "
+       "(release → dependency@version → finding)."),
+    _f("CW-DEP-PHANTOM", M, "phantom-dependency", "diff",
+       "A dependency new in this release that no file imports (medium with an install script)."),
+    _f("CW-DEP-UNSCANNED", N, "dependency-chain", "scan",
+       "A dependency new in this release could not be fetched or scanned."),
+    _f("CW-META-PROVENANCE-DRIFT", H, "metadata", "metadata",
+       "Provenance names another repository (high), workflow file or trigger (medium) than the "
+       "package's earlier releases."),
+    _f("CW-REGISTRY-HISTORY", N, "baseline", "scan",
+       "A local tarball whose sha512 equals the registry's release was judged against its "
+       "registry history."),
+    _f("CW-NORMALIZE-LIMIT", N, "obfuscation", "analysis",
+       "A bound of the normaliser (size, depth, folds, time) left part of a file unfolded."),
 )
 
 BY_ID = {f.id: f for f in CODE_FINDINGS}
