@@ -123,3 +123,58 @@ def test_an_understated_size_is_a_critical_finding_not_a_bigger_scan() -> None:
                and f.severity.value == "critical" and str(limits.max_total_bytes) in f.message
                for f in files.findings), files.findings
     assert sum(len(f.data) for f in files.files) <= limits.max_total_bytes
+
+
+class _Tarballs:
+    """A registry client stand-in that serves tarball bytes by URL."""
+
+    def __init__(self, blobs: dict[str, bytes]) -> None:
+        self.blobs = blobs
+        self.fetched: list[str] = []
+
+    def tarball(self, url: str, integrity: str | None, shasum: str | None) -> Any:
+        from chainwatch.registry.client import Tarball
+        self.fetched.append(url)
+        return Tarball(self.blobs[url])
+
+
+def test_without_unpacked_size_the_tarball_says_what_it_unpacks_to() -> None:
+    """A packument without dist.unpackedSize (older or non-npm publishers, stripping mirrors):
+    the reservation and the archive limit come from the tarball's gzip size field, so a large
+    honest release is neither blocked by a default limit nor scanned beyond its reservation."""
+    from chainwatch.gate import scanning
+
+    doc = _doc("plain", None)
+    blobs = {}
+    for version in ("1.0.0", "1.1.0"):
+        blobs[doc["versions"][version]["dist"]["tarball"]] = make_tgz({
+            "package/package.json": manifest("plain", version),
+            "package/blob.bin": b"x" * (3 * MB)})
+    data = blobs[doc["versions"]["1.1.0"]["dist"]["tarball"]]
+    measured = scanning.gzip_unpacked(data)
+    assert measured is not None and 3 * MB < measured < 4 * MB  # the tar stream's own size
+    budget = MemoryBudget(2048 * MB)
+    scanner = Held(budget)
+    scanner.client = _Tarballs(blobs)  # type: ignore[assignment]
+    scanner.go.set()
+    gate = ScanGate(scanner, None, timedelta(days=30), timeout=60, budget=budget)
+    gate.verdict("plain", "1.1.0", doc, datetime.now(UTC))
+    (_, reserved, limit), = scanner.seen
+    assert measured <= limit < scanning.DEFAULT_UNPACKED  # measured, not the 64 MB default
+    assert reserved < scanning.SCAN_RESERVE + UNPACKED_FACTOR * 2 * scanning.DEFAULT_UNPACKED
+    assert len(scanner.client.fetched) == 2  # type: ignore[attr-defined]
+    files = read_tarball(data, "plain@1.1.0", limits=Limits(max_total_bytes=limit))
+    assert not [f for f in files.findings if f.severity.value == "critical"]
+
+
+def test_a_gzip_size_field_that_lies_is_a_critical_finding() -> None:
+    from chainwatch.gate import scanning
+
+    honest = make_tgz({"package/package.json": manifest("liar", "1.1.0"),
+                       "package/blob.bin": os.urandom(4 * MB)})
+    lying = honest[:-4] + (1024).to_bytes(4, "little")  # says it unpacks to 1 KB
+    size = scanning.gzip_unpacked(lying)
+    assert size == 1024
+    limit = int(size * scanning.UNPACKED_SLACK) + MB
+    files = read_tarball(lying, "liar@1.1.0", limits=Limits(max_total_bytes=limit))
+    assert any(f.severity.value == "critical" for f in files.findings), files.findings

@@ -48,26 +48,48 @@ DEFAULT_UNPACKED = 64 * 1024 * 1024
 UNPACKED_SLACK = 1.25
 
 
-def claimed_unpacked(doc: dict[str, Any], version: str | None) -> int:
-    """What ``dist.unpackedSize`` says ``version`` unpacks to (DEFAULT_UNPACKED when absent or
-    not a positive number), with the slack it may use."""
-    if version is None:
-        return 0
+def declared_unpacked(doc: dict[str, Any], version: str) -> int | None:
+    """``dist.unpackedSize`` of ``version``, None when absent or not a positive number."""
     data = (doc.get("versions") or {}).get(version)
     dist = data.get("dist") if isinstance(data, dict) else None
     size = dist.get("unpackedSize") if isinstance(dist, dict) else None
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        return None
+    return size
+
+
+def gzip_unpacked(data: bytes) -> int | None:
+    """What a gzip stream says it unpacks to: the ISIZE field of its last member (RFC 1952).
+    npm's tarballs are one member; for anything else the archive limit set from this number
+    makes a larger output a critical finding rather than a scan beyond its reservation."""
+    if len(data) < 18 or data[:2] != b"\x1f\x8b":
+        return None
+    return int.from_bytes(data[-4:], "little")
+
+
+def claimed_unpacked(doc: dict[str, Any], version: str | None,
+                     measure: Callable[[str], int | None] | None = None) -> int:
+    """What ``version`` may unpack to, with the slack it may use: ``dist.unpackedSize`` when the
+    packument gives it, else what ``measure`` reads off the tarball itself (its gzip size
+    field), else DEFAULT_UNPACKED."""
+    if version is None:
+        return 0
+    size = declared_unpacked(doc, version)
+    if size is None and measure is not None:
+        size = measure(version)
+    if size is None:
         return DEFAULT_UNPACKED
     return int(size * UNPACKED_SLACK) + 1024 * 1024
 
 
-def scan_cost(doc: dict[str, Any], version: str, base: int = SCAN_RESERVE) -> tuple[int, Limits]:
+def scan_cost(doc: dict[str, Any], version: str, base: int = SCAN_RESERVE,
+              measure: Callable[[str], int | None] | None = None) -> tuple[int, Limits]:
     """The memory a scan of ``version`` (and its baseline) reserves, and the archive limits
     that keep it within that: each archive may unpack to no more than the larger of the two
     claims, so a packument that understates a size gets a critical archive finding (blocked),
     never a scan larger than its reservation."""
-    target = claimed_unpacked(doc, version)
-    baseline = claimed_unpacked(doc, baseline_version(doc, version))
+    target = claimed_unpacked(doc, version, measure)
+    baseline = claimed_unpacked(doc, baseline_version(doc, version), measure)
     each = max(target, baseline)
     limits = Limits(max_total_bytes=min(each, Limits().max_total_bytes))
     archives = 2 if baseline else 1
@@ -192,7 +214,8 @@ class ScanGate:
                 return hit
             # reserved before anything is fetched, for what the archives unpack to (not their
             # compressed size), and released when the scan is done
-            cost, limits = scan_cost(doc, version, self.scan_reserve)
+            cost, limits = scan_cost(doc, version, self.scan_reserve,
+                                     lambda which: self._measure(doc, which))
             if self.budget is not None:
                 # half the caller's patience, so that it hears why rather than a timeout
                 self.budget.reserve(cost, self.timeout / 2)
@@ -217,6 +240,20 @@ class ScanGate:
         finally:
             with self._lock:
                 self._running.pop(key, None)
+
+    def _measure(self, doc: dict[str, Any], version: str) -> int | None:
+        """For a packument without ``dist.unpackedSize``: the tarball's own gzip size field.
+        The download is cached by content, so the scan reads the same bytes from the cache;
+        a download that fails here fails the scan the same way later."""
+        client = self.scanner.client
+        release = release_from_packument(doc, version)
+        if client is None or not release.tarball_url:
+            return None
+        try:
+            tarball = client.tarball(release.tarball_url, release.integrity, release.shasum)
+        except ChainwatchError:
+            return None
+        return gzip_unpacked(tarball.data)
 
     def _remember(self, verdict: Verdict) -> StoredVerdict:
         stored = (self.store.put(verdict) if self.store is not None
