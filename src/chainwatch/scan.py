@@ -364,7 +364,7 @@ class Scanner:
                 for v in ordered[: ordered.index(target.ref.version)][-200:]]
 
     def _added_dependencies(self, target: Loaded, added: dict[str, str],
-                            depth: int) -> list[Finding]:
+                            depth: int, limits: Limits | None = None) -> list[Finding]:
         """Dependencies new in this release: unused ones are phantom, and each (up to
         MAX_DEPENDENCY_SCANS, MAX_DEPENDENCY_DEPTH deep) is scanned, its verdict reported as a
         chain ``release → dependency@version → finding``."""
@@ -380,8 +380,11 @@ class Scanner:
                     out.append(phantom_dependency(dep, wanted, False))
                 continue
             try:
-                loaded = self.load(f"{dep}@{wanted}")
-                verdict = self.analyze(loaded, self.default_baseline(loaded), depth + 1)
+                # one at a time, each within the archive limits of the scan that asked (the
+                # gate reserved memory for those)
+                loaded = self.load(f"{dep}@{wanted}", None, limits)
+                verdict = self.analyze(loaded, self.default_baseline(loaded, limits), depth + 1,
+                                       limits)
             except ChainwatchError as exc:
                 out.append(Finding(
                     rule="CW-DEP-UNSCANNED", severity=Severity.INFO, technique="dependency-chain",
@@ -461,7 +464,8 @@ class Scanner:
             out.extend(self.engine.scan_scripts(manifest_file, files.manifest))
         return out
 
-    def analyze(self, target: Loaded, baseline: Loaded | None, _depth: int = 0) -> Verdict:
+    def analyze(self, target: Loaded, baseline: Loaded | None, _depth: int = 0,
+                limits: Limits | None = None) -> Verdict:
         """The verdict on ``target`` against ``baseline``; ``_depth`` counts how far down a
         chain of newly added dependencies this release is (their own additions are not
         followed beyond MAX_DEPENDENCY_DEPTH)."""
@@ -546,7 +550,7 @@ class Scanner:
                 t_gyp, bool(gyp_install_commands(baseline.files))))
             findings.extend(entry_payload(findings, fresh, entry_points(t_manifest), bump))
             if deps_added:
-                findings.extend(self._added_dependencies(target, deps_added, _depth))
+                findings.extend(self._added_dependencies(target, deps_added, _depth, limits))
         code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))
         if target.history_note and baseline is not None:
             findings.append(Finding(
@@ -627,7 +631,7 @@ class Scanner:
             baseline = None
         else:
             baseline = self.load(against, packument if "@" in against[1:] else None, limits)
-        return self.analyze(target, baseline)
+        return self.analyze(target, baseline, limits=limits)
 
 
 def scan_snippet_files(files: dict[str, str | bytes]) -> PackageFiles:
