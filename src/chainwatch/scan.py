@@ -53,14 +53,14 @@ from chainwatch.model import (
     Verdict,
 )
 from chainwatch.names import name_problem, split_spec
-from chainwatch.registry.cache import ambiguous_integrity, sri_to_hex
-from chainwatch.registry.client import RegistryClient
-from chainwatch.registry.packument import (
+from chainwatch.packument import (
     baseline_version,
     pick_version,
     release_from_packument,
     slim_packument,
 )
+from chainwatch.registry.cache import ambiguous_integrity, sri_to_hex
+from chainwatch.registry.client import RegistryClient
 from chainwatch.versions import bump_kind, clean, sort_versions, spec_kind
 
 #: Up to this many JS/TS files, behaviour in different files counts as one payload.

@@ -19,9 +19,9 @@ from chainwatch.gate.policy import Policy
 from chainwatch.intel import BuiltinKnownBad
 from chainwatch.model import Level
 from chainwatch.output.escape import plain
+from chainwatch.packument import baseline_version
 from chainwatch.registry import NpmConfig, RegistryClient
 from chainwatch.registry.client import check_integrity
-from chainwatch.registry.packument import baseline_version
 from chainwatch.scan import Scanner
 from chainwatch.specs import off_registry
 from tests.helpers import BENIGN_INDEX, clipper_source, make_tgz, manifest

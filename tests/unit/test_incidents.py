@@ -20,7 +20,7 @@ from chainwatch.incidents.render import render_html, render_markdown
 from chainwatch.intel.store import KnownBadStore, parse_osv, read_osv
 from chainwatch.model import PackageRef
 from chainwatch.output.jsonout import verdict_dict
-from chainwatch.registry.packument import release_from_packument
+from chainwatch.packument import release_from_packument
 from chainwatch.scan import Loaded, Scanner, scan_snippet_files
 from tests.helpers import BENIGN_INDEX, FIXTURES, manifest
 from tests.markdown_oracle import all_visible

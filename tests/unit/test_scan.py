@@ -17,7 +17,7 @@ from chainwatch.analysis.metadata import (
 )
 from chainwatch.analysis.scoring import score
 from chainwatch.model import Finding, Level, PackageRef, Severity
-from chainwatch.registry.packument import release_from_packument
+from chainwatch.packument import release_from_packument
 from chainwatch.scan import Loaded, Scanner, scan_snippet_files
 from chainwatch.versions import previous_version, sort_versions
 from tests.helpers import BENIGN_INDEX, FIXTURES, clipper_source, manifest

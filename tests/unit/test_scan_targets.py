@@ -18,8 +18,8 @@ import pytest
 from chainwatch.errors import NotFoundError, RegistryError, UsageError
 from chainwatch.model import Level
 from chainwatch.names import name_problem, split_spec
+from chainwatch.packument import pick_version
 from chainwatch.registry import NpmConfig, RegistryClient
-from chainwatch.registry.packument import pick_version
 from chainwatch.scan import Scanner
 from tests.helpers import FIXTURES, make_tgz, manifest
 
@@ -280,7 +280,7 @@ def test_known_bad_version_out_of_reach_is_still_malicious(tmp_path: Path) -> No
 def test_a_range_over_a_huge_version_list_fails_closed_quickly() -> None:
     import time
 
-    from chainwatch.registry import packument
+    from chainwatch import packument
 
     many = {f"{a}.{b}.0": {} for a in range(300) for b in range(200)}  # 60,000 versions
     doc = {"name": "big", "dist-tags": {"latest": "1.0.0"}, "versions": many}

@@ -16,7 +16,7 @@ from typing import Any
 from chainwatch.manifest import Manifest
 from chainwatch.model import Finding, Release, Severity
 from chainwatch.output.words import plural
-from chainwatch.registry.packument import release_from_packument
+from chainwatch.packument import release_from_packument
 from chainwatch.versions import parse, sort_versions
 
 REF = "https://docs.npmjs.com/generating-provenance-statements"

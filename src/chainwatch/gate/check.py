@@ -23,11 +23,11 @@ from chainwatch.intel.base import KnownBadSource
 from chainwatch.intel.store import package_view
 from chainwatch.model import Environment, InstalledPackage, Level, Release
 from chainwatch.output.escape import plain as plain_text
-from chainwatch.registry.client import RegistryClient
-from chainwatch.registry.packument import (
+from chainwatch.packument import (
     release_from_packument,
     slim_packument,
 )
+from chainwatch.registry.client import RegistryClient
 from chainwatch.specs import off_registry_dependencies
 from chainwatch.versions import parse, previous_versions, settled_baseline, sort_versions
 

@@ -48,7 +48,7 @@ from chainwatch.gate.budget import (
 from chainwatch.gate.check import Checker
 from chainwatch.gate.egress import Egress, Resolver, system_resolver, vetted_transport
 from chainwatch.gate.servable import unservable
-from chainwatch.registry.packument import slim_packument
+from chainwatch.packument import slim_packument
 from chainwatch.versions import parse, sort_versions
 
 log = logging.getLogger("chainwatch.proxy")

@@ -24,7 +24,7 @@ from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError
 from chainwatch.gate.budget import BudgetExceeded, MemoryBudget
 from chainwatch.model import Verdict
-from chainwatch.registry.packument import baseline_version, release_from_packument
+from chainwatch.packument import baseline_version, release_from_packument
 from chainwatch.scan import Scanner
 from chainwatch.verdicts import StoredVerdict, VerdictStore, stored_from_verdict, verdict_key
 

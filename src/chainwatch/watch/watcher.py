@@ -22,8 +22,8 @@ from chainwatch.analysis.metadata import parse_time
 from chainwatch.errors import ChainwatchError
 from chainwatch.model import Level, Verdict
 from chainwatch.output.escape import plain
+from chainwatch.packument import release_from_packument
 from chainwatch.registry.client import RegistryClient
-from chainwatch.registry.packument import release_from_packument
 from chainwatch.scan import Scanner
 from chainwatch.verdicts import VerdictStore
 from chainwatch.versions import parse as parse_version
