@@ -34,8 +34,11 @@ class OfflineMissError(RegistryError):
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception's text on one line, without a library's "background" links."""
-    text = " ".join(str(exc).split()).split(" (Background on this error")[0]
+    """An exception's text on one line, without a library's "background" links, and with
+    credentials in the URLs it quotes replaced by ``***``."""
+    from chainwatch.specs import redact_credentials
+
+    text = redact_credentials(" ".join(str(exc).split()).split(" (Background on this error")[0])
     if len(text) > 500:
         text = text[:499] + "…"
     return text or type(exc).__name__

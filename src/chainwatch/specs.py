@@ -19,6 +19,11 @@ _SCP_USERINFO = re.compile(
     r"(?<![^\s\"'`(<\[{,;=+@])[^\s\"'`@/:]+(?::[^\s\"'`@/]*)?@"
     r"(?=(?:(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*|\d{1,3}(?:\.\d{1,3}){3}):[^\s\d:])")
 
+#: query parameters that carry a credential (``?token=…``, ``&access_token=…``, ``?sig=…``).
+_QUERY_SECRET = re.compile(
+    r"([?&;](?:[A-Za-z0-9_.\-]*(?:token|auth|key|secret|password|passwd|pwd|sig|signature|"
+    r"credential|session)[A-Za-z0-9_.\-]*)=)[^&#\s\"'`]+", re.IGNORECASE)
+
 _URL_PREFIXES = ("http:", "https:", "git:", "git+", "git@", "ssh:", "github:", "gitlab:",
                  "bitbucket:", "gist:", "file:", "link:")
 #: scp-like ``user@host.tld:path``: npm-package-arg reads it as a git repository (its isGit).
@@ -28,10 +33,13 @@ _SHORTHAND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(?:#.*)?$")
 
 
 def redact_credentials(text: str) -> str:
-    """``text`` with the userinfo of every URL and scp-like git spec in it replaced by ``***``
-    (``https://tok@h/x`` → ``https://***@h/x``, ``git@h:o/r`` → ``***@h:o/r``): the one place
+    """``text`` with the userinfo of every URL and scp-like git spec in it, and the value of
+    every query parameter named like a credential, replaced by ``***`` (``https://tok@h/x`` →
+    ``https://***@h/x``, ``git@h:o/r`` → ``***@h:o/r``, ``?token=abc`` → ``?token=***``): the one place
     that decides what a credential in a spec looks like. Every output that can show a spec,
     a resolved URL or an error quoting one goes through it."""
+    if "=" in text:
+        text = _QUERY_SECRET.sub(r"\1***", text)
     if "@" not in text:
         return text
     return _SCP_USERINFO.sub("***@", _URL_USERINFO.sub(r"\1***@", text))

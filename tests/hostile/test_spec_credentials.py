@@ -32,6 +32,10 @@ SECRETS = ("S3CRETsshpass", "S3CRETtokenhttps", "S3CRETscp", "S3CRETsshuser", "S
     ("tok:S3CRET@gitlab.example.com:g/r.git", "***@gitlab.example.com:g/r.git"),
     ("x@git@github.com:org/r", "x@***@github.com:org/r"),
     ("see 'S3CRET@192.0.2.7:org/r'", "see '***@192.0.2.7:org/r'"),
+    ("https://h.example/x.tgz?token=S3CRET", "https://h.example/x.tgz?token=***"),
+    ("https://h.example/a?x=1&access_token=S3CRET#f", "https://h.example/a?x=1&access_token=***#f"),
+    ("git+https://u:p@h.example/x?auth=S3CRET", "git+https://***@h.example/x?auth=***"),
+    ("https://b.example/r.tgz?X-Amz-Signature=S3CRET&e=1", "https://b.example/r.tgz?X-Amz-Signature=***&e=1"),
 ])
 def test_each_shape_is_redacted(spec: str, shown: str) -> None:
     assert redact_credentials(spec) == shown
@@ -112,3 +116,16 @@ def test_no_output_shows_a_secret(tmp_path: Path, command: str, fmt: str) -> Non
     assert "debug" in out or fmt == "table" or command == "check"  # it did read the files
     leaked = [s for s in SECRETS if s in out]
     assert not leaked, out
+
+
+def test_a_registry_url_with_credentials_is_redacted_in_errors_and_debug_logs(
+        tmp_path: Path) -> None:
+    """Before: the error line and httpcore's -vv lines quoted the --registry URL whole."""
+    from tests.cli_runner import chainwatch, clean_env
+
+    done = chainwatch("scan", "left-pad@1.3.0", "-vv", "--registry",
+                      "http://user:S3CRETuser@127.0.0.1:9/?token=S3CRETquery",
+                      env=clean_env(tmp_path), cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert "127.0.0.1:9" in done.stderr
+    assert "S3CRET" not in done.stdout + done.stderr

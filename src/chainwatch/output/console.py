@@ -74,11 +74,22 @@ def rendered(buf: StringIO) -> str:
 def setup_logging(verbosity: int) -> None:
     """0: warnings and errors; 1 (``-v``): chainwatch's own steps (its loggers at DEBUG), every
     library at WARNING; 2 or more (``-vv``): everything at DEBUG, HTTP libraries included."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbosity >= 2 else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-                        force=True)
+                        handlers=[handler], force=True)
     logging.getLogger("chainwatch").setLevel(logging.DEBUG if verbosity else logging.WARNING)
     quiet_libraries(verbosity)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Log lines with credentials in URLs and specs replaced by ``***`` (HTTP libraries log
+    request URLs at DEBUG, and a registry URL may carry ``user:token@`` or ``?token=``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from chainwatch.specs import redact_credentials
+
+        return redact_credentials(super().format(record))
 
 
 def quiet_libraries(verbosity: int) -> None:
