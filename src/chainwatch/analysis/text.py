@@ -21,20 +21,32 @@ class LineIndex:
             self._starts.append(pos + 1)
             pos = find(b"\n", pos + 1)
 
+    @property
+    def is_binary(self) -> bool:
+        """Whether the file looks binary (a NUL or many control bytes in its first 8 KB)."""
+        return _binary(self.data[:8192])
+
     def line_of(self, offset: int) -> int:
         return bisect.bisect_right(self._starts, offset)
 
     def snippet(self, offset: int, length: int = 0) -> str:
+        """The line around ``offset``, at most SNIPPET_WIDTH characters, with ``…`` where it
+        was cut; binary content (a compiled addon, an image) as hex of the matched bytes, never
+        raw bytes that a terminal would render as garbage or control sequences."""
+        if self.is_binary or _binary(self.data[max(0, offset - 64): offset + max(length, 1) + 64]):
+            shown = self.data[offset: offset + min(max(length, 8), 24)]
+            return f"binary data at byte {offset}: {shown.hex(' ')}"
         line = self.line_of(offset)
-        start = self._starts[line - 1]
-        end = self.data.find(b"\n", start)
-        end = len(self.data) if end == -1 else end
+        line_start = start = self._starts[line - 1]
+        line_end = end = self.data.find(b"\n", start)
+        line_end = end = len(self.data) if end == -1 else end
         if end - start > SNIPPET_WIDTH:
             half = max(0, (SNIPPET_WIDTH - min(length, SNIPPET_WIDTH)) // 2)
             start = max(start, offset - half)
             end = min(end, start + SNIPPET_WIDTH)
-        text = self.data[start:end].decode("utf-8", errors="replace")
-        return _WS.sub(" ", text).strip()[:SNIPPET_WIDTH]
+        text = _WS.sub(" ", self.data[start:end].decode("utf-8", errors="replace")).strip()
+        text = text[:SNIPPET_WIDTH]
+        return ("…" if start > line_start else "") + text + ("…" if end < line_end else "")
 
     def line_text(self, line: int) -> bytes:
         start = self._starts[line - 1]
@@ -44,3 +56,11 @@ class LineIndex:
     @property
     def line_count(self) -> int:
         return len(self._starts)
+
+
+def _binary(window: bytes) -> bool:
+    """Whether bytes look like binary rather than text: a NUL, or many control bytes."""
+    if b"\x00" in window:
+        return True
+    controls = sum(1 for b in window if b < 9 or 13 < b < 32)
+    return controls * 10 > len(window)
