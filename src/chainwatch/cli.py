@@ -327,12 +327,14 @@ def scan(
         out = FORMATS[fmt.value](ordered)
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
-    if failed:
-        raise typer.Exit(max(f.exit_code for f in failed))
+    # as check and exposure: something flagged is exit 1 whatever else failed (a CI script
+    # keyed on 1 must not miss a malicious result because another target was unreadable)
     if fail_on is not FailOn.never:
         threshold = Level(fail_on.value).rank
         if any(v.level.rank >= threshold for v in ordered):
             raise typer.Exit(1)
+    if failed:
+        raise typer.Exit(max(f.exit_code for f in failed))
 
 
 class InventoryFormat(StrEnum):

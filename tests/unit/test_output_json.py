@@ -158,3 +158,12 @@ def test_an_unexpected_failure_of_one_target_is_an_entry_not_a_lost_run(
     results = json.loads(done.stdout)["results"]
     assert results[0]["package"] == "left-padder" and results[1]["target"] == "boom"
     assert "bug in chainwatch" in results[1]["error"]
+
+
+def test_a_flagged_target_is_exit_1_even_when_another_failed(tmp_path: Path) -> None:
+    pkg = package(tmp_path)
+    done = run(tmp_path, "scan", str(pkg), str(tmp_path / "missing.tgz"), "--against", "none",
+               "--offline", "--no-remember", "-f", "json")
+    verdicts = [r.get("verdict") for r in json.loads(done.stdout)["results"]]
+    assert verdicts[0] in ("suspicious", "malicious") and verdicts[1] is None
+    assert done.returncode == 1, done.stderr
