@@ -984,6 +984,33 @@ class ReportFormat(StrEnum):
     sarif = "sarif"
 
 
+def _write_empty_report(fmt: ReportFormat, output: Path, note: str) -> None:
+    """What ``report -o`` writes when there is nothing to report, in the format asked for."""
+    import html as htmllib
+    import json as jsonlib
+    import uuid
+
+    from chainwatch.output.sarif import SARIF_SCHEMA
+
+    if fmt is ReportFormat.osv:
+        output.mkdir(parents=True, exist_ok=True)  # no records: an empty folder
+        return
+    if fmt is ReportFormat.html:
+        text = (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>chainwatch brief"
+                f"</title></head><body><p>{htmllib.escape(note)}</p></body></html>\n")
+    elif fmt is ReportFormat.json:
+        text = jsonlib.dumps({"incidents": [], "note": note}, indent=2) + "\n"
+    elif fmt is ReportFormat.stix:
+        text = jsonlib.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": []},
+                             indent=2) + "\n"
+    elif fmt is ReportFormat.sarif:
+        text = jsonlib.dumps({"version": "2.1.0", "$schema": SARIF_SCHEMA, "runs": [
+            {"tool": {"driver": {"name": "chainwatch"}}, "results": []}]}, indent=2) + "\n"
+    else:
+        text = note + "\n"
+    output.write_text(text, encoding="utf-8")
+
+
 @app.command(epilog=(
     "Examples:\n\n"
     "  chainwatch report --incident INC-1 -o brief.md\n\n"
@@ -1041,8 +1068,9 @@ def report(
         # benign scans (or an empty database) are not an error: there is nothing to report
         where = "the scan files hold" if from_files else "the database holds"
         note = f"Nothing to report: {where} no suspicious or malicious verdict."
-        if fmt is ReportFormat.markdown and output is not None:
-            output.write_text(note + "\n", encoding="utf-8")
+        if output is not None:
+            # -o always leaves a file (or folder) behind, so a pipeline never picks up a stale one
+            _write_empty_report(fmt, output, note)
         elif fmt is ReportFormat.markdown:
             typer.echo(note)
         if fmt is not ReportFormat.markdown or output is not None:

@@ -64,3 +64,14 @@ def test_cli_report_of_benign_scans_is_nothing_to_report(tmp_path: Path) -> None
     as_json = run(tmp_path, "report", str(tmp_path / "scan.json"), "--db", db, "-f", "json")
     assert as_json.returncode == 0 and as_json.stdout == ""
     assert "Nothing to report" in as_json.stderr
+    # -o always leaves a file behind, in the format asked for (before: html/json wrote nothing)
+    for fmt in ("html", "json", "stix", "sarif", "markdown"):
+        target = tmp_path / f"brief.{fmt}"
+        done = run(tmp_path, "report", str(tmp_path / "scan.json"), "--db", db, "-f", fmt,
+                   "-o", str(target))
+        assert done.returncode == 0 and target.is_file(), (fmt, done.stderr)
+        text = target.read_text()
+        if fmt in ("json", "stix", "sarif"):
+            json.loads(text)
+        else:
+            assert "Nothing to report" in text
