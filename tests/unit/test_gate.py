@@ -210,3 +210,27 @@ def test_scan_rule_in_policy_show() -> None:
     shown = load_policy(None).to_toml()
     assert shown["scan"] == {"malicious": "block", "suspicious": "warn", "window": "30d",
                              "on_error": "block"}
+
+
+class _Listed:
+    """A known-bad source with one list advisory and chainwatch's own verdict record."""
+
+    def lookup(self, name: str, version: str) -> list[Any]:
+        from chainwatch.intel.base import VERDICT_SOURCE
+        from chainwatch.model import Advisory
+
+        long = "listed as malicious by the maintainers' incident report " + "word " * 120
+        return [Advisory(id="CW-VERDICT-x@1.0.0", package=name, versions=(version,),
+                         summary="malicious (score 90) — critical finding: listed as …",
+                         source=VERDICT_SOURCE),
+                Advisory(id="GHSA-test", package=name, versions=(version,), summary=long,
+                         source="osv")]
+
+
+def test_known_bad_reason_names_the_list_not_our_memory_and_is_cut_at_a_word() -> None:
+    from chainwatch.gate.policy import Policy
+
+    found = Checker(Policy(min_age="off"), None, _Listed()).decide("x", "1.0.0", None)
+    reasons = [why for action, rule, why in found if rule == "known-bad"]
+    assert len(reasons) == 1 and reasons[0].startswith("listed by GHSA-test:")
+    assert reasons[0].endswith("word…") and len(reasons[0]) < 460

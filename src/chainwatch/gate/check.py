@@ -19,7 +19,7 @@ from chainwatch.gate.environments import is_local
 from chainwatch.gate.instead import satisfies_all, wanted_by
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.scanning import ScanGate
-from chainwatch.intel.base import KnownBadSource
+from chainwatch.intel.base import VERDICT_SOURCE, KnownBadSource
 from chainwatch.intel.store import package_view
 from chainwatch.model import Environment, InstalledPackage, Level, Release
 from chainwatch.output.escape import plain as plain_text
@@ -172,9 +172,13 @@ class Checker:
                               f"policy exception {excepted.package}@{excepted.range} until "
                               f"{excepted.expires.isoformat()}: {excepted.reason}"[:400]))
                 continue
-            for advisory in view.lookup(version) if view is not None else ():
+            advisories = list(view.lookup(version)) if view is not None else []
+            # a list's own advisory says more than chainwatch's memory of having scanned it
+            if any(a.source != VERDICT_SOURCE for a in advisories):
+                advisories = [a for a in advisories if a.source != VERDICT_SOURCE]
+            for advisory in advisories:
                 found.append((self.policy.known_bad, "known-bad",
-                              f"listed by {advisory.id}: {advisory.summary[:160]}"))
+                              f"listed by {advisory.id}: {_clip(advisory.summary, 400)}"))
             if doc is not None and version in listed:
                 found.extend(self._metadata_rules(doc, name, version, bases.get(version)))
                 found.extend(self._scan_rules(doc, name, version, scan))
@@ -422,3 +426,13 @@ def _integrity(doc: dict[str, Any], version: str) -> str | None:
 def _ago(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` on one line, cut at a word boundary with ``…`` when longer than ``limit``."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut).rstrip(" ,;:") + "…"
