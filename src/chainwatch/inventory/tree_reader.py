@@ -86,7 +86,13 @@ class _Reader:
             return
         location = self.location(path)
         if entry.is_symlink():
-            self.tree.links[location] = self.inside(path)
+            self.tree.links[location] = inside = self.inside(path)
+            if inside is None and (out := self.outside_project(path)) is not None:
+                # Node loads whatever the link points at; a workspace or a file: link inside
+                # the project is the project's own code, anything else is not inventoried here
+                self.tree.problems.append(
+                    f"{location}: links out of the project (to {out}); not read, though Node "
+                    "would load it: inventory that folder itself")
             return
         if not self.is_dir(entry):
             return
@@ -123,6 +129,21 @@ class _Reader:
         if not target.is_relative_to(self.real_modules):
             return None
         return target.relative_to(self.real_base).as_posix()
+
+    def outside_project(self, link: Path) -> str | None:
+        """Where a symlink points when that is outside the project folder and outside the
+        ``node_modules`` of the folders above it (a workspace's links into the workspace
+        root's store are its own install), else None."""
+        try:
+            target = Path(os.path.realpath(link))
+        except (OSError, RuntimeError):
+            return "an unresolvable path"
+        if target.is_relative_to(self.real_base):
+            return None
+        for above in list(self.real_base.parents)[:8]:
+            if target.is_relative_to(above / "node_modules"):
+                return None
+        return str(target)[:300]
 
     def entries(self, folder: Path) -> list[os.DirEntry[str]]:
         try:
