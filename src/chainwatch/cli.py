@@ -885,7 +885,13 @@ def watch(
         return
     _setup_service_logging(log_format, verbose)
     try:
-        names = build_watchlist(packages_file, from_paths or [], top)
+        if packages_file is None and not from_paths and not top and (kept := state.watched()):
+            # the database remembers the watchlist of earlier runs: go on watching it
+            names = kept
+            err.print(f"watching the {len(kept)} packages this database already holds",
+                      markup=False)
+        else:
+            names = build_watchlist(packages_file, from_paths or [], top)
         config = WatchConfig(interval=parse_duration(interval).total_seconds(),
                              hot_interval=parse_duration(hot_interval).total_seconds(),
                              budget=budget, alert_on=Level(alert_on.value),

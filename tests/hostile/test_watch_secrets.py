@@ -364,3 +364,18 @@ def test_the_log_filter_scrubs_messages_arguments_and_tracebacks() -> None:
     text = logging.Formatter().format(record)
     assert leaks(text) == [] and text.count("webhook:id") >= 2
     assert "pw ok" in text  # short strings are left alone
+
+
+def test_once_without_a_list_goes_on_with_the_watchlist_the_database_holds(
+        tmp_path: Path) -> None:
+    """Before: ``watch --once`` said "nothing to watch" while ``--status`` counted packages."""
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    WatchState(connect(db)).add_packages(["left-padder", "other-pkg"], set())
+    result = CliRunner().invoke(app, [
+        "watch", "--once", "--db", db, "--cache-dir", str(tmp_path / "cache"),
+        "--registry", "http://127.0.0.1:9/", "-v"])
+    everything = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert "watching the 2 packages this database already holds" in everything
+    assert "poll left-padder failed" in everything and "nothing to watch" not in everything
+    empty = CliRunner().invoke(app, ["watch", "--once", "--db", f"sqlite:///{tmp_path / 'e.db'}"])
+    assert empty.exit_code == 2

@@ -156,6 +156,11 @@ class WatchState:
                 conn.execute(insert(packages), fresh)
         return len(fresh)
 
+    def watched(self) -> list[str]:
+        """The names on the watchlist this database holds (from earlier runs)."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(select(packages.c.name)).scalars())
+
     def due(self, now: float, limit: int) -> list[tuple[str, bool, bool]]:
         """(name, hot, baselined) of packages whose time has come, most overdue first."""
         with self.engine.connect() as conn:
