@@ -129,3 +129,31 @@ def test_the_schema_check_itself_can_fail() -> None:
     bom["components"][0]["hashes"] = [{"alg": "SHA-512", "content": "not hex"}]
     with pytest.raises(AssertionError):
         _valid(json.dumps(bom))
+
+
+def test_the_same_name_and_version_with_other_bytes_is_its_own_component() -> None:
+    """An alias to another registry resolving to a@1.0.0 with other bytes was merged into the
+    registry's a@1.0.0: its hash and download URL were gone from the SBOM."""
+    good, evil = _sri("sha512", b"registry"), _sri("sha512", b"elsewhere")
+    lock = json.dumps({"name": "app", "lockfileVersion": 3, "packages": {
+        "": {"name": "app", "dependencies": {"a": "1.0.0", "al": "npm:a@1.0.0"}},
+        "node_modules/a": {"version": "1.0.0", "integrity": good,
+                           "resolved": "https://registry.npmjs.org/a/-/a-1.0.0.tgz"},
+        "node_modules/al": {"name": "a", "version": "1.0.0", "integrity": evil,
+                            "resolved": "https://evil.example.invalid/a-1.0.0.tgz"}}})
+    env = NpmLockExtractor().extract("package-lock.json", lock.encode(), _none)
+    text = inventory_cyclonedx([env])
+    _valid(text)
+    copies = [c for c in json.loads(text)["components"] if c["name"] == "a"]
+    assert len(copies) == 2 and len({c["bom-ref"] for c in copies}) == 2
+    urls = {c["externalReferences"][0]["url"] for c in copies}
+    assert urls == {"https://registry.npmjs.org/a/-/a-1.0.0.tgz",
+                    "https://evil.example.invalid/a-1.0.0.tgz"}
+
+
+def test_an_sbom_purl_type_is_read_whatever_its_case() -> None:
+    from chainwatch.inventory.sbom import npm_purl
+
+    assert npm_purl("pkg:NPM/debug@4.4.2") == ("debug", "4.4.2")
+    assert npm_purl("PKG:npm/%40scope/x@1.0.0") == ("@scope/x", "1.0.0")
+    assert npm_purl("pkg:pypi/debug@4.4.2") is None

@@ -17,10 +17,10 @@ SUFFIXES = (".cdx.json", ".spdx.json", ".sbom.json", ".bom.json")
 
 def npm_purl(text: object) -> tuple[str, str] | None:
     """``pkg:npm/%40scope/name@1.2.3`` (or a raw ``@``) → (``@scope/name``, ``1.2.3``)."""
-    if not isinstance(text, str) or not text.startswith("pkg:npm/"):
+    if not isinstance(text, str) or text[:8].lower() != "pkg:npm/":  # scheme and type: any case
         return None
     try:
-        purl = PackageURL.from_string(text)
+        purl = PackageURL.from_string("pkg:npm/" + text[8:])
     except ValueError:
         return None
     if not purl.version:

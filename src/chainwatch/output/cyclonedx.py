@@ -67,6 +67,23 @@ def _component(p: InstalledPackage, ref: str) -> dict[str, Any]:
     return component
 
 
+def _same_bytes(ours: list[dict[str, str]], theirs: list[dict[str, str]]) -> bool:
+    """Whether two hash lists agree wherever they share an algorithm (and share one)."""
+    mine = {h["alg"]: h["content"] for h in ours}
+    other = {h["alg"]: h["content"] for h in theirs}
+    shared = mine.keys() & other.keys()
+    return bool(shared) and all(mine[a] == other[a] for a in shared)
+
+
+def _with_checksum(p: InstalledPackage, hashes: list[dict[str, str]]) -> str:
+    """The purl of ``p`` with a ``checksum`` qualifier naming its bytes."""
+    namespace, _, name = p.name.rpartition("/")
+    best = hashes[-1] if hashes else {"alg": "", "content": ""}
+    checksum = f"{best['alg'].lower().replace('-', '')}:{best['content']}"
+    return str(PackageURL(type="npm", namespace=namespace or None, name=name, version=p.version,
+                          qualifiers={"checksum": checksum}).to_string())
+
+
 def _application(name: str, ref: str) -> dict[str, Any]:
     return {"type": "application", "bom-ref": ref, "name": name or "(root)"}
 
@@ -81,12 +98,17 @@ def inventory_cyclonedx(envs: Sequence[Environment]) -> str:
             if not p.exact:
                 continue
             ref = purl(p)
-            refs[f"{p.name}@{p.version}"] = ref
+            hashes = sri_hashes(p.integrity)
+            kept_hashes = components[ref].get("hashes") if ref in components else None
+            if hashes and kept_hashes and not _same_bytes(hashes, kept_hashes):
+                # the same name@version with other bytes (an alias to another registry, a
+                # tarball URL): its own component, never merged into the registry's
+                ref = _with_checksum(p, hashes)
+            refs.setdefault(f"{p.name}@{p.version}", ref)
             if ref in components:  # seen in another environment: production wins over dev
                 kept = components[ref]
                 if kept["scope"] != "required" and not p.dev and not p.optional:
                     kept["scope"] = "required"
-                hashes = sri_hashes(p.integrity)
                 if hashes and "hashes" not in kept:
                     kept["hashes"] = hashes
             else:
