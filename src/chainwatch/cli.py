@@ -1103,7 +1103,7 @@ def report(
             output.mkdir(parents=True, exist_ok=True)
             for rec in records:
                 (output / f"{rec['id']}.json").write_text(jsonlib.dumps(rec, indent=2))
-            err.print(f"wrote {len(records)} OSV records to {output}", markup=False)
+            err.print(f"wrote {plural(len(records), 'OSV record')} to {output}", markup=False)
             return
         text = jsonlib.dumps(records, indent=2)
     elif fmt is ReportFormat.stix:

@@ -92,3 +92,15 @@ def test_a_query_nobody_held_says_so(tmp_path: Path) -> None:
     done = CliRunner().invoke(app, ["exposure", "--query", "chalk@5.6.1", "--db",
                                     f"sqlite:///{tmp_path / 'db.sqlite'}"])
     assert (done.exit_code, done.stdout) == (0, "chalk@5.6.1: no recorded environment held it\n")
+
+
+def test_the_brief_of_one_release_reads_as_english() -> None:
+    """Before: "1 malicious release(s) of 1 package(s) … were scanned" and "1 evidence items"."""
+    from chainwatch.incidents import brief
+    from chainwatch.incidents.model import Incident, Observation
+
+    one = Observation("left-padder", "1.0.1", "malicious", "verdict")
+    doc = brief.build(Incident("INC-1", [one]))
+    text = json.dumps(doc)
+    assert "(s)" not in text and not ONE_PLURAL.search(text)
+    assert "1 malicious release of 1 package (left-padder@1.0.1) was" in doc["bluf"]["text"]

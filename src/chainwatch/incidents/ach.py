@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from chainwatch.incidents.model import Incident, Observation
+from chainwatch.output.words import noun_for, plural
 
 HYPOTHESES = {
     "H1": "Targeted account takeover for financial theft",
@@ -171,9 +172,9 @@ def assess(incident: Incident) -> Assessment:
         confidence = "moderate"
     else:
         confidence = "low"
-    why = (f"{len(evidence)} evidence items; {best.title.lower()} is inconsistent with "
-           f"{best.inconsistent} weighted item(s), the next hypothesis ({second.title.lower()}) "
-           f"with {second.inconsistent}")
+    why = (f"{plural(len(evidence), 'evidence item')}; {best.title.lower()} is inconsistent "
+           f"with {best.inconsistent} weighted {noun_for(best.inconsistent, 'item')}, the "
+           f"next hypothesis ({second.title.lower()}) with {second.inconsistent}")
     if margin == 0:
         why += f", so the two are separated only by consistent evidence ({best.consistent} "  \
                f"against {second.consistent})"

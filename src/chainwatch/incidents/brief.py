@@ -12,6 +12,7 @@ from typing import Any
 
 from chainwatch.incidents.ach import Assessment, assess
 from chainwatch.incidents.model import Incident
+from chainwatch.output.words import noun_for, plural
 
 SCHEMA = "chainwatch.brief/1"
 
@@ -84,11 +85,13 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
     who = f" by {', '.join(incident.publishers)}" if incident.publishers else ""
     bluf = {
         "text": (f"We assess with {a.confidence} confidence that this is a "
-                 f"{best.title.lower()}: {len(members)} {incident.level} release(s) of "
-                 f"{len(incident.packages)} package(s) ({', '.join(keys[:6])}"
+                 f"{best.title.lower()}: {len(members)} {incident.level} "
+                 f"{noun_for(len(members), 'release')} of "
+                 f"{plural(len(incident.packages), 'package')} ({', '.join(keys[:6])}"
                  f"{' …' if len(keys) > 6 else ''}) "
-                 + (f"were published{who}{span}. " if span or who else
-                    "were scanned from local files (no publish time or publisher is known). ")
+                 + (f"{noun_for(len(members), 'was')} published{who}{span}. " if span or who else
+                    f"{noun_for(len(members), 'was')} scanned from local files (no publish time "
+                    "or publisher is known). ")
                  + f"Confidence is {a.confidence} because {a.why}."),
         "refs": [*top, *(f"matrix: {r.hypothesis} I={r.inconsistent} C={r.consistent}"
                          for r in a.ranking[:2])],
@@ -121,7 +124,7 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
          "refs": ["chainwatch never executes package code"]},
         {"text": "Grouping assumes that a shared account within the hour, a shared payload or "
                  "a shared indicator means a shared actor.",
-         "refs": [f"incident {incident.id}: {len(members)} member(s)"]},
+         "refs": [f"incident {incident.id}: {plural(len(members), 'member')}"]},
     ]
     red_flags = [
         {"text": "Other accounts and other packages of the same accounts were not all "

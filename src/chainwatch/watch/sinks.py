@@ -112,7 +112,7 @@ class SlackSink(_Http):
                          f"{slack_escape(str(item.get('message', ''))[:200])} "
                          f"{slack_escape(where)}")
         if alert.get("environments"):
-            lines.append(f"Held by {len(alert['environments'])} recorded environment(s): "
+            lines.append(f"Held by {plural(len(alert['environments']), 'recorded environment')}: "
                          + ", ".join(slack_escape(e["label"]) for e in alert["environments"][:5]))
         if alert.get("action"):
             lines.append(f"Action: {slack_escape(alert['action'])}")
