@@ -836,7 +836,10 @@ rule small {
   // control, non-ASCII or quote characters are how ordinary code writes those
   strings:
     $a = /['"`]\s*\+\s*['"`]/
-    $b = /\\(x(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])|u00(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])|u\{0{0,4}(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])\}|[0-7]{3})/
+    $b = /\\x(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])/
+    $b2 = /\\u00(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])/
+    $b3 = /\\u\{0{0,4}(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])\}/
+    $b4 = /\\[0-7]{3}/
     $c = /\$\{\s*['"]/
     $d = /\.\s*reverse\s*\(\s*\)\s*\.\s*join/
     $e = /\.\s*(call|apply|bind)\s*\(\s*(null|undefined|void\s+0|global|globalThis|window)[^\w$]/
