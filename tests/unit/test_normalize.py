@@ -128,3 +128,23 @@ def test_benign_fixtures_stay_benign() -> None:
         v = SCANNER.analyze(Loaded(PackageRef("left-padder", "1.0.1"), scan_snippet_files(files)),
                             None)
         assert v.level is Level.BENIGN, [f.rule for f in v.findings]
+
+
+@pytest.mark.parametrize("src", [
+    b"module.exports = global['\\x65val'];\n",
+    b"module.exports = global['\\u0065val'];\n",
+    b"module.exports = global['\\u{65}val'];\n",
+    b"module.exports = require('child\\x5fprocess');\n",
+])
+def test_one_escaped_name_character_is_enough_to_normalise(src: bytes) -> None:
+    view = normalize(src)
+    assert view.changed
+    assert b"eval" in view.text or b"child_process" in view.text
+
+
+@pytest.mark.parametrize("src", [
+    b"const NBSP = '\\u00a0', ESC = '\\x1b[0m';\nmodule.exports = s => s.replace(NBSP, ' ');\n",
+    b"const q = 'it\\x27s', nl = '\\x0a';\nmodule.exports = q + nl;\n",
+])
+def test_escapes_of_ordinary_characters_are_no_sign(src: bytes) -> None:
+    assert normalize(src).text is src  # not even parsed: nothing a rule could see changes

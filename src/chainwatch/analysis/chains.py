@@ -17,8 +17,10 @@ text analysed is whatever the engine hands over: the surface and the normalised 
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import tree_sitter as ts
@@ -29,8 +31,10 @@ from chainwatch.model import PackageFile
 
 #: Files larger than this are not followed (the rules still read them).
 MAX_BYTES = 128 * 1024
-#: Nodes visited per file, and passes over the assignments (function arguments feed back).
-MAX_NODES = 150_000
+#: Tree nodes per file, functions nested in each other, and passes over the assignments
+#: (function arguments feed back).
+MAX_NODES = 300_000
+MAX_FUNCTION_DEPTH = 1000
 MAX_PASSES = 3
 MAX_SUBTREE = 4000
 
@@ -43,6 +47,8 @@ CREDENTIAL_PATH = re.compile(
     r"\.azure|accessTokens|Exodus|MetaMask|nkbihfbeogaeaoehlefnkodbefgpgknn|solana|id\.json|"
     r"keystore|wallet\.dat|\.git-credentials|\.netrc|\.docker/config|\.kube/config|hosts\.yml|"
     r"Login Data|Local State|\.env\b", re.I)
+#: The text ``source`` accepts as ``process.env`` (its own member expression, spaces allowed).
+_PROCESS_ENV = re.compile(rb"process *\. *env")
 HOST_CALLS = {"hostname", "userInfo", "networkInterfaces"}
 HOST_COMMAND = re.compile(r"^\W*(whoami|hostname|id|ipconfig|ifconfig|uname|systeminfo)\b")
 READ_CALLS = {"readFileSync", "readFile", "createReadStream", "readdirSync", "readdir"}
@@ -68,7 +74,7 @@ FUNCTION_TYPES = {"function_declaration", "function_expression", "arrow_function
                   "method_definition", "generator_function_declaration", "function"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Taint:
     kind: str            # "secret" or "host"
     what: str
@@ -76,7 +82,7 @@ class Taint:
     transform: tuple[str, int] | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Chain:
     source: Taint
     sink: str
@@ -141,32 +147,45 @@ class _Analysis:
         self.tree = jsast.parse(data, lang)
         self.modules: dict[str, str] = {}       # local name -> module (or module.member)
         self.functions: dict[str, list[ts.Node]] = {}  # function name -> parameter nodes
-        self.scope_of: dict[int, int] = {}
+        self.lang = lang
+        self._fns: list[ts.Node] = []         # function nodes in document order
+        self._fn_parent: list[int] = []       # index of the enclosing function, -1 for none
+        self._fn_starts: list[int] = []
         self.scopes = _Scopes()
         self.assigns: list[tuple[int, ts.Node, ts.Node]] = []  # (scope, target, value)
         self.calls: list[tuple[int, ts.Node]] = []
         self.net_objects: set[tuple[int, str]] = set()
-        self.visited = 0
         self._values: dict[str, ts.Node] | None = None
 
-    # -- one walk over the tree --------------------------------------------------------------
+    # -- one pass over the nodes that matter ------------------------------------------------
     def walk(self) -> bool:
+        """Collect declarations, assignments, calls, imports and functions with their scopes.
+
+        tree-sitter finds the nodes (one query, C side); their scopes come from the nesting of
+        the function nodes, so no Python code visits the rest of the tree.
+        """
         root = self.tree.root_node
-        stack: list[tuple[ts.Node, int]] = [(root, root.id)]
+        if root.descendant_count > MAX_NODES:
+            return False
         self.scopes.parent[root.id] = root.id
-        while stack:
-            node, scope = stack.pop()
-            self.visited += 1
-            if self.visited > MAX_NODES:
-                return False
+        nodes = sorted(_collect(self.tree, self.lang),
+                       key=lambda n: (n.start_byte, -n.end_byte))  # document pre-order
+        open_fns: list[tuple[ts.Node, int]] = []  # (function, its index in self._fns)
+        for node in nodes:
+            while open_fns and not (open_fns[-1][0].start_byte <= node.start_byte and
+                                    node.end_byte <= open_fns[-1][0].end_byte):
+                open_fns.pop()
+            scope = open_fns[-1][0].id if open_fns else root.id
             kind = node.type
             if kind in FUNCTION_TYPES:
+                if len(open_fns) >= MAX_FUNCTION_DEPTH:
+                    return False
                 self.scopes.parent[node.id] = scope
-                inner = node.id
+                self._fns.append(node)
+                self._fn_parent.append(open_fns[-1][1] if open_fns else -1)
+                open_fns.append((node, len(self._fns) - 1))
                 self._function(node)
-            else:
-                inner = scope
-            if kind == "variable_declarator":
+            elif kind == "variable_declarator":
                 name, value = node.child_by_field_name("name"), node.child_by_field_name("value")
                 if name is not None and value is not None:
                     self.assigns.append((scope, name, value))
@@ -179,9 +198,15 @@ class _Analysis:
                 self.calls.append((scope, node))
             elif kind == "import_statement":
                 self._import(node)
-            self.scope_of[node.id] = inner
-            stack.extend((c, inner) for c in reversed(node.named_children))
+        self._fn_starts = [f.start_byte for f in self._fns]
         return True
+
+    def scope_of(self, node: ts.Node) -> int:
+        """The innermost function holding ``node`` (a function is its own scope), or the file."""
+        i = bisect.bisect_right(self._fn_starts, node.start_byte) - 1
+        while i >= 0 and self._fns[i].end_byte < node.end_byte:
+            i = self._fn_parent[i]
+        return self._fns[i].id if i >= 0 else self.tree.root_node.id
 
     def _function(self, node: ts.Node) -> None:
         params = node.child_by_field_name("parameters") or node.child_by_field_name("parameter")
@@ -319,6 +344,20 @@ class _Analysis:
             out.append(parent)
         return out
 
+    def has_source(self, data: bytes) -> bool:
+        """Is any node of the file a source (what ``source`` says of it)?"""
+        root = self.tree.root_node
+        for m in _PROCESS_ENV.finditer(data):
+            node = root.descendant_for_byte_range(m.start(), m.end())
+            if node is not None and self.source(node) is not None:
+                return True
+        return any(self.source(call) is not None for _, call in self.calls
+                   if call.type == "call_expression")
+
+    def has_sink(self) -> bool:
+        """Is any call a sink? (A write to a network object needs a network sink first.)"""
+        return any(self.sink(call, scope) is not None for scope, call in self.calls)
+
     # -- data flow ---------------------------------------------------------------------------
     def taint_in(self, node: ts.Node, scope: int) -> Taint | None:
         """The first source or tainted name inside an expression, with a transform if any."""
@@ -328,7 +367,7 @@ class _Analysis:
             if found is None:
                 t = self.source(sub)
                 if t is None and sub.type in ("identifier", "shorthand_property_identifier"):
-                    t = self._tainted(_name(sub), self.scope_of.get(sub.id, scope))
+                    t = self._tainted(_name(sub), self.scope_of(sub))
                 if t is not None:
                     found = t
             if transform is None and sub.type == "call_expression":
@@ -400,7 +439,7 @@ class _Analysis:
             params = self.functions[name]
             for i, t in tainted_args:
                 if t is not None and i < len(params) and params[i].type == "identifier":
-                    fscope = self.scope_of.get(params[i].id, scope)
+                    fscope = self.scope_of(params[i])
                     self.scopes.tainted.setdefault((fscope, _name(params[i])), t)
 
     def _params(self, fn: ts.Node) -> list[str]:
@@ -433,6 +472,22 @@ class _Analysis:
         return found
 
 
+#: The node kinds the analysis reads; the rest of the tree is only their context.
+_COLLECTED = ("variable_declarator", "assignment_expression", "augmented_assignment_expression",
+              "call_expression", "new_expression", "import_statement", *sorted(FUNCTION_TYPES))
+
+
+@lru_cache(maxsize=4)
+def _collect_query(lang: str) -> ts.Query:
+    language = jsast.language(lang)
+    kinds = [k for k in _COLLECTED if language.id_for_node_kind(k, True) is not None]
+    return ts.Query(language, "[" + " ".join(f"({k})" for k in kinds) + "] @n")
+
+
+def _collect(tree: ts.Tree, lang: str) -> list[ts.Node]:
+    return ts.QueryCursor(_collect_query(lang)).captures(tree.root_node).get("n", [])
+
+
 def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
     """Nodes of an expression, leaving out ``env: …`` options (a child given our environment is
     not the environment sent anywhere) and function bodies (a function is not its data)."""
@@ -451,13 +506,23 @@ def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
 
 
 def find_chains(data: bytes, path: str = "index.js") -> list[Chain]:
+    """The chains of one file (the rules of chains.yml share one analysis per text)."""
     if len(data) > MAX_BYTES:
         return []
-    analysis = _Analysis(data, jsast.language_kind(path))
+    return list(_find_chains(data, jsast.language_kind(path)))
+
+
+@lru_cache(maxsize=8)
+def _find_chains(data: bytes, lang: str) -> tuple[Chain, ...]:
+    analysis = _Analysis(data, lang)
     if not analysis.walk():
-        return []
+        return ()
+    # every taint starts at a source and a chain ends at a sink: without both, the passes over
+    # the assignments (most of the cost in a large bundle) cannot find anything
+    if not analysis.has_source(data) or not analysis.has_sink():
+        return ()
     analysis.propagate()
-    return analysis.chains()
+    return tuple(analysis.chains())
 
 
 def describe(chain: Chain) -> str:

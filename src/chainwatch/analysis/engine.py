@@ -179,11 +179,14 @@ class Engine:
                     hits[rid].append(Hit(inst.offset, inst.matched_length))
             if rid not in hits:
                 hits[rid].append(Hit(0, 0))
-        queries = [self.by_id[rid] for rid in needles if self.by_id[rid].query]
+        # a rule whose 'requires' did not all match cannot report: skip its parse and walk
+        queries = [self.by_id[rid] for rid in needles if self.by_id[rid].query
+                   and len(self.by_id[rid].requires) <= met[rid]]
         if queries:
             self._query_hits(file, queries, needles, hits)
         for rule in self.rules:
-            if rule.detector and rule.target in kinds and (not rule.needle or rule.id in needles):
+            if rule.detector and rule.target in kinds and (not rule.needle or rule.id in needles) \
+                    and len(rule.requires) <= met[rule.id]:
                 if rule.detector in MANIFEST_DETECTORS:
                     found = (MANIFEST_DETECTORS[rule.detector](file, manifest, rule.params)
                              if manifest is not None else [])

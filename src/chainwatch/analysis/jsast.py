@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 import tree_sitter as ts
 import tree_sitter_javascript
@@ -47,7 +47,20 @@ class QueryHit:
     length: int
 
 
+#: Texts up to this size keep their last trees: the query rules, the normaliser and the
+#: behaviour chains read the same file one after the other and need not parse it again.
+REUSE_BYTES = 256 * 1024
+
+
 def parse(data: bytes, kind: str) -> ts.Tree:
+    """The tree of a text (trees are never edited in place, so one may be handed out twice)."""
+    if len(data) <= REUSE_BYTES:
+        return _parse_reused(data, kind)
+    return ts.Parser(language(kind)).parse(data)
+
+
+@lru_cache(maxsize=4)
+def _parse_reused(data: bytes, kind: str) -> ts.Tree:
     return ts.Parser(language(kind)).parse(data)
 
 

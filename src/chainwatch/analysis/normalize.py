@@ -831,9 +831,15 @@ rule signs {
   condition: any of them
 }
 rule small {
+  // an escape counts only when it spells a printable ASCII character other than a quote or
+  // a backslash (a name, a path, a command hidden one character at a time); escapes of
+  // control, non-ASCII or quote characters are how ordinary code writes those
   strings:
     $a = /['"`]\s*\+\s*['"`]/
-    $b = /\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|u\{[0-9a-fA-F]{1,6}\}|[0-7]{3})/
+    $b = /\\x(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])/
+    $b2 = /\\u00(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])/
+    $b3 = /\\u\{0{0,4}(2[013-689a-fA-F]|[34][0-9a-fA-F]|5[0-9abdefABDEF]|6[1-9a-fA-F]|7[0-9a-eA-E])\}/
+    $b4 = /\\[0-7]{3}/
     $c = /\$\{\s*['"]/
     $d = /\.\s*reverse\s*\(\s*\)\s*\.\s*join/
     $e = /\.\s*(call|apply|bind)\s*\(\s*(null|undefined|void\s+0|global|globalThis|window)[^\w$]/
