@@ -128,3 +128,20 @@ def test_allow_unreadable_with_nothing_readable_is_still_exit_2(tmp_path: Path) 
     (project / "package-lock.json").write_text(CONFLICTED["package-lock.json"])
     code, _ = run(tmp_path, str(project), "--allow-unreadable")
     assert code == 2
+
+
+def test_an_unreadable_lockfile_does_not_hide_the_pins_of_its_package_json(
+        tmp_path: Path) -> None:
+    """Before: with --allow-unreadable, a merge-conflicted package-lock.json beside a
+    package.json pinning chalk@5.6.1 gave "nothing to check" (exit 2), and the error said
+    "not valid JSON" instead of naming the conflict."""
+    project = tmp_path / "broken"
+    project.mkdir()
+    (project / "package.json").write_text(json.dumps(
+        {"name": "app", "dependencies": {"chalk": "5.6.1"}}))
+    (project / "package-lock.json").write_text(
+        '{\n<<<<<<< HEAD\n  "lockfileVersion": 3\n=======\n  "x": 1\n>>>>>>> theirs\n}\n')
+    for extra in ([], ["--allow-unreadable"]):
+        code, output = run(tmp_path, str(project), *extra)
+        assert code == 1, output  # the known-bad pin is blocked either way
+        assert "chalk@5.6.1" in output and "merge conflict" in output

@@ -52,6 +52,10 @@ def json_object(data: bytes | str, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
     except ValueError as exc:
+        raw = data.encode() if isinstance(data, str) else data
+        if b"\n<<<<<<< " in b"\n" + raw:
+            raise InventoryError("has unresolved git merge conflict markers (<<<<<<<): "
+                                 "resolve the conflict and regenerate it") from exc
         raise InventoryError(f"not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise InventoryError("JSON nested too deeply") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import PurePosixPath
 
 from chainwatch.inventory.base import Sibling, json_object, manifest_deps
@@ -19,8 +20,10 @@ class PackageJsonExtractor:
         return path.name == "package.json" and "node_modules" not in path.parts
 
     def extract(self, source: str, data: bytes, sibling: Sibling) -> Environment:
-        if any(sibling(name) is not None for name in LOCKFILES):
+        beside = {name: found for name in LOCKFILES if (found := sibling(name)) is not None}
+        if any(_readable(name, found) for name, found in beside.items()):
             return Environment(source, self.kind, source, (), ("skipped: a lockfile is beside it",))
+        # no lockfile, or only unreadable ones (a merge conflict): the pins still say something
         manifest = json_object(data, "package.json")
         label = str(manifest.get("name") or "(root)")
         packages = tuple(sorted(
@@ -30,3 +33,16 @@ class PackageJsonExtractor:
              for dep, rng, kind in manifest_deps(manifest)),
             key=lambda p: p.name))
         return Environment(source, self.kind, source, packages)
+
+
+def _readable(name: str, data: bytes) -> bool:
+    """Whether a lockfile beside the manifest can stand for it: not a merge conflict, and a
+    JSON lockfile that is a JSON object (its own parser reports what is wrong with it)."""
+    if b"\n<<<<<<< " in b"\n" + data or b"\n>>>>>>> " in data:
+        return False
+    if name.endswith(".json"):
+        try:
+            return isinstance(json.loads(data), dict)
+        except (ValueError, RecursionError):
+            return False
+    return True
