@@ -234,3 +234,21 @@ def test_known_bad_reason_names_the_list_not_our_memory_and_is_cut_at_a_word() -
     reasons = [why for action, rule, why in found if rule == "known-bad"]
     assert len(reasons) == 1 and reasons[0].startswith("listed by GHSA-test:")
     assert reasons[0].endswith("word…") and len(reasons[0]) < 460
+
+
+class _Unpublished:
+    """A registry whose packument no longer lists the version asked about."""
+
+    def packument(self, name: str) -> dict[str, Any]:
+        return {"name": name, "versions": {"1.0.0": {"name": name, "version": "1.0.0"}},
+                "time": {"1.0.0": "2020-01-01T00:00:00Z"}}
+
+
+def test_a_blocked_known_bad_version_gets_no_registry_noise() -> None:
+    from chainwatch.gate.policy import Policy
+
+    checker = Checker(Policy(), _Unpublished(), _Listed())  # type: ignore[arg-type]
+    rules = [d.rule for d in checker.evaluate("x", "1.0.1")]
+    assert rules == ["known-bad"]
+    clean = Checker(Policy(), _Unpublished(), BuiltinKnownBad())  # type: ignore[arg-type]
+    assert [d.rule for d in clean.evaluate("x", "1.0.1")] == ["registry"]  # still said otherwise

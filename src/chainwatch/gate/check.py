@@ -126,10 +126,14 @@ class Checker:
         if doc is not None and version not in (doc.get("versions") or {}):
             problems.append((self.policy.offline, "registry",
                              "version not in the registry (unpublished?)"))
+        decided = self.decide(name, version, doc, scan=True)
+        if any(rule == "known-bad" and action == "block" for action, rule, _ in decided):
+            # a blocked known-bad version needs no word about the registry's metadata (such a
+            # version is often unpublished: that is the known-bad list's business)
+            problems = []
         return [Decision(name, version, action, rule, reason,
                          self.suggest(name, version, doc) if action == "block" and doc else None)
-                for action, rule, reason in [*self.decide(name, version, doc, scan=True),
-                                             *problems]]
+                for action, rule, reason in [*decided, *problems]]
 
     def _needs_registry(self) -> bool:
         p = self.policy
