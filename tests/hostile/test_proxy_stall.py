@@ -172,7 +172,7 @@ def test_the_resolver_asks_once_per_host_and_forgets_failures_and_old_answers() 
         return found
 
     async def go() -> None:
-        resolver = CachingResolver(inner, ttl=0.3, entries=2)
+        resolver = CachingResolver(inner, ttl=0.3, entries=2, stale=0)
         got = await asyncio.gather(*(resolver("a.test.invalid", 443) for _ in range(20)))
         assert got == [["192.0.2.1"]] * 20 and asked == ["a.test.invalid"]
         got[0].append("169.254.169.254")  # a caller's copy, never the cached answer
@@ -211,5 +211,44 @@ def test_a_client_hanging_up_does_not_cancel_the_lookup_others_wait_for() -> Non
         first.cancel()
         assert await second == ["192.0.2.1"]
         assert asked == ["a.test.invalid"]
+
+    asyncio.run(go())
+
+
+def test_an_expired_answer_is_renewed_in_the_background_never_making_anyone_wait() -> None:
+    answers = [["192.0.2.1"], ["192.0.2.2"]]
+    asked: list[float] = []
+
+    async def inner(host: str, _port: int) -> list[str]:
+        asked.append(time.monotonic())
+        if len(asked) > 1:
+            await asyncio.sleep(LATE)  # the renewal's question is dropped and retried
+        return answers[len(asked) - 1]
+
+    async def go() -> None:
+        resolver = CachingResolver(inner, ttl=0.1, stale=60)
+        assert await resolver("a.test.invalid", 443) == ["192.0.2.1"]
+        await asyncio.sleep(0.15)
+        started = time.monotonic()
+        got = await asyncio.gather(*(resolver("a.test.invalid", 443) for _ in range(12)))
+        assert time.monotonic() - started < 1.0 and got == [["192.0.2.1"]] * 12
+        assert len(asked) == 2  # one renewal, not one per caller
+        await asyncio.sleep(LATE + 0.2)
+        assert await resolver("a.test.invalid", 443) == ["192.0.2.2"]
+
+    asyncio.run(go())
+
+
+def test_past_the_stale_window_callers_wait_for_a_fresh_answer() -> None:
+    answers = iter([["192.0.2.1"], ["192.0.2.2"]])
+
+    async def inner(host: str, _port: int) -> list[str]:
+        return next(answers)
+
+    async def go() -> None:
+        resolver = CachingResolver(inner, ttl=0.05, stale=0.05)
+        assert await resolver("a.test.invalid", 443) == ["192.0.2.1"]
+        await asyncio.sleep(0.15)
+        assert await resolver("a.test.invalid", 443) == ["192.0.2.2"]
 
     asyncio.run(go())
