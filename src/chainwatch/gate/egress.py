@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,76 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 async def system_resolver(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+#: How long the proxy reuses a host's addresses before asking DNS again.
+RESOLVE_SECONDS = 30.0
+#: How long after that an answer is still used while a new one is asked for in the background.
+RESOLVE_STALE = 300.0
+#: Hosts whose addresses are kept (only the upstream and --tarball-hosts are ever resolved).
+RESOLVE_ENTRIES = 256
+
+
+class CachingResolver:
+    """A resolver that asks ``inner`` once per host and port for ``ttl`` seconds, and makes
+    concurrent lookups of one host wait for a single question.
+
+    Without it the proxy asked DNS twice per tarball (the egress check, then the connection):
+    a burst of parallel tarball GETs was a burst of lookups, and a resolver that drops a query
+    in such a burst answers it only after its retransmission timeout (glibc: 5 s), which is
+    what clients saw. An answer older than ``ttl`` (up to ``stale`` more) is still given while
+    a new one is asked for in the background. Failures and empty answers are never kept. The
+    address that is checked and the one connected to still come from the same answer (see
+    ``VettedBackend``)."""
+
+    def __init__(self, inner: Resolver = system_resolver, ttl: float = RESOLVE_SECONDS,
+                 entries: int = RESOLVE_ENTRIES, stale: float = RESOLVE_STALE) -> None:
+        self.inner = inner
+        self.ttl = ttl
+        self.stale = stale
+        self.entries = entries
+        self._known: OrderedDict[tuple[str, int], tuple[float, list[str]]] = OrderedDict()
+        self._flights: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
+        #: lookups actually sent to ``inner``
+        self.lookups = 0
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        key = (host.lower().rstrip("."), port)
+        hit = self._known.get(key)
+        age = time.monotonic() - hit[0] if hit is not None else None
+        if hit is not None and age is not None and age < self.ttl:
+            self._known.move_to_end(key)
+            return list(hit[1])
+        flight = self._flights.get(key)
+        if flight is None or flight.get_loop() is not asyncio.get_running_loop():
+            flight = asyncio.ensure_future(self._lookup(key, host, port))
+            flight.add_done_callback(_retrieved)
+            self._flights[key] = flight
+        if hit is not None and age is not None and age < self.ttl + self.stale:
+            # renewed in the background: a slow answer then delays nobody (the callers
+            # vet these addresses as they vet a fresh answer)
+            return list(hit[1])
+        # shielded: a client that hangs up does not cancel the lookup others wait for
+        return list(await asyncio.shield(flight))
+
+    async def _lookup(self, key: tuple[str, int], host: str, port: int) -> list[str]:
+        self.lookups += 1
+        try:
+            addresses = await self.inner(host, port)
+        finally:
+            self._flights.pop(key, None)
+        if addresses:
+            self._known[key] = (time.monotonic(), list(addresses))
+            self._known.move_to_end(key)
+            while len(self._known) > self.entries:
+                self._known.popitem(last=False)
+        return addresses
+
+
+def _retrieved(flight: asyncio.Future[list[str]]) -> None:
+    """A background renewal's failure is read (its callers, if any, see it themselves)."""
+    if not flight.cancelled():
+        flight.exception()
 
 
 def forbidden_address(ip: IPAddress) -> str | None:

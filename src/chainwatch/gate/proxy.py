@@ -46,7 +46,13 @@ from chainwatch.gate.budget import (
     YieldToOlder,
 )
 from chainwatch.gate.check import Checker
-from chainwatch.gate.egress import Egress, Resolver, system_resolver, vetted_transport
+from chainwatch.gate.egress import (
+    CachingResolver,
+    Egress,
+    Resolver,
+    system_resolver,
+    vetted_transport,
+)
 from chainwatch.gate.servable import unservable
 from chainwatch.packument import slim_packument
 from chainwatch.versions import parse, sort_versions
@@ -202,7 +208,10 @@ class Proxy:
         base URL, for in-process use); ``token`` guards the decisions endpoint, which without
         one is open only when ``open_decisions`` (the proxy listens on loopback)."""
         self.upstream = upstream.rstrip("/") + "/"
-        self.egress = Egress(self.upstream, tarball_hosts, resolver or system_resolver)
+        # one DNS question per host and 30 s, shared by the egress check and the connection
+        # (a lookup per tarball stalled parallel downloads on the resolver's 5 s retry)
+        self.resolver = CachingResolver(resolver or system_resolver)
+        self.egress = Egress(self.upstream, tarball_hosts, self.resolver)
         self.checker = checker
         self.fresh_seconds = fresh_seconds
         self.max_packument = max_packument
@@ -225,7 +234,7 @@ class Proxy:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=10.0),
                                       transport=transport or vetted_transport(
-                                          limits, resolver or system_resolver),
+                                          limits, self.resolver),
                                       follow_redirects=False)
         self.app = Starlette(routes=[
             Route("/-/chainwatch/health", self.health),
