@@ -19,7 +19,8 @@ from chainwatch.model import Finding, PackageFile, PackageFiles, Severity
 RUN_ON_INSTALL = ("preinstall", "install", "postinstall")
 _TOKEN = re.compile(r"[^\s;&|<>()'\"`]+")
 _BEHAVIOUR = {"obfuscation", "secrets", "wallet", "fingerprint", "exfil", "browser-hook",
-              "dropper", "propagation", "persistence", "sabotage", "hidden-process"}
+              "dropper", "propagation", "persistence", "sabotage", "hidden-process",
+              "remote-exec"}
 
 
 def gyp_install_commands(files: PackageFiles) -> dict[str, str]:
