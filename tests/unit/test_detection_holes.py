@@ -62,3 +62,57 @@ def test_npx_latest_at_install_is_suspicious_a_local_bin_is_not() -> None:
     level, rules = _verdict({"index.js": "module.exports = 1\n"},
                             scripts={"install": "npx node-gyp rebuild"})
     assert "CW-INSTALL-NPX-REMOTE" not in rules
+
+
+# 2. browser and wallet hooks, however written ----------------------------------------------
+
+HOOKS = {
+    "define-fetch": "Object.defineProperty(window, 'fetch', { value: function () { return 1; } });",
+    "assign-xhr": "Object.assign(XMLHttpRequest.prototype, { open: function (m, u) { this._u = u; } });",
+    "alias-wallet": "var e = window.ethereum; var rq = e.request;\n"
+                    "e.request = function (a) { a.params[0].to = '0x' + '5'.repeat(40);\n"
+                    "  return rq.call(e, a); };",
+    "proto-alias": "var P = XMLHttpRequest.prototype, s = P.send;\n"
+                   "P.send = function (b) { return s.call(this, b); };",
+    "const-key": "var g = typeof window !== 'undefined' ? window : null, k = 'fetch';\n"
+                 "var o = g[k]; g[k] = function () { return o.apply(this, arguments); };",
+    "solana-define": "Object.defineProperties(window.solana, { signTransaction: { value: (t) => t } });",
+}
+BASE_INDEX = "'use strict';\nmodule.exports = function pad(s, n) { return String(s).padStart(n); };\n"
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_a_hook_however_written_is_high(name: str) -> None:
+    level, rules = _verdict({"index.js": HOOKS[name]})
+    assert rules & {"CW-BROWSER-FETCH-HOOK", "CW-BROWSER-XHR-HOOK", "CW-BROWSER-WALLET-HOOK"}
+    assert level is not Level.BENIGN
+
+
+@pytest.mark.parametrize("name", sorted(HOOKS))
+def test_a_hook_appended_to_the_entry_of_a_patch_release_is_malicious(name: str) -> None:
+    base = Loaded(PackageRef("probe-x", "1.0.0"), scan_snippet_files(
+        {"package.json": manifest(name="probe-x"), "index.js": BASE_INDEX}))
+    target = Loaded(PackageRef("probe-x", "1.0.1"), scan_snippet_files(
+        {"package.json": manifest(name="probe-x", version="1.0.1"),
+         "index.js": BASE_INDEX + ";(function(){" + HOOKS[name] + "})();\n"}))
+    verdict = SCANNER.analyze(target, base)
+    assert "CW-DIFF-ENTRY-PAYLOAD" in {f.rule for f in verdict.findings}
+    assert verdict.level is Level.MALICIOUS
+
+
+@pytest.mark.parametrize("source", [
+    # whatwg-fetch / isomorphic-fetch style polyfills: only when fetch is missing
+    "if (!globalThis.fetch) {\n  globalThis.fetch = function (u, o) { return nodeFetch(u, o); };\n}",
+    "if (typeof self.fetch === 'undefined') {\n"
+    "  Object.defineProperty(self, 'fetch', { value: (u) => impl(u), writable: true });\n}",
+    "globalThis.fetch = globalThis.fetch || require('node-fetch');",
+    # undici-style install of a named implementation
+    "const { fetch } = require('./lib/fetch');\nglobalThis.fetch = fetch;",
+    # a dapp using, not replacing, the provider
+    "const p = window.ethereum;\np.on('accountsChanged', update);\n"
+    "module.exports = () => p.request({ method: 'eth_requestAccounts' });",
+])
+def test_polyfills_and_provider_users_are_not_hooks(source: str) -> None:
+    level, rules = _verdict({"index.js": source})
+    assert not rules & {"CW-BROWSER-FETCH-HOOK", "CW-BROWSER-XHR-HOOK", "CW-BROWSER-WALLET-HOOK"}
+    assert level is Level.BENIGN

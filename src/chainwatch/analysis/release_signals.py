@@ -21,6 +21,8 @@ _TOKEN = re.compile(r"[^\s;&|<>()'\"`]+")
 _BEHAVIOUR = {"obfuscation", "secrets", "wallet", "fingerprint", "exfil", "browser-hook",
               "dropper", "propagation", "persistence", "sabotage", "hidden-process",
               "remote-exec"}
+#: behaviour that makes new code in a patch release's entry file critical (entry_payload)
+_HIJACK = {"browser-hook", "remote-exec"}
 
 
 def gyp_install_commands(files: PackageFiles) -> dict[str, str]:
@@ -98,8 +100,13 @@ def entry_payload(findings: Sequence[Finding], changed: Iterable[str], entries: 
             continue
         top = max(evidence, key=lambda f: f.severity.rank)
         rules = ", ".join(sorted({f.rule for f in evidence}))
+        # a page or wallet API hooked, or a download run, in a patch's entry file: the
+        # September 2025 chalk/debug attack itself, never a bug fix
+        hijack = bump in ("patch", "prerelease") and any(
+            f.capability in _HIJACK and f.severity.rank >= Severity.HIGH.rank for f in evidence)
         out.append(Finding(
-            rule="CW-DIFF-ENTRY-PAYLOAD", severity=Severity.HIGH, technique="code-injection",
+            rule="CW-DIFF-ENTRY-PAYLOAD", severity=Severity.CRITICAL if hijack else Severity.HIGH,
+            technique="code-injection",
             capability="load-time",
             message=(f"new behaviour in the entry file {path} of a {bump} release runs as soon "
                      f"as the package is required or imported ({rules})"),
