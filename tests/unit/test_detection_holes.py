@@ -179,3 +179,43 @@ def test_plain_loading_is_no_indirect_loading() -> None:
     _, rules = _verdict({"index.js": "const fs = require('fs');\n"
                          "module.exports = async () => (await import('./lib/plugin.js')).default;\n"})
     assert "CW-EVAL-DYNAMIC-LOAD" not in rules
+
+
+# 4. entry paths as Node resolves them ------------------------------------------------------
+
+@pytest.mark.parametrize("main", [
+    "lib/./index.js", "x/../lib/index.js", "lib//index.js", "./lib/", "lib", "lib/index",
+    "lib\\index.js", "lib/index.JS", "lib/index.js?x",
+])
+def test_main_is_resolved_as_node_resolves_it(main: str) -> None:
+    from chainwatch.analysis.diff import entry_points
+
+    files = scan_snippet_files({"package.json": manifest(main=main), "index.js": "1\n",
+                                "lib/index.js": "2\n"})
+    assert "lib/index.js" in entry_points(files.manifest, [f.path for f in files.files])
+
+
+def test_an_unresolvable_main_falls_back_to_the_root_index_and_escapes_nothing() -> None:
+    from chainwatch.analysis.diff import entry_points
+
+    files = scan_snippet_files({"package.json": manifest(main="../outside/index.js"),
+                                "index.js": "1\n", "lib/index.js": "2\n"})
+    found = entry_points(files.manifest, [f.path for f in files.files])
+    assert "index.js" in found and "lib/index.js" not in found
+    assert not any(p.startswith("..") or "outside" in p for p in found)
+    # a main that resolves keeps the root index.js out (Node never loads it then)
+    files = scan_snippet_files({"package.json": manifest(main="lib/index.js"),
+                                "index.js": "1\n", "lib/index.js": "2\n"})
+    assert "index.js" not in entry_points(files.manifest, [f.path for f in files.files])
+
+
+def test_a_payload_in_a_main_written_oddly_is_an_entry_payload() -> None:
+    payload = ";(function(){" + HOOKS["alias-wallet"] + "})();\n"
+    base = Loaded(PackageRef("probe-x", "1.0.0"), scan_snippet_files(
+        {"package.json": manifest(name="probe-x", main="x/../lib//index.js"),
+         "lib/index.js": BASE_INDEX}))
+    target = Loaded(PackageRef("probe-x", "1.0.1"), scan_snippet_files(
+        {"package.json": manifest(name="probe-x", version="1.0.1", main="x/../lib//index.js"),
+         "lib/index.js": BASE_INDEX + payload}))
+    verdict = SCANNER.analyze(target, base)
+    assert "CW-DIFF-ENTRY-PAYLOAD" in {f.rule for f in verdict.findings}
