@@ -257,3 +257,28 @@ def test_an_ordinary_addon_with_includes_and_a_generator_stays_benign() -> None:
     })
     assert "CW-INSTALL-PIPE-SHELL" not in rules
     assert level is not Level.MALICIOUS
+
+
+# 6. a phantom dependency is not cleared by a comment ------------------------------------------
+
+def test_a_dependency_named_only_in_a_comment_is_phantom() -> None:
+    from chainwatch.analysis.release_signals import unused_dependencies
+
+    files = scan_snippet_files({
+        "package.json": manifest(),
+        "index.js": "// uses helper-x\n/* and plain-crypto-y, see docs */\n"
+                    "module.exports = require('used-dep');\n",
+        "types.d.ts": "/// <reference types=\"typed-only\" />\nexport {};\n",
+    })
+    added = {"helper-x": "^1", "plain-crypto-y": "^4", "used-dep": "^1", "typed-only": "^1"}
+    assert unused_dependencies(added, files) == ["helper-x", "plain-crypto-y"]
+
+
+def test_a_dependency_created_after_the_release_is_never_a_negative_age() -> None:
+    from chainwatch.analysis.metadata import young_dependencies
+
+    found = young_dependencies({"helper-x": "^1"}, {"helper-x": "2025-09-10T00:00:00Z"},
+                               "2025-09-07T00:00:00Z")
+    assert len(found) == 1
+    assert "-" not in found[0].message.split("created", 1)[1].split("days")[0]
+    assert "3 days after" in found[0].message

@@ -11,6 +11,9 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+import tree_sitter as ts
+
+from chainwatch.analysis import jsast
 from chainwatch.analysis.gyp import MAX_GYP_INCLUDES, gyp_named_files, parse_gyp
 from chainwatch.manifest import Manifest
 from chainwatch.model import Finding, PackageFile, PackageFiles, Severity
@@ -139,11 +142,38 @@ _TEXT_EXT = (".js", ".cjs", ".mjs", ".jsx", ".ts", ".cts", ".mts", ".tsx", ".jso
              ".vue", ".svelte", ".sh", ".gyp")
 
 
+#: JS/TS files up to this size have their comments removed before a dependency counts as named
+COMMENT_STRIP_LIMIT = 2 * 1024 * 1024
+
+
+def _without_comments(file: PackageFile) -> bytes:
+    """A JS/TS file's text without its comments (tree-sitter): `// uses helper-x` names no
+    dependency. Other files, and larger ones, as they are."""
+    low = file.path.lower()
+    if not low.endswith((*jsast.JS_EXT, *jsast.TS_EXT, *jsast.TSX_EXT)) or low.endswith(
+            (".d.ts", ".d.mts", ".d.cts")) or len(file.data) > COMMENT_STRIP_LIMIT:
+        return file.data
+    kind = jsast.language_kind(file.path)
+    query = jsast.compile_query(kind, "(comment) @c")
+    if query is None:
+        return file.data
+    tree = jsast.parse(file.data, kind)
+    parts: list[bytes] = []
+    last = 0
+    for node in sorted(ts.QueryCursor(query).captures(tree.root_node).get("c", []),
+                       key=lambda n: n.start_byte):
+        if node.start_byte >= last:
+            parts.append(file.data[last:node.start_byte])
+            last = node.end_byte
+    parts.append(file.data[last:])
+    return b" ".join(parts)
+
+
 def unused_dependencies(added: Mapping[str, str], files: PackageFiles) -> list[str]:
     """Added dependencies whose name no code file, script or config names at all."""
     if not added:
         return []
-    corpus: list[bytes] = [f.data for f in files.files
+    corpus: list[bytes] = [_without_comments(f) for f in files.files
                            if f.path != "package.json" and f.path.lower().endswith(_TEXT_EXT)]
     manifest = files.manifest.raw
     for key in ("scripts", "bin", "peerDependencies", "exports", "browser"):
