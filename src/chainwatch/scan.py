@@ -496,7 +496,8 @@ class Scanner:
             findings = [replace(f, preexisting=f.capability in capabilities_before)
                         for f in findings]
             findings.extend(injected_concealment(
-                findings, before, changes.changed, entry_points(t_manifest), t_install,
+                findings, before, changes.changed,
+                entry_points(t_manifest, [f.path for f in target.files.files]), t_install,
                 bump_kind(baseline.ref.version, target.ref.version)))
         findings.extend(target.files.findings)
         if t_manifest.problems:
@@ -548,7 +549,9 @@ class Scanner:
                 t_manifest, target.files.files,
                 [baseline.files.manifest.lifecycle_scripts, *self._earlier_scripts(target)],
                 t_gyp, bool(gyp_install_commands(baseline.files))))
-            findings.extend(entry_payload(findings, fresh, entry_points(t_manifest), bump))
+            findings.extend(entry_payload(
+                findings, fresh, entry_points(t_manifest, [f.path for f in target.files.files]),
+                bump))
             if deps_added:
                 findings.extend(self._added_dependencies(target, deps_added, _depth, limits))
         code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))

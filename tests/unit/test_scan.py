@@ -60,7 +60,9 @@ def test_appended_clipper_is_malicious_with_capability_delta() -> None:
     assert v.changes is not None and "browser-hook" in v.changes.capabilities_added
     top = v.findings[0]
     assert top.file == "index.js" and top.line and top.snippet
-    assert top.technique in ("browser-hijack", "crypto-theft")
+    # the top finding is the hook itself, or the (critical) entry payload that names it
+    assert top.technique in ("browser-hijack", "crypto-theft") or (
+        top.rule == "CW-DIFF-ENTRY-PAYLOAD" and "CW-BROWSER-FETCH-HOOK" in top.message)
 
 
 def test_new_postinstall_stealer_is_malicious() -> None:

@@ -138,7 +138,8 @@ CODE_FINDINGS: tuple[CodeFinding, ...] = (
        "An install script in a package whose earlier versions never had one, running a local file."),
     _f("CW-DIFF-ENTRY-PAYLOAD", H, "code-injection", "diff",
        "New behaviour in an entry point (main, module, exports, browser, bin) of a patch or minor "
-       "release: it runs on require or import, with no install script."),
+       "release: it runs on require or import, with no install script. Critical in a patch "
+       "release when that behaviour hooks a page or wallet API or runs a download."),
     _f("CW-DEP-CHAIN", C, "dependency-chain", "scan",
        "A dependency new in this release is flagged when scanned itself "
        "(release → dependency@version → finding)."),

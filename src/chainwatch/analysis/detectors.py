@@ -333,3 +333,19 @@ def gyp_commands(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
         return []
     return [Hit(c.offset, 0, f"node-gyp runs `{c.command[:200]}` ({c.kind})")
             for c in parse_gyp(file.data) if not c.routine]
+
+
+# --- browser and wallet hooks ---------------------------------------------------------------
+_HOOK_NAMES = {"fetch": "fetch", "xhr": "XMLHttpRequest", "wallet": "a wallet provider"}
+
+
+@detector("browser_hook")
+def browser_hook(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
+    """fetch / XMLHttpRequest / wallet provider methods replaced, however it is written."""
+    from chainwatch.analysis import jsast
+    from chainwatch.analysis.hooks import find_hooks
+
+    api = str(params.get("api", "fetch"))
+    found = find_hooks(file.data, jsast.language_kind(file.path))
+    return [Hit(h.offset, h.length, f"{_HOOK_NAMES.get(api, api)} replaced by {h.how}")
+            for h in found if h.api == api]

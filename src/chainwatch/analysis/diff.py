@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import posixpath
+import re
+from collections.abc import Collection, Iterable, Sequence
 
 from chainwatch.manifest import NO_MANIFEST, Manifest
 from chainwatch.model import FileChanges, Finding, PackageFiles, Severity
@@ -37,25 +39,59 @@ def manifest_changes(
     )
 
 
-def entry_points(manifest: Manifest) -> set[str]:
-    """Files a consumer loads: main, module, browser, bin and exports targets."""
-    found: set[str] = set()
+#: what Node tries after a main/bin path: the file, its extensions, then a folder's index
+_RESOLVE = ("", ".js", ".json", ".node", "/index.js", "/index.json", "/index.node")
+_ROOT_INDEX = ("index.js", "index.json", "index.node")
 
-    def add(value: object) -> None:
+
+def _entry_base(value: str) -> str | None:
+    """A manifest path as Node reads it in the package folder (posix normpath; a backslash is
+    a separator on Windows, so it counts as one); None when it leaves the package."""
+    path = posixpath.normpath(value.replace("\\", "/").strip())
+    if path in (".", ""):
+        return ""
+    if path.startswith(("../", "/")) or path == "..":
+        return None
+    return path
+
+
+def entry_points(manifest: Manifest, paths: Collection[str] | None = None) -> set[str]:
+    """Files a consumer loads: main, module, browser, bin and exports targets, resolved as Node
+    resolves them (``lib/./index.js``, ``x/../lib``, ``lib//index.js``, ``./lib/`` → lib/index.js;
+    extensions .js/.json/.node; a folder's index). With the package's ``paths``, a target whose
+    case differs (case-insensitive file systems) counts too, and a ``main`` that resolves to no
+    file falls back to the root index.js, as Node does."""
+    found: set[str] = set()
+    main_hits: list[bool] = []
+    by_lower: dict[str, list[str]] = {}
+    for p in paths or ():
+        by_lower.setdefault(p.lower(), []).append(p)
+
+    def add(value: object, is_main: bool = False) -> None:
         if isinstance(value, str):
-            path = value.removeprefix("./")
-            found.update({path, f"{path}.js", f"{path}/index.js"})
+            # import() reads main as a URL: "lib/index.js?x" loads lib/index.js
+            bases = {_entry_base(v) for v in (value, re.split(r"[?#]", value, maxsplit=1)[0])}
+            candidates = [f"{base}{ext}".lstrip("/") for base in bases if base is not None
+                          for ext in _RESOLVE]
+            found.update(c for c in candidates if c)
+            hits = [real for c in candidates for real in by_lower.get(c.lower(), ())]
+            found.update(hits)
+            if is_main:
+                main_hits.append(bool(hits))
         elif isinstance(value, dict):
-            for inner in value.values():
+            for key, inner in value.items():
                 add(inner)
+                if key.startswith(("./", ".")) and key not in (".",) and isinstance(inner, (str, dict)):
+                    add(key)  # the "browser" map's keys name files that are replaced
         elif isinstance(value, list):
             for inner in value:
                 add(inner)
 
-    for key in ("main", "module", "browser", "bin", "exports"):
+    add(manifest.raw.get("main"), is_main=True)
+    for key in ("module", "browser", "bin", "exports"):
         add(manifest.raw.get(key))
-    if not found:
-        found.add("index.js")
+    if not found or (paths is not None and main_hits and not any(main_hits)):
+        found.update(_ROOT_INDEX)
     return found
 
 

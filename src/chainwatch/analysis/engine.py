@@ -21,6 +21,8 @@ from chainwatch.model import Finding, PackageFile, Severity
 
 CODE_EXT = (*jsast.JS_EXT, *jsast.TS_EXT, *jsast.TSX_EXT)
 SHELL_EXT = (".sh", ".bash", ".zsh", ".ps1", ".bat", ".cmd")
+#: scripts of other interpreters: read by the script rules when they run at install
+INTERPRETER_EXT = (".py", ".pl", ".rb", ".gypi")
 DOC_EXT = (".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".map", ".d.ts", ".d.mts",
            ".d.cts", ".css", ".svg", ".flow", ".snap", ".lock")
 DOC_NAMES = ("license", "licence", "changelog", "history", "readme", "authors", "notice")
@@ -261,6 +263,8 @@ class Engine:
         shows the normalised text beside it; one the surface already had is not repeated.
         """
         kinds = file_kinds(file)
+        if install_time and kinds == ("text",) and file.path.lower().endswith(INTERPRETER_EXT):
+            kinds = ("script", "text")  # a .py node-gyp imports, a .pl a hook runs: a script
         if not kinds:
             return []
         if manifest is None and "manifest" in kinds:  # a caller without a PackageFiles

@@ -26,6 +26,9 @@ MAX_DEPTH = 32
 SCAN_BUDGET = 256 * 1024
 
 _EXPANSION = re.compile(r"<!@?\(")
+#: ``<!pymod_do_main(module args)``: gyp imports module.py (from the .gyp's folder) and runs it
+_PYMOD = re.compile(r"<!@?pymod_do_main\(\s*([\w.]{1,100})")
+MAX_GYP_INCLUDES = 8
 #: The idioms of nearly every native addon: ask node for an include folder, or pkg-config.
 _ROUTINE = re.compile(
     r"""^\s*(node|"?\$\{?node\}?"?)\s+(-p|-e|--print|--eval)\s+\\?["']\s*require\(\s*\\?["']"""
@@ -119,3 +122,37 @@ def parse_gyp(data: bytes) -> list[GypCommand]:
             seen.add(action.command)
             commands.append(action)
     return [c for c in commands if c.command.strip()]
+
+
+def gyp_named_files(data: bytes) -> tuple[list[str], list[str]]:
+    """(included .gypi files, Python modules imported by pymod_do_main) that a .gyp names.
+
+    Both run at install: an include's own expansions and actions are read like binding.gyp's,
+    a pymod module is Python that gyp imports. Paths are as written (the caller resolves them
+    inside the package)."""
+    text = data[:MAX_GYP_BYTES].decode("utf-8", "replace")
+    modules = [m.group(1).replace(".", "/") + ".py" for m in _PYMOD.finditer(text)]
+    includes: list[str] = []
+    try:
+        doc: Any = ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        doc = None
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > MAX_DEPTH or len(includes) >= MAX_GYP_INCLUDES:
+            return
+        if isinstance(node, dict):
+            inc = node.get("includes")
+            if isinstance(inc, list):
+                includes.extend(i for i in inc if isinstance(i, str))
+            for value in node.values():
+                walk(value, depth + 1)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, depth + 1)
+
+    walk(doc, 0)
+    if doc is None:  # gyp's reader is laxer: the include names from the raw text
+        for m in re.finditer(r"""['"]includes['"]\s*:\s*\[([^\]]{0,2000})\]""", text):
+            includes.extend(re.findall(r"""['"]([^'"]{1,200}\.gypi?)['"]""", m.group(1)))
+    return includes[:MAX_GYP_INCLUDES], modules[:MAX_GYP_INCLUDES]

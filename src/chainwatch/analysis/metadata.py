@@ -220,9 +220,14 @@ def young_dependencies(added: dict[str, str], created: dict[str, str | None],
             continue
         age = (when - born).days if when else None
         if age is None or age < YOUNG_DEPENDENCY_DAYS:
-            shown = f"{age} days" if age is not None else "an unknown time"
+            if age is None:
+                shown = "an unknown time before this release"
+            elif age < 0:  # the dependency is younger than the release that names it
+                shown = f"{-age} days after this release was published"
+            else:
+                shown = f"{age} days before this release"
             out.append(_signal(
                 "CW-META-YOUNG-DEPENDENCY", Severity.MEDIUM, "new-dependency",
-                f"new dependency {dep}@{added[dep]} was created {shown} before this release",
+                f"new dependency {dep}@{added[dep]} was created {shown}",
                 "package.json"))
     return out

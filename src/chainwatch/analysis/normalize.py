@@ -651,6 +651,8 @@ class _Folder:
             value = self.const(node, depth + 1)
             if isinstance(value, str) and not (kind == "identifier" and len(value) > 256):
                 folded = quote(value).encode("utf-8", "replace")
+                # code decoded from a call (atob, Buffer.from, fromCharCode) keeps a marker
+                folded += b"/*decoded*/" if kind.endswith("call_expression") and "(" in value else b""
                 return original if folded == original else folded
         if kind == "subscript_expression":
             obj, index = node.child_by_field_name("object"), node.child_by_field_name("index")

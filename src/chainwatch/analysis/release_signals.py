@@ -11,7 +11,10 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from chainwatch.analysis.gyp import parse_gyp
+import tree_sitter as ts
+
+from chainwatch.analysis import jsast
+from chainwatch.analysis.gyp import MAX_GYP_INCLUDES, gyp_named_files, parse_gyp
 from chainwatch.manifest import Manifest
 from chainwatch.model import Finding, PackageFile, PackageFiles, Severity
 
@@ -19,7 +22,10 @@ from chainwatch.model import Finding, PackageFile, PackageFiles, Severity
 RUN_ON_INSTALL = ("preinstall", "install", "postinstall")
 _TOKEN = re.compile(r"[^\s;&|<>()'\"`]+")
 _BEHAVIOUR = {"obfuscation", "secrets", "wallet", "fingerprint", "exfil", "browser-hook",
-              "dropper", "propagation", "persistence", "sabotage", "hidden-process"}
+              "dropper", "propagation", "persistence", "sabotage", "hidden-process",
+              "remote-exec"}
+#: behaviour that makes new code in a patch release's entry file critical (entry_payload)
+_HIJACK = {"browser-hook", "remote-exec"}
 
 
 def gyp_install_commands(files: PackageFiles) -> dict[str, str]:
@@ -29,8 +35,28 @@ def gyp_install_commands(files: PackageFiles) -> dict[str, str]:
     scripts = files.manifest.lifecycle_scripts
     if gyp is None or any(h in scripts for h in ("install", "preinstall")):
         return {}
-    return {f"binding.gyp {c.kind} {n + 1}": c.command
-            for n, c in enumerate(parse_gyp(gyp.data)) if not c.routine}
+    out: dict[str, str] = {}
+    queue, seen = ["binding.gyp"], {"binding.gyp"}
+    while queue and len(seen) <= MAX_GYP_INCLUDES + 1:
+        path = queue.pop(0)
+        current = gyp if path == "binding.gyp" else files.get(path)
+        if current is None:
+            continue
+        data = current.data
+        out.update({f"{path} {c.kind} {n + 1}": c.command
+                    for n, c in enumerate(parse_gyp(data)) if not c.routine})
+        includes, modules = gyp_named_files(data)
+        base = posixpath.dirname(path)
+        for name in includes:
+            inc = posixpath.normpath(posixpath.join(base, name))
+            if not inc.startswith("..") and inc not in seen and files.get(inc) is not None:
+                seen.add(inc)
+                queue.append(inc)
+        for module in modules:
+            mod = posixpath.normpath(posixpath.join(base, module))
+            if not mod.startswith(".."):
+                out[f"{path} pymod_do_main {mod}"] = f"python3 {mod}"
+    return out
 
 
 def _local_file(command: str, known: set[str]) -> str | None:
@@ -97,8 +123,13 @@ def entry_payload(findings: Sequence[Finding], changed: Iterable[str], entries: 
             continue
         top = max(evidence, key=lambda f: f.severity.rank)
         rules = ", ".join(sorted({f.rule for f in evidence}))
+        # a page or wallet API hooked, or a download run, in a patch's entry file: the
+        # September 2025 chalk/debug attack itself, never a bug fix
+        hijack = bump in ("patch", "prerelease") and any(
+            f.capability in _HIJACK and f.severity.rank >= Severity.HIGH.rank for f in evidence)
         out.append(Finding(
-            rule="CW-DIFF-ENTRY-PAYLOAD", severity=Severity.HIGH, technique="code-injection",
+            rule="CW-DIFF-ENTRY-PAYLOAD", severity=Severity.CRITICAL if hijack else Severity.HIGH,
+            technique="code-injection",
             capability="load-time",
             message=(f"new behaviour in the entry file {path} of a {bump} release runs as soon "
                      f"as the package is required or imported ({rules})"),
@@ -111,11 +142,38 @@ _TEXT_EXT = (".js", ".cjs", ".mjs", ".jsx", ".ts", ".cts", ".mts", ".tsx", ".jso
              ".vue", ".svelte", ".sh", ".gyp")
 
 
+#: JS/TS files up to this size have their comments removed before a dependency counts as named
+COMMENT_STRIP_LIMIT = 2 * 1024 * 1024
+
+
+def _without_comments(file: PackageFile) -> bytes:
+    """A JS/TS file's text without its comments (tree-sitter): `// uses helper-x` names no
+    dependency. Other files, and larger ones, as they are."""
+    low = file.path.lower()
+    if not low.endswith((*jsast.JS_EXT, *jsast.TS_EXT, *jsast.TSX_EXT)) or low.endswith(
+            (".d.ts", ".d.mts", ".d.cts")) or len(file.data) > COMMENT_STRIP_LIMIT:
+        return file.data
+    kind = jsast.language_kind(file.path)
+    query = jsast.compile_query(kind, "(comment) @c")
+    if query is None:
+        return file.data
+    tree = jsast.parse(file.data, kind)
+    parts: list[bytes] = []
+    last = 0
+    for node in sorted(ts.QueryCursor(query).captures(tree.root_node).get("c", []),
+                       key=lambda n: n.start_byte):
+        if node.start_byte >= last:
+            parts.append(file.data[last:node.start_byte])
+            last = node.end_byte
+    parts.append(file.data[last:])
+    return b" ".join(parts)
+
+
 def unused_dependencies(added: Mapping[str, str], files: PackageFiles) -> list[str]:
     """Added dependencies whose name no code file, script or config names at all."""
     if not added:
         return []
-    corpus: list[bytes] = [f.data for f in files.files
+    corpus: list[bytes] = [_without_comments(f) for f in files.files
                            if f.path != "package.json" and f.path.lower().endswith(_TEXT_EXT)]
     manifest = files.manifest.raw
     for key in ("scripts", "bin", "peerDependencies", "exports", "browser"):

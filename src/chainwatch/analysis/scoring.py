@@ -34,6 +34,8 @@ CATEGORY: dict[str, str] = {
     "persistence": "attack",
     "sabotage": "attack",
     "hidden-process": "attack",
+    # code fetched and run at once (curl | sh, iwr | iex, npx -y pkg@latest): never in the package
+    "remote-exec": "attack",
     # behaviour new in an entry file: it runs on require/import (analysis/release_signals.py)
     "load-time": "attack",
     "publisher-change": "trust",
@@ -52,6 +54,7 @@ BEHAVIOUR = {"concealment", "theft", "exfiltration", "attack"}
 DANGER_CAPABILITIES = {
     "install-script", "exec", "eval", "network", "browser-hook", "dropper", "binary",
     "propagation", "persistence", "sabotage", "hidden-process", "exfil", "load-time",
+    "remote-exec",
 }
 WEIGHT = {Severity.INFO: 0.0, Severity.LOW: 4.0, Severity.MEDIUM: 12.0,
           Severity.HIGH: 30.0, Severity.CRITICAL: 60.0}
@@ -191,6 +194,9 @@ def score(
     # install is common (esbuild, sharp), so attack needs two techniques, one of them high
     install_time_bad = [f for f in install_time_behaviour if f.severity.rank >= HIGH
                         and CATEGORY[f.capability] != "attack"]
+    # ...but running a download (curl | sh) at install is never a platform binary: one high is enough
+    install_time_bad += [f for f in install_time_behaviour
+                         if f.capability == "remote-exec" and f.severity.rank >= HIGH]
     attack = [f for f in install_time_behaviour if CATEGORY[f.capability] == "attack"]
     if not install_time_bad and len({f.rule for f in attack}) >= 2 and any(
             f.severity.rank >= HIGH for f in attack):

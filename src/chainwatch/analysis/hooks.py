@@ -1,0 +1,269 @@
+"""Browser and wallet API hooks, however they are written (tree-sitter, nothing executed).
+
+A page's network and wallet APIs can be replaced by assignment (``window.fetch = …``), by
+``Object.defineProperty`` / ``defineProperties`` / ``Object.assign`` / ``Reflect.defineProperty``,
+through an alias (``var e = window.ethereum; e.request = …``, ``var P = XMLHttpRequest.prototype``)
+or a constant key (``var k = 'fetch'; window[k] = …``). This module finds all of them; the rules
+in rules/browser.yml report them.
+
+A fetch *polyfill* is not a hook: setting ``fetch`` only when it is missing (inside an
+``if (!globalThis.fetch)`` / ``typeof … === 'undefined'`` test, or ``fetch = fetch || impl``), or
+installing a named implementation without ever reading the page's own fetch, is left alone.
+The candidates are found by tree-sitter queries (in C), so a large bundle costs one parse.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import tree_sitter as ts
+
+from chainwatch.analysis import jsast
+
+GLOBALS = frozenset({"window", "globalThis", "self", "global", "top", "parent", "frames"})
+WALLETS = frozenset({"ethereum", "solana", "tronWeb", "tronLink", "phantom", "solflare", "okxwallet"})
+#: what replacing each holder's key means (api name for the rule)
+HOOKABLE: dict[str, dict[str, str]] = {
+    "global": {"fetch": "fetch"},
+    "xhr-proto": {"open": "xhr", "send": "xhr", "setRequestHeader": "xhr"},
+    "wallet": {k: "wallet" for k in (
+        "request", "send", "sendAsync", "enable", "signTransaction", "signAllTransactions",
+        "signAndSendTransaction", "signMessage", "signTypedData")},
+}
+_KEYS = sorted({k for keys in HOOKABLE.values() for k in keys})
+_KEY_ALT = "|".join(_KEYS)
+_ABSENT = (r"(!\s*\(?\s*({g})\s*(\.\s*|\[\s*['\"`]){k}\b|typeof\s+(({g})\s*(\.\s*|\[\s*['\"`]))?{k}\b"
+           r"|!\s*\(\s*['\"`]{k}['\"`]\s+in\b|\b{k}\s*(===?|!==?)\s*(undefined|null)\b)")
+_GLOBAL_ALT = "|".join(sorted(GLOBALS))
+_HOLDER_HINT = "|".join(sorted(GLOBALS | WALLETS | {"XMLHttpRequest", "prototype"}))
+
+_QUERY = f"""
+(variable_declarator name: (identifier) @alias.name value: (_) @alias.value
+  (#match? @alias.value "({_HOLDER_HINT})"))
+(assignment_expression left: (identifier) @alias.name right: (_) @alias.value
+  (#match? @alias.value "({_HOLDER_HINT})"))
+(variable_declarator name: (identifier) @const.name value: (string) @const.value
+  (#match? @const.value "^['\\"`]({_KEY_ALT})['\\"`]$"))
+(assignment_expression left: [(member_expression) (subscript_expression)] @assign.left
+  right: (_) @assign.right
+  (#match? @assign.left "({_KEY_ALT}|\\\\])$")) @assign
+(call_expression
+  function: (member_expression object: (identifier) @call.obj property: (property_identifier) @call.fn)
+  arguments: (arguments) @call.args
+  (#match? @call.obj "^(Object|Reflect)$")
+  (#match? @call.fn "^(defineProperty|defineProperties|assign)$")) @call
+"""
+
+
+@dataclass(frozen=True)
+class Hook:
+    api: str  # fetch | xhr | wallet
+    offset: int
+    length: int
+    how: str
+
+
+def _text(node: ts.Node | None) -> str:
+    return node.text.decode("utf-8", "replace") if node is not None and node.text else ""
+
+
+def _string_value(node: ts.Node) -> str | None:
+    if node.type == "string":
+        return _text(node)[1:-1]
+    if node.type == "template_string" and node.named_child_count == 0:
+        return _text(node)[1:-1]
+    return None
+
+
+class _Scope:
+    def __init__(self) -> None:
+        self.aliases: dict[str, str] = {}
+        self.consts: dict[str, str] = {}
+
+    def key(self, node: ts.Node | None) -> str | None:
+        """The constant name a property node or subscript index stands for."""
+        if node is None:
+            return None
+        if node.type in ("property_identifier", "shorthand_property_identifier",
+                         "private_property_identifier"):
+            return _text(node)
+        if node.type == "identifier":
+            return self.consts.get(_text(node))
+        return _string_value(node)
+
+    def holder(self, node: ts.Node | None) -> str | None:
+        """global | xhr | xhr-proto | wallet, or None."""
+        if node is None:
+            return None
+        if node.type == "parenthesized_expression" and node.named_child_count == 1:
+            return self.holder(node.named_children[0])
+        if node.type == "ternary_expression":  # typeof window !== 'undefined' ? window : null
+            return (self.holder(node.child_by_field_name("consequence"))
+                    or self.holder(node.child_by_field_name("alternative")))
+        if node.type == "binary_expression" and _text(node.child_by_field_name("operator")) in (
+                "||", "&&", "??"):
+            return (self.holder(node.child_by_field_name("right"))
+                    or self.holder(node.child_by_field_name("left")))
+        if node.type == "identifier":
+            name = _text(node)
+            if name in GLOBALS:
+                return "global"
+            if name in WALLETS:
+                return "wallet"
+            if name == "XMLHttpRequest":
+                return "xhr"
+            return self.aliases.get(name)
+        if node.type in ("member_expression", "subscript_expression"):
+            obj = node.child_by_field_name("object")
+            if node.type == "member_expression":
+                key = self.key(node.child_by_field_name("property"))
+            else:
+                key = self.key(node.child_by_field_name("index"))
+            inner = self.holder(obj)
+            # whatever holds them: these names are the page's own objects
+            if key in WALLETS:
+                return "wallet"
+            if key == "XMLHttpRequest":
+                return "xhr"
+            if key == "prototype" and inner == "xhr":
+                return "xhr-proto"
+            if key in GLOBALS and inner == "global":
+                return "global"
+        return None
+
+
+def _absent_guarded(node: ts.Node, key: str) -> bool:
+    """Inside a test that the API is missing (a polyfill), or ``x.fetch = x.fetch || impl``."""
+    pattern = re.compile(_ABSENT.format(g=_GLOBAL_ALT, k=re.escape(key)))
+    parent = node.parent
+    depth = 0
+    while parent is not None and depth < 12:
+        if parent.type in ("if_statement", "ternary_expression"):
+            cond = parent.child_by_field_name("condition")
+            if pattern.search(_text(cond)):
+                return True
+        if parent.type == "binary_expression" and pattern.search(
+                _text(parent.child_by_field_name("left"))):
+            return True  # typeof fetch === 'undefined' && (fetch = …)
+        parent = parent.parent
+        depth += 1
+    return False
+
+
+_INLINE = {"function_expression", "function", "arrow_function", "new_expression",
+           "call_expression", "class", "await_expression"}
+
+
+def _reads_original(root_text: str) -> bool:
+    """The file reads the page's fetch as a value (to wrap it), not only calls it."""
+    return re.search(rf"(=|\(|,|:)\s*({_GLOBAL_ALT})\s*(\.\s*fetch|\[\s*['\"`]fetch['\"`]\s*\])"
+                     r"\s*($|[;,)\n.}])", root_text) is not None
+
+
+def _fetch_is_hook(value: ts.Node | None, target: ts.Node, scope_text: str) -> bool:
+    if value is None:
+        return True
+    if value.type == "binary_expression" and _text(value.child_by_field_name("left")) == _text(target):
+        return False  # fetch = fetch || impl
+    if value.type in _INLINE:
+        return True
+    return _reads_original(scope_text)
+
+
+def _descriptor_value(desc: ts.Node | None) -> ts.Node | None:
+    """The ``value`` (or ``get``) of a property descriptor object literal."""
+    if desc is None or desc.type != "object":
+        return None
+    for pair in desc.named_children:
+        if pair.type == "pair" and _text(pair.child_by_field_name("key")).strip("'\"") in ("value", "get"):
+            return pair.child_by_field_name("value")
+        if pair.type == "method_definition" and _text(pair.child_by_field_name("name")) == "get":
+            return pair
+    return None
+
+
+def _object_entries(obj: ts.Node, scope: _Scope) -> list[tuple[str, ts.Node, ts.Node | None]]:
+    out: list[tuple[str, ts.Node, ts.Node | None]] = []
+    if obj.type != "object":
+        return out
+    for item in obj.named_children:
+        if item.type == "pair":
+            keynode = item.child_by_field_name("key")
+            if keynode is not None and keynode.type == "computed_property_name" and keynode.named_child_count:
+                keynode = keynode.named_children[0]
+            key = scope.key(keynode)
+            if key:
+                out.append((key, item, item.child_by_field_name("value")))
+        elif item.type == "shorthand_property_identifier":
+            out.append((_text(item), item, item))
+        elif item.type == "method_definition":
+            key = scope.key(item.child_by_field_name("name"))
+            if key:
+                out.append((key, item, item))
+    return out
+
+
+@lru_cache(maxsize=8)
+def find_hooks(data: bytes, kind: str = "javascript") -> tuple[Hook, ...]:
+    """Every replaced fetch / XHR method / wallet provider method in one JS/TS text."""
+    query = jsast.compile_query(kind, _QUERY)
+    if query is None:
+        return ()
+    tree = jsast.parse(data, kind)
+    text = data.decode("utf-8", "replace")
+    scope = _Scope()
+    matches = ts.QueryCursor(query).matches(tree.root_node)
+    # bindings first (two rounds: an alias of an alias), then the places that replace an API
+    for _ in range(2):
+        for _, caps in matches:
+            if "const.name" in caps:
+                literal = _string_value(caps["const.value"][0])
+                if literal is not None:
+                    scope.consts[_text(caps["const.name"][0])] = literal
+            elif "alias.name" in caps:
+                kind_ = scope.holder(caps["alias.value"][0])
+                if kind_:
+                    scope.aliases[_text(caps["alias.name"][0])] = kind_
+    hooks: list[Hook] = []
+    for _, caps in matches:
+        if "assign" in caps:
+            left = caps["assign.left"][0]
+            obj = left.child_by_field_name("object")
+            keynode = left.child_by_field_name(
+                "property" if left.type == "member_expression" else "index")
+            _add(hooks, scope, caps["assign"][0], scope.holder(obj), scope.key(keynode),
+                 caps["assign.right"][0], left, text, "assignment")
+        elif "call" in caps:
+            fn = _text(caps["call.fn"][0])
+            args = caps["call.args"][0].named_children
+            if not args:
+                continue
+            holder = scope.holder(args[0])
+            if holder is None:
+                continue
+            call = caps["call"][0]
+            how = f"{_text(caps['call.obj'][0])}.{fn}"
+            if fn == "defineProperty" and len(args) >= 2:
+                value = _descriptor_value(args[2]) if len(args) >= 3 else None
+                _add(hooks, scope, call, holder, scope.key(args[1]), value, args[0], text, how)
+            elif fn in ("defineProperties", "assign"):
+                for src in args[1:]:
+                    for key, _node, value in _object_entries(src, scope):
+                        if fn == "defineProperties" and value is not None:
+                            value = _descriptor_value(value)
+                        _add(hooks, scope, call, holder, key, value, args[0], text, how)
+    return tuple(sorted(set(hooks), key=lambda h: h.offset))
+
+
+def _add(hooks: list[Hook], scope: _Scope, node: ts.Node, holder: str | None, key: str | None,
+         value: ts.Node | None, target: ts.Node, text: str, how: str) -> None:
+    if holder is None or key is None:
+        return
+    api = HOOKABLE.get(holder, {}).get(key)
+    if api is None:
+        return
+    if api == "fetch" and (_absent_guarded(node, key) or not _fetch_is_hook(value, target, text)):
+        return
+    hooks.append(Hook(api, node.start_byte, node.end_byte - node.start_byte, how))
