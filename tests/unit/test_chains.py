@@ -87,6 +87,11 @@ def test_plain_and_obfuscated_give_the_same_chain() -> None:
     # a child process given the environment is not a leak
     "const cp = require('child_process');\ncp.spawn('node', ['x.js'], "
     "{ env: Object.assign({}, process.env, { A: '1' }) });\n",
+    # a command looked up in the environment (cross-spawn's Windows shim, as bundled in
+    # dotenv 18's CLI: it made dotenv malicious standalone)
+    "const k = require('child_process');\nfunction D(o, n) { return o[n]; }\n"
+    "function z(e, r, t) { let o = t.env || process.env;\n"
+    "  return k.spawn(D(o, 'COMSPEC') || 'cmd.exe', ['/d', '/c', e], t); }\n",
 ])
 def test_parts_alone_are_no_chain(src: str) -> None:
     assert not any(r.startswith("CW-CHAIN-") for r in rules(src))

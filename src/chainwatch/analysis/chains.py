@@ -465,6 +465,12 @@ class _Analysis:
                 if part is None:
                     continue
                 t = self.taint_in(part, scope)
+                if t is not None and kind == "exec" and t.what == "process.env" \
+                        and t.transform is None:
+                    # a command picked from the environment as a whole (PATH, COMSPEC, SHELL
+                    # lookups of spawn helpers) is how commands are found, not a leak: a
+                    # secret-named key, or the environment serialised or encoded, still is
+                    t = None
                 if t is not None:
                     found.append(Chain(t, what, kind, call.start_point[0] + 1, call.start_byte,
                                        call.end_byte - call.start_byte, t.transform))
