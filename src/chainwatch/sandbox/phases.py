@@ -5,12 +5,11 @@ Everything here is read from the manifest as data; nothing is resolved outside t
 
 from __future__ import annotations
 
-import ast
 import posixpath
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from chainwatch.analysis.gyp import parse_gyp
 from chainwatch.model import PackageFiles
 
 LIFECYCLE = ("preinstall", "install", "postinstall")
@@ -36,30 +35,9 @@ def _inside(path: str) -> str | None:
 
 
 def _gyp_commands(text: str) -> list[str]:
-    """Command expansions (``<!(...)``, ``<!@(...)``) and action commands of a binding.gyp."""
-    commands = [m.group(1) for m in re.finditer(r"<!@?\(([^)\n]{1,500})\)", text)]
-    try:
-        cleaned = "\n".join(line.split("#", 1)[0] if line.lstrip().startswith("#") else line
-                            for line in text.splitlines())
-        doc = ast.literal_eval(cleaned)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        doc = None
-
-    def walk(node: Any, depth: int) -> None:
-        if depth > 20:
-            return
-        if isinstance(node, dict):
-            action = node.get("action")
-            if isinstance(action, list) and all(isinstance(a, str) for a in action):
-                commands.append(" ".join(action))
-            for value in node.values():
-                walk(value, depth + 1)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, depth + 1)
-
-    walk(doc, 0)
-    return [c for c in commands if c.strip()][:MAX_GYP_COMMANDS]
+    """Command expansions (``<!(...)``, ``<!@(...)``) and action commands of a binding.gyp,
+    read by the same bounded reader as static analysis (never evaluated)."""
+    return [c.command for c in parse_gyp(text.encode())][:MAX_GYP_COMMANDS]
 
 
 def _export_targets(exports: Any, depth: int = 0) -> list[tuple[str, str]]:
