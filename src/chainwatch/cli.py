@@ -417,7 +417,8 @@ def inventory(
     quiet: QuietOpt = False,
     color: ColorOpt = ColorMode.auto,
 ) -> None:
-    """Every installed package found under PATHS, with dependency paths."""
+    """The environments found under PATHS: a line per environment with its package counts
+    (table), or every package with its dependency paths (--format json, cyclonedx)."""
     from chainwatch.output import inventory as out
 
     envs, errors = _collect(paths, exclude, quiet)
