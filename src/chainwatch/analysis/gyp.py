@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,27 +85,39 @@ def _expansions(text: str) -> list[GypCommand]:
     return out
 
 
+def _dicts(doc: Any, enough: Callable[[], bool]) -> Iterator[dict[Any, Any]]:
+    """Every dict in a parsed .gyp, depth-first, at most MAX_DEPTH deep, until ``enough()``."""
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack and not enough():
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            continue
+        if isinstance(node, dict):
+            yield node
+            children = list(node.values())
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        stack.extend((child, depth + 1) for child in reversed(children))
+
+
+def _literal(text: str) -> Any:
+    """A .gyp read as the Python literal it is (never evaluated), None when it is not one."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
 def _actions(doc: Any, text: str) -> list[GypCommand]:
     out: list[GypCommand] = []
-
-    def walk(node: Any, depth: int) -> None:
-        if depth > MAX_DEPTH or len(out) >= MAX_GYP_COMMANDS:
-            return
-        if isinstance(node, dict):
-            action = node.get("action")
-            if isinstance(action, list) and action and all(isinstance(a, str) for a in action):
-                command = " ".join(action)
-                pos = text.find(action[0])
-                out.append(GypCommand(command, "action", max(pos, 0)))
-            elif isinstance(action, str) and action.strip():
-                out.append(GypCommand(action, "action", max(text.find(action), 0)))
-            for value in node.values():
-                walk(value, depth + 1)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, depth + 1)
-
-    walk(doc, 0)
+    for node in _dicts(doc, lambda: len(out) >= MAX_GYP_COMMANDS):
+        action = node.get("action")
+        if isinstance(action, list) and action and all(isinstance(a, str) for a in action):
+            out.append(GypCommand(" ".join(action), "action", max(text.find(action[0]), 0)))
+        elif isinstance(action, str) and action.strip():
+            out.append(GypCommand(action, "action", max(text.find(action), 0)))
     return out
 
 
@@ -112,12 +125,8 @@ def parse_gyp(data: bytes) -> list[GypCommand]:
     """Commands a binding.gyp makes node-gyp run: expansions first, then actions."""
     text = data[:MAX_GYP_BYTES].decode("utf-8", "replace")
     commands = _expansions(text)
-    try:
-        doc: Any = ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        doc = None
     seen = {c.command for c in commands}
-    for action in _actions(doc, text):
+    for action in _actions(_literal(text), text):
         if action.command not in seen and len(commands) < MAX_GYP_COMMANDS:
             seen.add(action.command)
             commands.append(action)
@@ -133,25 +142,11 @@ def gyp_named_files(data: bytes) -> tuple[list[str], list[str]]:
     text = data[:MAX_GYP_BYTES].decode("utf-8", "replace")
     modules = [m.group(1).replace(".", "/") + ".py" for m in _PYMOD.finditer(text)]
     includes: list[str] = []
-    try:
-        doc: Any = ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        doc = None
-
-    def walk(node: Any, depth: int) -> None:
-        if depth > MAX_DEPTH or len(includes) >= MAX_GYP_INCLUDES:
-            return
-        if isinstance(node, dict):
-            inc = node.get("includes")
-            if isinstance(inc, list):
-                includes.extend(i for i in inc if isinstance(i, str))
-            for value in node.values():
-                walk(value, depth + 1)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, depth + 1)
-
-    walk(doc, 0)
+    doc = _literal(text)
+    for node in _dicts(doc, lambda: len(includes) >= MAX_GYP_INCLUDES):
+        inc = node.get("includes")
+        if isinstance(inc, list):
+            includes.extend(i for i in inc if isinstance(i, str))
     if doc is None:  # gyp's reader is laxer: the include names from the raw text
         for m in re.finditer(r"""['"]includes['"]\s*:\s*\[([^\]]{0,2000})\]""", text):
             includes.extend(re.findall(r"""['"]([^'"]{1,200}\.gypi?)['"]""", m.group(1)))
