@@ -47,13 +47,18 @@ def text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def conflicted(data: bytes | str) -> bool:
+    """Whether a lockfile holds unresolved git merge-conflict markers."""
+    raw = data.encode() if isinstance(data, str) else data
+    return b"\n<<<<<<< " in b"\n" + raw or b"\n>>>>>>> " in raw
+
+
 def json_object(data: bytes | str, what: str) -> dict[str, Any]:
     """Parse JSON that must be an object; a clear InventoryError otherwise."""
     try:
         doc = json.loads(data)
     except ValueError as exc:
-        raw = data.encode() if isinstance(data, str) else data
-        if b"\n<<<<<<< " in b"\n" + raw:
+        if conflicted(data):
             raise InventoryError("has unresolved git merge conflict markers (<<<<<<<): "
                                  "resolve the conflict and regenerate it") from exc
         raise InventoryError(f"not valid JSON: {exc}") from exc

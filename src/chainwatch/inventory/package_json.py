@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import PurePosixPath
 
-from chainwatch.inventory.base import Sibling, json_object, manifest_deps
+from chainwatch.inventory.base import Sibling, conflicted, json_object, manifest_deps
 from chainwatch.model import Environment, InstalledPackage
 from chainwatch.versions import parse
 
@@ -38,7 +38,7 @@ class PackageJsonExtractor:
 def _readable(name: str, data: bytes) -> bool:
     """Whether a lockfile beside the manifest can stand for it: not a merge conflict, and a
     JSON lockfile that is a JSON object (its own parser reports what is wrong with it)."""
-    if b"\n<<<<<<< " in b"\n" + data or b"\n>>>>>>> " in data:
+    if conflicted(data):
         return False
     if name.endswith(".json"):
         try:
