@@ -77,6 +77,13 @@ HOOKS = {
     "const-key": "var g = typeof window !== 'undefined' ? window : null, k = 'fetch';\n"
                  "var o = g[k]; g[k] = function () { return o.apply(this, arguments); };",
     "solana-define": "Object.defineProperties(window.solana, { signTransaction: { value: (t) => t } });",
+    # a polyfill's guard that is no guard: always true, the present case, or the other branch
+    "guard-or-true": "var f = window.fetch;\nif (!window.fetch || 1) {\n"
+                     "  window.fetch = function () { return f.apply(this, arguments); };\n}",
+    "guard-present": "var f = window.fetch;\nif (typeof window.fetch !== 'undefined') {\n"
+                     "  window.fetch = function () { return f.apply(this, arguments); };\n}",
+    "guard-else": "var f = window.fetch;\nif (!window.fetch) { polyfill(); } else {\n"
+                  "  window.fetch = function () { return f.apply(this, arguments); };\n}",
 }
 BASE_INDEX = "'use strict';\nmodule.exports = function pad(s, n) { return String(s).padStart(n); };\n"
 

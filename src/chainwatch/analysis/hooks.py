@@ -134,20 +134,43 @@ class _Scope:
         return None
 
 
+def _absent_test(key: str) -> re.Pattern[str]:
+    """A condition that is *only* a test that the API is missing: ``!window.fetch``,
+    ``typeof fetch === 'undefined'``, ``!('fetch' in self)``, ``fetch == null`` (never a test
+    joined to anything else, as ``!window.fetch || 1``, nor a test that it is present)."""
+    ref = rf"(?:(?:{_GLOBAL_ALT})\s*(?:\.\s*{key}|\[\s*['\"`]{key}['\"`]\s*\])|{key})"
+    undef = r"(?:['\"`]undefined['\"`])"
+    forms = (rf"!\s*{ref}", rf"typeof\s+{ref}\s*===?\s*{undef}", rf"{undef}\s*===?\s*typeof\s+{ref}",
+             rf"!\s*\(\s*['\"`]{key}['\"`]\s+in\s+(?:{_GLOBAL_ALT})\s*\)",
+             rf"{ref}\s*===?\s*(?:undefined|null)")
+    return re.compile("|".join(f"(?:{f})" for f in forms))
+
+
+def _only_absence(cond: ts.Node | None, test: re.Pattern[str]) -> bool:
+    text = _text(cond).strip()
+    while text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    return test.fullmatch(text) is not None
+
+
 def _absent_guarded(node: ts.Node, key: str) -> bool:
-    """Inside a test that the API is missing (a polyfill), or ``x.fetch = x.fetch || impl``."""
-    pattern = re.compile(_ABSENT.format(g=_GLOBAL_ALT, k=re.escape(key)))
-    parent = node.parent
+    """In the branch taken when a test says the API is missing (a polyfill), or
+    ``typeof fetch === 'undefined' && (fetch = …)``."""
+    test = _absent_test(re.escape(key))
+    child, parent = node, node.parent
     depth = 0
     while parent is not None and depth < 12:
         if parent.type in ("if_statement", "ternary_expression"):
-            cond = parent.child_by_field_name("condition")
-            if pattern.search(_text(cond)):
+            taken = parent.child_by_field_name("consequence")
+            if taken is not None and taken.id == child.id and _only_absence(
+                    parent.child_by_field_name("condition"), test):
                 return True
-        if parent.type == "binary_expression" and pattern.search(
-                _text(parent.child_by_field_name("left"))):
-            return True  # typeof fetch === 'undefined' && (fetch = …)
-        parent = parent.parent
+        left = parent.child_by_field_name("left")
+        if parent.type == "binary_expression" and left is not None and left.id != child.id \
+                and _text(parent.child_by_field_name("operator")) == "&&" \
+                and _only_absence(left, test):
+            return True
+        child, parent = parent, parent.parent
         depth += 1
     return False
 
