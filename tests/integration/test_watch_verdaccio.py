@@ -209,6 +209,10 @@ def test_registry_errors_slow_the_watcher_without_losing_a_version(
                            {"index.js": BENIGN_INDEX + clipper_source()
                             + ("" if mode == "503" else "\n// again\n")})
             time.sleep(6)
+            # after the 503s the watcher backs off: its next ask may come later than 6 s
+            deadline = time.time() + 30
+            while faulty.faults <= before and time.time() < deadline:
+                time.sleep(0.5)
             assert faulty.faults > before  # the watcher kept asking, and got errors
             assert faulty.faults - before < 40  # … while backing off, not hammering
             faulty.mode = "pass"
