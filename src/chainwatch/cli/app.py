@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
 
 from chainwatch import __version__
 from chainwatch.output.helptypes import quiet_type_column
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 quiet_type_column()
 app = typer.Typer(
@@ -29,7 +32,28 @@ db_app.add_typer(verdicts_app, name="verdicts")
 policy_app = typer.Typer(help="The install policy shared by check and the proxy.",
                          no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Stderr:
+    """rich's stderr console, made on first use: ``--version`` and a command that prints
+    nothing on stderr never import rich. Everything asked of it is the console's own."""
+
+    _console: Console | None = None
+    _lock = threading.Lock()  # scan's worker threads print notes: one console for all
+
+    def _real(self) -> Console:
+        with self._lock:
+            if self._console is None:
+                from rich.console import Console
+
+                self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+            return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+
+err = cast("Console", _Stderr())
 
 
 def _version(value: bool) -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 
 from chainwatch.cli.app import err
 from chainwatch.errors import ChainwatchError, one_line
-from chainwatch.gate.policy import Policy
-from chainwatch.intel.base import KnownBadSource
-from chainwatch.model import Environment
 from chainwatch.output.words import plural
+
+if TYPE_CHECKING:
+    from chainwatch.gate.policy import Policy
+    from chainwatch.intel.base import KnownBadSource
+    from chainwatch.model import Environment
 
 T = TypeVar("T")
 

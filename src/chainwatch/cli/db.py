@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from chainwatch.cli.app import db_app, err, verdicts_app
 from chainwatch.cli.options import (
@@ -34,6 +33,8 @@ def db_import(
     quiet: QuietOpt = False,
 ) -> None:
     """Load OSV records (MAL-…, GHSA-… and others) for npm into the known-bad store."""
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
     from chainwatch.intel.store import KnownBadStore, Record, parse_osv, read_osv
 
     store = KnownBadStore(db)

@@ -15,7 +15,6 @@ from chainwatch.errors import describe_failure
 def main() -> None:
     """Run the command line; whatever escapes a command is one line and an exit code, never a
     traceback (set CHAINWATCH_DEBUG=1 to see it)."""
-
     interrupt.install()
     try:
         returned = app(standalone_mode=False)

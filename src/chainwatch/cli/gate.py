@@ -36,10 +36,10 @@ from chainwatch.cli.options import (
     VerboseOpt,
 )
 from chainwatch.errors import ChainwatchError, one_line
-from chainwatch.gate.policy import Policy
 from chainwatch.output.console import ColorMode, output_width, use_color
 
 if TYPE_CHECKING:
+    from chainwatch.gate.policy import Policy
     from chainwatch.gate.scanning import ScanGate
     from chainwatch.registry import RegistryClient
 

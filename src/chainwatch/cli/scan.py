@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from chainwatch.cli.app import app, err
 from chainwatch.cli.common import (
@@ -28,10 +27,10 @@ from chainwatch.cli.options import (
     VerboseOpt,
 )
 from chainwatch.errors import ChainwatchError, describe_failure
-from chainwatch.model import Level, Verdict
 from chainwatch.output.console import ColorMode, output_width, use_color
 
 if TYPE_CHECKING:
+    from chainwatch.model import Verdict
     from chainwatch.registry import RegistryClient
 
 
@@ -56,6 +55,7 @@ def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | 
     when it speaks for the registry's release: fetched from it, or a local tarball whose
     integrity equals the registry's. A local package.json's name@version is only a claim."""
     from chainwatch.intel.store import KnownBadStore
+    from chainwatch.model import Level
     from chainwatch.output.escape import plain
     from chainwatch.registry import RegistryClient
     from chainwatch.verdicts import VerdictStore, registry_match
@@ -131,10 +131,17 @@ def scan(
     color: ColorOpt = ColorMode.auto,
 ) -> None:
     """Analyse releases and give a verdict with evidence, diffed against the previous version."""
-
-    from rich.progress import SpinnerColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from chainwatch.analysis.rules import load_rules
+    from chainwatch.model import Level, Verdict
     from chainwatch.output import FORMATS
     from chainwatch.output.escape import plain
     from chainwatch.output.jsonout import Failed, Outcome, render_json, render_jsonl

@@ -27,7 +27,6 @@ from chainwatch.cli.options import (
     VerboseOpt,
 )
 from chainwatch.errors import ChainwatchError, one_line
-from chainwatch.model import Level
 
 
 class AlertOn(StrEnum):
@@ -123,6 +122,7 @@ def watch(
     from chainwatch.db import connect
     from chainwatch.fleet import Fleet
     from chainwatch.gate.policy import parse_duration
+    from chainwatch.model import Level
     from chainwatch.registry import NpmConfig, RegistryClient
     from chainwatch.scan import Scanner
     from chainwatch.verdicts import VerdictStore
