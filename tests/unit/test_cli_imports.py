@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import clean_env
+from tests.cli_runner import chainwatch, clean_env
+from tests.helpers import make_tgz, manifest
 
 #: what no command needs to start, parse its options or print its help
 HEAVY = ("sqlalchemy", "starlette", "uvicorn", "stix2", "jinja2", "httpx", "yara", "tree_sitter",
@@ -69,3 +70,33 @@ def test_a_command_still_imports_what_it_needs(tmp_path: Path) -> None:
     # lazy, not missing: running db stats opens the database through SQLAlchemy
     held = loaded(tmp_path, ["db", "stats", "--db", f"sqlite:///{tmp_path / 'cw.db'}"])
     assert "sqlalchemy" in held
+
+
+def probe_package(folder: Path, name: str = "cw-startup-probe") -> Path:
+    tgz = folder / f"{name}-1.0.0.tgz"
+    tgz.write_bytes(make_tgz({"package.json": manifest(name, "1.0.0", main="index.js"),
+                              "index.js": "module.exports = (a, b) => a + b;\n"}))
+    return tgz
+
+
+def test_a_scan_with_nothing_stored_opens_no_database(tmp_path: Path) -> None:
+    tgz = probe_package(tmp_path)
+    held = loaded(tmp_path, ["scan", str(tgz), "--against", "none", "--offline", "-q"])
+    assert "chainwatch" in held and "sqlalchemy" not in held
+    assert not (tmp_path / "data" / "chainwatch.db").exists()  # and creates none
+
+
+def test_a_scan_still_asks_the_default_database_once_it_holds_something(tmp_path: Path) -> None:
+    osv = tmp_path / "osv"
+    osv.mkdir()
+    (osv / "MAL-2099-7.json").write_text(json.dumps({
+        "id": "MAL-2099-7", "summary": "Malicious code in cw-held-probe (npm)",
+        "affected": [{"package": {"ecosystem": "npm", "name": "cw-held-probe"},
+                      "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}]}]}))
+    env = clean_env(tmp_path)
+    assert chainwatch("db", "import", str(osv), env=env).returncode == 0  # the default file
+    assert (tmp_path / "data" / "chainwatch.db").exists()
+    tgz = probe_package(tmp_path, "cw-held-probe")
+    done = chainwatch("scan", str(tgz), "--against", "none", "--offline", "-f", "json", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "MAL-2099-7" in done.stdout

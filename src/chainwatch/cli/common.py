@@ -23,10 +23,24 @@ T = TypeVar("T")
 def _known_bad(db: str | None) -> KnownBadSource:
     """The database (when it can be opened) and the built-in list, asked together."""
     from chainwatch.intel import BuiltinKnownBad
+
+    if _nothing_stored(db):
+        return BuiltinKnownBad()
     from chainwatch.intel.store import CombinedKnownBad, KnownBadStore
 
     store = _open_db(KnownBadStore, db, "known-bad database", "using the built-in list")
     return CombinedKnownBad(store, BuiltinKnownBad()) if store else BuiltinKnownBad()
+
+
+def _nothing_stored(db: str | None) -> bool:
+    """No --db, no CHAINWATCH_DB and no default database file yet: nothing was ever stored,
+    so the built-in list is the whole answer, without opening (and creating) a database."""
+    import os
+
+    from chainwatch.paths import data_dir
+
+    return (not db and not os.environ.get("CHAINWATCH_DB")
+            and not os.path.lexists(data_dir() / "chainwatch.db"))
 
 
 def _open_db(factory: Callable[[str | None], T], db: str | None, what: str,
