@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from enum import StrEnum
@@ -193,6 +192,8 @@ def proxy(
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve an npm-compatible registry that hides and refuses what the policy blocks."""
+    import logging
+
     import uvicorn
 
     from chainwatch.gate.budget import MemoryBudget

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -131,6 +129,9 @@ def scan(
     color: ColorOpt = ColorMode.auto,
 ) -> None:
     """Analyse releases and give a verdict with evidence, diffed against the previous version."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -41,6 +40,7 @@ class LogFormat(StrEnum):
 
 def _setup_service_logging(fmt: LogFormat, verbose: int) -> None:
     import json as jsonlib
+    import logging
 
     class JsonFormatter(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
@@ -116,6 +116,7 @@ def watch(
 ) -> None:
     """Follow the registry: scan each new release of the watched packages and raise alerts."""
     import json as jsonlib
+    import logging
     import signal
     import threading
 
