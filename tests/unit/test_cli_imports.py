@@ -84,6 +84,7 @@ def test_a_scan_with_nothing_stored_opens_no_database(tmp_path: Path) -> None:
     held = loaded(tmp_path, ["scan", str(tgz), "--against", "none", "--offline", "-q"])
     assert "chainwatch" in held and "sqlalchemy" not in held
     assert not (tmp_path / "data" / "chainwatch.db").exists()  # and creates none
+    assert "httpx" not in held  # nor an HTTP client it never sends a request with
 
 
 def test_a_scan_still_asks_the_default_database_once_it_holds_something(tmp_path: Path) -> None:
