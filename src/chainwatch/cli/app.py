@@ -52,6 +52,14 @@ class _Stderr:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real(), name)
 
+    # rich's live displays (progress bars, spinners) hold the console in a with-block, which
+    # asks the type, not the instance: these two are passed on by hand
+    def __enter__(self) -> Console:
+        return self._real().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._real().__exit__(*exc)
+
 
 err = cast("Console", _Stderr())
 
