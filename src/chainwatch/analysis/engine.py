@@ -143,15 +143,27 @@ class Engine:
             parts += [(f"q{index}_{k}", f"strings: $q = /{req}/ condition: $q", "requires")
                       for k, req in enumerate(rule.requires)]
             for name, body, role in parts:
-                source = f"rule {name} {{\n{body}\n}}"
-                try:
-                    yara.compile(source=source)
-                except yara.Error as exc:
-                    raise UsageError(f"{rule.origin}: rule {rule.id} does not compile as YARA: "
-                                     f"{exc}") from exc
                 self._names[name] = (rule.id, role)
-                self._sources[name] = source
+                self._sources[name] = f"rule {name} {{\n{body}\n}}"
+        self._check_sources()
         self._compiled: dict[tuple[str, ...], yara.Rules | None] = {}
+
+    def _check_sources(self) -> None:
+        """Every YARA source compiles: checked in one compile (each yara.compile costs ~5 ms
+        however small, 0.4 s for the built-in rules one by one); when that fails, one by one,
+        to name the rule at fault."""
+        try:
+            yara.compile(source="\n".join(self._sources.values()))
+            return
+        except yara.Error:
+            pass
+        for name, source in self._sources.items():
+            try:
+                yara.compile(source=source)
+            except yara.Error as exc:
+                rule = self.by_id[self._names[name][0]]
+                raise UsageError(f"{rule.origin}: rule {rule.id} does not compile as YARA: "
+                                 f"{exc}") from exc
 
     def _ruleset(self, kinds: tuple[str, ...]) -> yara.Rules | None:
         if kinds not in self._compiled:

@@ -15,9 +15,10 @@ import os
 import sys
 from enum import StrEnum
 from io import StringIO
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
+if TYPE_CHECKING:  # rich is imported where a console is made: --version never needs it
+    from rich.console import Console
 
 #: The width given to rich when the output is not a terminal: wide enough never to wrap.
 NO_WRAP = 1_000_000
@@ -54,12 +55,16 @@ def output_width(stream: IO[str] | None = None) -> int:
     stream = sys.stdout if stream is None else stream
     if not is_terminal(stream):
         return NO_WRAP
+    from rich.console import Console
+
     return Console(file=stream).width
 
 
 def render_console(file: IO[str], color: bool = False, width: int | None = None) -> Console:
     """A rich console that renders into ``file`` (a buffer): colour only when asked, and no
     wrapping unless a width is given."""
+    from rich.console import Console
+
     return Console(file=file, width=width or NO_WRAP, force_terminal=color, no_color=not color,
                    color_system="standard" if color else None, highlight=False, emoji=False,
                    soft_wrap=not width, legacy_windows=False)

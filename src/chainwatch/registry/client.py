@@ -5,19 +5,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
-
-import httpx
-from httpx_retries import Retry, RetryTransport
 
 from chainwatch import __version__
 from chainwatch.errors import NotFoundError, OfflineMissError, RegistryError, UsageError
-from chainwatch.gate.egress import SyncResolver, system_sync_resolver, vetted_sync_transport
 from chainwatch.registry.cache import Cache, ambiguous_integrity, sri_to_hex
 from chainwatch.registry.npmrc import NpmConfig
+
+if TYPE_CHECKING:  # httpx is imported with the first request: a scan of local files never asks
+    import httpx
+
+    from chainwatch.gate.egress import SyncResolver
 
 #: Larger tarballs are refused before they are read into memory.
 MAX_TARBALL_BYTES = 256 * 1024 * 1024
@@ -83,6 +85,30 @@ class RegistryClient:
         self.config = config or NpmConfig.load()
         self.cache = Cache(cache_dir or default_cache_dir())
         self.offline = offline
+        self._settings = (timeout, retries, backoff, transport, resolver)
+        self._client: httpx.Client | None = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The HTTP client, made on first use (httpx, a TLS context and the egress guard cost
+        ~0.1 s of a process's start); after :meth:`close` it refuses requests, as before."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect(*self._settings)
+                if self._closed:
+                    self._client.close()
+            return self._client
+
+    def _connect(self, timeout: float, retries: int, backoff: float,
+                 transport: httpx.BaseTransport | None,
+                 resolver: SyncResolver | None) -> httpx.Client:
+        import httpx
+        from httpx_retries import Retry, RetryTransport
+
+        from chainwatch.gate.egress import system_sync_resolver, vetted_sync_transport
+
         retry = Retry(
             total=retries,
             backoff_factor=backoff,
@@ -91,7 +117,7 @@ class RegistryClient:
             status_forcelist=[429, 500, 502, 503, 504],
             retry_on_exceptions=[httpx.TransportError],
         )
-        self._http = httpx.Client(
+        return httpx.Client(
             transport=RetryTransport(transport=transport or vetted_sync_transport(
                 self._trusted_hosts(), resolver or system_sync_resolver), retry=retry),
             timeout=httpx.Timeout(timeout, connect=10.0),
@@ -112,7 +138,10 @@ class RegistryClient:
         return hosts
 
     def close(self) -> None:
-        self._http.close()
+        with self._lock:
+            self._closed = True
+            if self._client is not None:
+                self._client.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -125,6 +154,8 @@ class RegistryClient:
         return {"Authorization": auth} if auth else {}
 
     def _get(self, url: str, headers: dict[str, str]) -> httpx.Response:
+        import httpx
+
         try:
             response = self._http.get(url, headers={**self._headers(url), **headers})
         except httpx.TimeoutException as exc:
@@ -173,6 +204,8 @@ class RegistryClient:
         """The attestations document at a packument's ``dist.attestations.url``, cached (it
         never changes). Only fetched from the package's own registry: a packument may name any
         host, and that host must not see our token or be made to answer for the registry."""
+        import httpx
+
         base = httpx.URL(self.config.registry_for(name))
         target = httpx.URL(url)
         if (target.scheme, target.host, target.port) != (base.scheme, base.host, base.port):
@@ -211,6 +244,8 @@ class RegistryClient:
                     return Tarball(hit)
         if self.offline:
             raise OfflineMissError(f"--offline: tarball not in the cache: {url}")
+        import httpx
+
         try:
             with self._http.stream("GET", url, headers=self._headers(url)) as response:
                 if response.status_code == 404:
