@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 
 from chainwatch.model import Finding, Severity
+from chainwatch.sandbox.bait import HOST_NAME
 from chainwatch.sandbox.strace import DOWNLOADERS, INTERPRETERS, SHELLS, Event
 
 REFERENCE = "https://docs.npmjs.com/cli/using-npm/scripts#best-practices"
@@ -21,6 +22,9 @@ WALLET_HOOKS = ("ethereum", "solana")
 #: the npm CLI used to publish (worms) or to show tokens
 NPM_ABUSE = re.compile(r"\bnpm(?:-cli\.js)?\s+(?:publish|adduser|login|token|whoami|owner|access|"
                        r"dist-tag|unpublish|deprecate)\b")
+#: coding-agent CLIs told to skip their permission prompts (s1ngularity asked them to hunt secrets)
+AGENT_CLI = re.compile(r"(?:^|\s)--?(?:dangerously-skip-permissions|yolo|trust-all-tools|"
+                       r"dangerously-bypass-approvals-and-sandbox|allow-all-tools)\b")
 #: a platform binary fetched the way esbuild and others do when optional dependencies are missing
 NPM_INSTALL = re.compile(r"^(?:node: \w+ )?(?:/bin/sh -c )?npm (?:install|i|ci|rebuild)\b")
 REGISTRY = re.compile(r"(?:^|[\s/.\"])registry\.npmjs\.org\b")
@@ -43,10 +47,19 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
             out.append(f)
 
     for e in events:
-        if e.bait:
+        stolen = [b for b in e.bait if b != HOST_NAME]
+        if stolen:
             add(_finding("CW-DYN-EXFIL", Severity.CRITICAL, "exfil", "exfiltration",
-                         f"bait secret ({', '.join(e.bait)}) sent out: {e.detail}", e.phase),
+                         f"bait secret ({', '.join(stolen)}) sent out: {e.detail}", e.phase),
                 e.phase)
+        elif e.bait:
+            add(_finding("CW-DYN-EXFIL", Severity.HIGH, "exfil", "reconnaissance",
+                         f"host facts (the sandbox's {HOST_NAME}) sent out: {e.detail}", e.phase),
+                e.phase + "/host")
+        if e.kind == "exec" and AGENT_CLI.search(e.detail):
+            add(_finding("CW-DYN-SHELL", Severity.HIGH, "exec", "process-execution",
+                         f"ran an AI agent CLI with its safety checks off: {e.detail}", e.phase),
+                e.phase + "/agent")
         if e.kind == "exec" and NPM_ABUSE.search(e.detail):
             add(_finding("CW-DYN-SHELL", Severity.HIGH, "propagation", "worm",
                          f"used the npm CLI to publish or read tokens: {e.detail}", e.phase),
