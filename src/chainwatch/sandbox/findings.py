@@ -24,7 +24,7 @@ NPM_ABUSE = re.compile(r"\bnpm(?:-cli\.js)?\s+(?:publish|adduser|login|token|who
                        r"dist-tag|unpublish|deprecate)\b")
 #: coding-agent CLIs told to skip their permission prompts (s1ngularity asked them to hunt secrets)
 AGENT_CLI = re.compile(r"(?:^|\s)--?(?:dangerously-skip-permissions|yolo|trust-all-tools|"
-                       r"dangerously-bypass-approvals-and-sandbox|allow-all-tools)\b")
+                       r"dangerously-bypass-approvals-and-sandbox|allow-all-tools)(?=[\s=]|$)")
 #: a platform binary fetched the way esbuild and others do when optional dependencies are missing
 NPM_INSTALL = re.compile(r"^(?:node: \w+ )?(?:/bin/sh -c )?npm (?:install|i|ci|rebuild)\b")
 REGISTRY = re.compile(r"(?:^|[\s/.\"])registry\.npmjs\.org\b")
@@ -36,7 +36,19 @@ def _finding(rule: str, severity: Severity, capability: str, technique: str, mes
                    message=f"{message} (sandbox, {phase} phase)", reference=REFERENCE)
 
 
-def findings_for(events: Sequence[Event]) -> list[Finding]:
+def _own_script(detail: str, package_dir: str) -> bool:
+    """``node FILE`` with FILE inside the package: the package running more of its own code
+    (electron's entry runs its install.js when the binary is missing). What that child does is
+    recorded like anything else in the sandbox; only the spawn itself is no evidence."""
+    text = detail.removeprefix("node: ").split(" ", 1)[-1] if detail.startswith("node: ") else detail
+    args = text.split()
+    if len(args) < 2 or posixpath.basename(args[0]) not in ("node", "nodejs"):
+        return False
+    script = posixpath.normpath(args[1])
+    return bool(package_dir) and script.startswith(package_dir.rstrip("/") + "/")
+
+
+def findings_for(events: Sequence[Event], package_dir: str = "") -> list[Finding]:
     """One finding per rule and phase: the first event that shows it, others counted."""
     out: list[Finding] = []
     seen: set[tuple[str, str]] = set()
@@ -81,7 +93,12 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
                 e.phase + ("/registry" if registry else ""))
         elif e.kind == "exec":
             base = e.target or posixpath.basename(e.detail.split(" ", 1)[0])
-            if e.detail.startswith("node: "):  # the preload's view; strace's record decides
+            own = e.phase not in LIFECYCLE_PHASES and _own_script(e.detail, package_dir)
+            if own:
+                add(_finding("CW-DYN-SPAWN", Severity.LOW, "exec", "process-execution",
+                             f"loading the package ran another of its own scripts: {e.detail}",
+                             e.phase), e.phase + "/own")
+            elif e.detail.startswith("node: "):  # the preload's view; strace's record decides
                 if e.phase not in LIFECYCLE_PHASES:
                     add(_finding("CW-DYN-SPAWN", Severity.MEDIUM, "exec", "process-execution",
                                  f"loading the package started a process: {e.detail}", e.phase),

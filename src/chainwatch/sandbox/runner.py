@@ -160,4 +160,4 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
     reason = "; ".join(problems)
     dynamic = Dynamic(True, seconds, reason,
                       tuple(DynamicEvent(e.kind, e.detail, e.phase) for e in events))
-    return Outcome(dynamic, tuple(findings_for(events)))
+    return Outcome(dynamic, tuple(findings_for(events, package_dir)))
