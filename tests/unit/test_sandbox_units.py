@@ -313,3 +313,21 @@ def test_the_sink_reads_what_is_sent_over_tls(tmp_path: Path) -> None:
     (rec,) = records
     assert rec["tls_sni"] == "c2.example.invalid" and rec["request"] == "POST /k HTTP/1.1"
     assert rec["bait"] == ["npm token"]
+
+
+def test_the_browser_phase_loads_the_browser_map_the_module_and_main_each_once() -> None:
+    files = scan_snippet_files({
+        "package.json": json.dumps({"name": "x", "version": "1.0.0", "main": "Arrow.node.js",
+                                    "module": "Arrow.node.mjs",
+                                    "browser": {"./Arrow.node.js": "./Arrow.dom.js",
+                                                "./other.js": "../../escape.js"}}),
+        "Arrow.node.js": "", "Arrow.node.mjs": "", "Arrow.dom.js": "",
+    })
+    (browser,) = [p for p in plan(files, json.loads(files.files[0].data)) if p.name == "browser"]
+    assert browser.argv[2:] == ("{pkg}/Arrow.dom.js", "require", "{pkg}/Arrow.node.mjs", "import",
+                                "{pkg}/Arrow.node.js", "require")
+    only_main = scan_snippet_files({"package.json": json.dumps({"name": "x", "main": "i.js",
+                                                                "module": "i.js"}), "i.js": ""})
+    (browser,) = [p for p in plan(only_main, {"main": "i.js", "module": "i.js"})
+                  if p.name == "browser"]
+    assert browser.argv[2:] == ("{pkg}/i.js", "import")
