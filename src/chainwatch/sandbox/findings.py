@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 
 from chainwatch.model import Finding, Severity
+from chainwatch.sandbox.bait import HOST_NAME
 from chainwatch.sandbox.strace import DOWNLOADERS, INTERPRETERS, SHELLS, Event
 
 REFERENCE = "https://docs.npmjs.com/cli/using-npm/scripts#best-practices"
@@ -21,6 +22,9 @@ WALLET_HOOKS = ("ethereum", "solana")
 #: the npm CLI used to publish (worms) or to show tokens
 NPM_ABUSE = re.compile(r"\bnpm(?:-cli\.js)?\s+(?:publish|adduser|login|token|whoami|owner|access|"
                        r"dist-tag|unpublish|deprecate)\b")
+#: coding-agent CLIs told to skip their permission prompts (s1ngularity asked them to hunt secrets)
+AGENT_CLI = re.compile(r"(?:^|\s)--?(?:dangerously-skip-permissions|yolo|trust-all-tools|"
+                       r"dangerously-bypass-approvals-and-sandbox|allow-all-tools)(?=[\s=]|$)")
 #: a platform binary fetched the way esbuild and others do when optional dependencies are missing
 NPM_INSTALL = re.compile(r"^(?:node: \w+ )?(?:/bin/sh -c )?npm (?:install|i|ci|rebuild)\b")
 REGISTRY = re.compile(r"(?:^|[\s/.\"])registry\.npmjs\.org\b")
@@ -32,7 +36,19 @@ def _finding(rule: str, severity: Severity, capability: str, technique: str, mes
                    message=f"{message} (sandbox, {phase} phase)", reference=REFERENCE)
 
 
-def findings_for(events: Sequence[Event]) -> list[Finding]:
+def _own_script(detail: str, package_dir: str) -> bool:
+    """``node FILE`` with FILE inside the package: the package running more of its own code
+    (electron's entry runs its install.js when the binary is missing). What that child does is
+    recorded like anything else in the sandbox; only the spawn itself is no evidence."""
+    text = detail.removeprefix("node: ").split(" ", 1)[-1] if detail.startswith("node: ") else detail
+    args = text.split()
+    if len(args) < 2 or posixpath.basename(args[0]) not in ("node", "nodejs"):
+        return False
+    script = posixpath.normpath(args[1])
+    return bool(package_dir) and script.startswith(package_dir.rstrip("/") + "/")
+
+
+def findings_for(events: Sequence[Event], package_dir: str = "") -> list[Finding]:
     """One finding per rule and phase: the first event that shows it, others counted."""
     out: list[Finding] = []
     seen: set[tuple[str, str]] = set()
@@ -43,10 +59,19 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
             out.append(f)
 
     for e in events:
-        if e.bait:
+        stolen = [b for b in e.bait if b != HOST_NAME]
+        if stolen:
             add(_finding("CW-DYN-EXFIL", Severity.CRITICAL, "exfil", "exfiltration",
-                         f"bait secret ({', '.join(e.bait)}) sent out: {e.detail}", e.phase),
+                         f"bait secret ({', '.join(stolen)}) sent out: {e.detail}", e.phase),
                 e.phase)
+        elif e.bait:
+            add(_finding("CW-DYN-EXFIL", Severity.HIGH, "exfil", "reconnaissance",
+                         f"host facts (the sandbox's {HOST_NAME}) sent out: {e.detail}", e.phase),
+                e.phase + "/host")
+        if e.kind == "exec" and AGENT_CLI.search(e.detail):
+            add(_finding("CW-DYN-SHELL", Severity.HIGH, "exec", "process-execution",
+                         f"ran an AI agent CLI with its safety checks off: {e.detail}", e.phase),
+                e.phase + "/agent")
         if e.kind == "exec" and NPM_ABUSE.search(e.detail):
             add(_finding("CW-DYN-SHELL", Severity.HIGH, "propagation", "worm",
                          f"used the npm CLI to publish or read tokens: {e.detail}", e.phase),
@@ -68,7 +93,12 @@ def findings_for(events: Sequence[Event]) -> list[Finding]:
                 e.phase + ("/registry" if registry else ""))
         elif e.kind == "exec":
             base = e.target or posixpath.basename(e.detail.split(" ", 1)[0])
-            if e.detail.startswith("node: "):  # the preload's view; strace's record decides
+            own = e.phase not in LIFECYCLE_PHASES and _own_script(e.detail, package_dir)
+            if own:
+                add(_finding("CW-DYN-SPAWN", Severity.LOW, "exec", "process-execution",
+                             f"loading the package ran another of its own scripts: {e.detail}",
+                             e.phase), e.phase + "/own")
+            elif e.detail.startswith("node: "):  # the preload's view; strace's record decides
                 if e.phase not in LIFECYCLE_PHASES:
                     add(_finding("CW-DYN-SPAWN", Severity.MEDIUM, "exec", "process-execution",
                                  f"loading the package started a process: {e.detail}", e.phase),

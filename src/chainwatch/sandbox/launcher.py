@@ -106,14 +106,14 @@ ETC_SHARED = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "ssl", "ca-certificat
 
 
 def outer_argv(tools: Tools, work: Path, log: Path, limits: Limits,
-               extra_binds: list[str]) -> list[str]:
+               extra_binds: list[str], hostname: str = "build-host") -> list[str]:
     assert tools.bwrap and tools.strace
     binds, links = system_layout()
     argv = [tools.strace, "-f", "-qq", "--pidns-translation", "--seccomp-bpf", "-s", "4096",
             "-e", f"trace={TRACED}", "-e", "signal=none", "-o", str(log),
             tools.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
             "--uid", "0", "--gid", "0", "--cap-add", "CAP_NET_BIND_SERVICE",
-            "--hostname", "build-host"]
+            "--hostname", hostname]
     for b in binds + extra_binds:
         argv += ["--ro-bind", b, b]
     for link, target in links:
@@ -138,6 +138,8 @@ def prepare(work: Path, config: dict[str, Any], files: dict[str, tuple[bytes, in
     """Write the supervisor's config, our /etc, and the package's files (as data) to work."""
     (work / "etc").mkdir(parents=True)
     for name, text in ETC_FILES.items():
+        if name == "hostname":
+            text = f"{config.get('hostname', 'build-host')}\n"
         (work / "etc" / name).write_text(text, encoding="utf-8")
     stage = work / "run" / "stage"
     stage.mkdir(parents=True)
@@ -150,6 +152,24 @@ def prepare(work: Path, config: dict[str, Any], files: dict[str, tuple[bytes, in
         target.write_bytes(data)
         target.chmod(0o755 if mode & 0o111 else 0o644)
     (work / "run" / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def sink_certificate(run_dir: Path) -> bool:
+    """A throw-away self-signed certificate for the sink's TLS (run_dir/sink.crt, sink.key),
+    made with the host's openssl; False (the sink then records TLS names only) without it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return False
+    try:
+        done = subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+             "-nodes", "-days", "2", "-subj", "/CN=sink.invalid", "-keyout",
+             str(run_dir / "sink.key"), "-out", str(run_dir / "sink.crt")],
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=20, check=False,
+            env={"PATH": "/usr/bin:/bin", "LANG": "C"})
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and (run_dir / "sink.key").is_file()
 
 
 def launch(argv: list[str], log: Path, deadline_s: float) -> RawRun:

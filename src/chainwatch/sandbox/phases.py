@@ -15,6 +15,7 @@ from chainwatch.model import PackageFiles
 LIFECYCLE = ("preinstall", "install", "postinstall")
 MAX_GYP_COMMANDS = 8
 MAX_ENTRIES = 4
+MAX_BROWSER_ENTRIES = 3
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,42 @@ def plan(files: PackageFiles, manifest: dict[str, Any]) -> list[Phase]:
     for i, (rel, mode) in enumerate(loads[:MAX_ENTRIES]):
         phases.append(Phase("load" if i == 0 else f"load{i + 1}",
                             ("node", "{js}/load.js", f"{{pkg}}/{rel}", mode)))
+    browser_entries = _browser_entries(manifest, names, loads)
+    if browser_entries:
+        argv: list[str] = ["node", "{js}/browser.js"]
+        for rel, mode in browser_entries:
+            argv += [f"{{pkg}}/{rel}", mode]
+        phases.append(Phase("browser", tuple(argv)))
+    return phases
+
+
+def _browser_entries(manifest: dict[str, Any], names: set[str],
+                     loads: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What a browser may load, each file once: the ``browser`` entry (a path, or what it maps
+    ``main`` to), the ``module`` entry, and the Node entry itself (a payload appended to ``main``
+    that waits for a ``window`` runs there in a universal bundle)."""
+    main = loads[0][0] if loads else None
     browser = manifest.get("browser")
     module = manifest.get("module")
-    target = browser if isinstance(browser, str) else module if isinstance(module, str) else None
-    rel = _inside(target) if target else (loads[0][0] if loads else None)
-    if rel is not None and rel in names:
-        mode = "import" if (target is not None and target == module) or rel.endswith(".mjs") else "require"
-        phases.append(Phase("browser", ("node", "{js}/browser.js", f"{{pkg}}/{rel}", mode)))
-    return phases
+    wanted: list[tuple[str | None, str]] = []
+    if isinstance(browser, str):
+        wanted.append((browser, "require"))
+    elif isinstance(browser, dict) and main is not None:
+        for key, value in list(browser.items())[:64]:
+            if isinstance(key, str) and isinstance(value, str) and _inside(key) == main:
+                wanted.append((value, "require"))
+                break
+    if isinstance(module, str):
+        wanted.append((module, "import"))
+    if main is not None:
+        wanted.append((main, loads[0][1]))
+    out: list[tuple[str, str]] = []
+    for path, mode in wanted:
+        rel = _inside(path) if path else None
+        if rel is None:
+            continue
+        if rel not in names and rel + ".js" in names:
+            rel += ".js"
+        if rel in names and rel not in {r for r, _ in out}:
+            out.append((rel, "import" if rel.endswith(".mjs") else mode))
+    return out[:MAX_BROWSER_ENTRIES]

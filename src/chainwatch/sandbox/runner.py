@@ -23,6 +23,7 @@ from chainwatch.sandbox.launcher import (
     node_dirs,
     outer_argv,
     prepare,
+    sink_certificate,
     system_layout,
 )
 from chainwatch.sandbox.phases import Phase, plan
@@ -58,7 +59,12 @@ def _phase_env(phase: Phase, ref: PackageRef, package_dir: str, bait_env: dict[s
         # a nested npm (platform binaries fetched at postinstall) gives up at once offline
         "npm_config_fetch_retries": "0", "npm_config_fetch_timeout": "5000",
         "npm_config_update_notifier": "false", "npm_config_audit": "false",
-        "NODE_OPTIONS": "--require /cw/js/preload.js",
+        # without guard regions WebAssembly fits the address-space bound (fetch needs it:
+        # undici parses HTTP in WebAssembly, and crashed before sending anything)
+        "NODE_OPTIONS": "--require /cw/js/preload.js --disable-wasm-trap-handler",
+        # the sink completes TLS with a throw-away certificate, so what is sent over https is
+        # read like plain http (Node's https and fetch only)
+        "NODE_TLS_REJECT_UNAUTHORIZED": "0",
         "CHAINWATCH_PACKAGE_DIR": package_dir, "CHAINWATCH_SETTLE_MS": str(SETTLE_MS),
         "CHAINWATCH_BAIT_ENV": ",".join(sorted(bait_env)),
         **bait_env, **phase.env,
@@ -100,7 +106,8 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
     binds = ["/usr", *extra]
     sys_binds, links = system_layout()
     config = {
-        "token": token, "home": HOME, "package_dir": package_dir, "stage": "/cw/run/stage",
+        "token": token, "home": HOME, "hostname": bait.hostname, "package_dir": package_dir,
+        "stage": "/cw/run/stage",
         "js_dir": "/cw/js", "bait_files": bait.files, "baits": bait.values,
         "project_files": {"project/package.json": '{"name":"app","version":"1.0.0","private":true}\n'},
         "phases": config_phases, "limits": limits.as_dict(),
@@ -108,6 +115,9 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
     }
     with tempfile.TemporaryDirectory(prefix="chainwatch-sandbox-") as tmp:
         work = Path(tmp)
+        (work / "run").mkdir()
+        if sink_certificate(work / "run"):
+            config["tls"] = {"cert": "/cw/run/sink.crt", "key": "/cw/run/sink.key"}
         prepare(work, config, {f.path: (f.data, f.mode) for f in files.files})
         log = work / "trace.log"
         deadline = len(phases) * (limits.phase_seconds + 3) + 15
@@ -115,7 +125,7 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
                        limits.sandbox_memory_bytes)
         bounded = group.limits_tasks
         try:
-            raw = launch(group.enter_command() + outer_argv(tools, work, log, limits, extra),
+            raw = launch(group.enter_command() + outer_argv(tools, work, log, limits, extra, bait.hostname),
                          log, deadline)
         finally:
             group.close()
@@ -150,4 +160,4 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
     reason = "; ".join(problems)
     dynamic = Dynamic(True, seconds, reason,
                       tuple(DynamicEvent(e.kind, e.detail, e.phase) for e in events))
-    return Outcome(dynamic, tuple(findings_for(events)))
+    return Outcome(dynamic, tuple(findings_for(events, package_dir)))

@@ -112,6 +112,9 @@ class Parser:
         self.unplaced: dict[int, list[tuple[str, str]]] = {}
         #: processes running the npm CLI itself (reading ~/.npmrc is its job)
         self.npm: set[int] = set()
+        #: the phase's waiter (inside/linger.py), and its child about to exec the phase command
+        self.lingerers: set[int] = set()
+        self.launching: set[int] = set()
 
     # -- plumbing ----------------------------------------------------------------------------
     def feed(self, lines: Iterable[str]) -> Run:
@@ -236,7 +239,10 @@ class Parser:
         if doc.get("kind") == "dns":
             self._emit("dns", f"query {doc.get('name', '')}", phase, bait=bait)
         elif doc.get("kind") == "connect":
-            if "tls_sni" in doc:
+            if "tls_sni" in doc and "request" in doc:
+                detail = (f"HTTPS {doc.get('request', '')} host {doc.get('host', '')} "
+                          f"(TLS name {doc.get('tls_sni') or '(none)'}, {doc.get('bytes', 0)} bytes)")
+            elif "tls_sni" in doc:
                 detail = f"TLS to {doc.get('tls_sni') or '(no name)'} port {doc.get('port')}"
             else:
                 detail = (f"HTTP {doc.get('request', '')} host {doc.get('host', '')} "
@@ -257,6 +263,8 @@ class Parser:
             self.unplaced.pop(child, None)
             return
         self.image[child] = self.image.get(parent, "")
+        if parent in self.lingerers and not thread:
+            self.launching.add(child)
         if thread and parent in self.npm:
             self.npm.add(child)
         if parent in self.cwd:
@@ -281,7 +289,13 @@ class Parser:
             return
         if by == "prlimit" and not self.launcher_done.get(phase, True):
             self.launcher_done[phase] = ok
-            return  # the phase's own command (and prlimit's PATH search for it)
+            if ok and any(a.endswith("/linger.py") for a in strings[1:6]):
+                self.lingerers.add(pid)
+            return  # the phase's waiter (and prlimit's PATH search for it)
+        if pid in self.launching:
+            if ok:
+                self.launching.discard(pid)
+            return  # the phase's own command, started by the waiter
         argv = " ".join(strings[1:]) if len(strings) > 1 else path
         detail = f"{argv}" + ("" if ok else f" ({err or 'failed'})")
         self._emit("exec", detail, phase, by, base)

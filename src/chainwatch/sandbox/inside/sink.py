@@ -1,6 +1,11 @@
 """The loopback sink: answers DNS with 127.0.0.1, accepts HTTP and TLS connects on the usual
 ports, records what was asked (query names, request lines, hosts, SNI, bait values seen) and
-reports each through the channel. Every read is bounded in size and time."""
+reports each through the channel. Every read is bounded in size and time.
+
+With a certificate (made per run by chainwatch), the sink also completes TLS handshakes, so
+that what a client sends over HTTPS is read like plain HTTP: phases run with
+``NODE_TLS_REJECT_UNAUTHORIZED=0``, so Node's https and fetch accept it; a client that checks
+certificates (curl) gives up after its ClientHello, whose server name is still recorded."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import base64
 import binascii
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import urllib.parse
@@ -80,9 +86,18 @@ def sni(hello: bytes) -> str:
 
 
 class Sink:
-    def __init__(self, report: Report, baits: dict[str, str]) -> None:
+    def __init__(self, report: Report, baits: dict[str, str],
+                 tls: tuple[str, str] | None = None) -> None:
         self.report = report
         self.baits = baits
+        self.tls: ssl.SSLContext | None = None
+        if tls is not None:
+            try:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                ctx.load_cert_chain(tls[0], tls[1])
+                self.tls = ctx
+            except (OSError, ssl.SSLError):
+                self.tls = None
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.sockets: list[socket.socket] = []
 
@@ -130,34 +145,59 @@ class Sink:
                 continue
             threading.Thread(target=self._serve, args=(conn, port), daemon=True).start()
 
+    def _read(self, conn: socket.socket | ssl.SSLSocket, tls_hello: bool = False) -> bytes:
+        data = b""
+        try:
+            while len(data) < MAX_REQUEST:
+                chunk = conn.recv(8192)
+                if not chunk:
+                    break
+                data += chunk
+                if (tls_hello and data[:1] == b"\x16") or self._complete(data):
+                    break
+        except (OSError, ssl.SSLError):
+            pass
+        return data
+
+    def _http(self, conn: socket.socket | ssl.SSLSocket, data: bytes,
+              record: dict[str, Any]) -> None:
+        head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        lines = head.split("\r\n")
+        record["request"] = lines[0][:300] if lines else ""
+        host = [x.split(":", 1)[1].strip() for x in lines[1:] if x.lower().startswith("host:")]
+        record["host"] = host[0][:253] if host else ""
+        with contextlib.suppress(OSError, ssl.SSLError):
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                         b"Connection: close\r\n\r\n{}")
+
     def _serve(self, conn: socket.socket, port: int) -> None:
         try:
             conn.settimeout(READ_SECONDS)
-            data = b""
-            try:
-                while len(data) < MAX_REQUEST:
-                    chunk = conn.recv(8192)
-                    if not chunk:
-                        break
-                    data += chunk
-                    if data[:1] == b"\x16" or self._complete(data):
-                        break
-            except OSError:
-                pass
-            record: dict[str, Any] = {"kind": "connect", "port": port, "bytes": len(data),
-                                      "bait": bait_hits(data, self.baits)}
+            hello = b""
+            if self.tls is not None:
+                with contextlib.suppress(OSError):
+                    hello = conn.recv(8192, socket.MSG_PEEK)
+            if hello[:1] == b"\x16" and self.tls is not None:
+                record: dict[str, Any] = {"kind": "connect", "port": port, "tls_sni": sni(hello)[:253]}
+                try:
+                    inner = self.tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError, ValueError):
+                    record.update(bytes=len(hello), bait=bait_hits(hello, self.baits))
+                    self.report(record)  # the client refused our certificate
+                    return
+                conn = inner
+                data = self._read(conn)
+                record.update(bytes=len(data), bait=bait_hits(data, self.baits), decrypted=True)
+                self._http(conn, data, record)
+                self.report(record)
+                return
+            data = self._read(conn, tls_hello=True)
+            record = {"kind": "connect", "port": port, "bytes": len(data),
+                      "bait": bait_hits(data, self.baits)}
             if data[:1] == b"\x16":
                 record["tls_sni"] = sni(data)[:253]
             else:
-                head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-                lines = head.split("\r\n")
-                record["request"] = lines[0][:300] if lines else ""
-                host = [x.split(":", 1)[1].strip() for x in lines[1:]
-                        if x.lower().startswith("host:")]
-                record["host"] = host[0][:253] if host else ""
-                with contextlib.suppress(OSError):
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-                                 b"Connection: close\r\n\r\n{}")
+                self._http(conn, data, record)
             self.report(record)
         finally:
             conn.close()

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
 if TYPE_CHECKING:
     from chainwatch.sandbox.inside.channel import send
@@ -48,20 +49,23 @@ def _inner(cfg: dict[str, Any], phase: dict[str, Any]) -> list[str]:
     lim = cfg["limits"]
     argv = ["/usr/bin/bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-            "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL", "--hostname", "build-host"]
+            "--uid", "1000", "--gid", "1000", "--cap-drop", "ALL",
+            "--hostname", cfg.get("hostname", "build-host")]
     for path in cfg["ro_binds"]:
         argv += ["--ro-bind", path, path]
     for link, target in cfg["symlinks"]:
         argv += ["--symlink", target, link]
     argv += ["--ro-bind", "/etc", "/etc", "--ro-bind", "/proc", "/proc", "--dev", "/dev",
              "--bind", cfg["home"], cfg["home"], "--bind", "/tmp", "/tmp",
-             "--ro-bind", cfg["js_dir"], cfg["js_dir"], "--clearenv"]
+             "--ro-bind", cfg["js_dir"], cfg["js_dir"], "--ro-bind", HERE, HERE, "--clearenv"]
     for key, value in phase["env"].items():
         argv += ["--setenv", key, value]
     argv += ["--chdir", phase["cwd"], "/usr/bin/prlimit",
              f"--nproc={lim['processes']}", f"--data={lim['memory_bytes']}",
              f"--as={lim['address_bytes']}", f"--fsize={lim['file_bytes']}",
-             f"--nofile={lim['open_files']}", "--core=0", f"--cpu={lim['phase_seconds']}", "--"]
+             f"--nofile={lim['open_files']}", "--core=0", f"--cpu={lim['phase_seconds']}", "--",
+             sys.executable, "-I", "-S", "-B", os.path.join(HERE, "linger.py"),
+             str(cfg.get("linger_seconds", 4)), "--"]
     return argv + list(phase["argv"])
 
 
@@ -79,7 +83,8 @@ def main(config_path: str) -> int:
     for rel, text in cfg["project_files"].items():
         _write(home / rel, text, 0o644)
     _stage(Path(cfg["stage"]), Path(cfg["package_dir"]))
-    problems = Sink(report, cfg["baits"]).start()
+    tls = cfg.get("tls")
+    problems = Sink(report, cfg["baits"], (tls["cert"], tls["key"]) if tls else None).start()
     send(f"{mark}/ready", {"problems": problems})
     for phase in cfg["phases"]:
         send(f"{mark}/phase", {"name": phase["name"]})

@@ -1,6 +1,8 @@
 // chainwatch sandbox: load a browser/module entry with a minimal instrumented window and report
-// every browser API the package replaced or wrapped. Usage: node browser.js ENTRY require|import
+// every browser API the package replaced or wrapped.
+// Usage: node browser.js ENTRY require|import [ENTRY require|import ...] (loaded in order)
 'use strict';
+require('./missing.js');
 const fs = require('fs');
 const statfs = fs.statfsSync;
 function emit(kind, detail) {
@@ -9,8 +11,8 @@ function emit(kind, detail) {
     statfs('/.cw-ev/' + (data.match(/.{1,200}/g) || ['e30']).join('/'));
   } catch (e) { /* the path never exists */ }
 }
-const entry = process.argv[2];
-const mode = process.argv[3] || 'require';
+const entries = [];
+for (let i = 2; i + 1 < process.argv.length; i += 2) entries.push([process.argv[i], process.argv[i + 1]]);
 const settle = Number(process.env.CHAINWATCH_SETTLE_MS || 1000);
 function stub(name) { const f = function () { return undefined; }; Object.defineProperty(f, 'name', { value: name }); return f; }
 class XMLHttpRequest { open() {} send() {} setRequestHeader() {} addEventListener() {} }
@@ -58,6 +60,8 @@ const watched = {
 const before = {};
 for (const [k, get] of Object.entries(watched)) { try { before[k] = get(); } catch (e) { before[k] = undefined; } }
 function compare() {
+  if (compared === 'done') return;
+  compared = 'done';
   for (const [k, get] of Object.entries(watched)) {
     let now;
     try { now = get(); } catch (e) { emit('hook', k + ' (getter throws)'); continue; }
@@ -65,11 +69,16 @@ function compare() {
   }
   process.exit(0);
 }
-function done() { setTimeout(compare, settle).unref(); }
-if (mode === 'import') {
-  import(require('url').pathToFileURL(entry).href).then(done, (e) => { console.error(String(e)); done(); });
-} else {
-  try { require(entry); } catch (e) { console.error(String(e && e.stack || e)); }
-  done();
+let compared = false;
+const wait = require('./settle.js');
+function finish() { if (!compared) { compared = true; wait(Math.min(300, settle), settle * 3, compare); } }
+async function loadAll() {
+  for (const [entry, mode] of entries) {
+    try {
+      if (mode === 'import') await import(require('url').pathToFileURL(entry).href);
+      else require(entry);
+    } catch (e) { console.error(String(e && e.stack || e)); }
+  }
 }
-setTimeout(compare, settle + 500);
+loadAll().then(finish, finish);
+setTimeout(compare, settle * 3 + 8000).unref();

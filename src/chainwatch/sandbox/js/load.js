@@ -1,10 +1,13 @@
 // chainwatch sandbox: load one entry point as require() or import() would, then wait briefly for
 // the timers it starts. Usage: node load.js ENTRY require|import
 'use strict';
+require('./missing.js');
 const entry = process.argv[2];
 const mode = process.argv[3] || 'require';
 const settle = Number(process.env.CHAINWATCH_SETTLE_MS || 1500);
-function done() { setTimeout(() => process.exit(0), settle).unref(); }
+const wait = require('./settle.js');
+let waiting = false;
+function done() { if (!waiting) { waiting = true; wait(Math.min(300, settle), settle * 3, () => process.exit(0)); } }
 if (mode === 'import') {
   import(require('url').pathToFileURL(entry).href).then(done, (e) => { console.error(String(e && e.stack || e)); done(); });
 } else {
@@ -17,4 +20,4 @@ if (mode === 'import') {
   }
   done();
 }
-setTimeout(() => process.exit(0), settle + 500);
+setTimeout(() => process.exit(0), settle * 3 + 8000).unref();

@@ -36,6 +36,32 @@
     Object.defineProperty(wrapped, 'name', { value: orig.name });
     try { obj[name] = wrapped; } catch (e) { /* frozen */ }
   }
+  // requests still in flight, for the harness's settle wait (js/settle.js)
+  const PENDING = Symbol.for('chainwatch.pending');
+  process[PENDING] = 0;
+  function track(result) {
+    try {
+      if (result && typeof result.then === 'function') {
+        process[PENDING]++;
+        const end = () => { process[PENDING]--; };
+        result.then(end, end);
+      } else if (result && typeof result.once === 'function') {
+        process[PENDING]++;
+        let ended = false;
+        const end = () => { if (!ended) { ended = true; process[PENDING]--; } };
+        result.once('close', end);
+        result.once('error', end);
+      }
+    } catch (e) { /* never break the call */ }
+    return result;
+  }
+  function tracked(obj, name) {
+    const orig = obj && obj[name];
+    if (typeof orig !== 'function') return;
+    const t = function () { return track(new.target ? Reflect.construct(orig, arguments, new.target) : orig.apply(this, arguments)); };
+    Object.defineProperty(t, 'name', { value: orig.name });
+    try { obj[name] = t; } catch (e) { /* frozen */ }
+  }
   const first = (a) => describe(a[0]);
   const cmd = (a) => describe(a[0]) + (Array.isArray(a[1]) ? ' ' + a[1].map(describe).join(' ') : '');
   const cp = require('child_process');
@@ -54,8 +80,24 @@
     const m = require(mod);
     wrap(m, 'request', 'net', (a) => mod + ' ' + describe(a[0]));
     wrap(m, 'get', 'net', (a) => mod + ' ' + describe(a[0]));
+    tracked(m, 'request');
+    tracked(m, 'get');
   }
-  if (typeof globalThis.fetch === 'function') wrap(globalThis, 'fetch', 'net', first);
+  if (typeof globalThis.fetch === 'function') { wrap(globalThis, 'fetch', 'net', first); tracked(globalThis, 'fetch'); }
+  for (const n of ['lookup', 'resolve', 'resolve4', 'resolve6', 'resolveTxt', 'resolveAny']) {
+    const orig = dns[n];
+    if (typeof orig !== 'function') continue;
+    dns[n] = function () {
+      const args = Array.from(arguments);
+      const cb = args[args.length - 1];
+      if (typeof cb === 'function') {
+        process[PENDING]++;
+        let ended = false;
+        args[args.length - 1] = function () { if (!ended) { ended = true; process[PENDING]--; } return cb.apply(this, arguments); };
+      }
+      return orig.apply(this, args);
+    };
+  }
   const outside = (p) => {
     const s = describe(p);
     return s.startsWith('/') ? !s.startsWith(pkg) && !s.startsWith('/tmp') : false;
