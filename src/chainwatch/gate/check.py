@@ -35,6 +35,9 @@ TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
 #: rules about a fresh compromise: they judge releases published within the policy's scan window
 #: only (older versions are judged by the known-bad lists and stored verdicts)
 FRESH_RULES = {"new-install-script", "trust-downgrade", "publisher-change"}
+#: how long the proxy reuses one package's view of the known-bad store (as verdicts:
+#: scanning.SNAPSHOT_SECONDS); a write through the same process is seen at once
+VIEW_SECONDS = 5.0
 RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
 
 
@@ -73,6 +76,12 @@ class Checker:
         self._packuments: dict[str, dict[str, Any] | ChainwatchError] = {}
         #: the known-bad store read once for a whole run (``check``), by package
         self._views: dict[str, Any] = {}
+        #: a ``check`` run: packuments are held until it ends (see ``_previous``)
+        self._hold_documents = False
+        #: previous_versions per packument document (see ``_previous``)
+        self._previous_memo: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
+        #: views read for one package (proxy): (time.monotonic(), store generation, view)
+        self._view_cache: dict[str, tuple[float, Any, Any]] = {}
         #: packages judged on a stale cached packument because the registry failed, and why
         self._stale_reason: dict[str, str] = {}
         #: per release: its publish time and the rules that never change for it
@@ -191,12 +200,12 @@ class Checker:
         versions = list(versions)
         view = None
         if self.policy.known_bad != "off":
-            view = self._views.get(name) or package_view(self.known_bad, name)
+            view = self._view(name)
         out: dict[str, list[tuple[str, str, str]]] = {}
         listed = doc.get("versions") or {} if doc is not None else {}
         times = doc.get("time") if doc is not None and isinstance(doc.get("time"), dict) else {}
         assert isinstance(times, dict)
-        previous = previous_versions(listed) if listed else {}
+        previous = self._previous(doc) if doc is not None and listed else {}
 
         def published(v: str) -> datetime | None:
             return parse_time(times.get(v))
@@ -373,6 +382,7 @@ class Checker:
                   if p.exact and not is_local(p)}
         local = {nv for nv in unique if nv not in remote}
         self._preload({n for n, _ in unique}, timeout or 120.0)
+        self._hold_documents = True
         start = time.monotonic()
         if timeout is not None:
             self._deadline = start + timeout
@@ -421,6 +431,47 @@ class Checker:
                     placed.append(Placed(decision, env.source, package.dev,
                                          package.paths[0] if package.paths else ()))
         return placed
+
+    def _previous(self, doc: dict[str, Any]) -> dict[str, str | None]:
+        """``previous_versions`` of a packument, sorted once per document (not once per
+        version judged and per suggestion tried) during a ``check`` run, which holds every
+        packument it read anyway; the document is held with its result, so its id cannot be
+        reused for another. The proxy sorts each time: it must not hold documents its cache
+        let go of."""
+        if not self._hold_documents:
+            return previous_versions(doc.get("versions") or {})
+        with self._lock:
+            held = self._previous_memo.get(id(doc))
+        if held is not None and held[0] is doc:
+            return held[1]
+        previous = previous_versions(doc.get("versions") or {})
+        with self._lock:
+            if len(self._previous_memo) >= 4096:
+                self._previous_memo.clear()
+            self._previous_memo[id(doc)] = (doc, previous)
+        return previous
+
+    def _view(self, name: str) -> Any:
+        """The known-bad store's view of one package: read once per ``check`` run, else kept
+        VIEW_SECONDS (a proxy judges a packument on every request) and dropped at once when
+        the store says it changed (a write through this process). A source that cannot say
+        whether it changed is read every time."""
+        if (view := self._views.get(name)) is not None:
+            return view
+        generation = getattr(self.known_bad, "generation", None)
+        now = time.monotonic()
+        with self._lock:
+            held = self._view_cache.get(name)
+        if (held is not None and generation is not None and held[1] == generation
+                and now - held[0] < VIEW_SECONDS):
+            return held[2]
+        view = package_view(self.known_bad, name)
+        if generation is not None:
+            with self._lock:
+                if len(self._view_cache) >= 10_000:
+                    self._view_cache.clear()
+                self._view_cache[name] = (now, generation, view)
+        return view
 
     def _preload(self, names: set[str], seconds: float) -> None:
         """The databases read in a few queries for all packages at once (one query per
