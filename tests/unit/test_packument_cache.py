@@ -325,3 +325,28 @@ def test_the_cache_is_pruned_oldest_first_to_its_bound(registry: Registry, tmp_p
     with client(registry, tmp_path, ttl=300) as c:
         c.slim_packument("demo")
     assert len(registry.requests) == 1  # the packument survived the pruning
+
+
+def test_a_version_newer_than_the_fresh_copy_is_asked_for_not_passed(tmp_path: Path) -> None:
+    """The cached copy is fresh but predates a release (say, a compromised one published a
+    minute ago and already in the lockfile): the registry is asked again and min-age blocks
+    it, instead of a 'not in the registry' warning from the old copy."""
+    reg = Registry().start()
+    try:
+        with client(reg, tmp_path, ttl=300) as c:
+            c.slim_packument("demo")
+        doc = _doc()
+        doc["versions"]["1.0.1"] = {**doc["versions"]["1.0.0"], "version": "1.0.1"}
+        doc["time"]["1.0.1"] = (NOW - timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+        reg.doc, reg.etag = doc, '"v2"'
+        env = [Environment("package-lock.json", "package-lock", "package-lock.json",
+                           (InstalledPackage("demo", "1.0.1", paths=(("app", "demo"),)),
+                            InstalledPackage("demo", "1.0.0", paths=(("app", "demo"),))))]
+        with client(reg, tmp_path, ttl=300) as c:
+            placed = Checker(Policy(), c, BuiltinKnownBad(), now=NOW).check(env, timeout=30)
+        found = {(p.decision.version, p.decision.rule, p.decision.action) for p in placed}
+        assert ("1.0.1", "min-age", "block") in found
+        assert not any(rule == "registry" for _, rule, _ in found)
+        assert len(reg.requests) == 2  # once for the first copy, once when 1.0.1 was missing
+    finally:
+        reg.stop()

@@ -82,6 +82,8 @@ class Checker:
         self._previous_memo: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
         #: views read for one package (proxy): (time.monotonic(), store generation, view)
         self._view_cache: dict[str, tuple[float, Any, Any]] = {}
+        #: packages asked for again because a fresh cached copy lacked a version
+        self._revalidated: set[str] = set()
         #: packages judged on a stale cached packument because the registry failed, and why
         self._stale_reason: dict[str, str] = {}
         #: per release: its publish time and the rules that never change for it
@@ -100,9 +102,18 @@ class Checker:
         so a long-running proxy lets a version through once it is old enough."""
         return self._fixed_now or datetime.now(UTC)
 
-    def _packument(self, name: str) -> dict[str, Any]:
+    def _packument(self, name: str, revalidate: bool = False) -> dict[str, Any]:
+        """The slim packument of ``name``, read once per checker. ``revalidate`` asks the
+        registry again even when the cached copy is fresh (once per package): a version the
+        fresh copy does not list may have been published since."""
         with self._lock:
             cached = self._packuments.get(name)
+            if revalidate and name not in self._revalidated and not isinstance(
+                    cached, ChainwatchError) and name not in self._stale_reason:
+                self._revalidated.add(name)
+                cached = None
+            else:
+                revalidate = False
         if cached is None:
             if self.client is None:
                 raise ChainwatchError("no registry client")
@@ -114,7 +125,7 @@ class Checker:
             else:
                 try:
                     slim = getattr(self.client, "slim_packument", None)  # test doubles lack it
-                    cached = (slim(name) if slim is not None
+                    cached = (slim(name, revalidate) if slim is not None
                               else slim_packument(self.client.packument(name)))
                 except ChainwatchError as exc:
                     if isinstance(exc.__cause__, httpx.TransportError):
@@ -165,6 +176,14 @@ class Checker:
                 stale = self._stale_reason.get(name)
             if stale is not None:  # judged on an old copy: the policy's offline action too
                 problems.append((self.policy.offline, "registry", stale))
+        if doc is not None and version not in (doc.get("versions") or {}):
+            # a fresh cached copy predates a version published since: ask before saying so
+            try:
+                doc = self._packument(name, revalidate=True)
+            except ChainwatchError as exc:
+                problems.append((self.policy.offline, "registry",
+                                 f"registry metadata unavailable: {exc}"))
+                doc = None
         if doc is not None and version not in (doc.get("versions") or {}):
             problems.append((self.policy.offline, "registry",
                              "version not in the registry (unpublished?)"))

@@ -166,15 +166,15 @@ class RegistryClient:
         """The full-format packument; see ``_packument``."""
         return self._packument(name)[0]
 
-    def slim_packument(self, name: str) -> dict[str, Any]:
+    def slim_packument(self, name: str, revalidate: bool = False) -> dict[str, Any]:
         """``packument.slim_packument`` of the packument: what release analysis reads. While
         the packument is fresh (``packument_ttl``) the slim copy is read from the cache
-        without parsing the full document; otherwise as ``packument`` and the slim copy is
-        stored beside it."""
+        without parsing the full document; otherwise (or with ``revalidate``) as ``packument``
+        and the slim copy is stored beside it."""
         from chainwatch.packument import slim_packument
 
         url = packument_url(self.config.registry_for(name), name)
-        if not self.offline and self.packument_ttl > 0:
+        if not self.offline and self.packument_ttl > 0 and not revalidate:
             hit = self.cache.fresh_slim(url, self.packument_ttl)
             if hit is not None:
                 return hit
@@ -187,7 +187,7 @@ class RegistryClient:
             except TypeError:  # what orjson cannot write (integers beyond 64 bits): no copy
                 return None
 
-        body, sha = self._packument(name, derive)
+        body, sha = self._packument(name, derive, revalidate)
         if derived:  # a new body: its slim copy was stored with it
             return derived[0]
         slim = slim_packument(body)
@@ -195,8 +195,8 @@ class RegistryClient:
             self.cache.put_slim(url, sha, orjson.dumps(slim))
         return slim
 
-    def _packument(self, name: str, derive: Callable[[dict[str, Any]], bytes | None] | None = None
-                   ) -> tuple[dict[str, Any], str]:
+    def _packument(self, name: str, derive: Callable[[dict[str, Any]], bytes | None] | None = None,
+                   revalidate: bool = False) -> tuple[dict[str, Any], str]:
         """The full-format packument (``application/json``) and the digest of its bytes;
         ``derive`` makes the slim copy stored beside a new body. A cached copy the registry sent
         or confirmed less than ``packument_ttl`` seconds ago is used as it is; an older one is
@@ -210,7 +210,7 @@ class RegistryClient:
                 raise OfflineMissError(f"--offline: no cached packument for {name}")
             assert cached is not None
             return body, cached.sha256
-        if cached is not None and body is not None and self.packument_ttl > 0:
+        if cached is not None and body is not None and self.packument_ttl > 0 and not revalidate:
             age = cached.age()
             if age is not None and age < self.packument_ttl:
                 return body, cached.sha256
