@@ -16,9 +16,14 @@ in front of it as a user would start it (a fresh process, its own SQLite databas
    150, each with a tarball and recent publish times, so the proxy scans them), straight from
    the upstream and through the proxy, in the same run: once through the proxy to warm its
    scan cache, then direct and proxied installs with an empty npm cache each, wall time of each
-   and the ratio (``--install 0`` skips it, ``--only install`` runs only it).
+   and the ratio (``--install 0`` skips it, ``--only install`` runs only it);
+5. overhead (``--only overhead``): the proxy's own cost per packument request, revalidating
+   every time (``--cache-ttl 0s``): ``--rounds`` GETs of one packument (``--package``, chalk by
+   default: its real packument, recorded once) alternating between the upstream and the proxy
+   in the same run, abbreviated and full; the p50 of each and of the per-pair difference.
 
     python bench/proxy.py
+    python bench/proxy.py --only overhead --rounds 400
     python bench/proxy.py --requests 2000 --clients 50 --rounds 20
     python bench/proxy.py --only install --install 150
 """
@@ -285,6 +290,67 @@ async def load(proxy: str, names: list[str], requests: int, clients: int,
     return errors, time.perf_counter() - started, samples
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pairwise_ms(client: httpx.Client, direct: str, proxied: str, accept: str,
+                rounds: int) -> tuple[list[float], list[float]]:
+    """``rounds`` GETs of each URL, alternating (so load on the machine hits both alike)."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for i in range(rounds):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for which in order:
+            started = time.perf_counter()
+            r = client.get((direct, proxied)[which], headers={"Accept": accept})
+            r.raise_for_status()
+            times[which].append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def overhead(args: argparse.Namespace) -> None:
+    """Step 5: the proxy's own cost per packument request with ``--cache-ttl 0s``."""
+    paths = record_packuments()
+    names = {json.loads(p.read_bytes()).get("name") or p.stem: p for p in paths}
+    if args.package not in names:
+        print(f"overhead: {args.package} is not among the recorded packuments")
+        return
+    port = free_port()
+    upstream = f"http://127.0.0.1:{port}/"
+    procs: list[subprocess.Popen[bytes]] = [subprocess.Popen(
+        [sys.executable, __file__, "--serve-upstream", str(CACHE), "--port", str(port)])]
+    try:
+        wait_up(upstream + "chalk")
+        with tempfile.TemporaryDirectory() as tmp:
+            proxy, proxy_url = start_proxy(upstream, Path(tmp), "0s")
+            procs.append(proxy)
+            path = args.package.replace("/", "%2f")
+            size = names[args.package].stat().st_size
+            print(f"{args.package}: {size / 1e3:.0f} kB full packument; {args.rounds} requests "
+                  f"each, alternating upstream and proxy (--cache-ttl 0s: the proxy revalidates "
+                  f"every request with its ETag)")
+            with httpx.Client(timeout=60) as client:
+                for label, accept in (("abbreviated", ABBREVIATED), ("full", "application/json")):
+                    pairwise_ms(client, upstream + path, proxy_url + path, accept, 20)  # warm-up
+                    cpu = cpu_seconds(proxy.pid)
+                    direct, through = pairwise_ms(client, upstream + path, proxy_url + path,
+                                                  accept, args.rounds)
+                    cpu_ms = (cpu_seconds(proxy.pid) - cpu) * 1000 / args.rounds
+                    diffs = [t - d for d, t in zip(direct, through, strict=True)]
+                    print(f"  {label:12} direct p50 {statistics.median(direct):6.2f} ms, proxy "
+                          f"p50 {statistics.median(through):6.2f} ms: proxy's own cost p50 "
+                          f"{statistics.median(through) - statistics.median(direct):5.2f} ms "
+                          f"(per-pair p50 {statistics.median(diffs):5.2f} ms, p90 "
+                          f"{statistics.quantiles(diffs, n=10)[-1]:5.2f} ms); proxy CPU "
+                          f"{cpu_ms:5.2f} ms per request; load {os.getloadavg()[0]:.1f}")
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -294,7 +360,8 @@ def main() -> None:
     parser.add_argument("--install", type=int, default=150,
                         help="synthetic packages for the npm install step (0: skip it)")
     parser.add_argument("--install-rounds", type=int, default=3)
-    parser.add_argument("--only", choices=["install"])
+    parser.add_argument("--only", choices=["install", "overhead"])
+    parser.add_argument("--package", default="chalk", help="the packument of --only overhead")
     parser.add_argument("--serve-upstream", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -303,6 +370,9 @@ def main() -> None:
         return
     if args.only == "install":
         install(args)
+        return
+    if args.only == "overhead":
+        overhead(args)
         return
     paths = record_packuments()
     names = [json.loads(p.read_bytes()).get("name") or p.stem for p in paths]

@@ -166,13 +166,33 @@ class Scanner:
         #: run each release in the sandbox as well (scan --sandbox, policy [scan] sandbox)
         self.sandbox = sandbox
         self.known_bad: KnownBadSource = known_bad if known_bad is not None else BuiltinKnownBad()
-        self.rules = rules if rules is not None else load_rules()
-        self.engine = Engine(self.rules)
+        # the rules are loaded and compiled when a release is first analysed: a gate that
+        # finds every verdict in memory never pays for them
+        self._rules = rules
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._packuments_lock = threading.Lock()
         self._packuments: dict[str, dict[str, Any]] = {}
+
+    @property
+    def rules(self) -> list[Rule]:
+        if self._rules is None:
+            with self._engine_lock:
+                if self._rules is None:
+                    self._rules = load_rules()
+        return self._rules
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            rules = self.rules
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = Engine(rules)
+        return self._engine
 
     def close(self) -> None:
         if self._pool is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -260,6 +260,19 @@ class VerdictStore:
             rows = conn.execute(select(verdicts).where(verdicts.c.package == name)
                                 .order_by(verdicts.c.scanned_at)).mappings().all()
         return [_stored(r) for r in rows]
+
+    def for_packages(self, names: Iterable[str], batch: int = 500) -> dict[str, list[StoredVerdict]]:
+        """``for_package`` of many packages in a few queries (``batch`` names each): the gate
+        asks this once for a whole lockfile instead of once per package."""
+        wanted = sorted(set(names))
+        found: dict[str, list[StoredVerdict]] = {name: [] for name in wanted}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), batch):
+                for r in conn.execute(select(verdicts)
+                                      .where(verdicts.c.package.in_(wanted[start:start + batch]))
+                                      .order_by(verdicts.c.scanned_at)).mappings():
+                    found.setdefault(r["package"], []).append(_stored(r))
+        return found
 
     def recent(self, limit: int = 100, levels: tuple[Level, ...] = ()) -> list[StoredVerdict]:
         query = select(verdicts).order_by(verdicts.c.scanned_at.desc()).limit(limit)

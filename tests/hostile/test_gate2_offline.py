@@ -125,13 +125,13 @@ def test_an_unreachable_registry_is_asked_once_not_once_per_package(tmp_path: Pa
                             retries=0, backoff=0)
     checker = Checker(Policy(), client, BuiltinKnownBad())
     calls: list[str] = []
-    real = client.packument
+    real = client._get  # every request to the registry goes through it
 
-    def counting(name: str) -> dict[str, object]:
-        calls.append(name)
-        return real(name)
+    def counting(url: str, headers: dict[str, str]) -> object:
+        calls.append(url)
+        return real(url, headers)
 
-    client.packument = counting  # type: ignore[method-assign]
+    client._get = counting  # type: ignore[method-assign,assignment]
     seen: list[tuple[int, int]] = []
     env = Environment("lock", "package-lock.json", "package-lock.json",
                       tuple(InstalledPackage(n, "1.0.0") for n in NAMES))

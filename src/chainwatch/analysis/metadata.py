@@ -125,7 +125,11 @@ def metadata_signals(
     release: Release | None,
     baseline: Release | None,
     tarball_manifest: Manifest | None,
+    names: bool = True,
 ) -> list[Finding]:
+    """``names=False`` leaves out the signals of the name alone (typosquat, dependency
+    confusion): the gate reads only publisher and trust signals, and the typosquat search is
+    most of the cost of judging a release from its packument."""
     if release is None:
         return []
     out: list[Finding] = []
@@ -197,7 +201,8 @@ def metadata_signals(
                 "package.json"))
 
     # -- names ------------------------------------------------------------------------------
-    out.extend(name_signals(name, version, len(ordered)))
+    if names:
+        out.extend(name_signals(name, version, len(ordered)))
     return out
 
 

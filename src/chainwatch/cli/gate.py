@@ -125,7 +125,8 @@ def check(
         err.print("error: nothing to check: no lockfile, node_modules folder or pinned manifest "
                   f"under {', '.join(str(p) for p in paths)}", markup=False, soft_wrap=True)
         raise typer.Exit(2)
-    client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline)
+    client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline,
+                            packument_ttl=policy.packument_ttl.total_seconds())
     with client:
         # as many scans at once as versions checked at once: none waits in the queue
         gate = _scan_gate(policy, client, db, workers=8) if scan else None

@@ -14,13 +14,13 @@ import httpx
 
 from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
-from chainwatch.errors import ChainwatchError
+from chainwatch.errors import ChainwatchError, OfflineMissError, RegistryError
 from chainwatch.gate.environments import is_local
 from chainwatch.gate.instead import satisfies_all, wanted_by
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import VERDICT_SOURCE, KnownBadSource
-from chainwatch.intel.store import package_view
+from chainwatch.intel.store import package_view, package_views
 from chainwatch.model import Environment, InstalledPackage, Level, Release
 from chainwatch.output.escape import plain as plain_text
 from chainwatch.packument import (
@@ -35,6 +35,9 @@ TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
 #: rules about a fresh compromise: they judge releases published within the policy's scan window
 #: only (older versions are judged by the known-bad lists and stored verdicts)
 FRESH_RULES = {"new-install-script", "trust-downgrade", "publisher-change"}
+#: how long the proxy reuses one package's view of the known-bad store (as verdicts:
+#: scanning.SNAPSHOT_SECONDS); a write through the same process is seen at once
+VIEW_SECONDS = 5.0
 RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
 
 
@@ -71,6 +74,18 @@ class Checker:
         self.scans = scans
         self._fixed_now = now
         self._packuments: dict[str, dict[str, Any] | ChainwatchError] = {}
+        #: the known-bad store read once for a whole run (``check``), by package
+        self._views: dict[str, Any] = {}
+        #: a ``check`` run: packuments are held until it ends (see ``_previous``)
+        self._hold_documents = False
+        #: previous_versions per packument document (see ``_previous``)
+        self._previous_memo: dict[int, tuple[dict[str, Any], dict[str, str | None]]] = {}
+        #: views read for one package (proxy): (time.monotonic(), store generation, view)
+        self._view_cache: dict[str, tuple[float, Any, Any]] = {}
+        #: packages asked for again because a fresh cached copy lacked a version
+        self._revalidated: set[str] = set()
+        #: packages judged on a stale cached packument because the registry failed, and why
+        self._stale_reason: dict[str, str] = {}
         #: per release: its publish time and the rules that never change for it
         self._static: dict[tuple[str, str, Any, str | None],
                            tuple[datetime | None, list[tuple[str, str, str, bool]]]] = {}
@@ -87,28 +102,62 @@ class Checker:
         so a long-running proxy lets a version through once it is old enough."""
         return self._fixed_now or datetime.now(UTC)
 
-    def _packument(self, name: str) -> dict[str, Any]:
+    def _packument(self, name: str, revalidate: bool = False) -> dict[str, Any]:
+        """The slim packument of ``name``, read once per checker. ``revalidate`` asks the
+        registry again even when the cached copy is fresh (once per package): a version the
+        fresh copy does not list may have been published since."""
         with self._lock:
             cached = self._packuments.get(name)
+            if revalidate and name not in self._revalidated and not isinstance(
+                    cached, ChainwatchError) and name not in self._stale_reason:
+                self._revalidated.add(name)
+                cached = None
+            else:
+                revalidate = False
         if cached is None:
             if self.client is None:
                 raise ChainwatchError("no registry client")
             if self._down is not None:
-                raise ChainwatchError(f"registry unreachable (an earlier request failed: "
-                                      f"{self._down})"[:300])
-            if self._deadline is not None and time.monotonic() > self._deadline:
-                raise ChainwatchError("not asked: the time limit (--timeout) ran out")
-            try:
-                cached = slim_packument(self.client.packument(name))
-            except ChainwatchError as exc:
-                if isinstance(exc.__cause__, httpx.TransportError):
-                    self._down = self._down or exc
-                cached = exc
+                cached = self._stale(name, ChainwatchError(
+                    f"registry unreachable (an earlier request failed: {self._down})"[:300]))
+            elif self._deadline is not None and time.monotonic() > self._deadline:
+                cached = ChainwatchError("not asked: the time limit (--timeout) ran out")
+            else:
+                try:
+                    slim = getattr(self.client, "slim_packument", None)  # test doubles lack it
+                    cached = (slim(name, revalidate) if slim is not None
+                              else slim_packument(self.client.packument(name)))
+                except ChainwatchError as exc:
+                    if isinstance(exc.__cause__, httpx.TransportError):
+                        self._down = self._down or exc
+                    cached = (self._stale(name, exc) if isinstance(exc, RegistryError)
+                              and not isinstance(exc, OfflineMissError) else exc)
             with self._lock:
                 self._packuments[name] = cached
         if isinstance(cached, ChainwatchError):
             raise cached
         return cached
+
+    def _stale(self, name: str, exc: ChainwatchError) -> dict[str, Any] | ChainwatchError:
+        """The registry could not be asked: the packument cached earlier, whatever its age,
+        so that every rule still judges from what the registry last said (a version's publish
+        time, scripts and trust never change); ``evaluate`` adds the ``registry`` rule with the
+        policy's ``offline`` action, so this never passes a version that the same failure
+        without a cache would have blocked. Without a cached copy: the error."""
+        assert self.client is not None
+        ask = getattr(self.client, "cached_packument", None)
+        try:
+            found = ask(name) if ask is not None else None
+        except OSError:
+            found = None
+        if found is None:
+            return exc
+        doc, age = found
+        when = f"{_ago(timedelta(seconds=age))} ago" if age is not None else "at an unknown time"
+        with self._lock:
+            self._stale_reason[name] = (f"registry unreachable, judged on its packument cached "
+                                        f"{when}: {exc}")[:300]
+        return slim_packument(doc)
 
     def evaluate(self, name: str, version: str) -> list[Decision]:
         doc: dict[str, Any] | None = None
@@ -123,6 +172,18 @@ class Checker:
                 # age, scripts, trust and scan could not be judged: policy offline (--strict)
                 problems.append((self.policy.offline, "registry",
                                  f"registry metadata unavailable: {exc}"))
+            with self._lock:
+                stale = self._stale_reason.get(name)
+            if stale is not None:  # judged on an old copy: the policy's offline action too
+                problems.append((self.policy.offline, "registry", stale))
+        if doc is not None and version not in (doc.get("versions") or {}):
+            # a fresh cached copy predates a version published since: ask before saying so
+            try:
+                doc = self._packument(name, revalidate=True)
+            except ChainwatchError as exc:
+                problems.append((self.policy.offline, "registry",
+                                 f"registry metadata unavailable: {exc}"))
+                doc = None
         if doc is not None and version not in (doc.get("versions") or {}):
             problems.append((self.policy.offline, "registry",
                              "version not in the registry (unpublished?)"))
@@ -156,12 +217,14 @@ class Checker:
                    scan: bool = False) -> dict[str, list[tuple[str, str, str]]]:
         """``decide`` for many versions of one package, reading the known-bad store once."""
         versions = list(versions)
-        view = package_view(self.known_bad, name) if self.policy.known_bad != "off" else None
+        view = None
+        if self.policy.known_bad != "off":
+            view = self._view(name)
         out: dict[str, list[tuple[str, str, str]]] = {}
         listed = doc.get("versions") or {} if doc is not None else {}
         times = doc.get("time") if doc is not None and isinstance(doc.get("time"), dict) else {}
         assert isinstance(times, dict)
-        previous = previous_versions(listed) if listed else {}
+        previous = self._previous(doc) if doc is not None and listed else {}
 
         def published(v: str) -> datetime | None:
             return parse_time(times.get(v))
@@ -270,7 +333,7 @@ class Checker:
                 yield (*rule, True)  # whatever the release's age: npm fetches it unjudged
                 yield (*rule, False)
         if p.trust_downgrade != "off" or p.publisher_change != "off":
-            for signal in metadata_signals(doc, release, base, None):
+            for signal in metadata_signals(doc, release, base, None, names=False):
                 if signal.rule in TRUST_RULES and p.trust_downgrade != "off":
                     yield (p.trust_downgrade, "trust-downgrade", signal.message, True)
                 elif signal.rule == "CW-META-NEW-PUBLISHER" and p.publisher_change != "off":
@@ -337,6 +400,8 @@ class Checker:
         remote = {(p.name, p.version) for e in envs for p in e.packages
                   if p.exact and not is_local(p)}
         local = {nv for nv in unique if nv not in remote}
+        self._preload({n for n, _ in unique}, timeout or 120.0)
+        self._hold_documents = True
         start = time.monotonic()
         if timeout is not None:
             self._deadline = start + timeout
@@ -385,6 +450,59 @@ class Checker:
                     placed.append(Placed(decision, env.source, package.dev,
                                          package.paths[0] if package.paths else ()))
         return placed
+
+    def _previous(self, doc: dict[str, Any]) -> dict[str, str | None]:
+        """``previous_versions`` of a packument, sorted once per document (not once per
+        version judged and per suggestion tried) during a ``check`` run, which holds every
+        packument it read anyway; the document is held with its result, so its id cannot be
+        reused for another. The proxy sorts each time: it must not hold documents its cache
+        let go of."""
+        if not self._hold_documents:
+            return previous_versions(doc.get("versions") or {})
+        with self._lock:
+            held = self._previous_memo.get(id(doc))
+        if held is not None and held[0] is doc:
+            return held[1]
+        previous = previous_versions(doc.get("versions") or {})
+        with self._lock:
+            if len(self._previous_memo) >= 4096:
+                self._previous_memo.clear()
+            self._previous_memo[id(doc)] = (doc, previous)
+        return previous
+
+    def _view(self, name: str) -> Any:
+        """The known-bad store's view of one package: read once per ``check`` run, else kept
+        VIEW_SECONDS (a proxy judges a packument on every request) and dropped at once when
+        the store says it changed (a write through this process). A source that cannot say
+        whether it changed is read every time."""
+        if (view := self._views.get(name)) is not None:
+            return view
+        generation = getattr(self.known_bad, "generation", None)
+        now = time.monotonic()
+        with self._lock:
+            held = self._view_cache.get(name)
+        if (held is not None and generation is not None and held[1] == generation
+                and now - held[0] < VIEW_SECONDS):
+            return held[2]
+        view = package_view(self.known_bad, name)
+        if generation is not None:
+            with self._lock:
+                if len(self._view_cache) >= 10_000:
+                    self._view_cache.clear()
+                self._view_cache[name] = (now, generation, view)
+        return view
+
+    def _preload(self, names: set[str], seconds: float) -> None:
+        """The databases read in a few queries for all packages at once (one query per
+        package and table cost seconds on a lockfile of a thousand); a failure here only
+        leaves each package to be read on its own, where it fails closed as before."""
+        try:
+            if self.policy.known_bad != "off":
+                self._views = package_views(self.known_bad, names)
+            if self.scans is not None:
+                self.scans.preload(names, seconds)
+        except Exception:  # read again per package, where an error is a decision
+            self._views = {}
 
     def instead(self, env: Environment, package: InstalledPackage,
                 decision: Decision) -> Decision:

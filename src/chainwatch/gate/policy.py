@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,11 @@ DEFAULT_SCRIPT_ALLOW = (
     "@prisma/client", "@prisma/engines", "lefthook", "unrs-resolver",
     "bufferutil", "utf-8-validate", "cpu-features", "ssh2", "deasync", "re2",
 )
+#: how long ``check`` trusts a cached packument before it asks the registry again
+DEFAULT_PACKUMENT_TTL = timedelta(minutes=5)
+#: the longest a packument may be trusted without asking: new versions and unpublishes matter
+MAX_PACKUMENT_TTL = timedelta(days=1)
+TTL_ENV = "CHAINWATCH_PACKUMENT_TTL"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 
 
@@ -90,6 +96,9 @@ class Policy:
     #: ``warn`` reports it; ``block`` turns age, script, trust and scan checks that could not run
     #: into blocks
     offline: str = "warn"
+    #: how long ``check`` uses a cached packument without asking the registry again
+    #: (``[registry] packument_ttl``, CHAINWATCH_PACKUMENT_TTL; 0s asks every time)
+    packument_ttl: timedelta = DEFAULT_PACKUMENT_TTL
     exceptions: tuple[Exception_, ...] = field(default_factory=tuple)
 
     def expired_exceptions(self, today: date | None = None) -> list[Exception_]:
@@ -122,6 +131,7 @@ class Policy:
                      "window": format_duration(self.scan_window),
                      "on_error": self.scan_on_error,
                      **({"sandbox": True} if self.scan_sandbox else {})},
+            "registry": {"packument_ttl": format_duration(self.packument_ttl)},
             "exceptions": [{"package": f"{e.package}@{e.range}", "reason": e.reason,
                             "expires": e.expires.isoformat()} for e in self.exceptions],
         }
@@ -137,6 +147,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "remote-dependency": ("action",),
     "publisher-change": ("action",),
     "scan": ("malicious", "suspicious", "window", "sandbox", "on_error"),
+    "registry": ("packument_ttl",),
 }
 TOP_KEYS = ("offline",)
 EXCEPTION_KEYS = ("package", "reason", "expires")
@@ -239,7 +250,20 @@ def load_policy(path: Path | None = None, min_age: str | None = None) -> Policy:
             raise UsageError(text if text.startswith(f"{path}:") else f"{path}: {text}") from exc
     if min_age is not None:
         policy = replace(policy, min_age_duration=parse_duration(min_age))
+    if (ttl := os.environ.get(TTL_ENV)) is not None and ttl.strip():
+        try:
+            policy = replace(policy, packument_ttl=_ttl(parse_duration(ttl)))
+        except UsageError as exc:
+            raise UsageError(f"{TTL_ENV}: {exc}") from exc
     return policy
+
+
+def _ttl(value: timedelta) -> timedelta:
+    if value > MAX_PACKUMENT_TTL:
+        raise UsageError(f"packument_ttl: at most {format_duration(MAX_PACKUMENT_TTL)}, not "
+                         f"{format_duration(value)} (new versions and unpublished ones must "
+                         "be seen)")
+    return value
 
 
 def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
@@ -291,5 +315,7 @@ def _apply(policy: Policy, doc: dict[str, Any], where: str) -> Policy:
         scan_sandbox=_flag(scan, "sandbox", policy.scan_sandbox, "scan"),
         scan_on_error=_on_error(scan, policy.scan_on_error),
         offline=_choice(doc, "offline", policy.offline, "", ("block", "warn")),
+        packument_ttl=_ttl(_duration(doc.get("registry", {}), "packument_ttl",
+                                     policy.packument_ttl, "registry")),
         exceptions=tuple(exceptions),
     )

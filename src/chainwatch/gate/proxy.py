@@ -121,6 +121,11 @@ class TooLarge(Exception):
     pass
 
 
+#: how long one packument's decisions are reused while nothing this process knows changed
+#: (min-age and the 5 s snapshots of the databases move slower than this)
+DECIDED_SECONDS = 1.0
+
+
 @dataclass
 class Cached:
     """One upstream packument: its bytes, the slim parsed form decisions read, and the
@@ -135,6 +140,8 @@ class Cached:
     logged: frozenset[tuple[str, str]] = frozenset()
     #: whether the cache holds it (and so counts it in the memory budget)
     cached: bool = False
+    #: the last decisions on it: (time.monotonic(), what they depended on, hidden versions)
+    decided: tuple[float, Any, dict[str, tuple[str, str]]] | None = None
 
     @property
     def weight(self) -> int:
@@ -450,7 +457,19 @@ class Proxy:
         if isinstance(got, Response):
             return got
         entry, stale = got
-        blocked = await anyio.to_thread.run_sync(self._blocked, name, entry.slim)
+        # the same entry judged again within DECIDED_SECONDS, with nothing written to the
+        # known-bad store or verdict memory by this process since, gets the same decisions
+        # (a burst of clients, or --cache-ttl 0s answered 304, costs one judgement)
+        basis = (getattr(self.checker.known_bad, "generation", None),
+                 self.checker.scans.scans if self.checker.scans is not None else None)
+        now = time.monotonic()
+        held = entry.decided
+        if (held is not None and basis[0] is not None and held[1] == basis
+                and now - held[0] < DECIDED_SECONDS):
+            blocked = held[2]
+        else:
+            blocked = await anyio.to_thread.run_sync(self._blocked, name, entry.slim)
+            entry.decided = (now, basis, blocked)
         shown = frozenset((v, rule) for v, (rule, _) in blocked.items())
         if shown != entry.logged:  # log what is hidden when it changes, not on every request
             for version, (rule, reason) in blocked.items():

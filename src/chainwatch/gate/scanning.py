@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
@@ -144,6 +144,20 @@ class ScanGate:
                 found = {**held[1], **found}
             self._snapshots[name] = (now, found)
         return found
+
+    def preload(self, names: Iterable[str], seconds: float = SNAPSHOT_SECONDS) -> None:
+        """Read the stored verdicts of many packages in a few queries (a lockfile's worth),
+        kept for ``seconds`` (a ``check`` run), so that judging each package does not ask the
+        database once more. What this process scans meanwhile is added to the snapshot."""
+        if self.store is None:
+            return
+        found = self.store.for_packages(names)
+        now = time.monotonic() + max(0.0, seconds - SNAPSHOT_SECONDS)
+        with self._lock:
+            for name, stored in found.items():
+                held = self._snapshots.get(name)
+                self._snapshots[name] = (now, {**(held[1] if held else {}),
+                                               **{v.key: v for v in stored}})
 
     def cached(self, name: str, version: str, integrity: str | None) -> StoredVerdict | None:
         return self._snapshot(name).get(verdict_key(name, version, integrity))

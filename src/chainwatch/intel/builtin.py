@@ -29,6 +29,9 @@ def _load() -> dict[tuple[str, str], tuple[Advisory, ...]]:
 class BuiltinKnownBad:
     """Exact name@version matches against the built-in list."""
 
+    #: the list never changes while the process runs (see ``KnownBadStore.generation``)
+    generation = 0
+
     def lookup(self, name: str, version: str) -> list[Advisory]:
         return list(_load().get((name, version), ()))
 

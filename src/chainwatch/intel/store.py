@@ -157,6 +157,10 @@ class KnownBadStore:
 
     def __init__(self, url: str | None = None) -> None:
         self.engine = connect(url)
+        #: bumped by every write through this object, so that a reader holding views of the
+        #: store in memory (the proxy) drops them at once; writes by other processes are seen
+        #: when such views expire
+        self.generation = 0
 
     def import_records(self, records: Iterable[Record], batch: int = 5000) -> int:
         """Insert or replace records (a re-import updates, never duplicates). Returns count."""
@@ -171,6 +175,7 @@ class KnownBadStore:
                     count += self._flush(conn, pending)
                     pending = []
             count += self._flush(conn, pending)
+        self.generation += 1
         return count
 
     @staticmethod
@@ -222,6 +227,7 @@ class KnownBadStore:
             if found:
                 conn.execute(delete(affected).where(affected.c.advisory_id == rid))
                 conn.execute(delete(advisories).where(advisories.c.id == rid))
+        self.generation += 1
         return list(found)
 
     def own_records(self, package: str | None = None) -> list[dict[str, Any]]:
@@ -351,6 +357,12 @@ class CombinedKnownBad:
 
     def __init__(self, *sources: Any) -> None:
         self.sources = sources
+
+    @property
+    def generation(self) -> tuple[Any, ...] | None:
+        """Changes whenever one of the sources says it changed; None when one cannot say."""
+        each = tuple(getattr(s, "generation", None) for s in self.sources)
+        return None if None in each else each
 
     def lookup(self, name: str, version: str) -> list[Advisory]:
         return self.package_view(name).lookup(version)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+import orjson
+
 from chainwatch import __version__
 from chainwatch.errors import NotFoundError, OfflineMissError, RegistryError, UsageError
-from chainwatch.registry.cache import Cache, ambiguous_integrity, sri_to_hex
+from chainwatch.registry.cache import Cache, ambiguous_integrity, parse_json_object, sri_to_hex
 from chainwatch.registry.npmrc import NpmConfig
 
 if TYPE_CHECKING:  # httpx is imported with the first request: a scan of local files never asks
@@ -27,6 +33,16 @@ MAX_TARBALL_BYTES = 256 * 1024 * 1024
 MAX_PACKUMENT_BYTES = 128 * 1024 * 1024
 #: Larger attestation documents are refused (real ones are a few kB).
 MAX_ATTESTATION_BYTES = 1024 * 1024
+#: What the cache on disk (packuments and tarballs) may hold before the oldest files go.
+DEFAULT_CACHE_MAX_BYTES = 4 * 1024 * 1024 * 1024
+
+
+def cache_limit() -> int:
+    """``CHAINWATCH_CACHE_MAX_MB`` in bytes when it is a positive whole number, else the
+    default (a bad value must not turn the bound off)."""
+    text = os.environ.get("CHAINWATCH_CACHE_MAX_MB", "").strip()
+    return int(text) * 1024 * 1024 if text.isdigit() and int(text) > 0 else (
+        DEFAULT_CACHE_MAX_BYTES)
 
 
 @dataclass(frozen=True)
@@ -75,17 +91,25 @@ class RegistryClient:
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
         resolver: SyncResolver | None = None,
+        packument_ttl: float = 0.0,
+        cache_max_bytes: int | None = None,
+        max_connections: int = 32,
     ) -> None:
-        """Without ``transport``, every connection (tarball URLs come from the packument, a
-        hostile document) goes through the egress guard: never link-local or metadata, and
-        loopback or private only for the configured registries' hosts (``resolver`` is for
-        tests)."""
+        """``packument_ttl``: seconds a cached packument is used without asking the registry
+        (0: always revalidated). ``cache_max_bytes``: the cache on disk is pruned to this when
+        the client closes after writing to it (default ``CHAINWATCH_CACHE_MAX_MB``, else
+        DEFAULT_CACHE_MAX_BYTES). Without ``transport``, every connection (tarball URLs come
+        from the packument, a hostile document) goes through the egress guard: never link-local
+        or metadata, and loopback or private only for the configured registries' hosts
+        (``resolver`` is for tests)."""
         from chainwatch.paths import cache_dir as default_cache_dir
 
         self.config = config or NpmConfig.load()
         self.cache = Cache(cache_dir or default_cache_dir())
         self.offline = offline
-        self._settings = (timeout, retries, backoff, transport, resolver)
+        self.packument_ttl = packument_ttl
+        self.cache_max_bytes = cache_max_bytes or cache_limit()
+        self._settings = (timeout, retries, backoff, transport, resolver, max_connections)
         self._client: httpx.Client | None = None
         self._closed = False
         self._lock = threading.Lock()
@@ -103,7 +127,7 @@ class RegistryClient:
 
     def _connect(self, timeout: float, retries: int, backoff: float,
                  transport: httpx.BaseTransport | None,
-                 resolver: SyncResolver | None) -> httpx.Client:
+                 resolver: SyncResolver | None, max_connections: int) -> httpx.Client:
         import httpx
         from httpx_retries import Retry, RetryTransport
 
@@ -121,6 +145,8 @@ class RegistryClient:
             transport=RetryTransport(transport=transport or vetted_sync_transport(
                 self._trusted_hosts(), resolver or system_sync_resolver), retry=retry),
             timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=max_connections,
+                                max_keepalive_connections=max_connections),
             follow_redirects=True,
             headers={"User-Agent": f"chainwatch/{__version__}"},
         )
@@ -142,6 +168,10 @@ class RegistryClient:
             self._closed = True
             if self._client is not None:
                 self._client.close()
+        if self.cache.written:
+            # a cache that cannot be pruned now is pruned by a later run
+            with contextlib.suppress(OSError):
+                self.cache.prune(self.cache_max_bytes)
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -165,40 +195,102 @@ class RegistryClient:
         return response
 
     def packument(self, name: str) -> dict[str, Any]:
-        """The full-format packument (``application/json``), revalidated by ETag and
-        Last-Modified (conditional requests: an unchanged one costs a 304)."""
+        """The full-format packument; see ``_packument``."""
+        return self._packument(name)[0]
+
+    def slim_packument(self, name: str, revalidate: bool = False) -> dict[str, Any]:
+        """``packument.slim_packument`` of the packument: what release analysis reads. While
+        the packument is fresh (``packument_ttl``) the slim copy is read from the cache
+        without parsing the full document; otherwise (or with ``revalidate``) as ``packument``
+        and the slim copy is stored beside it."""
+        from chainwatch.packument import slim_packument
+
         url = packument_url(self.config.registry_for(name), name)
-        cached = self.cache.get_doc(url)
+        if not self.offline and self.packument_ttl > 0 and not revalidate:
+            hit = self.cache.fresh_slim(url, self.packument_ttl)
+            if hit is not None:
+                return hit
+        derived: list[dict[str, Any]] = []
+
+        def derive(doc: dict[str, Any]) -> bytes | None:
+            derived.append(slim_packument(doc))
+            try:
+                return orjson.dumps(derived[0])
+            except TypeError:  # what orjson cannot write (integers beyond 64 bits): no copy
+                return None
+
+        body, sha = self._packument(name, derive, revalidate)
+        if derived:  # a new body: its slim copy was stored with it
+            return derived[0]
+        slim = slim_packument(body)
+        with contextlib.suppress(OSError, TypeError):  # a copy that cannot be stored: no copy
+            self.cache.put_slim(url, sha, orjson.dumps(slim))
+        return slim
+
+    def _packument(self, name: str, derive: Callable[[dict[str, Any]], bytes | None] | None = None,
+                   revalidate: bool = False) -> tuple[dict[str, Any], str]:
+        """The full-format packument (``application/json``) and the digest of its bytes;
+        ``derive`` makes the slim copy stored beside a new body. A cached copy the registry sent
+        or confirmed less than ``packument_ttl`` seconds ago is used as it is; an older one is
+        revalidated by ETag and Last-Modified (conditional requests: an unchanged one costs a
+        304)."""
+        url = packument_url(self.config.registry_for(name), name)
+        cached = self.cache.doc_entry(url)
+        body = cached.parse() if cached is not None else None
         if self.offline:
-            if cached is None:
+            if body is None:
                 raise OfflineMissError(f"--offline: no cached packument for {name}")
-            return cached[0]
+            assert cached is not None
+            return body, cached.sha256
+        if cached is not None and body is not None and self.packument_ttl > 0 and not revalidate:
+            age = cached.age()
+            if age is not None and age < self.packument_ttl:
+                return body, cached.sha256
         headers = {"Accept": "application/json"}
-        if cached and cached[1]:
-            headers["If-None-Match"] = cached[1]
-        modified = self.cache.last_modified(url) if cached else None
-        if modified:
-            headers["If-Modified-Since"] = modified
+        if body is not None and cached is not None:
+            if cached.etag:
+                headers["If-None-Match"] = cached.etag
+            if cached.last_modified:
+                headers["If-Modified-Since"] = cached.last_modified
+        fetched = time.time()
         response = self._get(url, headers)
-        if response.status_code == 304 and cached:
-            return cached[0]
+        if response.status_code == 304 and body is not None and cached is not None:
+            self.cache.revalidated(url, cached, response.headers.get("ETag"),
+                                   response.headers.get("Last-Modified"), fetched)
+            return body, cached.sha256
         if response.status_code == 404:
             raise NotFoundError(f"no such package in the registry: {name}")
         if response.status_code in (401, 403):
             raise UsageError(f"the registry refused access to {name} (HTTP {response.status_code})")
-        if response.status_code >= 400:
+        if response.status_code >= 400 or response.status_code == 304:
             raise RegistryError(f"registry answered HTTP {response.status_code} for {name}")
         if len(response.content) > MAX_PACKUMENT_BYTES:
             raise RegistryError(f"packument of {name} is larger than {MAX_PACKUMENT_BYTES} bytes")
-        try:
-            body = json.loads(response.content)
-        except ValueError as exc:
-            raise RegistryError(f"registry sent a packument that is not JSON for {name}") from exc
-        if not isinstance(body, dict) or not isinstance(body.get("versions", {}), dict):
+        if (cached is not None and body is not None
+                and hashlib.sha256(response.content).hexdigest() == cached.sha256):
+            # a registry without validators sends the same bytes again: keep them, note when
+            self.cache.revalidated(url, cached, response.headers.get("ETag"),
+                                   response.headers.get("Last-Modified"), fetched)
+            return body, cached.sha256
+        fresh = parse_json_object(response.content)
+        if fresh is None:
+            raise RegistryError(f"registry sent a packument that is not a JSON object for {name}")
+        if not isinstance(fresh.get("versions", {}), dict):
             raise RegistryError(f"registry sent a malformed packument for {name}")
         self.cache.put_doc(url, response.content, response.headers.get("ETag"),
-                           response.headers.get("Last-Modified"))
-        return body
+                           response.headers.get("Last-Modified"), fetched,
+                           derive(fresh) if derive is not None else None)
+        return fresh, hashlib.sha256(response.content).hexdigest()
+
+    def cached_packument(self, name: str) -> tuple[dict[str, Any], float | None] | None:
+        """The cached packument whatever its age, and its age in seconds (None when unknown),
+        without asking the registry: for a caller that could not reach it and says so."""
+        url = packument_url(self.config.registry_for(name), name)
+        cached = self.cache.doc_entry(url)
+        body = cached.parse() if cached is not None else None
+        if cached is None or body is None or not isinstance(body.get("versions", {}), dict):
+            return None
+        return body, cached.age()
 
     def attestations(self, name: str, url: str) -> dict[str, Any]:
         """The attestations document at a packument's ``dist.attestations.url``, cached (it
