@@ -189,6 +189,27 @@ def test_scan_rule_blocks_a_malicious_release_and_remembers_it(tmp_path: Path) -
     assert gate2.scans == 0 and fetched2 == []
 
 
+def test_a_sandbox_gate_does_not_trust_a_benign_verdict_made_without_the_sandbox(
+        tmp_path: Path) -> None:
+    """[scan] sandbox = true: a release judged benign by a static-only scan is judged again
+    (its install scripts may do what static analysis missed); a flagged verdict still counts."""
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    times = {"1.0.0": "2026-11-01T00:00:00Z", "1.0.1": "2026-11-20T00:00:00Z",
+             "1.0.2": "2026-11-21T00:00:00Z"}
+    c, _gate, _ = _scan_checker(tmp_path, db, times)
+    c.evaluate("left-padder", "1.0.1")
+    c.evaluate("left-padder", "1.0.2")
+    doc, _ = _scan_registry(times)
+    _c2, gate2, _ = _scan_checker(tmp_path / "again", db, times)
+    integrity = {v: doc["versions"][v]["dist"]["integrity"] for v in ("1.0.1", "1.0.2")}
+    static_benign = gate2.cached("left-padder", "1.0.2", integrity["1.0.2"])
+    assert static_benign is not None and static_benign.level.value == "benign"
+    gate2.scanner.sandbox = True
+    assert gate2.cached("left-padder", "1.0.2", integrity["1.0.2"]) is None
+    flagged = gate2.cached("left-padder", "1.0.1", integrity["1.0.1"])
+    assert flagged is not None and flagged.level.value == "malicious"
+
+
 def test_scan_rule_window_and_actions(tmp_path: Path) -> None:
     old = {"1.0.0": "2024-01-01T00:00:00Z", "1.0.1": "2024-02-01T00:00:00Z",
            "1.0.2": "2024-03-01T00:00:00Z"}

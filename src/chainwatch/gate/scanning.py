@@ -23,7 +23,7 @@ from chainwatch.analysis.metadata import parse_time
 from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError
 from chainwatch.gate.budget import BudgetExceeded, MemoryBudget
-from chainwatch.model import Verdict
+from chainwatch.model import Level, Verdict
 from chainwatch.packument import baseline_version, release_from_packument
 from chainwatch.scan import Scanner
 from chainwatch.verdicts import StoredVerdict, VerdictStore, stored_from_verdict, verdict_key
@@ -160,7 +160,15 @@ class ScanGate:
                                                **{v.key: v for v in stored}})
 
     def cached(self, name: str, version: str, integrity: str | None) -> StoredVerdict | None:
-        return self._snapshot(name).get(verdict_key(name, version, integrity))
+        """The stored verdict of these bytes. When this gate runs releases in the sandbox
+        (``[scan] sandbox = true``), a *benign* verdict made without it does not count: the
+        release is scanned again (within the window) so that its dynamic evidence is weighed
+        too. A flagged one still counts as it is: dropping it could only loosen the gate."""
+        hit = self._snapshot(name).get(verdict_key(name, version, integrity))
+        if (hit is not None and self.scanner.sandbox and hit.level is Level.BENIGN
+                and "dynamic" not in hit.document):
+            return None
+        return hit
 
     def in_window(self, published: datetime | None, now: datetime) -> bool:
         return published is None or now - published <= self.window
@@ -189,7 +197,10 @@ class ScanGate:
         Raises ``ScanFailed`` when the release could not be scanned (now or recently)."""
         release = release_from_packument(doc, version)
         hit = self.cached(name, version, release.integrity)
-        if hit is not None or not self.in_window(parse_time(release.published), now):
+        if hit is None and not self.in_window(parse_time(release.published), now):
+            # out of the window: what is stored, even if judged without the sandbox
+            return self._snapshot(name).get(verdict_key(name, version, release.integrity))
+        if hit is not None:
             return hit
         key = verdict_key(name, version, release.integrity)
         if (failed := self.recent_failure(key)) is not None:
