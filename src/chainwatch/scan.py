@@ -34,6 +34,7 @@ from chainwatch.analysis.release_signals import (
     phantom_dependency,
     unused_dependencies,
 )
+from chainwatch.analysis.resultcache import ResultCache
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
@@ -136,9 +137,10 @@ def _init_worker(rules: list[Rule]) -> None:
     _WORKER_ENGINE = Engine(rules)
 
 
-def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[Finding]:
+def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[list[Finding]]:
+    """The findings of each file of a batch, in order (the parent caches them per file)."""
     assert _WORKER_ENGINE is not None
-    return [f for file, install_time in batch for f in _WORKER_ENGINE.scan_file(file, install_time)]
+    return [_WORKER_ENGINE.scan_file(file, install_time) for file, install_time in batch]
 
 
 #: At most this many newly added dependencies are looked up for their age.
@@ -149,8 +151,11 @@ MAX_DEPENDENCY_SCANS = 5
 MAX_DEPENDENCY_DEPTH = 1
 #: A release's provenance is compared with that of at most this many earlier releases.
 PROVENANCE_HISTORY = 3
-#: Packages with more than this many bytes to analyse are spread over worker processes.
+#: Packages with more than this many bytes to analyse are spread over worker processes ...
 PARALLEL_BYTES = 8 * 1024 * 1024
+#: ... and, once the pool is running or when several scans run at once (``scan a b c``), so is
+#: anything above this.
+WARM_POOL_BYTES = 512 * 1024
 _BATCH_BYTES = 2 * 1024 * 1024
 
 
@@ -167,12 +172,14 @@ class Scanner:
         self.sandbox = sandbox
         self.known_bad: KnownBadSource = known_bad if known_bad is not None else BuiltinKnownBad()
         self.rules = rules if rules is not None else load_rules()
-        self.engine = Engine(self.rules)
+        #: per-file findings shared by every scan of this scanner (versions, packages)
+        self.engine = Engine(self.rules, ResultCache())
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._packuments_lock = threading.Lock()
         self._packuments: dict[str, dict[str, Any]] = {}
+        self._active = 0  # _scan_many calls in progress (threads of one multi-target run)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -186,24 +193,42 @@ class Scanner:
         self.close()
 
     def _scan_many(self, work: list[tuple[PackageFile, bool]]) -> list[Finding]:
-        """Scan files here, or in worker processes when there is a lot to scan."""
-        size = sum(len(f.data) for f, _ in work)
-        if self.workers <= 1 or size <= PARALLEL_BYTES:
-            return [x for f, t in work for x in self.engine.scan_file(f, t)]
+        """Scan files here, or in worker processes when there is a lot to scan; files whose
+        findings the result cache holds are not scanned again."""
+        found: list[list[Finding] | None] = [self.engine.cached(f, t) for f, t in work]
+        todo = [i for i, hit in enumerate(found) if hit is None]
+        size = sum(len(work[i][0].data) for i in todo)
         with self._pool_lock:
-            if self._pool is None:
+            self._active += 1
+            pooled = self.workers > 1 and (size > PARALLEL_BYTES or (
+                size > WARM_POOL_BYTES and (self._pool is not None or self._active > 1)))
+            if pooled and self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     self.workers, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker, initargs=(self.rules,))
-        batches: list[list[tuple[PackageFile, bool]]] = [[]]
-        filled = 0
-        for item in sorted(work, key=lambda w: -len(w[0].data)):
-            if filled >= _BATCH_BYTES:
-                batches.append([])
+            pool = self._pool
+        try:
+            if not pooled or pool is None:
+                for i in todo:
+                    found[i] = self.engine.scan_file(*work[i])
+            else:
+                batches: list[list[int]] = [[]]
                 filled = 0
-            batches[-1].append(item)
-            filled += len(item[0].data)
-        return [x for found in self._pool.map(_scan_batch, batches) for x in found]
+                for i in sorted(todo, key=lambda i: -len(work[i][0].data)):  # largest first
+                    if filled >= _BATCH_BYTES:
+                        batches.append([])
+                        filled = 0
+                    batches[-1].append(i)
+                    filled += len(work[i][0].data)
+                results = pool.map(_scan_batch, [[work[i] for i in b] for b in batches])
+                for batch, per_file in zip(batches, results, strict=True):
+                    for i, findings in zip(batch, per_file, strict=True):
+                        found[i] = findings
+                        self.engine.remember(work[i][0], work[i][1], findings)
+        finally:
+            with self._pool_lock:
+                self._active -= 1
+        return [x for findings in found for x in findings or ()]
 
     # -- loading ---------------------------------------------------------------------------
     def _remember_packument(self, name: str, doc: dict[str, Any]) -> None:
