@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -142,11 +143,22 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+#: CPU seconds (user + system) of the last command timed, its worker processes included: on a
+#: loaded machine wall time depends on the neighbours, CPU time much less
+LAST_CPU = [0.0]
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd: list[str], env: dict[str, str], sample_rss: bool = False
           ) -> tuple[float, subprocess.CompletedProcess[str], int]:
     """Wall time of a command, its result, and (when asked) the peak RSS of its process tree,
-    sampled every 20 ms."""
+    sampled every 20 ms. Its CPU seconds are left in LAST_CPU."""
     peak = 0
+    cpu = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
@@ -163,6 +175,7 @@ def timed(cmd: list[str], env: dict[str, str], sample_rss: bool = False
         sampler.start()
     out, errs = proc.communicate(timeout=1800)
     seconds = time.perf_counter() - started
+    LAST_CPU[0] = _children_cpu() - cpu
     stop.set()
     if sample_rss:
         sampler.join()
@@ -184,11 +197,13 @@ def guarddog_exe(path: str | None) -> Path:
 
 def run_peer(exe: Path, paths: dict[str, Path]) -> dict[str, Any]:
     times: dict[str, float] = {}
+    cpu = 0.0
     failed: list[str] = []
     for spec, path in paths.items():
         seconds, done, _ = timed([str(exe), "npm", "scan", str(path), "--output-format", "json"],
                                  dict(os.environ))
         times[spec] = seconds
+        cpu += LAST_CPU[0]
         try:
             json.loads(done.stdout)["risk_score"]["label"]
         except (ValueError, KeyError, TypeError):
@@ -196,32 +211,36 @@ def run_peer(exe: Path, paths: dict[str, Path]) -> dict[str, Any]:
         print(f"  guarddog {spec:26} {seconds:7.2f} s", file=sys.stderr)
     return {"tool": f"guarddog {PEER_VERSION}", "date": datetime.now(UTC).isoformat(
         timespec="seconds"), "host": socket.gethostname(), "cpus": os.cpu_count(),
-        "loadavg": os.getloadavg(), "total_s": sum(times.values()), "per_package_s": times,
+        "loadavg": os.getloadavg(), "total_s": sum(times.values()), "cpu_s": cpu,
+        "per_package_s": times,
         "failed": failed}
 
 
-def patch_diffs(paths: dict[str, Path]) -> list[float]:
-    """In-process analysis time of each pinned patch release against its baseline: a warm-up
-    pass fills the registry client's disk caches, then a fresh scanner is timed."""
+def patch_diffs(paths: dict[str, Path]) -> tuple[list[float], list[float]]:
+    """In-process analysis time (wall, CPU) of each pinned patch release against its baseline,
+    in this process only (no workers): a warm-up pass fills the registry client's disk caches,
+    then a fresh scanner (empty result cache) is timed."""
     from chainwatch.registry import RegistryClient
     from chainwatch.scan import Scanner
 
     with RegistryClient() as client:
         pairs = []
-        with Scanner(client) as warm:
+        with Scanner(client, workers=1) as warm:
             for spec, base in PATCH_BASELINES.items():
                 name, _ = split(spec)
                 target, baseline = warm.load(spec), warm.load(f"{name}@{base}")
                 warm.analyze(target, baseline)
                 pairs.append((target, baseline))
         times: list[float] = []
-        with Scanner(client) as scanner:
-            scanner.analyze(pairs[0][0], None)  # compile and load the rules before timing
+        cpu: list[float] = []
+        with Scanner(client, workers=1) as scanner:
+            scanner.engine.scan_file(pairs[0][0].files.files[0])  # rules compiled before timing
             for target, baseline in pairs:
-                started = time.perf_counter()
+                started, c0 = time.perf_counter(), time.process_time()
                 scanner.analyze(target, baseline)
                 times.append(time.perf_counter() - started)
-    return times
+                cpu.append(time.process_time() - c0)
+    return times, cpu
 
 
 def main() -> None:
@@ -232,8 +251,11 @@ def main() -> None:
                         help="reuse GuardDog's times from FILE (written there when missing)")
     parser.add_argument("--peer-path", help="the guarddog executable or its venv")
     parser.add_argument("--offline", action="store_true", help="only cached releases")
-    parser.add_argument("--skip-per-process", action="store_true",
-                        help="skip the one-process-per-package pass (40 cold starts)")
+    parser.add_argument("--out", default="scan_speed",
+                        help="bench/out/NAME.json and NAME_results.json (default scan_speed)")
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["per-process", "large", "cold", "diffs"],
+                        help="leave these passes out (a quicker look; not the issue's figure)")
     args = parser.parse_args()
 
     load_before = os.getloadavg()
@@ -266,6 +288,7 @@ def main() -> None:
     subprocess.run([*scan, str(targets[SMALL])], capture_output=True, env=env, check=False)
     cmd = [*scan, *map(str, targets.values())]
     all_s, done, all_rss = timed(cmd, env, sample_rss=True)
+    all_cpu = LAST_CPU[0]
     try:
         results = json.loads(done.stdout)["results"]
         errors = [r for r in results if r.get("schema") != "chainwatch.scan/1"]
@@ -275,33 +298,47 @@ def main() -> None:
         raise SystemExit(f"chainwatch could not scan: {errors}")
     levels = {f"{r['package']}@{r['version']}": r["verdict"] for r in results}
     in_run = [float(r.get("elapsed_s") or 0) for r in results]
-    rep["one_scan"] = {"seconds": all_s, "mb_per_s": total_mb / all_s,
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"{args.out}_results.json").write_text(json.dumps(
+        [{k: v for k, v in r.items() if k != "elapsed_s"} for r in results], indent=1))
+    rep["one_scan"] = {"seconds": all_s, "cpu_s": all_cpu, "mb_per_s": total_mb / all_s,
                        "peak_rss_tree_mb": all_rss / 1e6,
                        "in_run_p50_s": pct(in_run, 0.5), "in_run_p95_s": pct(in_run, 0.95),
                        "flagged": {k: v for k, v in levels.items() if v != "benign"}}
 
-    if not args.skip_per_process:
+    if "per-process" not in args.skip:
         per: dict[str, float] = {}
+        per_cpu = 0.0
         for spec, path in targets.items():
             per[spec] = timed([*scan, str(path)], env)[0]
+            per_cpu += LAST_CPU[0]
         rep["per_process"] = {"average_s": statistics.mean(per.values()),
+                              "average_cpu_s": per_cpu / len(per),
                               "p50_s": pct(list(per.values()), 0.5),
                               "p95_s": pct(list(per.values()), 0.95), "per_package_s": per}
 
-    next_s, _, next_rss = timed([*scan, str(targets[LARGE])], env, sample_rss=True)
-    rep["large"] = {"package": LARGE, "unpacked_mb": sizes[LARGE] / 1e6, "seconds": next_s,
-                    "mb_per_s": sizes[LARGE] / 1e6 / next_s, "peak_rss_tree_mb": next_rss / 1e6}
-    rep["cold_start"] = {
-        "version_s": min(timed([*chainwatch_exe(), "--version"], env)[0] for _ in range(3)),
-        "small_scan_s": min(timed([*scan, str(targets[SMALL])], env)[0] for _ in range(3)),
-        "small": SMALL}
-    diffs = patch_diffs(paths)
-    rep["patch_diff"] = {"pairs": len(diffs), "p50_s": pct(diffs, 0.5), "p95_s": pct(diffs, 0.95)}
+    if "large" not in args.skip:
+        next_s, _, next_rss = timed([*scan, str(targets[LARGE])], env, sample_rss=True)
+        rep["large"] = {"package": LARGE, "unpacked_mb": sizes[LARGE] / 1e6, "seconds": next_s,
+                        "cpu_s": LAST_CPU[0], "mb_per_s": sizes[LARGE] / 1e6 / next_s,
+                        "peak_rss_tree_mb": next_rss / 1e6}
+    if "cold" not in args.skip:
+        rep["cold_start"] = {
+            "version_s": min(timed([*chainwatch_exe(), "--version"], env)[0] for _ in range(3)),
+            "small_scan_s": min(timed([*scan, str(targets[SMALL])], env)[0] for _ in range(3)),
+            "small": SMALL}
+    if "diffs" not in args.skip:
+        diffs, diff_cpu = patch_diffs(paths)
+        rep["patch_diff"] = {"pairs": len(diffs), "p50_s": pct(diffs, 0.5),
+                             "p95_s": pct(diffs, 0.95), "cpu_p50_s": pct(diff_cpu, 0.5),
+                             "cpu_p95_s": pct(diff_cpu, 0.95)}
     if peer is not None:
-        rep["peer"] = {k: peer[k] for k in ("tool", "date", "host", "loadavg", "total_s",
+        rep["peer"] = {k: peer[k] for k in ("tool", "date", "host", "loadavg", "total_s", "cpu_s",
                                              "failed") if k in peer}
         rep["peer"]["reused_from"] = peer.get("reused_from")
         rep["ratio"] = peer["total_s"] / all_s
+        if peer.get("cpu_s"):
+            rep["cpu_ratio"] = peer["cpu_s"] / all_cpu
     rep["loadavg"] = {"before": load_before, "after": os.getloadavg()}
 
     print(f"{len(targets)} pinned releases, {total_mb:.0f} MB unpacked, {os.cpu_count()} cores, "
@@ -309,32 +346,37 @@ def main() -> None:
     if peer is not None:
         how = (f"reused from {peer['reused_from']} ({peer['date']}, {peer.get('host')})"
                if peer.get("reused_from") else f"this run, load {peer['loadavg'][0]:.2f}")
-        print(f"GuardDog {PEER_VERSION}, one process per package: {peer['total_s']:7.1f} s "
-              f"({total_mb / peer['total_s']:.1f} MB/s; {how}; failed: {len(peer['failed'])})")
+        print(f"GuardDog {PEER_VERSION}, one process per package: {peer['total_s']:7.1f} s, "
+              f"{peer.get('cpu_s', 0):.1f} CPU s ({total_mb / peer['total_s']:.1f} MB/s; {how}; "
+              f"failed: {len(peer['failed'])})")
     one = rep["one_scan"]
-    print(f"chainwatch, one scan of all {len(targets)}:          {all_s:7.1f} s "
+    print(f"chainwatch, one scan of all {len(targets)}: {all_s:7.1f} s, {all_cpu:.1f} CPU s "
           f"({one['mb_per_s']:.1f} MB/s, peak RSS {one['peak_rss_tree_mb']:.0f} MB with workers; "
           f"per package in the run p50 {one['in_run_p50_s']:.2f} s, p95 {one['in_run_p95_s']:.2f} s)")
     if "ratio" in rep:
-        print(f"ratio: {rep['ratio']:.1f}x GuardDog's time")
+        print(f"ratio: {rep['ratio']:.1f}x GuardDog's wall time"
+              + (f", {rep['cpu_ratio']:.1f}x its CPU time" if "cpu_ratio" in rep else ""))
     if "per_process" in rep:
         pp = rep["per_process"]
-        print(f"chainwatch, one process per package: average {pp['average_s']:.2f} s, "
-              f"p50 {pp['p50_s']:.2f} s, p95 {pp['p95_s']:.2f} s")
-    lg = rep["large"]
-    print(f"{LARGE} alone ({lg['unpacked_mb']:.0f} MB): {lg['seconds']:.1f} s "
-          f"({lg['mb_per_s']:.0f} MB/s), peak RSS {lg['peak_rss_tree_mb']:.0f} MB "
-          "(process and workers)")
-    cs = rep["cold_start"]
-    print(f"cold start: --version {cs['version_s']:.2f} s; scan of {SMALL} "
-          f"{cs['small_scan_s']:.2f} s (best of 3)")
-    pd = rep["patch_diff"]
-    print(f"patch-release diff in process ({pd['pairs']} pairs): p50 {1000 * pd['p50_s']:.0f} ms, "
-          f"p95 {1000 * pd['p95_s']:.0f} ms")
+        print(f"chainwatch, one process per package: average {pp['average_s']:.2f} s "
+              f"({pp['average_cpu_s']:.2f} CPU s), p50 {pp['p50_s']:.2f} s, p95 {pp['p95_s']:.2f} s")
+    if "large" in rep:
+        lg = rep["large"]
+        print(f"{LARGE} alone ({lg['unpacked_mb']:.0f} MB): {lg['seconds']:.1f} s, "
+              f"{lg['cpu_s']:.1f} CPU s ({lg['mb_per_s']:.1f} MB/s), peak RSS "
+              f"{lg['peak_rss_tree_mb']:.0f} MB (process and workers)")
+    if "cold_start" in rep:
+        cs = rep["cold_start"]
+        print(f"cold start: --version {cs['version_s']:.2f} s; scan of {SMALL} "
+              f"{cs['small_scan_s']:.2f} s (best of 3)")
+    if "patch_diff" in rep:
+        pd = rep["patch_diff"]
+        print(f"patch-release diff in process ({pd['pairs']} pairs): p50 "
+              f"{1000 * pd['p50_s']:.0f} ms ({1000 * pd['cpu_p50_s']:.0f} ms CPU), p95 "
+              f"{1000 * pd['p95_s']:.0f} ms ({1000 * pd['cpu_p95_s']:.0f} ms CPU)")
     if one["flagged"]:
         print("flagged (standalone):", ", ".join(f"{k} {v}" for k, v in one["flagged"].items()))
-    OUT.mkdir(exist_ok=True)
-    (OUT / "scan_speed.json").write_text(json.dumps(rep, indent=2))
+    (OUT / f"{args.out}.json").write_text(json.dumps(rep, indent=2))
 
 
 if __name__ == "__main__":
