@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
+import itertools
 import json
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,59 @@ def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[list[Finding]]:
     return [_WORKER_ENGINE.scan_file(file, install_time) for file, install_time in batch]
 
 
+class _LargestFirst:
+    """Hands the worker pool the largest waiting batch first, whichever scan it came from.
+
+    Concurrent scans (``scan a b c --jobs 4``) each split their files into batches; fed in
+    arrival order, a large package's biggest files could wait behind many small ones and
+    finish last, alone on one core. One feeder thread per worker keeps exactly one batch per
+    worker in the pool and picks the next from a heap by size.
+    """
+
+    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
+        self._pool = pool
+        self._heap: list[tuple[int, int, list[tuple[PackageFile, bool]],
+                               Future[list[list[Finding]]]]] = []
+        self._seq = itertools.count()
+        self._ready = threading.Condition()
+        self._closed = False
+        for n in range(workers):
+            threading.Thread(target=self._feed, name=f"chainwatch-feed-{n}", daemon=True).start()
+
+    def submit(self, batch: list[tuple[PackageFile, bool]]) -> Future[list[list[Finding]]]:
+        future: Future[list[list[Finding]]] = Future()
+        size = sum(len(f.data) for f, _ in batch)
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            heapq.heappush(self._heap, (-size, next(self._seq), batch, future))
+            self._ready.notify()
+        return future
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            for *_, future in self._heap:
+                future.cancel()
+            self._heap.clear()
+            self._ready.notify_all()
+
+    def _feed(self) -> None:
+        while True:
+            with self._ready:
+                while not self._heap and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                *_, batch, future = heapq.heappop(self._heap)
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._pool.submit(_scan_batch, batch).result())
+            except BaseException as exc:  # handed to the scan that waits for it
+                future.set_exception(exc)
+
+
 #: At most this many newly added dependencies are looked up for their age.
 MAX_DEPENDENCY_LOOKUPS = 10
 #: At most this many newly added dependencies of a release are scanned themselves, and their
@@ -176,12 +231,16 @@ class Scanner:
         self.engine = Engine(self.rules, ResultCache())
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
+        self._feeder: _LargestFirst | None = None
         self._pool_lock = threading.Lock()
         self._packuments_lock = threading.Lock()
         self._packuments: dict[str, dict[str, Any]] = {}
         self._active = 0  # _scan_many calls in progress (threads of one multi-target run)
 
     def close(self) -> None:
+        if self._feeder is not None:
+            self._feeder.close()
+            self._feeder = None
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -206,9 +265,10 @@ class Scanner:
                 self._pool = ProcessPoolExecutor(
                     self.workers, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker, initargs=(self.rules,))
-            pool = self._pool
+                self._feeder = _LargestFirst(self._pool, self.workers)
+            feeder = self._feeder
         try:
-            if not pooled or pool is None:
+            if not pooled or feeder is None:
                 for i in todo:
                     found[i] = self.engine.scan_file(*work[i])
             else:
@@ -220,8 +280,9 @@ class Scanner:
                         filled = 0
                     batches[-1].append(i)
                     filled += len(work[i][0].data)
-                results = pool.map(_scan_batch, [[work[i] for i in b] for b in batches])
-                for batch, per_file in zip(batches, results, strict=True):
+                futures = [feeder.submit([work[i] for i in b]) for b in batches]
+                for batch, future in zip(batches, futures, strict=True):
+                    per_file = future.result()
                     for i, findings in zip(batch, per_file, strict=True):
                         found[i] = findings
                         self.engine.remember(work[i][0], work[i][1], findings)

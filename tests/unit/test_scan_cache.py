@@ -233,3 +233,34 @@ def test_verdicts_are_the_same_with_and_without_the_cache_and_the_pool(
         assert verdict.findings == expected.findings
         assert (verdict.level, verdict.score, verdict.capabilities) == (
             expected.level, expected.score, expected.capabilities)
+
+
+def test_the_pool_is_fed_the_largest_waiting_batch_first() -> None:
+    import threading
+    from concurrent.futures import Future
+
+    order: list[int] = []
+    release = threading.Event()
+
+    class HeldPool:
+        def submit(self, fn: object, batch: list[tuple[PackageFile, bool]]) -> Future[object]:
+            order.append(sum(len(f.data) for f, _ in batch))
+            done: Future[object] = Future()
+            if len(order) == 1:  # the first batch holds the only worker until released
+                threading.Thread(target=lambda: (release.wait(5), done.set_result([]))).start()
+            else:
+                done.set_result([])
+            return done
+
+    feeder = scan_module._LargestFirst(HeldPool(), 1)  # type: ignore[arg-type]
+    try:
+        first = feeder.submit([(PackageFile("a.js", b"x" * 5), False)])
+        while not order:
+            threading.Event().wait(0.01)
+        rest = [feeder.submit([(PackageFile("b.js", b"x" * n), False)]) for n in (10, 300, 20)]
+        release.set()
+        for f in (first, *rest):
+            f.result(timeout=10)
+        assert order == [5, 300, 20, 10]
+    finally:
+        feeder.close()
