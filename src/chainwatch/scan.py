@@ -268,7 +268,9 @@ class Scanner:
                 self._feeder = _LargestFirst(self._pool, self.workers)
             feeder = self._feeder
         try:
-            if not pooled or feeder is None:
+            if not todo:
+                pass
+            elif not pooled or feeder is None:
                 for i in todo:
                     found[i] = self.engine.scan_file(*work[i])
             else:
