@@ -297,10 +297,10 @@ def main() -> None:
     if errors:
         raise SystemExit(f"chainwatch could not scan: {errors}")
     levels = {f"{r['package']}@{r['version']}": r["verdict"] for r in results}
-    in_run = [float(r.get("elapsed_s") or 0) for r in results]
+    in_run = [float(r.get("elapsed_seconds") or 0) for r in results]
     OUT.mkdir(exist_ok=True)
     (OUT / f"{args.out}_results.json").write_text(json.dumps(
-        [{k: v for k, v in r.items() if k != "elapsed_s"} for r in results], indent=1))
+        [{k: v for k, v in r.items() if k != "elapsed_seconds"} for r in results], indent=1))
     rep["one_scan"] = {"seconds": all_s, "cpu_s": all_cpu, "mb_per_s": total_mb / all_s,
                        "peak_rss_tree_mb": all_rss / 1e6,
                        "in_run_p50_s": pct(in_run, 0.5), "in_run_p95_s": pct(in_run, 0.95),
