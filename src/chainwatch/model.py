@@ -94,7 +94,7 @@ class PackageFile:
     data: bytes
     mode: int = 0o644
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import heapq
+import itertools
 import json
 import multiprocessing
 import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from chainwatch.analysis.release_signals import (
     phantom_dependency,
     unused_dependencies,
 )
+from chainwatch.analysis.resultcache import ResultCache
 from chainwatch.analysis.rules import Rule, load_rules
 from chainwatch.analysis.scoring import score
 from chainwatch.archive import read_folder, read_tarball
@@ -136,9 +139,63 @@ def _init_worker(rules: list[Rule]) -> None:
     _WORKER_ENGINE = Engine(rules)
 
 
-def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[Finding]:
+def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[list[Finding]]:
+    """The findings of each file of a batch, in order (the parent caches them per file)."""
     assert _WORKER_ENGINE is not None
-    return [f for file, install_time in batch for f in _WORKER_ENGINE.scan_file(file, install_time)]
+    return [_WORKER_ENGINE.scan_file(file, install_time) for file, install_time in batch]
+
+
+class _LargestFirst:
+    """Hands the worker pool the largest waiting batch first, whichever scan it came from.
+
+    Concurrent scans (``scan a b c --jobs 4``) each split their files into batches; fed in
+    arrival order, a large package's biggest files could wait behind many small ones and
+    finish last, alone on one core. One feeder thread per worker keeps exactly one batch per
+    worker in the pool and picks the next from a heap by size.
+    """
+
+    def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
+        self._pool = pool
+        self._heap: list[tuple[int, int, list[tuple[PackageFile, bool]],
+                               Future[list[list[Finding]]]]] = []
+        self._seq = itertools.count()
+        self._ready = threading.Condition()
+        self._closed = False
+        for n in range(workers):
+            threading.Thread(target=self._feed, name=f"chainwatch-feed-{n}", daemon=True).start()
+
+    def submit(self, batch: list[tuple[PackageFile, bool]]) -> Future[list[list[Finding]]]:
+        future: Future[list[list[Finding]]] = Future()
+        size = sum(len(f.data) for f, _ in batch)
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the worker pool is closed")
+            heapq.heappush(self._heap, (-size, next(self._seq), batch, future))
+            self._ready.notify()
+        return future
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            for *_, future in self._heap:
+                future.cancel()
+            self._heap.clear()
+            self._ready.notify_all()
+
+    def _feed(self) -> None:
+        while True:
+            with self._ready:
+                while not self._heap and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                *_, batch, future = heapq.heappop(self._heap)
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(self._pool.submit(_scan_batch, batch).result())
+            except BaseException as exc:  # handed to the scan that waits for it
+                future.set_exception(exc)
 
 
 #: At most this many newly added dependencies are looked up for their age.
@@ -149,8 +206,11 @@ MAX_DEPENDENCY_SCANS = 5
 MAX_DEPENDENCY_DEPTH = 1
 #: A release's provenance is compared with that of at most this many earlier releases.
 PROVENANCE_HISTORY = 3
-#: Packages with more than this many bytes to analyse are spread over worker processes.
+#: Packages with more than this many bytes to analyse are spread over worker processes ...
 PARALLEL_BYTES = 8 * 1024 * 1024
+#: ... and, once the pool is running or when several scans run at once (``scan a b c``), so is
+#: anything above this.
+WARM_POOL_BYTES = 512 * 1024
 _BATCH_BYTES = 2 * 1024 * 1024
 
 
@@ -173,9 +233,11 @@ class Scanner:
         self._engine_lock = threading.Lock()
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
+        self._feeder: _LargestFirst | None = None
         self._pool_lock = threading.Lock()
         self._packuments_lock = threading.Lock()
         self._packuments: dict[str, dict[str, Any]] = {}
+        self._active = 0  # _scan_many calls in progress (threads of one multi-target run)
 
     @property
     def rules(self) -> list[Rule]:
@@ -191,10 +253,14 @@ class Scanner:
             rules = self.rules
             with self._engine_lock:
                 if self._engine is None:
-                    self._engine = Engine(rules)
+                    #: per-file findings shared by every scan of this scanner
+                    self._engine = Engine(rules, ResultCache())
         return self._engine
 
     def close(self) -> None:
+        if self._feeder is not None:
+            self._feeder.close()
+            self._feeder = None
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
@@ -206,24 +272,46 @@ class Scanner:
         self.close()
 
     def _scan_many(self, work: list[tuple[PackageFile, bool]]) -> list[Finding]:
-        """Scan files here, or in worker processes when there is a lot to scan."""
-        size = sum(len(f.data) for f, _ in work)
-        if self.workers <= 1 or size <= PARALLEL_BYTES:
-            return [x for f, t in work for x in self.engine.scan_file(f, t)]
+        """Scan files here, or in worker processes when there is a lot to scan; files whose
+        findings the result cache holds are not scanned again."""
+        found: list[list[Finding] | None] = [self.engine.cached(f, t) for f, t in work]
+        todo = [i for i, hit in enumerate(found) if hit is None]
+        size = sum(len(work[i][0].data) for i in todo)
         with self._pool_lock:
-            if self._pool is None:
+            self._active += 1
+            pooled = self.workers > 1 and (size > PARALLEL_BYTES or (
+                size > WARM_POOL_BYTES and (self._pool is not None or self._active > 1)))
+            if pooled and self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     self.workers, mp_context=multiprocessing.get_context("spawn"),
                     initializer=_init_worker, initargs=(self.rules,))
-        batches: list[list[tuple[PackageFile, bool]]] = [[]]
-        filled = 0
-        for item in sorted(work, key=lambda w: -len(w[0].data)):
-            if filled >= _BATCH_BYTES:
-                batches.append([])
+                self._feeder = _LargestFirst(self._pool, self.workers)
+            feeder = self._feeder
+        try:
+            if not todo:
+                pass
+            elif not pooled or feeder is None:
+                for i in todo:
+                    found[i] = self.engine.scan_file(*work[i])
+            else:
+                batches: list[list[int]] = [[]]
                 filled = 0
-            batches[-1].append(item)
-            filled += len(item[0].data)
-        return [x for found in self._pool.map(_scan_batch, batches) for x in found]
+                for i in sorted(todo, key=lambda i: -len(work[i][0].data)):  # largest first
+                    if filled >= _BATCH_BYTES:
+                        batches.append([])
+                        filled = 0
+                    batches[-1].append(i)
+                    filled += len(work[i][0].data)
+                futures = [feeder.submit([work[i] for i in b]) for b in batches]
+                for batch, future in zip(batches, futures, strict=True):
+                    per_file = future.result()
+                    for i, findings in zip(batch, per_file, strict=True):
+                        found[i] = findings
+                        self.engine.remember(work[i][0], work[i][1], findings)
+        finally:
+            with self._pool_lock:
+                self._active -= 1
+        return [x for findings in found for x in findings or ()]
 
     # -- loading ---------------------------------------------------------------------------
     def _remember_packument(self, name: str, doc: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -11,8 +12,9 @@ from dataclasses import replace
 import yara
 
 from chainwatch.analysis import chains as _chains  # noqa: F401 (registers its detector)
-from chainwatch.analysis import jsast, normalize
+from chainwatch.analysis import jsast, normalize, yaracache
 from chainwatch.analysis.detectors import DETECTORS, MANIFEST_DETECTORS, Hit
+from chainwatch.analysis.resultcache import ResultCache, rules_hash
 from chainwatch.analysis.rules import Rule
 from chainwatch.analysis.text import LineIndex
 from chainwatch.errors import UsageError
@@ -126,11 +128,15 @@ class Engine:
     YARA once; tree-sitter and the Python detectors run only where a needle matched.
     """
 
-    def __init__(self, rules: Sequence[Rule]) -> None:
+    def __init__(self, rules: Sequence[Rule], results: ResultCache | None = None) -> None:
+        """``results``: a cache of per-file findings (none: every file is analysed)."""
         self.rules = list(rules)
         self.by_id = {r.id: r for r in self.rules}
+        self.rules_hash = rules_hash(self.rules)
+        self.results = results
         self._names: dict[str, tuple[str, str]] = {}  # yara name -> (rule id, role)
         self._sources: dict[str, str] = {}
+        origin: dict[str, Rule] = {}
         for index, rule in enumerate(self.rules):
             if rule.detector and rule.detector not in DETECTORS | MANIFEST_DETECTORS:
                 raise UsageError(f"{rule.origin}: rule {rule.id}: unknown detector {rule.detector}")
@@ -145,15 +151,18 @@ class Engine:
             for name, body, role in parts:
                 self._names[name] = (rule.id, role)
                 self._sources[name] = f"rule {name} {{\n{body}\n}}"
-        self._check_sources()
+                origin[name] = rule
+        self._check(origin)
         self._compiled: dict[tuple[str, ...], yara.Rules | None] = {}
+        self._compile_lock = threading.Lock()
 
-    def _check_sources(self) -> None:
-        """Every YARA source compiles: checked in one compile (each yara.compile costs ~5 ms
-        however small, 0.4 s for the built-in rules one by one); when that fails, one by one,
-        to name the rule at fault."""
+    def _check(self, origin: dict[str, Rule]) -> None:
+        """Every part compiles on its own: one compile of all of them, each in its own
+        namespace; only when that fails is each compiled alone, to name the rule at fault."""
+        if not self._sources:
+            return
         try:
-            yara.compile(source="\n".join(self._sources.values()))
+            yara.compile(sources=self._sources)
             return
         except yara.Error:
             pass
@@ -161,15 +170,18 @@ class Engine:
             try:
                 yara.compile(source=source)
             except yara.Error as exc:
-                rule = self.by_id[self._names[name][0]]
+                rule = origin[name]
                 raise UsageError(f"{rule.origin}: rule {rule.id} does not compile as YARA: "
                                  f"{exc}") from exc
 
     def _ruleset(self, kinds: tuple[str, ...]) -> yara.Rules | None:
         if kinds not in self._compiled:
-            parts = [src for name, src in self._sources.items()
-                     if self.by_id[self._names[name][0]].target in kinds]
-            self._compiled[kinds] = yara.compile(source="\n".join(parts)) if parts else None
+            with self._compile_lock:
+                if kinds not in self._compiled:
+                    parts = [src for name, src in self._sources.items()
+                             if self.by_id[self._names[name][0]].target in kinds]
+                    self._compiled[kinds] = yaracache.compiled("\n".join(parts)) \
+                        if parts else None
         return self._compiled[kinds]
 
     # -- one file ----------------------------------------------------------------------------
@@ -274,6 +286,30 @@ class Engine:
         analysis/normalize.py). A finding the view adds keeps the file's own line and snippet and
         shows the normalised text beside it; one the surface already had is not repeated.
         """
+        if manifest is not None:
+            return self._scan_file(file, install_time, manifest)
+        cached = self.cached(file, install_time)
+        if cached is not None:
+            return cached
+        found = self._scan_file(file, install_time, None)
+        self.remember(file, install_time, found)
+        return found
+
+    def cached(self, file: PackageFile, install_time: bool) -> list[Finding] | None:
+        """The findings of ``file`` from the result cache, None when they are not there (or
+        there is no cache). A file no rule reads (docs, source maps, JSON) is never looked up:
+        it has no findings and costs nothing to scan."""
+        if self.results is None or not file_kinds(file):
+            return None
+        found = self.results.get(ResultCache.key(self.rules_hash, file, install_time))
+        return None if found is None else list(found)
+
+    def remember(self, file: PackageFile, install_time: bool, found: list[Finding]) -> None:
+        if self.results is not None and file_kinds(file):
+            self.results.put(ResultCache.key(self.rules_hash, file, install_time), found)
+
+    def _scan_file(self, file: PackageFile, install_time: bool,
+                   manifest: Manifest | None) -> list[Finding]:
         kinds = file_kinds(file)
         if install_time and kinds == ("text",) and file.path.lower().endswith(INTERPRETER_EXT):
             kinds = ("script", "text")  # a .py node-gyp imports, a .pl a hook runs: a script

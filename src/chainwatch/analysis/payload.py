@@ -70,6 +70,12 @@ def fingerprint(text: str) -> str | None:
     return "sha256:" + hashlib.sha256(norm.encode()).hexdigest() if len(norm) >= 40 else None
 
 
+#: the endings that make a dotted word a host worth reporting
+_HOST_SUFFIXES = tuple("." + t for t in (
+    "com", "net", "org", "io", "ru", "cn", "xyz", "top", "invalid", "app", "dev", "site",
+    "online", "info", "co", "me", "cc", "tk", "pw", "su", "link", "live"))
+
+
 def indicators(text: str) -> dict[str, list[str]]:
     """URLs, hosts, IPs, wallets and webhook URLs named in ``text`` (sorted, deduplicated)."""
     found: dict[str, set[str]] = {"urls": set(), "hosts": set(), "ips": set(), "wallets": set(),
@@ -88,9 +94,7 @@ def indicators(text: str) -> dict[str, list[str]]:
         low = host.lower()
         if low.rsplit(".", 1)[-1] in _TLDS_CODE or low in COMMON_HOSTS or low[0].isdigit():
             continue
-        if "." in low and any(low.endswith("." + t) for t in (
-                "com", "net", "org", "io", "ru", "cn", "xyz", "top", "invalid", "app", "dev",
-                "site", "online", "info", "co", "me", "cc", "tk", "pw", "su", "link", "live")):
+        if "." in low and low.endswith(_HOST_SUFFIXES):
             found["hosts"].add(low)
     found["ips"].update(ip for ip in _IP.findall(text) if not ip.startswith(("0.", "127.")))
     for pattern in _WALLETS.values():
