@@ -35,7 +35,7 @@ from chainwatch.analysis.release_signals import (
     unused_dependencies,
 )
 from chainwatch.analysis.rules import Rule, load_rules
-from chainwatch.analysis.scoring import score
+from chainwatch.analysis.scoring import evidence_order, score
 from chainwatch.archive import read_folder, read_tarball
 from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError, NotFoundError, RegistryError, UsageError
@@ -570,8 +570,7 @@ class Scanner:
                        standalone=baseline is None, established=prior is not None)
         if prior is not None:
             scored = replace(scored, explanation=f"{scored.explanation} ({prior})")
-        ordered = sorted(findings, key=lambda f: (f.preexisting, -f.severity.rank,
-                                                  f.file or "", f.line or 0))
+        ordered = sorted(findings, key=evidence_order)
         prints, iocs = (payload(findings, target.files, baseline.files if baseline else None)
                         if scored.level is not Level.BENIGN else ((), {}))
         return Verdict(

@@ -11,6 +11,7 @@ from dataclasses import replace
 import yara
 
 from chainwatch.analysis import chains as _chains  # noqa: F401 (registers its detector)
+from chainwatch.analysis import decoders as _decoders  # noqa: F401 (registers its detector)
 from chainwatch.analysis import jsast, normalize
 from chainwatch.analysis.detectors import DETECTORS, MANIFEST_DETECTORS, Hit
 from chainwatch.analysis.rules import Rule
