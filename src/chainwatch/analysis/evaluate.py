@@ -39,9 +39,11 @@ MAX_STEPS = 50_000
 #: Length of any string built, elements of any array.
 MAX_STRING = 64 * 1024
 MAX_ARRAY = 64 * 1024
-#: Nested calls of the file's own functions (recursion) and nested expressions.
+#: Nested calls of the file's own functions (recursion), nested expressions in one call, and
+#: nested statements and expressions of all calls together (what the Python stack holds).
 MAX_CALL_DEPTH = 16
 MAX_EXPR_DEPTH = 64
+MAX_NESTING = 160
 #: Statements of a function judged small enough to be a decoder.
 MAX_FUNCTION_BYTES = 4096
 
@@ -235,6 +237,7 @@ class Evaluator:
         self.resolve = resolve
         self.steps = steps
         self.calls = 0
+        self.nesting = 0
 
     # -- bounds -------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -304,6 +307,15 @@ class Evaluator:
 
     def stmt(self, node: ts.Node, env: Env, depth: int) -> None:
         self.tick()
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_NESTING:
+                raise GiveUp("nesting")
+            self._stmt(node, env, depth)
+        finally:
+            self.nesting -= 1
+
+    def _stmt(self, node: ts.Node, env: Env, depth: int) -> None:
         kind = node.type
         if kind == "comment" or kind == "empty_statement":
             return
@@ -425,6 +437,15 @@ class Evaluator:
         self.tick()
         if nest > MAX_EXPR_DEPTH:
             raise GiveUp("expression depth")
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_NESTING:
+                raise GiveUp("nesting")
+            return self._expr(node, env, depth, nest)
+        finally:
+            self.nesting -= 1
+
+    def _expr(self, node: ts.Node, env: Env, depth: int, nest: int) -> JsValue:
         kind = node.type
         n = nest + 1
         if kind == "string":

@@ -514,7 +514,7 @@ class _Folder:
         self.evaluating += 1
         try:
             value = machine.expr(node, evaluate.Env(), 0, 0)
-        except evaluate.GiveUp:
+        except (evaluate.GiveUp, RecursionError):  # the second cannot happen: MAX_NESTING
             value = None
         finally:
             self.evaluating -= 1
