@@ -57,8 +57,10 @@ def test_deeply_nested_statements_and_expressions_end_at_the_nesting_bound() -> 
 def test_no_string_longer_than_the_bound_is_ever_built() -> None:
     src = "function a(s) { var o = s; while (o.length < 1e9) o = o.concat(o); return o; }"
     assert _run(src, "a('ab')") == "a('ab')"
-    ok = f"function a(s) {{ return s.repeat({MAX_STRING // 2 - 1}); }}"
-    assert len(_run(ok, "a('ab')")) == MAX_STRING - 2 + 2
+    ok = f"function a(s) {{ return s.split('').reverse().join('').repeat({MAX_STRING // 2}); }}"
+    assert _run(ok, "a('ab')") == '"' + "ba" * (MAX_STRING // 2) + '"'
+    too_long = f"function a(s) {{ return s.split('').reverse().join('').repeat({MAX_STRING}); }}"
+    assert _run(too_long, "a('ab')") == "a('ab')"
 
 
 def test_many_decoder_calls_share_one_file_budget() -> None:

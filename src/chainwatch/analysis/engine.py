@@ -163,7 +163,7 @@ class Engine:
 
     # -- one file ----------------------------------------------------------------------------
     def _hits(self, file: PackageFile, kinds: tuple[str, ...],
-              manifest: Manifest | None = None) -> dict[str, list[Hit]]:
+              manifest: Manifest | None = None, on_view: bool = False) -> dict[str, list[Hit]]:
         hits: dict[str, list[Hit]] = defaultdict(list)
         needles: dict[str, list[int]] = {}
         ruleset = self._ruleset(kinds)
@@ -188,6 +188,8 @@ class Engine:
         if queries:
             self._query_hits(file, queries, needles, hits)
         for rule in self.rules:
+            if on_view and rule.view == "surface":
+                continue  # its hits on the view would be dropped: do not run it there
             if rule.detector and rule.target in kinds and (not rule.needle or rule.id in needles) \
                     and len(rule.requires) <= met[rule.id]:
                 if rule.detector in MANIFEST_DETECTORS:
@@ -296,7 +298,8 @@ class Engine:
         view_index = LineIndex(view.text)
         hits: dict[str, list[Hit]] = defaultdict(list)
         shown: dict[tuple[str, int], str] = {}
-        for rid, rule_hits in self._hits(PackageFile(file.path, view.text), kinds).items():
+        for rid, rule_hits in self._hits(PackageFile(file.path, view.text), kinds,
+                                         on_view=True).items():
             if self.by_id[rid].view == "surface":
                 continue
             for hit in rule_hits:

@@ -55,6 +55,10 @@ MAX_TABLE = 20_000
 MAX_SECONDS = 2.0
 #: Steps the decoder evaluator (analysis/evaluate.py) may take in one file, all calls together.
 MAX_EVAL_STEPS = 200_000
+#: What a function's text shows when it may be a decoder (the evaluator is tried only there).
+_DECODER_SIGN = re.compile(r"charCodeAt|fromCharCode|codePointAt|\.reverse\(|\.split\(|atob|"
+                           r"parseInt|\^|\.charAt\(|\.substr(ing)?\(|\.slice\(")
+_FUNCTION_NODES = ("arrow_function", "function_expression", "function")
 #: Evaluations started from inside another (a decoder's constant that is itself decoded).
 MAX_NESTED_EVALUATIONS = 3
 #: What a decoded value reaching one of these calls is reported as (a decoder sink).
@@ -270,6 +274,7 @@ class _Folder:
         self.decoded: set[int] = set()
         self.sinks: list[tuple[int, int, str, str]] = []
         self.evaluating = 0
+        self.decoder_like: dict[str, bool] = {}
 
     # -- helpers ------------------------------------------------------------------------------
     def text(self, node: ts.Node) -> str:
@@ -462,6 +467,10 @@ class _Folder:
             return "".join(out)
         if kind == "parenthesized_expression" and len(node.named_children) == 1:
             return self.const(node.named_children[0], depth + 1)
+        if kind == "unary_expression" and self.text(node).startswith("-"):
+            arg = node.child_by_field_name("argument")
+            number = self.const(arg, depth + 1) if arg is not None else None
+            return -number if isinstance(number, float) else None
         if kind == "binary_expression":
             return self._concat(node, depth)
         if kind == "array":
@@ -502,10 +511,15 @@ class _Folder:
         if fn is None or self.eval_steps <= 0 or self.evaluating >= MAX_NESTED_EVALUATIONS:
             return None
         if fn.type == "identifier":
-            if self.text(fn) not in self.functions:
+            if not self._decoder_like(self.text(fn)):
                 return None
         elif not (fn.type == "member_expression" and self.text(
                 fn.child_by_field_name("property") or fn) in ("map", "join")):
+            return None
+        # only on constants: a call with a variable argument cannot fold, so it is not tried
+        args = self._args(node)
+        if fn.type == "identifier" and (not args or any(
+                a.type in _FUNCTION_NODES or self.const(a, 1) is None for a in args)):
             return None
         if time.monotonic() > self.deadline:
             raise LimitHit(f"more than {MAX_SECONDS:g} s")
@@ -525,6 +539,21 @@ class _Folder:
             return None
         self.decoded.add(node.id)
         return value
+
+    def _decoder_like(self, name: str, seen: int = 0) -> bool:
+        """A function of the file whose text transforms strings (char codes, reversal,
+        splitting, base64), or that calls one that does (a wrapper), at most 4 levels."""
+        if name in self.decoder_like:
+            return self.decoder_like[name]
+        node = self.functions.get(name)
+        found = False
+        if node is not None and seen < 4:
+            text = self.text(node)
+            found = bool(_DECODER_SIGN.search(text)) or any(
+                other != name and self._decoder_like(other, seen + 1)
+                for other in set(re.findall(r"([A-Za-z_$][\w$]*)\s*\(", text)) & set(self.functions))
+        self.decoder_like[name] = found
+        return found
 
     def _resolve(self, name: str) -> evaluate.JsValue | None:
         """What a free name of a decoder is: another function of the file, or a constant."""
@@ -716,7 +745,7 @@ class _Folder:
             for node in cap.get("c", []):
                 nodes[node.id] = node
         source = ""
-        decoders = set(self.functions) - set(self.accessors)
+        decoders = {n for n in self.functions if n not in self.accessors and self._decoder_like(n)}
         if decoders:
             source += f"""
             (call_expression function: (identifier) @d (#any-of? @d {_any_of(decoders)})) @c"""
@@ -1030,7 +1059,6 @@ rule small {
     $b4 = /\\[0-7]{3}/
     $c = /\$\{\s*['"]/
     $d = /\.\s*reverse\s*\(\s*\)\s*\.\s*join/
-    $d2 = /\.\s*charCodeAt\s*\(/
     $e = /\.\s*(call|apply|bind)\s*\(\s*(null|undefined|void\s+0|global|globalThis|window)[^\w$]/
   condition: any of them
 }
