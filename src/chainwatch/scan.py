@@ -38,7 +38,7 @@ from chainwatch.analysis.release_signals import (
 )
 from chainwatch.analysis.resultcache import ResultCache
 from chainwatch.analysis.rules import Rule, load_rules
-from chainwatch.analysis.scoring import score
+from chainwatch.analysis.scoring import evidence_order, score
 from chainwatch.archive import read_folder, read_tarball
 from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError, NotFoundError, RegistryError, UsageError
@@ -678,8 +678,7 @@ class Scanner:
                        standalone=baseline is None, established=prior is not None)
         if prior is not None:
             scored = replace(scored, explanation=f"{scored.explanation} ({prior})")
-        ordered = sorted(findings, key=lambda f: (f.preexisting, -f.severity.rank,
-                                                  f.file or "", f.line or 0))
+        ordered = sorted(findings, key=evidence_order)
         prints, iocs = (payload(findings, target.files, baseline.files if baseline else None)
                         if scored.level is not Level.BENIGN else ((), {}))
         return Verdict(

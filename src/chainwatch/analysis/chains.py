@@ -47,8 +47,18 @@ CREDENTIAL_PATH = re.compile(
     r"\.azure|accessTokens|Exodus|MetaMask|nkbihfbeogaeaoehlefnkodbefgpgknn|solana|id\.json|"
     r"keystore|wallet\.dat|\.git-credentials|\.netrc|\.docker/config|\.kube/config|hosts\.yml|"
     r"Login Data|Local State|\.env\b", re.I)
+#: Names of wallet secrets: a value read from, or stored under, such a name is key material.
+WALLET_KEY = re.compile(
+    r"^(private_?key|secret_?key|mnemonic|seed_?phrase|recovery_?phrase|secret_?phrase|"
+    r"seed_?words|mnemonic_?phrase)$", re.I)
+#: A call on one of these is a call of the global (``globalThis.fetch(…)`` is ``fetch(…)``).
+GLOBAL_OBJECTS = {"global", "globalThis", "window", "self"}
 #: The text ``source`` accepts as ``process.env`` (its own member expression, spaces allowed).
 _PROCESS_ENV = re.compile(rb"process *\. *env")
+_WALLET_WORD = re.compile(rb"(?i)\b(private_?key|secret_?key|mnemonic|seed_?phrase|recovery_?phrase"
+                          rb"|secret_?phrase|seed_?words|mnemonic_?phrase)\b")
+#: Places a wallet word is looked at to decide whether a file has a source at all.
+MAX_WALLET_WORDS = 256
 HOST_CALLS = {"hostname", "userInfo", "networkInterfaces"}
 HOST_COMMAND = re.compile(r"^\W*(whoami|hostname|id|ipconfig|ifconfig|uname|systeminfo)\b")
 READ_CALLS = {"readFileSync", "readFile", "createReadStream", "readdirSync", "readdir"}
@@ -68,6 +78,9 @@ WRITE_METHODS = {"writeFileSync", "writeFile", "appendFileSync", "appendFile",
                  "createWriteStream", "outputFile", "outputFileSync"}
 OUTSIDE = re.compile(r"homedir|HOME|USERPROFILE|APPDATA|tmpdir|^['\"`]/|^['\"`]~|\.\./|"
                      r"['\"`][A-Za-z]:\\\\")
+#: Built-in modules the normalised view may name without a require (normalize.BUILTIN_MODULES).
+VIEW_MODULES = {"os", "fs", "http", "https", "http2", "net", "tls", "dns", "dgram",
+                "child_process"}
 BUILTINS = {"Object", "Array", "JSON", "Promise", "Reflect", "Math", "String", "Buffer",
             "process", "console", "module", "exports", "require"}
 FUNCTION_TYPES = {"function_declaration", "function_expression", "arrow_function",
@@ -156,6 +169,7 @@ class _Analysis:
         self.calls: list[tuple[int, ts.Node]] = []
         self.net_objects: set[tuple[int, str]] = set()
         self._values: dict[str, ts.Node] | None = None
+        self._names: set[str] | None = None
 
     # -- one pass over the nodes that matter ------------------------------------------------
     def walk(self) -> bool:
@@ -254,7 +268,15 @@ class _Analysis:
         root = _root(node)
         if root.startswith("require("):
             return root[8:-1]
+        if root and root not in self.modules and root in VIEW_MODULES and \
+                root not in self._declared():
+            return root  # the normalised view names a module alias by the module (o → os)
         return self.modules.get(root, "").split(".")[0] if root else ""
+
+    def _declared(self) -> set[str]:
+        if self._names is None:
+            self._names = {_name(t) for _, t, _ in self.assigns if t.type == "identifier"}
+        return self._names
 
     def callee(self, call: ts.Node) -> tuple[str, str]:
         """(module or '' , method name) of a call."""
@@ -284,6 +306,15 @@ class _Analysis:
                             if SECRET_KEY.search(k)]
                     return Taint("secret", f"process.env.{keys[0]}", line) if keys else None
             return Taint("secret", "process.env", line)
+        if node.type in ("member_expression", "pair", "shorthand_property_identifier"):
+            key = (node.child_by_field_name("property") if node.type == "member_expression"
+                   else node.child_by_field_name("key") if node.type == "pair" else node)
+            name = _name(key).strip("'\"`")
+            if key is not None and WALLET_KEY.match(name):
+                if node.type == "member_expression" and self._env_alias(node):
+                    return None
+                return Taint("wallet", name, line)
+            return None
         if node.type != "call_expression":
             return None
         module, name = self.callee(node)
@@ -310,6 +341,18 @@ class _Analysis:
                  if i in self._values]
         return text + " " + " ".join(extra)
 
+    def substituted(self, text: str) -> str:
+        """Text with the names of the file's variables replaced by their values, one level
+        deep (``rmSync(home)`` with ``home = os.homedir()`` reads ``rmSync(os.homedir())``)."""
+        self._resolved("", self.tree.root_node)  # fills self._values
+        values = self._values or {}
+        names = {n for n in re.findall(r"[A-Za-z_$][\w$]*", text)[:64]
+                 if n in values and n not in self.modules}
+        if not names:
+            return text
+        pattern = re.compile(r"(?<![\w$.])(" + "|".join(map(re.escape, sorted(names))) + r")(?![\w$])")
+        return pattern.sub(lambda m: _name(values[m.group(1)])[:400], text)
+
     def sink(self, call: ts.Node, scope: int) -> tuple[str, str] | None:
         module, name = self.callee(call)
         fn = call.child_by_field_name("function") or call.child_by_field_name("constructor")
@@ -318,7 +361,9 @@ class _Analysis:
             return "network", f"new {name}"
         if module in NET_MODULES and (name in NET_METHODS or name == module or receiver is None):
             return "network", f"{module}.{name}" if name != module else module
-        if module == "" and receiver is None and name in NET_GLOBALS:
+        if module == "" and name in NET_GLOBALS and (
+                receiver is None or (receiver.type == "identifier"
+                                     and _name(receiver) in GLOBAL_OBJECTS)):
             return "network", name
         if name in ("write", "end", "send") and receiver is not None and \
                 self._lookup_net(_root(receiver), scope):
@@ -351,6 +396,18 @@ class _Analysis:
             node = root.descendant_for_byte_range(m.start(), m.end())
             if node is not None and self.source(node) is not None:
                 return True
+        for n, m in enumerate(_WALLET_WORD.finditer(data)):
+            if n >= MAX_WALLET_WORDS:
+                break
+            node = root.descendant_for_byte_range(m.start(), m.end())
+            for cand in (node, node.parent if node is not None else None):
+                if cand is not None and self.source(cand) is not None:
+                    return True
+            if node is not None and node.parent is not None and \
+                    node.parent.type in ("member_expression", "subscript_expression") and \
+                    node.parent.parent is not None and \
+                    node.parent.parent.type == "assignment_expression":
+                return True
         return any(self.source(call) is not None for _, call in self.calls
                    if call.type == "call_expression")
 
@@ -363,9 +420,19 @@ class _Analysis:
         """The first source or tainted name inside an expression, with a transform if any."""
         found: Taint | None = None
         transform: tuple[str, int] | None = None
+        skip: set[int] = set()
         for sub in _descendants(node, MAX_SUBTREE):
+            if sub.id in skip:
+                continue
             if found is None:
                 t = self.source(sub)
+                if t is None and sub.type in ("member_expression", "subscript_expression") and \
+                        self._env_alias(sub):
+                    # e.HOME with e = process.env is one key, not the environment
+                    obj = sub.child_by_field_name("object")
+                    if obj is not None:
+                        skip.add(obj.id)
+                    t = self._member_taint(sub)
                 if t is None and sub.type in ("identifier", "shorthand_property_identifier"):
                     t = self._tainted(_name(sub), self.scope_of(sub))
                 if t is not None:
@@ -381,6 +448,21 @@ class _Analysis:
         if transform is not None and found.transform is None:
             return Taint(found.kind, found.what, found.line, transform)
         return found
+
+    def _env_alias(self, node: ts.Node) -> bool:
+        """``e.KEY`` where ``e`` holds the whole of process.env (its own key decides)."""
+        obj = node.child_by_field_name("object")
+        return obj is not None and obj.type == "identifier" and (
+            (t := self._tainted(_name(obj), self.scope_of(obj))) is not None
+            and t.what == "process.env" and t.transform is None)
+
+    def _member_taint(self, node: ts.Node) -> Taint | None:
+        """A read of one key of an object holding the whole environment: that key's taint."""
+        key = node.child_by_field_name("property") or node.child_by_field_name("index")
+        name = _name(key).strip("'\"`") if key is not None else ""
+        if SECRET_KEY.search(name):
+            return Taint("secret", f"process.env.{name}", node.start_point[0] + 1)
+        return None
 
     def _tainted(self, name: str, scope: int) -> Taint | None:
         for s in self._chain(scope):
@@ -406,6 +488,12 @@ class _Analysis:
                         (self.sink(value, scope) or ("", ""))[0] == "network":
                     self.net_objects.add((scope, name))
                 t = self.taint_in(value, scope)
+                if t is None and target.type in ("member_expression", "subscript_expression"):
+                    key = target.child_by_field_name("property") or \
+                        target.child_by_field_name("index")
+                    if key is not None and WALLET_KEY.match(_name(key).strip("'\"`")):
+                        # o.mnemonic = m: o now carries key material
+                        t = Taint("wallet", _name(key).strip("'\"`"), target.start_point[0] + 1)
                 if t is not None:
                     self.scopes.tainted.setdefault((self._declared_scope(name, scope), name), t)
             for scope, call in self.calls:
@@ -457,7 +545,10 @@ class _Analysis:
             if sink is None:
                 continue
             kind, what = sink
-            parts = [call.child_by_field_name("arguments")]
+            args = call.child_by_field_name("arguments")
+            parts: list[ts.Node | None] = [args]
+            if kind == "write":  # what is written, not where: a path from HOME is no leak
+                parts = list(args.named_children[1:]) if args is not None else []
             if kind == "network":  # a fingerprint in the host name or URL of the receiver
                 fn = call.child_by_field_name("function")
                 parts.append(_last(fn)[1])
@@ -548,4 +639,78 @@ def behaviour_chain(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     for chain in find_chains(file.data, file.path):
         if chain.source.kind in sources and chain.sink_kind in sinks:
             hits.append(Hit(chain.sink_offset, chain.sink_length, describe(chain)))
+    return hits
+
+
+#: ``if (…)`` statements, read by the fallback detector.
+_IF_QUERY = "(if_statement condition: (parenthesized_expression) @cond) @if"
+#: Characters of a branch read for a destructive command.
+MAX_BRANCH = 4000
+_NULLISH = {"null", "undefined", "''", '""', "0", "void 0"}
+
+
+@lru_cache(maxsize=4)
+def _flow(data: bytes, lang: str) -> _Analysis | None:
+    """The analysis with taints propagated, without needing a sink (a branch is the 'sink')."""
+    analysis = _Analysis(data, lang)
+    if not analysis.walk() or not analysis.has_source(data):
+        return None
+    analysis.propagate()
+    return analysis
+
+
+def _tested_name(cond: ts.Node) -> tuple[str, bool] | None:
+    """The name an ``if`` tests and whether the branch runs when it is missing:
+    ``!t``, ``!t.length``, ``t == null`` → (t, True); ``t``, ``t.length`` → (t, False)."""
+    expr = cond.named_children[0] if cond.named_children else None
+    missing = False
+    if expr is not None and expr.type == "unary_expression" and _name(expr).startswith("!"):
+        expr, missing = expr.child_by_field_name("argument"), True
+    elif expr is not None and expr.type == "binary_expression":
+        op = _name(expr.child_by_field_name("operator"))
+        left, right = expr.child_by_field_name("left"), expr.child_by_field_name("right")
+        if op in ("==", "===") and right is not None and _name(right) in _NULLISH:
+            expr, missing = left, True
+        else:
+            return None
+    while expr is not None and expr.type == "member_expression" and \
+            _name(expr.child_by_field_name("property")) == "length":
+        expr = expr.child_by_field_name("object")
+    if expr is None or expr.type != "identifier":
+        return None
+    return _name(expr), missing
+
+
+@detector("secret_fallback")
+def secret_fallback(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
+    """A branch taken when a secret read earlier is missing (``if (!t)`` with ``t`` from
+    NPM_TOKEN or ~/.npmrc, or the ``else`` of ``if (t)``) that runs what ``params['act']``
+    matches: the stealer's destructive fallback, however the secret's variable is named."""
+    if len(file.data) > MAX_BYTES:
+        return []
+    lang = jsast.language_kind(file.path)
+    analysis = _flow(file.data, lang)
+    if analysis is None:
+        return []
+    act = re.compile(str(params["act"]))
+    hits: list[Hit] = []
+    query = jsast.compile_query(lang, _IF_QUERY)
+    if query is None:
+        return []
+    for _, cap in ts.QueryCursor(query).matches(analysis.tree.root_node):
+        node, cond = cap["if"][0], cap["cond"][0]
+        tested = _tested_name(cond)
+        if tested is None:
+            continue
+        name, missing = tested
+        taint = analysis._tainted(name, analysis.scope_of(cond))
+        if taint is None or taint.kind != "secret" or taint.what == "process.env":
+            continue
+        branch = node.child_by_field_name("consequence" if missing else "alternative")
+        if branch is None:
+            continue
+        text = _name(branch)[:MAX_BRANCH]
+        if act.search(analysis.substituted(text)):
+            hits.append(Hit(node.start_byte, min(node.end_byte - node.start_byte, 160),
+                            f"when {taint.what} (line {taint.line}) is missing"))
     return hits

@@ -12,6 +12,7 @@ from dataclasses import replace
 import yara
 
 from chainwatch.analysis import chains as _chains  # noqa: F401 (registers its detector)
+from chainwatch.analysis import decoders as _decoders  # noqa: F401 (registers its detector)
 from chainwatch.analysis import jsast, normalize, yaracache
 from chainwatch.analysis.detectors import DETECTORS, MANIFEST_DETECTORS, Hit
 from chainwatch.analysis.resultcache import ResultCache, rules_hash
@@ -186,7 +187,7 @@ class Engine:
 
     # -- one file ----------------------------------------------------------------------------
     def _hits(self, file: PackageFile, kinds: tuple[str, ...],
-              manifest: Manifest | None = None) -> dict[str, list[Hit]]:
+              manifest: Manifest | None = None, on_view: bool = False) -> dict[str, list[Hit]]:
         hits: dict[str, list[Hit]] = defaultdict(list)
         needles: dict[str, list[int]] = {}
         ruleset = self._ruleset(kinds)
@@ -211,6 +212,8 @@ class Engine:
         if queries:
             self._query_hits(file, queries, needles, hits)
         for rule in self.rules:
+            if on_view and rule.view == "surface":
+                continue  # its hits on the view would be dropped: do not run it there
             if rule.detector and rule.target in kinds and (not rule.needle or rule.id in needles) \
                     and len(rule.requires) <= met[rule.id]:
                 if rule.detector in MANIFEST_DETECTORS:
@@ -343,7 +346,8 @@ class Engine:
         view_index = LineIndex(view.text)
         hits: dict[str, list[Hit]] = defaultdict(list)
         shown: dict[tuple[str, int], str] = {}
-        for rid, rule_hits in self._hits(PackageFile(file.path, view.text), kinds).items():
+        for rid, rule_hits in self._hits(PackageFile(file.path, view.text), kinds,
+                                         on_view=True).items():
             if self.by_id[rid].view == "surface":
                 continue
             for hit in rule_hits:

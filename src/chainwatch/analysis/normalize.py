@@ -33,7 +33,7 @@ from urllib.parse import unquote
 import tree_sitter as ts
 import yara
 
-from chainwatch.analysis import jsast
+from chainwatch.analysis import evaluate, jsast
 
 #: Larger files are normalised only in windows around strong signs (see FULL_BYTES).
 MAX_INPUT = 2 * 1024 * 1024
@@ -53,6 +53,21 @@ MAX_GROWTH = 1024 * 1024
 MAX_TABLE = 20_000
 #: Wall-clock backstop per file (the count limits above bind first on real input).
 MAX_SECONDS = 2.0
+#: Steps the decoder evaluator (analysis/evaluate.py) may take in one file, all calls together.
+MAX_EVAL_STEPS = 200_000
+#: What a function's text shows when it may be a decoder (the evaluator is tried only there).
+_DECODER_SIGN = re.compile(r"charCodeAt|fromCharCode|codePointAt|\.reverse\(|\.split\(|atob|"
+                           r"parseInt|\^|\.charAt\(|\.substr(ing)?\(|\.slice\(")
+_FUNCTION_NODES = ("arrow_function", "function_expression", "function")
+#: Evaluations started from inside another (a decoder's constant that is itself decoded).
+MAX_NESTED_EVALUATIONS = 3
+#: What a decoded value reaching one of these calls is reported as (a decoder sink).
+_SINK_CALL = re.compile(
+    r"^(eval|Function|require|import|setTimeout|setInterval|fetch|atob|"
+    r"(child_process\.)?(exec|execSync|spawn|spawnSync|execFile|execFileSync|fork)|"
+    r"(https?|net|tls|dns|http2)\.(get|request|connect|createConnection|lookup|resolve\w*)|"
+    r"vm\.(runIn\w*Context|compileFunction)|new (Function|WebSocket|XMLHttpRequest|vm\.Script)|"
+    r"[\w$.]*\.(_compile|exec|execSync|spawn|spawnSync))$")
 
 Value = Union[str, float, list["Value"], None]  # noqa: UP007 (recursive alias)
 
@@ -67,13 +82,17 @@ _TO_STD = str.maketrans(_OBF_B64, _STD_B64)
 _GLOBAL_ROOTS = {"global", "globalThis", "window", "self", "process", "Reflect", "Function",
                  "require", "module", "this"}
 _GLOBAL_CALL = re.compile(rb"^(global|globalThis|window|self)\s*\.\s*(eval|Function)\s*\(")
+#: Node built-in modules whose aliases (``const o = require('o' + 's')``) are read under the
+#: module's own name in the view (``o.homedir()`` → ``os.homedir()``), as rules spell them.
+BUILTIN_MODULES = {"os", "fs", "path", "child_process", "http", "https", "http2", "net", "tls",
+                   "dns", "dgram", "crypto", "vm", "zlib", "module", "worker_threads"}
 _NULLISH = {"null", "undefined", "void 0", "this", "global", "globalThis", "window", "self"}
 
 #: Nodes the evaluator looks at (everything else is copied as it is). Ordinary code is full of
 #: ``a[i]``, ``f(x)`` and ``o.m()``: only the shapes that can fold are candidates, so a large
 #: bundle costs little more than its parse.
 _METHODS = ("call", "apply", "bind", "fromCharCode", "from", "toString", "join", "reverse",
-            "split", "concat", "replace", "toLowerCase", "toUpperCase", "trim")
+            "split", "concat", "replace", "toLowerCase", "toUpperCase", "trim", "map")
 _CANDIDATES = """
 (string (escape_sequence)) @c
 (template_string [(template_substitution) (escape_sequence)]) @c
@@ -88,6 +107,7 @@ _CANDIDATES = """
   property: (property_identifier) @b (#eq? @b "bind")))) @c
 (new_expression constructor: (identifier) @n (#eq? @n "Buffer")) @c
 (call_expression function: (identifier) @f (#eq? @f "atob")) @c
+(computed_property_name) @c
 """.replace("%s", " ".join(f'"{m}"' for m in _METHODS))
 
 
@@ -202,6 +222,9 @@ class Normalized:
     #: Bounds that stopped folding early (empty when the whole file was normalised).
     limits: list[str] = field(default_factory=list)
     folds: int = 0
+    #: Values a hand-written decoder of the file produced that reach a sensitive call or a
+    #: global's member: (file start, file end, the call or object, the decoded value).
+    decoder_sinks: list[tuple[int, int, str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -241,6 +264,17 @@ class _Folder:
         self.cands: list[ts.Node] = []
         self.starts: list[int] = []
         self.changed: set[int] = set()
+        #: names bound once to a global path or a built-in module: their members are read
+        #: through it (``e.NPM_TOKEN`` with ``e = process['e'+'nv']`` → ``process.env.NPM_TOKEN``)
+        self.objects: dict[str, ts.Node | str] = {}
+        #: the file's own functions by name (declared once), candidates for decoders
+        self.functions: dict[str, ts.Node] = {}
+        self.eval_steps = MAX_EVAL_STEPS
+        #: nodes whose value the decoder evaluator produced, and where such values went
+        self.decoded: set[int] = set()
+        self.sinks: list[tuple[int, int, str, str]] = []
+        self.evaluating = 0
+        self.decoder_like: dict[str, bool] = {}
 
     # -- helpers ------------------------------------------------------------------------------
     def text(self, node: ts.Node) -> str:
@@ -285,6 +319,16 @@ class _Folder:
         for name, values in declared.items():
             if len(values) == 1 and name not in assigned:
                 self.consts[name] = values[0]
+        functions: dict[str, list[ts.Node]] = {}
+        for _, cap in self.query("(function_declaration name: (identifier) @n) @f"):
+            functions.setdefault(self.text(cap["n"][0]), []).append(cap["f"][0])
+        for name, bound in self.consts.items():
+            if bound.type in ("arrow_function", "function_expression", "function"):
+                functions.setdefault(name, []).append(bound)
+        self.functions = {name: nodes[0] for name, nodes in functions.items()
+                          if len(nodes) == 1 and name not in assigned
+                          and nodes[0].end_byte - nodes[0].start_byte
+                          <= evaluate.MAX_FUNCTION_BYTES}
         self._obfuscator_tables()
 
     def _obfuscator_tables(self) -> None:
@@ -423,6 +467,10 @@ class _Folder:
             return "".join(out)
         if kind == "parenthesized_expression" and len(node.named_children) == 1:
             return self.const(node.named_children[0], depth + 1)
+        if kind == "unary_expression" and self.text(node).startswith("-"):
+            arg = node.child_by_field_name("argument")
+            number = self.const(arg, depth + 1) if arg is not None else None
+            return -number if isinstance(number, float) else None
         if kind == "binary_expression":
             return self._concat(node, depth)
         if kind == "array":
@@ -432,7 +480,10 @@ class _Folder:
             bound = self.consts.get(self.text(node))
             if bound is not None and bound.type != "identifier" and not (
                     bound.start_byte <= node.start_byte < bound.end_byte):
-                return self.const(bound, depth + 1)
+                value = self.const(bound, depth + 1)
+                if bound.id in self.decoded:
+                    self.decoded.add(node.id)
+                return value
             return None
         if kind == "subscript_expression":
             obj, index = node.child_by_field_name("object"), node.child_by_field_name("index")
@@ -447,8 +498,83 @@ class _Folder:
                 return float(len(target))
             return None
         if kind in ("call_expression", "new_expression"):
-            return self._call_value(node, depth)
+            value = self._call_value(node, depth)
+            if value is None and kind == "call_expression":
+                value = self._decoded(node)
+            return value
         return None
+
+    def _decoded(self, node: ts.Node) -> Value:
+        """A call of the file's own small pure function (or a ``.map`` callback) on constant
+        values, run by the bounded evaluator of analysis/evaluate.py; None when it cannot."""
+        fn = node.child_by_field_name("function")
+        if fn is None or self.eval_steps <= 0 or self.evaluating >= MAX_NESTED_EVALUATIONS:
+            return None
+        if fn.type == "identifier":
+            if not self._decoder_like(self.text(fn)):
+                return None
+        elif not (fn.type == "member_expression" and self.text(
+                fn.child_by_field_name("property") or fn) in ("map", "join")):
+            return None
+        # only on constants: a call with a variable argument cannot fold, so it is not tried
+        args = self._args(node)
+        if fn.type == "identifier" and (not args or any(
+                a.type in _FUNCTION_NODES or self.const(a, 1) is None for a in args)):
+            return None
+        if time.monotonic() > self.deadline:
+            raise LimitHit(f"more than {MAX_SECONDS:g} s")
+        machine = evaluate.Evaluator(self.data, self._resolve,
+                                     min(evaluate.MAX_STEPS, self.eval_steps))
+        self.evaluating += 1
+        try:
+            value = machine.expr(node, evaluate.Env(), 0, 0)
+        except (evaluate.GiveUp, RecursionError):  # the second cannot happen: MAX_NESTING
+            value = None
+        finally:
+            self.evaluating -= 1
+            self.eval_steps -= max(0, min(evaluate.MAX_STEPS, self.eval_steps) - machine.steps)
+        if self.eval_steps <= 0 and "decoder evaluation budget" not in self.limits:
+            self.limits.append("decoder evaluation budget")
+        if not isinstance(value, str) or len(value) > MAX_STRING:
+            return None
+        self.decoded.add(node.id)
+        return value
+
+    def _decoder_like(self, name: str, seen: int = 0) -> bool:
+        """A function of the file whose text transforms strings (char codes, reversal,
+        splitting, base64), or that calls one that does (a wrapper), at most 4 levels."""
+        if name in self.decoder_like:
+            return self.decoder_like[name]
+        node = self.functions.get(name)
+        found = False
+        if node is not None and seen < 4:
+            text = self.text(node)
+            found = bool(_DECODER_SIGN.search(text)) or any(
+                other != name and self._decoder_like(other, seen + 1)
+                for other in set(re.findall(r"([A-Za-z_$][\w$]*)\s*\(", text)) & set(self.functions))
+        self.decoder_like[name] = found
+        return found
+
+    def _resolve(self, name: str) -> evaluate.JsValue | None:
+        """What a free name of a decoder is: another function of the file, or a constant."""
+        if name in self.functions:
+            return evaluate.Closure(*self._closure_parts(self.functions[name]))
+        bound = self.consts.get(name)
+        if bound is None or bound.type in ("arrow_function", "function_expression"):
+            return None
+        value = self.const(bound, 1)
+        if isinstance(value, (str, float)):
+            return value
+        if isinstance(value, list):
+            items: list[evaluate.JsValue] = [v for v in value if isinstance(v, (str, float))]
+            # a copy: the evaluator may reverse or push
+            return items if len(items) == len(value) else None
+        return None
+
+    def _closure_parts(self, node: ts.Node) -> tuple[list[str], ts.Node, evaluate.Env, bytes]:
+        machine = evaluate.Evaluator(self.data, self._resolve, 1)
+        c = machine.closure(node, evaluate.Env())
+        return c.params, c.body, c.env, c.data
 
     def _concat(self, node: ts.Node, depth: int) -> Value:
         # walk the left spine iteratively: 'a'+'b'+…+'z' nests as deep as it is long
@@ -598,6 +724,12 @@ class _Folder:
         values: set[str] = set()
         arrays: set[str] = set()
         for name, bound in self.consts.items():
+            module = self._builtin(bound)
+            if module is not None and module != name:
+                self.objects[name] = module
+            if bound.type in ("member_expression", "subscript_expression") and \
+                    _root(bound, self.data) in _GLOBAL_ROOTS - {"this", "require", "module"}:
+                self.objects[name] = bound
             if (bound.type == "identifier" and self._accessor(name) is not None) or (
                     bound.type in ("member_expression", "subscript_expression")
                     and _root(bound, self.data) in _GLOBAL_ROOTS):
@@ -613,6 +745,10 @@ class _Folder:
             for node in cap.get("c", []):
                 nodes[node.id] = node
         source = ""
+        decoders = {n for n in self.functions if n not in self.accessors and self._decoder_like(n)}
+        if decoders:
+            source += f"""
+            (call_expression function: (identifier) @d (#any-of? @d {_any_of(decoders)})) @c"""
         if calls:
             source += f"""
             (call_expression function: (identifier) @f (#any-of? @f {_any_of(calls)})) @c"""
@@ -627,11 +763,42 @@ class _Folder:
             (subscript_expression object: (identifier) @a (#any-of? @a {_any_of(arrays)})) @c
             (subscript_expression index: (subscript_expression object: (identifier) @a
               (#any-of? @a {_any_of(arrays)}))) @c"""
+        if self.objects:
+            source += f"""
+            (member_expression object: (identifier) @o (#any-of? @o {_any_of(set(self.objects))})) @c
+            (subscript_expression object: (identifier) @o
+              (#any-of? @o {_any_of(set(self.objects))})) @c"""
         for _, cap in self.query(source, cached=False) if source else ():
             for node in cap.get("c", []):
                 nodes[node.id] = node
         self.cands = sorted(nodes.values(), key=lambda n: (n.start_byte, -n.end_byte))
         self.starts = [n.start_byte for n in self.cands]
+
+    def _builtin(self, bound: ts.Node) -> str | None:
+        """The built-in module a ``require(…)`` of a constant name loads, else None."""
+        if bound.type != "call_expression":
+            return None
+        fn, args = bound.child_by_field_name("function"), self._args(bound)
+        if fn is None or fn.type != "identifier" or self.text(fn) != "require" or len(args) != 1:
+            return None
+        name = self.const(args[0], 1)
+        if not isinstance(name, str):
+            return None
+        name = name.removeprefix("node:")
+        return name if name in BUILTIN_MODULES else None
+
+    def _object(self, node: ts.Node, depth: int) -> bytes | None:
+        """How an alias of a global path or module reads in the view (None: not one)."""
+        if node.type != "identifier":
+            return None
+        target = self.objects.get(self.text(node))
+        if target is None:
+            return None
+        if isinstance(target, str):
+            return target.encode()
+        if target.start_byte <= node.start_byte < target.end_byte:
+            return None
+        return self.render(target, depth + 1)
 
     def render(self, node: ts.Node, depth: int) -> bytes:
         if node.id in self.render_memo:
@@ -646,10 +813,26 @@ class _Folder:
     def _render(self, node: ts.Node, depth: int) -> bytes:
         kind = node.type
         original = self.data[node.start_byte:node.end_byte]
+        if kind == "computed_property_name" and node.named_children:
+            # { ['run' + 'On']: … } is { runOn: … }
+            key = self.const(node.named_children[0], depth + 1)
+            if isinstance(key, str):
+                return (key if _IDENT.match(key) else quote(key)).encode("utf-8", "replace")
+            return self.splice(node.start_byte, node.end_byte, depth, skip=node)
+        if kind in ("member_expression", "subscript_expression"):
+            obj = node.child_by_field_name("object")
+            alias = self._object(obj, depth) if obj is not None else None
+            if alias is not None and obj is not None:
+                rest = self.splice(obj.end_byte, node.end_byte, depth, skip=None)
+                if kind == "member_expression" or not rest.lstrip().startswith(b"["):
+                    return alias + rest
+                return self._subscript_tail(alias, node, depth) or alias + rest
         if kind in ("string", "template_string", "binary_expression", "call_expression",
                     "new_expression", "subscript_expression", "identifier"):
             value = self.const(node, depth + 1)
             if isinstance(value, str) and not (kind == "identifier" and len(value) > 256):
+                if node.id in self.decoded:
+                    self._note_sink(node, value, depth)
                 folded = quote(value).encode("utf-8", "replace")
                 # code decoded from a call (atob, Buffer.from, fromCharCode) keeps a marker
                 folded += b"/*decoded*/" if kind.endswith("call_expression") and "(" in value else b""
@@ -659,6 +842,8 @@ class _Folder:
             key = self.const(index, depth + 1) if index is not None else None
             if obj is not None and isinstance(key, str) and (
                     index is None or index.type != "string" or _IDENT.match(key)):
+                if index is not None and index.id in self.decoded:
+                    self._note_sink(index, key, depth)
                 head = self.render(obj, depth + 1)
                 tail = ("." + key) if _IDENT.match(key) else f"[{quote(key)}]"
                 return head + tail.encode("utf-8", "replace")
@@ -669,6 +854,36 @@ class _Folder:
             # global.eval(x) and window.Function(x) are eval and Function
             return _GLOBAL_CALL.sub(rb"\2(", call, count=1)
         return self.splice(node.start_byte, node.end_byte, depth, skip=node)
+
+    def _note_sink(self, node: ts.Node, value: str, depth: int) -> None:
+        """Where a decoder's output goes: the argument of a sensitive call, or the name of a
+        member of a global (``window[d('hctef')]``, ``require(d('ssecorp_dlihc'))``)."""
+        parent = node.parent
+        where = ""
+        if parent is not None and parent.type == "arguments" and parent.parent is not None:
+            call = parent.parent
+            fn = call.child_by_field_name("function") or call.child_by_field_name("constructor")
+            if fn is not None:
+                name = self.render(fn, depth + 1).decode("utf-8", "replace")
+                name = ("new " + name) if call.type == "new_expression" else name
+                where = name if _SINK_CALL.match(name) else ""
+        elif parent is not None and parent.type == "subscript_expression" and \
+                parent.child_by_field_name("index") == node:
+            root = _root(parent, self.data)
+            if root in _GLOBAL_ROOTS - {"this", "module"} or (
+                    root and root in self.objects):
+                obj = parent.child_by_field_name("object") or node
+                where = self.render(obj, depth + 1).decode("utf-8", "replace") + "[…]"
+        if where and len(self.sinks) < 64:
+            self.sinks.append((node.start_byte, node.end_byte, where[:80], value[:120]))
+
+    def _subscript_tail(self, head: bytes, node: ts.Node, depth: int) -> bytes | None:
+        index = node.child_by_field_name("index")
+        key = self.const(index, depth + 1) if index is not None else None
+        if not isinstance(key, str):
+            return None
+        tail = ("." + key) if _IDENT.match(key) else f"[{quote(key)}]"
+        return head + tail.encode("utf-8", "replace")
 
     def _render_call(self, node: ts.Node, depth: int) -> bytes | None:
         fn = node.child_by_field_name("function")
@@ -860,28 +1075,33 @@ WINDOW_RADIUS = 2048
 MAX_WINDOWS = 64
 
 
-def _fold(data: bytes, lang: str) -> tuple[list[tuple[int, int, bytes]], list[str], int]:
+_Sink = tuple[int, int, str, str]
+
+
+def _fold(data: bytes, lang: str) -> tuple[list[tuple[int, int, bytes]], list[str], int,
+                                           list[_Sink]]:
     folder = _Folder(data, jsast.parse(data, lang), lang)
     try:
         folder.collect_bindings()
         folder.collect_candidates()
     except LimitHit as exc:
-        return [], [str(exc)], folder.folds
+        return [], [str(exc)], folder.folds, []
     edits = folder.edits()
-    return edits, folder.limits, folder.folds
+    return edits, folder.limits, folder.folds, folder.sinks
 
 
 @lru_cache(maxsize=16)
 def _normalize(data: bytes, lang: str) -> Normalized:
     edits: list[tuple[int, int, bytes]] = []
     limits: list[str] = []
+    sinks: list[_Sink] = []
     folds = 0
     matched = {m.rule: m for m in _SIGNS.match(data=data, timeout=30)}
     small = len(data) <= FULL_BYTES
     if "signs" not in matched and "dense" not in matched and not (small and "small" in matched):
         return Normalized(data)
     if small or ("dense" in matched and len(data) <= MAX_INPUT):
-        edits, limits, folds = _fold(data, lang)
+        edits, limits, folds, sinks = _fold(data, lang)
     else:
         offsets = sorted({i.offset for s in matched["signs"].strings for i in s.instances}
                          if "signs" in matched else set())[:4096]
@@ -895,12 +1115,13 @@ def _normalize(data: bytes, lang: str) -> Normalized:
         if len(windows) > MAX_WINDOWS:
             limits.append(f"more than {MAX_WINDOWS} places to normalise in a large file")
         for lo, hi in windows[:MAX_WINDOWS]:
-            got, hit, n = _fold(data[lo:hi], lang)
+            got, hit, n, sunk = _fold(data[lo:hi], lang)
             edits.extend((a + lo, b + lo, new) for a, b, new in got)
+            sinks.extend((a + lo, b + lo, where, value) for a, b, where, value in sunk)
             limits.extend(hit)
             folds += n
     if not edits:
-        return Normalized(data, limits=limits, folds=folds)
+        return Normalized(data, limits=limits, folds=folds, decoder_sinks=sinks)
     parts: list[bytes] = []
     spans: list[tuple[int, int, int, int]] = []
     pos = 0
@@ -913,4 +1134,4 @@ def _normalize(data: bytes, lang: str) -> Normalized:
         size += len(new)
         pos = end
     parts.append(data[pos:])
-    return Normalized(b"".join(parts), spans, limits, folds)
+    return Normalized(b"".join(parts), spans, limits, folds, sinks)

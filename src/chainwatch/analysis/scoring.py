@@ -92,6 +92,14 @@ def rank(f: Finding) -> int:
 _BY_RANK = {s.rank: s for s in Severity}
 
 
+def evidence_order(f: Finding) -> tuple[bool, int, int, str, int]:
+    """How a verdict lists its findings: new before old, by severity, then what the code does
+    (attack, theft, exfiltration) before how it hides or what it merely can (concealment, a
+    computed require, eval) at the same severity, then by place."""
+    acts = CATEGORY.get(f.capability) in ("attack", "theft", "exfiltration")
+    return (f.preexisting, -f.severity.rank, 0 if acts else 1, f.file or "", f.line or 0)
+
+
 def _raw_score(findings: Sequence[Finding]) -> float:
     """Each rule once, at its strongest, a little more when it fires again (at most double)."""
     per_rule: dict[str, list[Finding]] = {}
@@ -194,9 +202,11 @@ def score(
     # install is common (esbuild, sharp), so attack needs two techniques, one of them high
     install_time_bad = [f for f in install_time_behaviour if f.severity.rank >= HIGH
                         and CATEGORY[f.capability] != "attack"]
-    # ...but running a download (curl | sh) at install is never a platform binary: one high is enough
+    # ...but running a download (curl | sh) at install is never a platform binary, nor is planting
+    # a foothold in the developer's tools (an agent hook, a folder-open task): one high is enough
     install_time_bad += [f for f in install_time_behaviour
-                         if f.capability == "remote-exec" and f.severity.rank >= HIGH]
+                         if f.capability in ("remote-exec", "persistence")
+                         and f.severity.rank >= HIGH]
     attack = [f for f in install_time_behaviour if CATEGORY[f.capability] == "attack"]
     if not install_time_bad and len({f.rule for f in attack}) >= 2 and any(
             f.severity.rank >= HIGH for f in attack):
