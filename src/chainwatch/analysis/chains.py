@@ -41,20 +41,27 @@ MAX_SUBTREE = 4000
 #: A key that names a secret, in any case (``npm_config__authToken``, ``AWS_SECRET_ACCESS_KEY``).
 SECRET_WORD = re.compile(
     r"TOKEN|SECRET|PASSW|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|KEY$|AUTH|CRED|SSH|MNEMONIC|"
-    r"SEED_?PHRASE|WALLET|SESSION|COOKIE|WEBHOOK", re.I)
+    r"SEED_?PHRASE|WALLET|SESSION|COOKIE", re.I)
+#: A webhook URL is itself the credential that posts to the channel.
+WEBHOOK = re.compile(r"WEBHOOK", re.I)
 #: A service's own variable (``NPM_PASS``, ``GITHUB_PAT``): a secret by default. Upper case, as
 #: people set them: npm's lower-case ``npm_config_*``, ``npm_package_*``, ``npm_lifecycle_*``
 #: and ``npm_execpath``, which npm hands every script, are settings unless a key names a secret.
 SERVICE_PREFIX = re.compile(
     r"^(NPM|AWS|GITHUB|GH|GITLAB|AZURE|GOOGLE|GCP|SLACK|DISCORD|STRIPE|OPENAI|ANTHROPIC)_")
-#: ...except where it only says where or how to reach the service: the SDK's own endpoint or
-#: region is what it sends its requests to (``AWS_EC2_METADATA_SERVICE_ENDPOINT``, ``AWS_REGION``)
-SERVICE_SETTING = re.compile(
-    r"_(ENDPOINT|ENDPOINT_MODE|URL|URI|HOST|HOSTNAME|PORT|REGION|PATH|DIR|PROFILE)$", re.I)
+#: ...except where it only says where or how to reach the service: an SDK's own endpoint,
+#: region or credentials URI is where it sends its requests (``AWS_EC2_METADATA_SERVICE_ENDPOINT``,
+#: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI``), whatever word comes before it.
+PLACE = re.compile(r"_(ENDPOINT|ENDPOINT_MODE|URL|URI|HOST|HOSTNAME|PORT|REGION|PATH|DIR)$", re.I)
+SERVICE_SETTING = re.compile(r"_PROFILE$", re.I)
 
 
 def secret_key(key: str) -> bool:
     """Does an environment key name a credential (not a setting of the tool that reads it)?"""
+    if WEBHOOK.search(key):
+        return True
+    if PLACE.search(key):
+        return False
     if SECRET_WORD.search(key):
         return True
     return bool(SERVICE_PREFIX.search(key)) and not SERVICE_SETTING.search(key)
@@ -393,7 +400,17 @@ class _Analysis:
             t.transform is None or t.transform[0] not in NOT_CREDENTIAL_USE)
 
     def taint_in(self, node: ts.Node, scope: int) -> Taint | None:
-        """The first source or tainted name inside an expression, with a transform if any."""
+        """The first source or tainted name inside an expression, with a transform if any.
+
+        A function is what it returns (``const grab = () => process.env.NPM_TOKEN`` is a
+        secret wherever ``grab()`` goes), not whatever its body reads on the way (``if
+        (process.env.X_TOKEN) …`` in an SDK helper tainted every value computed by calling it)."""
+        if node.type in FUNCTION_TYPES:
+            for returned in _returned(node):
+                t = self.taint_in(returned, self.scope_of(returned))
+                if t is not None:
+                    return t
+            return None
         found: Taint | None = None
         transform: tuple[str, int] | None = None
         skip_to = -1  # the end of a credential handed to its own request (credential_use)
@@ -538,6 +555,29 @@ def _collect_query(lang: str) -> ts.Query:
 
 def _collect(tree: ts.Tree, lang: str) -> list[ts.Node]:
     return ts.QueryCursor(_collect_query(lang)).captures(tree.root_node).get("n", [])
+
+
+def _returned(fn: ts.Node) -> list[ts.Node]:
+    """What a function returns: an arrow's expression body, or the values of its own return
+    statements (not those of functions nested in it); at most MAX_SUBTREE nodes are visited."""
+    body = fn.child_by_field_name("body")
+    if body is None:
+        return []
+    if body.type != "statement_block":
+        return [body]
+    out: list[ts.Node] = []
+    stack = list(reversed(body.named_children))
+    seen = 0
+    while stack and seen < MAX_SUBTREE:
+        cur = stack.pop()
+        seen += 1
+        if cur.type in FUNCTION_TYPES:
+            continue
+        if cur.type == "return_statement":
+            out.extend(cur.named_children)
+            continue
+        stack.extend(reversed(cur.named_children))
+    return out
 
 
 def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
