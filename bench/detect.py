@@ -148,34 +148,62 @@ def malicious_work() -> Iterator[Work]:
 
 
 def benign_work(scanner: Scanner, client: RegistryClient, names: list[str], group: str,
-                pair_group: str) -> Iterator[Work]:
+                pair_group: str, failed: list[dict[str, str]]) -> Iterator[Work]:
+    """The latest release of each name, with its settled predecessor when it has one.
+
+    A package that cannot be fetched or read (gone, too large, a broken tarball, out of the
+    cache under --offline) is recorded in ``failed`` and the run goes on; a baseline that
+    cannot be read costs only the pair judgement, which is recorded the same way.
+    """
     for name in names:
         try:
             target = scanner.load(name)
-            assert target.release and target.release.tarball_url
+            if not (target.release and target.release.tarball_url):
+                raise ChainwatchError("no tarball in the registry's metadata")
             data = client.tarball(target.release.tarball_url, target.release.integrity,
                                   target.release.shasum).data
-            baseline = scanner.default_baseline(target)
-        except (ChainwatchError, AssertionError) as exc:
-            print(f"\n  skip {name}: {exc}", file=sys.stderr)
+        except Exception as exc:  # one package's failure never ends the run
+            failed.append({"id": name, "group": group, "reason": one_line(exc)})
+            print(f"\n  skip {name}: {one_line(exc)}", file=sys.stderr)
             continue
         ref = str(target.ref)
         judgements: list[tuple[Item, Loaded | None]] = [(Item(ref, group, spec=ref), None)]
+        try:
+            baseline = scanner.default_baseline(target)
+        except Exception as exc:
+            failed.append({"id": ref, "group": pair_group, "reason": one_line(exc)})
+            print(f"\n  no baseline for {ref}: {one_line(exc)}", file=sys.stderr)
+            baseline = None
         if baseline is not None:
             judgements.append((Item(ref, pair_group, spec=ref), baseline))
         yield Work(target, data, judgements)
 
 
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]
+
+
 # -- running the tools --------------------------------------------------------------------------
 def run_chainwatch(scanner: Scanner, item: Item, target: Loaded, baseline: Loaded | None) -> None:
     started = time.perf_counter()
-    verdict = scanner.analyze(target, baseline)
+    try:
+        verdict = scanner.analyze(target, baseline)
+    except Exception as exc:  # counted apart as a failed judgement, never benign
+        item.result["chainwatch"] = {"level": "error", "score": None, "reason": one_line(exc),
+                                     "seconds": time.perf_counter() - started,
+                                     "top_rule": None, "top_technique": None, "techniques": [],
+                                     "top_findings": []}
+        return
     top = verdict.findings[0] if verdict.findings else None
     item.result["chainwatch"] = {
         "level": verdict.level.value, "score": verdict.score,
         "seconds": time.perf_counter() - started,
         "top_rule": top.rule if top else None, "top_technique": top.technique if top else None,
         "techniques": sorted({f.technique for f in verdict.findings if not f.preexisting}),
+        # what a reader needs to judge a flag: the first findings, where they are
+        "top_findings": [f"{f.severity.value} {f.rule} {f.file or '-'}:{f.line or 0}"
+                         for f in verdict.findings[:3]],
     }
 
 
@@ -301,7 +329,8 @@ def speed(items: list[Item], tool: str) -> dict[str, float]:
             "large_packages": len(large), "large_mb_per_s": large_mb / max(large_s, 1e-9)}
 
 
-def report(items: list[Item], tools: list[str], memory: dict[str, Any]) -> dict[str, Any]:
+def report(items: list[Item], tools: list[str], memory: dict[str, Any],
+           failed: list[dict[str, str]] | None = None) -> dict[str, Any]:
     groups: dict[str, list[Item]] = defaultdict(list)
     for item in items:
         groups[item.group].append(item)
@@ -328,7 +357,11 @@ def report(items: list[Item], tools: list[str], memory: dict[str, Any]) -> dict[
                      for i in malicious if i.result["chainwatch"]["level"] == "benign"]
     out["false_alarms"] = [{"id": i.id, "group": i.group, **i.result.get("chainwatch", {})}
                            for i in items if i.group not in ("replica", "sample")
-                           and i.result["chainwatch"]["level"] != "benign"]
+                           and i.result["chainwatch"]["level"] not in ("benign", "error")]
+    # a package that could not be fetched or judged is no verdict: listed apart, never benign
+    out["failed"] = list(failed or []) + [
+        {"id": i.id, "group": i.group, "reason": i.result["chainwatch"].get("reason", "")}
+        for i in items if i.result["chainwatch"]["level"] == "error"]
     return out
 
 
@@ -367,9 +400,16 @@ def print_table(rep: dict[str, Any]) -> None:
               f"{m['unpacked_mb']:.0f} MB unpacked): {m['peak_rss_mb']:.0f} MB")
     for key in ("misses", "false_alarms"):
         if rep[key]:
-            print(f"\n{key}:")
-            for row in rep[key][:20]:
-                print(f"  {row['group']:9} {row['id'][:50]:50} {row.get('level')} {row.get('top_rule')}")
+            print(f"\n{key} ({len(rep[key])}):")
+            for row in rep[key]:
+                print(f"  {row['group']:9} {row['id'][:50]:50} {row.get('level')} "
+                      f"score {row.get('score')}")
+                for finding in row.get("top_findings", [])[:3]:
+                    print(f"      {finding[:110]}")
+    if rep.get("failed"):
+        print(f"\nnot judged (failed to fetch, read or scan; counted apart) ({len(rep['failed'])}):")
+        for row in rep["failed"]:
+            print(f"  {row['group']:9} {row['id'][:50]:50} {row['reason'][:100]}")
 
 
 def markdown_table(rep: dict[str, Any], top: int) -> str:
@@ -435,10 +475,11 @@ def main() -> None:
     names = [line.split("\t")[0] for line in
              (SHARED / "top-npm.tsv").read_text().splitlines()[1:args.top + 1]]
     works: Iterable[Work] = malicious_work()
-    works = itertools.chain(works, benign_work(scanner, client, names, "top", "pair"))
+    failed: list[dict[str, str]] = []
+    works = itertools.chain(works, benign_work(scanner, client, names, "top", "pair", failed))
     if not args.no_hard:
         works = itertools.chain(works, benign_work(scanner, client, HARD_NEGATIVES, "hard",
-                                                   "hard-pair"))
+                                                   "hard-pair", failed))
     tools = ["chainwatch"] + ([args.peer] if args.peer else [])
     exe = ensure_guarddog(args.peer_path) if args.peer == "guarddog" else None
     if exe is not None:
@@ -459,7 +500,7 @@ def main() -> None:
     print(file=sys.stderr)
     scanner.close()
     memory = peak_memory_of_largest(items)
-    rep = report(items, tools, memory)
+    rep = report(items, tools, memory, failed)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "detect.json").write_text(json.dumps(rep, indent=2))
     print_table(rep)

@@ -472,10 +472,13 @@ class Scanner:
                 for v in ordered[: ordered.index(target.ref.version)][-200:]]
 
     def _added_dependencies(self, target: Loaded, added: dict[str, str],
-                            depth: int, limits: Limits | None = None) -> list[Finding]:
+                            depth: int, limits: Limits | None = None,
+                            bump: str = "unknown") -> list[Finding]:
         """Dependencies new in this release: unused ones are phantom, and each (up to
         MAX_DEPENDENCY_SCANS, MAX_DEPENDENCY_DEPTH deep) is scanned, its verdict reported as a
-        chain ``release → dependency@version → finding``."""
+        chain ``release → dependency@version → finding``. A malicious dependency is critical
+        evidence; a merely suspicious one is medium, except that a major release importing it
+        is normal evolution (node-fetch 3 took a FormData polyfill that wraps XHR): low there."""
         unused = set(unused_dependencies(added, target.files))
         out: list[Finding] = []
         if self.client is None or depth >= MAX_DEPENDENCY_DEPTH:
@@ -509,9 +512,11 @@ class Scanner:
                 continue
             top = verdict.findings[0]
             chain = f"{target.ref} → {loaded.ref} → {top.rule}"
+            severity = Severity.CRITICAL if verdict.level is Level.MALICIOUS else (
+                Severity.LOW if bump == "major" and dep not in unused else Severity.MEDIUM)
             out.append(Finding(
                 rule="CW-DEP-CHAIN",
-                severity=Severity.CRITICAL if verdict.level is Level.MALICIOUS else Severity.MEDIUM,
+                severity=severity,
                 technique="phantom-dependency" if dep in unused else "dependency-chain",
                 capability=top.capability if verdict.level is Level.MALICIOUS else "new-dependency",
                 message=(f"new dependency {loaded.ref} is {verdict.level.value}: {chain}: "
@@ -661,7 +666,8 @@ class Scanner:
                 findings, fresh, entry_points(t_manifest, [f.path for f in target.files.files]),
                 bump))
             if deps_added:
-                findings.extend(self._added_dependencies(target, deps_added, _depth, limits))
+                findings.extend(self._added_dependencies(target, deps_added, _depth, limits,
+                                                         bump))
         code_files = sum(1 for f in target.files.files if f.path.lower().endswith(CODE_EXT))
         if target.history_note and baseline is not None:
             findings.append(Finding(

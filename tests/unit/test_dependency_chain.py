@@ -132,3 +132,60 @@ def test_the_chain_is_in_the_json_document(tmp_path: Path) -> None:
     doc = json.loads(json.dumps(verdict_dict(_scan(reg, tmp_path))))
     assert any(f["rule"] == "CW-DEP-CHAIN" and "crypto-padlib@4.2.1" in f["message"]
                for f in doc["findings"])
+
+
+# node-fetch 2 → 3 (h/top1000): the major release imports a FormData polyfill that wraps
+# XMLHttpRequest.prototype.send, suspicious on its own; the release pair was flagged for it
+XHR_WRAPPING_POLYFILL = """const _send = global.XMLHttpRequest && global.XMLHttpRequest.prototype.send;
+class FormDataPolyfill { _blob() { return new Blob([]); } }
+if (_send) {
+  global.XMLHttpRequest.prototype.send = function (data) {
+    _send.call(this, data instanceof FormDataPolyfill ? data._blob() : data);
+  };
+}
+module.exports = FormDataPolyfill;
+"""
+
+
+def _publish_polyfill_release(reg: FakeRegistry, version: str, imported: bool) -> None:
+    deps = {"form-shim": "^4.0.0"}
+    reg.publish("left-padder", "1.0.0", {"index.js": BENIGN_INDEX})
+    index = BENIGN_INDEX + ("\nconst FormData = require('form-shim');\n" if imported else "")
+    reg.publish("left-padder", version, {
+        "package.json": manifest(version=version, dependencies=deps), "index.js": index},
+        dependencies=deps, published=datetime.now(UTC).isoformat())
+    reg.publish("form-shim", "4.0.0", {"index.js": XHR_WRAPPING_POLYFILL})
+
+
+def test_a_major_release_importing_a_suspicious_dependency_is_not_flagged_for_it(
+        tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    _publish_polyfill_release(reg, "2.0.0", imported=True)
+    verdict = _scan(reg, tmp_path, "left-padder@2.0.0")
+    chain = [f for f in verdict.findings if f.rule == "CW-DEP-CHAIN"]
+    assert chain and chain[0].severity.value == "low", chain  # still reported, weighed low
+    assert verdict.level is Level.BENIGN, verdict.explanation
+
+
+@pytest.mark.parametrize(("version", "imported"), [("1.0.1", True), ("2.0.0", False)])
+def test_a_suspicious_dependency_in_a_patch_or_never_imported_still_flags(
+        tmp_path: Path, version: str, imported: bool) -> None:
+    reg = FakeRegistry()
+    _publish_polyfill_release(reg, version, imported)
+    verdict = _scan(reg, tmp_path, f"left-padder@{version}")
+    chain = [f for f in verdict.findings if f.rule == "CW-DEP-CHAIN"]
+    assert chain and chain[0].severity.value == "medium", chain
+    assert verdict.level is not Level.BENIGN, verdict.explanation
+
+
+def test_a_malicious_dependency_of_a_major_release_is_still_malicious(tmp_path: Path) -> None:
+    reg = FakeRegistry()
+    reg.publish("left-padder", "1.0.0", {"index.js": BENIGN_INDEX})
+    deps = {"crypto-padlib": "^4.2.1"}
+    reg.publish("left-padder", "2.0.0", {
+        "package.json": manifest(version="2.0.0", dependencies=deps),
+        "index.js": BENIGN_INDEX + "\nrequire('crypto-padlib');\n"},
+        dependencies=deps, published=datetime.now(UTC).isoformat())
+    _publish_dropper(reg)
+    verdict = _scan(reg, tmp_path, "left-padder@2.0.0")
+    assert verdict.level is Level.MALICIOUS, verdict.explanation

@@ -49,6 +49,35 @@ def test_concentration_leaves_small_packages_and_diffs_alone() -> None:
     assert score(spread(4), small_package=True, standalone=True).level is Level.SUSPICIOUS
 
 
+def playwright_like_bundle(gap: int) -> list[Finding]:
+    """playwright-core's lib/coreBundle.js (h/top1000), reduced: a CLI daemon launched detached
+    (two dropper rules on one spawn) in one module, eval and the Function constructor in a
+    selector engine and a page evaluator of other modules, ``gap`` lines apart."""
+    places = [("CW-DROPPER-HIDDEN-PROCESS", "hidden-process", 0),
+              ("CW-DROPPER-SILENT-SPAWN", "hidden-process", 0),
+              ("CW-EVAL-DYNAMIC", "eval", 1),
+              ("CW-EVAL-FUNCTION-CTOR", "eval", 2),
+              ("CW-EVAL-DYNAMIC-LOAD", "eval", 3)]
+    return [replace(finding(rule, Severity.MEDIUM, cap, "lib/coreBundle.js"), line=10 + n * gap)
+            for rule, cap, n in places]
+
+
+def test_distant_modules_of_one_bundle_are_different_places_standalone() -> None:
+    apart = playwright_like_bundle(gap=20_000)
+    assert score(apart, small_package=False, standalone=True,
+                 established=True).level is Level.BENIGN
+    # the same findings within a few lines of each other are one payload: still suspicious
+    together = playwright_like_bundle(gap=20)
+    assert score(together, small_package=False, standalone=True,
+                 established=True).level is Level.SUSPICIOUS
+    # a minified bundle (everything on one line) stays one place
+    one_line = playwright_like_bundle(gap=0)
+    assert score(one_line, small_package=False, standalone=True,
+                 established=True).level is Level.SUSPICIOUS
+    # and with a baseline the regions change nothing: the diff decides
+    assert score(apart, small_package=False).level is Level.SUSPICIOUS
+
+
 # -- rank: the lifecycle command line is not counted twice --------------------------------------
 def test_script_line_finding_is_not_bumped_but_install_time_code_is() -> None:
     line = finding("CW-INSTALL-INLINE-CODE", Severity.MEDIUM, "eval", "package.json", True)

@@ -38,10 +38,35 @@ MAX_FUNCTION_DEPTH = 1000
 MAX_PASSES = 3
 MAX_SUBTREE = 4000
 
-SECRET_KEY = re.compile(
-    r"TOKEN|SECRET|PASSW|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|KEY$|AUTH|CRED|^NPM_|^AWS_|"
-    r"^GITHUB_|^GH_|^GITLAB_|SSH|MNEMONIC|SEED_?PHRASE|WALLET|SESSION|COOKIE|^AZURE_|^GOOGLE_|"
-    r"^GCP_|^SLACK_|^DISCORD_|^STRIPE_|^OPENAI_|^ANTHROPIC_", re.I)
+#: A key that names a secret, in any case (``npm_config__authToken``, ``AWS_SECRET_ACCESS_KEY``).
+SECRET_WORD = re.compile(
+    r"TOKEN|SECRET|PASSW|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|KEY$|AUTH|CRED|SSH|MNEMONIC|"
+    r"SEED_?PHRASE|WALLET|SESSION|COOKIE", re.I)
+#: A webhook URL is itself the credential that posts to the channel.
+WEBHOOK = re.compile(r"WEBHOOK", re.I)
+#: A service's own variable (``NPM_PASS``, ``GITHUB_PAT``): a secret by default. Upper case, as
+#: people set them: npm's lower-case ``npm_config_*``, ``npm_package_*``, ``npm_lifecycle_*``
+#: and ``npm_execpath``, which npm hands every script, are settings unless a key names a secret.
+SERVICE_PREFIX = re.compile(
+    r"^(NPM|AWS|GITHUB|GH|GITLAB|AZURE|GOOGLE|GCP|SLACK|DISCORD|STRIPE|OPENAI|ANTHROPIC)_")
+#: ...except where it only says where or how to reach the service: an SDK's own endpoint,
+#: region or credentials URI is where it sends its requests (``AWS_EC2_METADATA_SERVICE_ENDPOINT``,
+#: ``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI``), whatever word comes before it.
+PLACE = re.compile(r"_(ENDPOINT|ENDPOINT_MODE|URL|URI|HOST|HOSTNAME|PORT|REGION|PATH|DIR)$", re.I)
+SERVICE_SETTING = re.compile(r"_PROFILE$", re.I)
+
+
+def secret_key(key: str) -> bool:
+    """Does an environment key name a credential (not a setting of the tool that reads it)?"""
+    if WEBHOOK.search(key):
+        return True
+    if PLACE.search(key):
+        return False
+    if SECRET_WORD.search(key):
+        return True
+    return bool(SERVICE_PREFIX.search(key)) and not SERVICE_SETTING.search(key)
+
+
 CREDENTIAL_PATH = re.compile(
     r"\.npmrc|\.ssh|id_rsa|id_ed25519|id_ecdsa|\.aws|credentials|gcloud|application_default|"
     r"\.azure|accessTokens|Exodus|MetaMask|nkbihfbeogaeaoehlefnkodbefgpgknn|solana|id\.json|"
@@ -81,6 +106,13 @@ OUTSIDE = re.compile(r"homedir|HOME|USERPROFILE|APPDATA|tmpdir|^['\"`]/|^['\"`]~
 #: Built-in modules the normalised view may name without a require (normalize.BUILTIN_MODULES).
 VIEW_MODULES = {"os", "fs", "http", "https", "http2", "net", "tls", "dns", "dgram",
                 "child_process"}
+#: Where a request carries its own credential: a named secret there authenticates the request
+#: to the service it is for (an SDK sending its token to its endpoint), not exfiltration. The
+#: whole environment, a credential file or a serialised or encrypted value there still is.
+AUTH_FIELD = re.compile(r"^((proxy-)?authorization|auth|x-api-key|x-auth-token|private-token)$",
+                        re.I)
+NOT_CREDENTIAL_USE = {"stringify", "createCipher", "createCipheriv", "publicEncrypt", "encrypt",
+                      "gzipSync", "gzip", "deflateSync", "deflate", "brotliCompressSync"}
 BUILTINS = {"Object", "Array", "JSON", "Promise", "Reflect", "Math", "String", "Buffer",
             "process", "console", "module", "exports", "require"}
 FUNCTION_TYPES = {"function_declaration", "function_expression", "arrow_function",
@@ -295,7 +327,7 @@ class _Analysis:
             if parent is not None and parent.type in ("member_expression", "subscript_expression") \
                     and parent.child_by_field_name("object") == node:
                 key = parent.child_by_field_name("property") or parent.child_by_field_name("index")
-                if key is not None and SECRET_KEY.search(_name(key).strip("'\"`")):
+                if key is not None and secret_key(_name(key).strip("'\"`")):
                     return Taint("secret", f"process.env.{_name(key).strip(chr(34) + chr(39))}",
                                  line)
                 return None
@@ -303,7 +335,7 @@ class _Analysis:
                 pattern = parent.child_by_field_name("name")
                 if pattern is not None and pattern.type == "object_pattern":
                     keys = [k for k in re.findall(r"[A-Za-z_$][\w$]*", _name(pattern))
-                            if SECRET_KEY.search(k)]
+                            if secret_key(k)]
                     return Taint("secret", f"process.env.{keys[0]}", line) if keys else None
             return Taint("secret", "process.env", line)
         if node.type in ("member_expression", "pair", "shorthand_property_identifier"):
@@ -416,14 +448,39 @@ class _Analysis:
         return any(self.sink(call, scope) is not None for scope, call in self.calls)
 
     # -- data flow ---------------------------------------------------------------------------
+    def credential_use(self, key: ts.Node | None, value: ts.Node, scope: int) -> bool:
+        """Is ``key: value`` a request's own credential (``Authorization: process.env.TOKEN``)?"""
+        if key is None or not AUTH_FIELD.match(_name(key).strip("'\"`")):
+            return False
+        t = self.taint_in(value, scope)
+        return t is not None and t.what.startswith("process.env.") and (
+            t.transform is None or t.transform[0] not in NOT_CREDENTIAL_USE)
+
     def taint_in(self, node: ts.Node, scope: int) -> Taint | None:
-        """The first source or tainted name inside an expression, with a transform if any."""
+        """The first source or tainted name inside an expression, with a transform if any.
+
+        A function is what it returns (``const grab = () => process.env.NPM_TOKEN`` is a
+        secret wherever ``grab()`` goes), not whatever its body reads on the way (``if
+        (process.env.X_TOKEN) …`` in an SDK helper tainted every value computed by calling it)."""
+        if node.type in FUNCTION_TYPES:
+            for returned in _returned(node):
+                t = self.taint_in(returned, self.scope_of(returned))
+                if t is not None:
+                    return t
+            return None
         found: Taint | None = None
         transform: tuple[str, int] | None = None
         skip: set[int] = set()
+        skip_to = -1  # the end of a credential handed to its own request (credential_use)
         for sub in _descendants(node, MAX_SUBTREE):
-            if sub.id in skip:
+            if sub.id in skip or sub.start_byte < skip_to:
                 continue
+            if sub.type == "pair" and sub is not node:
+                value = sub.child_by_field_name("value")
+                if value is not None and self.credential_use(
+                        sub.child_by_field_name("key"), value, scope):
+                    skip_to = sub.end_byte
+                    continue
             if found is None:
                 t = self.source(sub)
                 if t is None and sub.type in ("member_expression", "subscript_expression") and \
@@ -460,7 +517,7 @@ class _Analysis:
         """A read of one key of an object holding the whole environment: that key's taint."""
         key = node.child_by_field_name("property") or node.child_by_field_name("index")
         name = _name(key).strip("'\"`") if key is not None else ""
-        if SECRET_KEY.search(name):
+        if secret_key(name):
             return Taint("secret", f"process.env.{name}", node.start_point[0] + 1)
         return None
 
@@ -487,6 +544,10 @@ class _Analysis:
                 if value.type in ("call_expression", "new_expression") and \
                         (self.sink(value, scope) or ("", ""))[0] == "network":
                     self.net_objects.add((scope, name))
+                if target.type in ("member_expression", "subscript_expression") and \
+                        self.credential_use(target.child_by_field_name("property")
+                                            or target.child_by_field_name("index"), value, scope):
+                    continue  # headers.Authorization = 'Bearer ' + process.env.TOKEN
                 t = self.taint_in(value, scope)
                 if t is None and target.type in ("member_expression", "subscript_expression"):
                     key = target.child_by_field_name("property") or \
@@ -585,6 +646,29 @@ def _collect(tree: ts.Tree, lang: str) -> list[ts.Node]:
     return ts.QueryCursor(_collect_query(lang)).captures(tree.root_node).get("n", [])
 
 
+def _returned(fn: ts.Node) -> list[ts.Node]:
+    """What a function returns: an arrow's expression body, or the values of its own return
+    statements (not those of functions nested in it); at most MAX_SUBTREE nodes are visited."""
+    body = fn.child_by_field_name("body")
+    if body is None:
+        return []
+    if body.type != "statement_block":
+        return [body]
+    out: list[ts.Node] = []
+    stack = list(reversed(body.named_children))
+    seen = 0
+    while stack and seen < MAX_SUBTREE:
+        cur = stack.pop()
+        seen += 1
+        if cur.type in FUNCTION_TYPES:
+            continue
+        if cur.type == "return_statement":
+            out.extend(cur.named_children)
+            continue
+        stack.extend(reversed(cur.named_children))
+    return out
+
+
 def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
     """Nodes of an expression, leaving out ``env: …`` options (a child given our environment is
     not the environment sent anywhere) and function bodies (a function is not its data)."""
@@ -592,8 +676,8 @@ def _descendants(node: ts.Node, limit: int) -> list[ts.Node]:
     stack = [node]
     while stack and len(out) < limit:
         cur = stack.pop()
-        if cur.type in FUNCTION_TYPES and cur is not node:
-            continue
+        if cur.type in FUNCTION_TYPES:
+            continue  # also the expression itself: `const f = () => { …process.env… }` is code
         if (cur.type == "pair" and _name(cur.child_by_field_name("key")).strip("'\"") == "env") \
                 or (cur.type == "shorthand_property_identifier" and _name(cur) == "env"):
             continue

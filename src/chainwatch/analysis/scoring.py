@@ -8,8 +8,9 @@ baseline already had weigh little, so popular libraries' ordinary code stays ben
 
 Without a baseline (``standalone``) nothing weighs less for being old, so two calibrations keep
 a framework's thousands of files from adding up to an attack (docs/detection.md has the
-figures): in a large package the score is that of the most incriminating file plus a bounded
-share of the rest (capabilities spread over unrelated files saturate), and an *established*
+figures): in a large package the score is that of the most incriminating file (or region of a
+bundle) plus a bounded share of the rest (capabilities spread over unrelated files saturate),
+and an *established*
 release (analysis/prior.py: a registry-verified, long-lived or top package at a plain version
 with no install hook) needs twice the evidence, and more than one high finding, to be
 suspicious. The malicious combinations are the same in every mode.
@@ -63,6 +64,8 @@ PREEXISTING_FACTOR = 0.15
 #: (a share of their score, at most half a medium finding)
 SPREAD_SHARE = 0.25
 SPREAD_CAP = 6.0
+#: standalone, large package: findings of one file more lines apart than this are two places
+REGION_GAP = 300
 #: standalone, established release: its evidence weighs half (strong evidence needed)
 ESTABLISHED_FACTOR = 0.5
 BAND = {Level.BENIGN: (0, 24), Level.SUSPICIOUS: (25, 69), Level.MALICIOUS: (70, 100)}
@@ -115,18 +118,37 @@ def _raw_score(findings: Sequence[Finding]) -> float:
     return total
 
 
+def _places(findings: Sequence[Finding]) -> list[list[Finding]]:
+    """Findings grouped by file and, within a file, into runs of lines at most
+    ``REGION_GAP`` apart: a bundle is many modules in one file (playwright-core's 3.6 MB
+    coreBundle.js holds its daemon launcher 58,000 lines from an eval in its selector engine),
+    so places that far apart are as unrelated as two files. A minified bundle (one long line)
+    stays one place."""
+    per_file: dict[str, list[Finding]] = {}
+    for f in findings:
+        per_file.setdefault(f.file or "package.json", []).append(f)
+    out: list[list[Finding]] = []
+    for group in per_file.values():
+        ordered = sorted(group, key=lambda f: f.line or 0)
+        run = [ordered[0]]
+        for f in ordered[1:]:
+            if (f.line or 0) - (run[-1].line or 0) > REGION_GAP:
+                out.append(run)
+                run = []
+            run.append(f)
+        out.append(run)
+    return out
+
+
 def _concentrated_score(findings: Sequence[Finding]) -> float:
-    """The most incriminating file's score plus a bounded share of all the others.
+    """The most incriminating place's score plus a bounded share of all the others.
 
     Package-level findings (manifest, metadata, archive) count as one more "file". A payload
     concentrates its behaviour in one place; eval in a template engine, a long line in a
     vendored decoder and an entropy blob in a hash table are unrelated and saturate at
-    ``SPREAD_CAP`` together, however many files hold them.
+    ``SPREAD_CAP`` together, however many files (or distant parts of a bundle) hold them.
     """
-    per_file: dict[str, list[Finding]] = {}
-    for f in findings:
-        per_file.setdefault(f.file or "package.json", []).append(f)
-    scores = sorted((_raw_score(group) for group in per_file.values()), reverse=True)
+    scores = sorted((_raw_score(group) for group in _places(findings)), reverse=True)
     if not scores:
         return 0.0
     return scores[0] + min(SPREAD_CAP, SPREAD_SHARE * sum(scores[1:]))
