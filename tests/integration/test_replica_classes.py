@@ -74,7 +74,6 @@ def test_plain_replica_of_the_class_is_caught(name: str) -> None:
 #: Hand-obfuscated variants still missed with the normaliser in place, and why; the rest pass.
 NOT_YET: dict[str, str] = {
     "agent-hooks": "flagged, but suspicious: the folded hook write is not weighed as persistence",
-    "destructive-fallback": "suspicious: the folded home-folder wipe is not seen as destructive",
     "dll-hijack": "malicious, but the computed require outranks the DLL write on top",
     "vscode-folder-open": "only weak signals: the folded tasks.json write is not recognised",
     "web3-key-exfil": "suspicious: the key's flow to the encoded host is not a chain yet",
