@@ -23,6 +23,7 @@ from chainwatch.analysis.diff import (
 )
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.install_profile import (
+    FETCH_RULES,
     bounded_fetch,
     install_hosts,
     new_install_hosts,
@@ -370,7 +371,8 @@ class Scanner:
                 for v in ordered[: ordered.index(target.ref.version)][-200:]]
 
     def _install_profile(self, findings: list[Finding], target: Loaded,
-                         baseline: Loaded | None, install: set[str]) -> list[Finding]:
+                         baseline: Loaded | None, install: set[str],
+                         fresh: set[str]) -> list[Finding]:
         """Benign install shapes, bounded (analysis/install_profile.py): one prebuilt addon
         counted once; a platform-binary fetch weighed low when its hook is the previous
         release's (the baseline's, else the packument's previous version) and its hosts are
@@ -382,13 +384,16 @@ class Scanner:
         if baseline is not None:
             b_manifest = baseline.files.manifest
             previous = dict(b_manifest.scripts)
-            b_install = install_time_files(b_manifest, baseline.files.files,
-                                           gyp_install_commands(baseline.files).values())
-            hosts = install_hosts([f for f in baseline.files.files if f.path in b_install],
-                                  b_manifest)
-            changes = file_changes(target.files, baseline.files)
-            findings = [*findings, *new_install_hosts(
-                target.files.manifest, files, {*changes.added, *changes.changed}, hosts)]
+            fetching = any(f.install_time and f.rule in FETCH_RULES for f in findings)
+            if fetching or any(f.path in fresh for f in files):
+                # the previous release's hosts are read only when an install file changed or
+                # fetches: most packages run nothing at install
+                b_install = install_time_files(b_manifest, baseline.files.files,
+                                               gyp_install_commands(baseline.files).values())
+                hosts = install_hosts(
+                    [f for f in baseline.files.files if f.path in b_install], b_manifest)
+                findings = [*findings, *new_install_hosts(
+                    target.files.manifest, files, fresh, hosts)]
         elif target.verified:
             earlier = self._earlier_scripts(target)
             previous = dict(earlier[-1]) if earlier else None
@@ -592,7 +597,7 @@ class Scanner:
                 capability="", file="package.json",
                 message=f"judged against its registry history ({baseline.ref}): "
                         f"{target.history_note}"))
-        findings = self._install_profile(findings, target, baseline, t_install)
+        findings = self._install_profile(findings, target, baseline, t_install, fresh)
         prior = established(target.ref.name, target.ref.version,
                             t_manifest.lifecycle_scripts, target.packument,
                             target.verified and not target.integrity_error) \
