@@ -24,6 +24,13 @@ from chainwatch.analysis.diff import (
     manifest_changes,
 )
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
+from chainwatch.analysis.install_profile import (
+    FETCH_RULES,
+    bounded_fetch,
+    install_hosts,
+    new_install_hosts,
+    prebuilt_addons,
+)
 from chainwatch.analysis.metadata import metadata_signals, name_signals, young_dependencies
 from chainwatch.analysis.payload import payload
 from chainwatch.analysis.prior import established
@@ -471,6 +478,35 @@ class Scanner:
         return [release_from_packument(doc, v).scripts
                 for v in ordered[: ordered.index(target.ref.version)][-200:]]
 
+    def _install_profile(self, findings: list[Finding], target: Loaded,
+                         baseline: Loaded | None, install: set[str],
+                         fresh: set[str]) -> list[Finding]:
+        """Benign install shapes, bounded (analysis/install_profile.py): one prebuilt addon
+        counted once; a platform-binary fetch weighed low when its hook is the previous
+        release's (the baseline's, else the packument's previous version) and its hosts are
+        declared (and, with a baseline, were named before)."""
+        findings = prebuilt_addons(findings, target.files.files)
+        files = [f for f in target.files.files if f.path in install]
+        previous: dict[str, str] | None = None
+        hosts: set[str] | None = None
+        if baseline is not None:
+            b_manifest = baseline.files.manifest
+            previous = dict(b_manifest.scripts)
+            fetching = any(f.install_time and f.rule in FETCH_RULES for f in findings)
+            if fetching or any(f.path in fresh for f in files):
+                # the previous release's hosts are read only when an install file changed or
+                # fetches: most packages run nothing at install
+                b_install = install_time_files(b_manifest, baseline.files.files,
+                                               gyp_install_commands(baseline.files).values())
+                hosts = install_hosts(
+                    [f for f in baseline.files.files if f.path in b_install], b_manifest)
+                findings = [*findings, *new_install_hosts(
+                    target.files.manifest, files, fresh, hosts)]
+        elif target.verified:
+            earlier = self._earlier_scripts(target)
+            previous = dict(earlier[-1]) if earlier else None
+        return bounded_fetch(findings, target.files.manifest, files, previous, hosts)
+
     def _added_dependencies(self, target: Loaded, added: dict[str, str],
                             depth: int, limits: Limits | None = None,
                             bump: str = "unknown") -> list[Finding]:
@@ -675,6 +711,7 @@ class Scanner:
                 capability="", file="package.json",
                 message=f"judged against its registry history ({baseline.ref}): "
                         f"{target.history_note}"))
+        findings = self._install_profile(findings, target, baseline, t_install, fresh)
         prior = established(target.ref.name, target.ref.version,
                             t_manifest.lifecycle_scripts, target.packument,
                             target.verified and not target.integrity_error) \

@@ -153,6 +153,14 @@ CODE_FINDINGS: tuple[CodeFinding, ...] = (
     _f("CW-REGISTRY-HISTORY", N, "baseline", "scan",
        "A local tarball whose sha512 equals the registry's release was judged against its "
        "registry history."),
+    # benign install shapes within bounds (analysis/install_profile.py)
+    _f("CW-INSTALL-PLATFORM-BINARY", N, "install-time-execution", "analysis",
+       "An install hook fetches a platform binary within bounds (hooks unchanged from the "
+       "previous release, only the registry or the declared repository, nothing but fetch, "
+       "write and run): its download findings weigh low."),
+    _f("CW-DIFF-INSTALL-NEW-HOST", M, "install-time-execution", "diff",
+       "A new or changed file that runs at install names a host the previous release's "
+       "install-time files never named."),
     _f("CW-NORMALIZE-LIMIT", N, "obfuscation", "analysis",
        "A bound of the normaliser (size, depth, folds, time) left part of a file unfolded."),
 )

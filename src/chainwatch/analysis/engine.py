@@ -350,7 +350,13 @@ class Engine:
                                          on_view=True).items():
             if self.by_id[rid].view == "surface":
                 continue
+            only_view = self.by_id[rid].view == "normalized"
             for hit in rule_hits:
+                # a rule of the view alone ("runs a hidden string") reports only what folding
+                # revealed: a match over text the file says as it is (a bundler's plain
+                # eval("require('path')")) hid nothing
+                if only_view and not view.touches(hit.offset, hit.offset + max(hit.length, 1)):
+                    continue
                 offset = view.to_original(hit.offset)
                 line = original.line_of(offset)
                 if (rid, line) in seen:

@@ -230,6 +230,11 @@ class Normalized:
     def changed(self) -> bool:
         return bool(self.spans)
 
+    def touches(self, start: int, end: int) -> bool:
+        """Whether the view range [start, end) holds any replaced (folded) text."""
+        i = bisect.bisect_left([s[1] for s in self.spans], start + 1)
+        return i < len(self.spans) and self.spans[i][0] < end
+
     def to_original(self, offset: int) -> int:
         """The file offset of a view offset: inside a replaced span, the span's start."""
         i = bisect.bisect_right([s[0] for s in self.spans], offset) - 1

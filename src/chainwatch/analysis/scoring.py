@@ -104,7 +104,9 @@ def evidence_order(f: Finding) -> tuple[bool, int, int, str, int]:
 
 
 def _raw_score(findings: Sequence[Finding]) -> float:
-    """Each rule once, at its strongest, a little more when it fires again (at most double)."""
+    """Each rule once, at its strongest, a little more when it fires again in another file (at
+    most double). The lines of one match are one place: a rule whose strings sit on three
+    lines (``detached: true`` / ``stdio: 'ignore'`` / ``.unref()``) is not three findings."""
     per_rule: dict[str, list[Finding]] = {}
     for f in findings:
         per_rule.setdefault(f.rule, []).append(f)
@@ -114,7 +116,8 @@ def _raw_score(findings: Sequence[Finding]) -> float:
         weight = WEIGHT[_BY_RANK[rank(strongest)]]
         if strongest.preexisting:
             weight *= PREEXISTING_FACTOR
-        total += weight * min(2.0, 1.0 + 0.1 * (len(group) - 1))
+        places = len({f.file for f in group})
+        total += weight * min(2.0, 1.0 + 0.1 * (places - 1))
     return total
 
 
