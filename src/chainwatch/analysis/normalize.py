@@ -262,6 +262,9 @@ class _Folder:
         self.deadline = time.monotonic() + MAX_SECONDS
         self.limits: list[str] = []
         self.memo: dict[int, Value] = {}
+        #: nodes whose value is being worked out: a binding that leads back to itself
+        #: (``a = b[0]; b = f(a[0])``) is no constant, not an endless descent
+        self.computing: set[int] = set()
         self.consts: dict[str, ts.Node] = {}
         self.aliases: dict[str, ts.Node] = {}
         self.accessors: dict[str, _Table] = {}
@@ -446,7 +449,13 @@ class _Folder:
         self.tick()
         if depth > MAX_DEPTH:
             raise LimitHit("expression deeper than the depth limit")
-        value = self._const(node, depth)
+        if key in self.computing:
+            return None
+        self.computing.add(key)
+        try:
+            value = self._const(node, depth)
+        finally:
+            self.computing.discard(key)
         if isinstance(value, str) and len(value) > MAX_STRING:
             value = None
         self.memo[key] = value
@@ -1091,6 +1100,8 @@ def _fold(data: bytes, lang: str) -> tuple[list[tuple[int, int, bytes]], list[st
         folder.collect_candidates()
     except LimitHit as exc:
         return [], [str(exc)], folder.folds, []
+    except RecursionError:  # a backstop: every descent is bounded, but never a crash
+        return [], ["expression nested too deeply to normalise"], folder.folds, []
     edits = folder.edits()
     return edits, folder.limits, folder.folds, folder.sinks
 
