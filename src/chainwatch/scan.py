@@ -9,6 +9,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,7 @@ from chainwatch.packument import (
 )
 from chainwatch.registry.cache import ambiguous_integrity, sri_to_hex
 from chainwatch.registry.client import RegistryClient
+from chainwatch.specs import redact_credentials
 from chainwatch.versions import bump_kind, clean, sort_versions, spec_kind
 
 #: Up to this many JS/TS files, behaviour in different files counts as one payload.
@@ -221,6 +223,12 @@ WARM_POOL_BYTES = 512 * 1024
 _BATCH_BYTES = 2 * 1024 * 1024
 
 
+#: Specs npm resolves outside the registry: aliases, git hosts and URLs, file and link paths.
+_NOT_REGISTRY = re.compile(
+    r"^(npm|github|gitlab|bitbucket|gist|git|git\+[a-z]+|https?|file|link|workspace|ssh):"
+    r"|^[\w.-]+@[\w.-]+:(?!//)[\w.-]+/|^[a-z]+://", re.I)
+
+
 class Scanner:
     """Loads releases and analyses them; reusable across many scans (caches, worker pool)."""
 
@@ -352,6 +360,11 @@ class Scanner:
                 raise UsageError(f"{spec}: cannot read: {exc}") from exc
             files = read_tarball(data, source=str(path), limits=limits)
             return self._with_metadata(files, packument, "tarball", sri_sha512(data), None)
+        if _NOT_REGISTRY.match(spec):
+            # what npm would fetch from somewhere other than the registry: not a local path
+            raise UsageError(f"{redact_credentials(spec)}: not a version, range or dist-tag "
+                             "(aliases, git, file and URL specs are not resolved by scan; "
+                             "scan a local folder or tarball instead)")
         if spec.endswith((".tgz", ".tar.gz", ".tar")) or ("/" in spec and not spec.startswith("@")):
             raise UsageError(f"{spec}: no such file or folder")
         name, wanted = split_spec(spec)

@@ -292,3 +292,21 @@ def test_a_range_over_a_huge_version_list_fails_closed_quickly() -> None:
     assert pick_version(doc, "latest").version == "1.0.0"  # a tag needs no range test
     assert pick_version(doc, None).version == "1.0.0"  # nor a bare name whose latest serves
     assert pick_version(doc, "299.199.0").version == "299.199.0"
+
+
+@pytest.mark.parametrize("spec", [
+    "github:chalk/chalk", "https://x.example.invalid/a.tgz", "git+https://host.invalid/c.git",
+    "npm:chalk@5", "git@host.invalid:org/repo.git", "git+ssh://user:s3cret@host.invalid/x.git",
+    "file:../elsewhere"])
+def test_specs_npm_fetches_elsewhere_are_refused_as_such_without_their_secrets(
+        tmp_path: Path, spec: str) -> None:
+    """A git, URL, alias or file spec is refused for what it is (not "no such file"), with any
+    credential in it redacted, and nothing is asked of a registry."""
+    from tests.cli_runner import chainwatch, clean_env
+
+    done = chainwatch("scan", spec, "--offline", "--no-remember", "-f", "json",
+                      env=clean_env(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert "aliases, git, file and URL specs are not resolved by scan" in done.stderr
+    assert "no such file" not in done.stderr
+    assert "s3cret" not in done.stderr + done.stdout

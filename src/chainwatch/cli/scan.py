@@ -26,6 +26,7 @@ from chainwatch.cli.options import (
 )
 from chainwatch.errors import ChainwatchError, describe_failure
 from chainwatch.output.console import ColorMode, output_width, use_color
+from chainwatch.specs import redact_credentials
 
 if TYPE_CHECKING:
     from chainwatch.model import Verdict
@@ -196,7 +197,7 @@ def scan(
                             and not isinstance(exc, ChainwatchError)):
                         raise
                     message, code = describe_failure(exc)
-                    outcomes[i] = Failed(targets[i], message, code)
+                    outcomes[i] = Failed(redact_credentials(targets[i]), message, code)
                 failure = outcomes[i]
                 if isinstance(failure, Failed):
                     said = failure.error if failure.error.startswith(failure.target) else (
