@@ -123,6 +123,14 @@ class Finding:
     #: ``global.eval``), when the finding was seen only there; ``snippet`` is the file's own text.
     normalized: str | None = None
 
+    @property
+    def where(self) -> str:
+        """Where a reader checks it: ``file:line``, the file, ``sandbox`` for what the
+        release did when run (CW-DYN-*), else ``registry`` (metadata and release signals)."""
+        if self.file:
+            return f"{self.file}:{self.line}" if self.line else self.file
+        return "sandbox" if self.rule.startswith("CW-DYN-") else "registry"
+
     def to_dict(self) -> dict[str, Any]:
         out = self._fields()
         if self.normalized is not None:

@@ -210,3 +210,15 @@ def test_exposure_and_inventory_tables_follow_colour_and_width() -> None:
     assert ANSI.search(exposure_table([exp], width=None, color=True))
     assert f"{LONG}@1.0.0" not in exposure_table([exp], width=60)
     assert env.source in inventory_table([env], width=None)
+
+
+def test_a_finding_says_where_to_look_sandbox_for_what_the_release_did() -> None:
+    from chainwatch.model import Finding, Severity
+
+    def f(rule: str, file: str | None = None, line: int | None = None) -> Finding:
+        return Finding(rule, Severity.HIGH, "t", "c", "m", file=file, line=line)
+
+    assert f("CW-DYN-EXFIL").where == "sandbox"
+    assert f("CW-META-NEW-MAINTAINER").where == "registry"
+    assert f("CW-X", "lib/a.js", 3).where == "lib/a.js:3"
+    assert f("CW-X", "package.json").where == "package.json"

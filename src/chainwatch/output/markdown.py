@@ -41,8 +41,7 @@ def render(verdicts: Sequence[Verdict]) -> str:
             out.append("| severity | rule | where | evidence |")
             out.append("|---|---|---|---|")
             for f in rows[:MAX_ROWS]:
-                where = (md_code(f"{f.file}:{f.line}" if f.line else f.file, in_table=True)
-                         if f.file else "registry")
+                where = md_code(f.where, in_table=True) if f.file else f.where
                 old = " (already in baseline)" if f.preexisting else ""
                 evidence = md_text(f.message) + old + (
                     f"<br>{md_code(f.snippet, in_table=True)}" if f.snippet else "") + (

@@ -55,7 +55,7 @@ def render(verdicts: Sequence[Verdict], color: bool = False, width: int | None =
             table.add_column("where", overflow="fold")
             table.add_column("evidence", overflow="fold")
             for f in rows[:25]:
-                where = f"{f.file}:{f.line}" if f.file and f.line else (f.file or "registry")
+                where = f.where
                 evidence = safe(f.message)
                 if f.snippet:
                     evidence += f"\n[dim]{safe(f.snippet)}[/]"
