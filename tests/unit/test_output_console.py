@@ -213,8 +213,6 @@ def test_exposure_and_inventory_tables_follow_colour_and_width() -> None:
 
 
 def test_a_finding_says_where_to_look_sandbox_for_what_the_release_did() -> None:
-    from chainwatch.model import Finding, Severity
-
     def f(rule: str, file: str | None = None, line: int | None = None) -> Finding:
         return Finding(rule, Severity.HIGH, "t", "c", "m", file=file, line=line)
 
