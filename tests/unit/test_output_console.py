@@ -220,3 +220,19 @@ def test_a_finding_says_where_to_look_sandbox_for_what_the_release_did() -> None
     assert f("CW-META-NEW-MAINTAINER").where == "registry"
     assert f("CW-X", "lib/a.js", 3).where == "lib/a.js:3"
     assert f("CW-X", "package.json").where == "package.json"
+
+
+def test_help_names_every_choice_of_the_options_that_show_a_word_instead(tmp_path: Path) -> None:
+    """--format and --fail-on show FORMAT / LEVEL (a long choice list was cut mid-word in an
+    80-column help): their help text must then name every choice."""
+    from chainwatch.cli.incidents import ReportFormat
+    from chainwatch.cli.scan import FailOn, Format
+    from tests.cli_runner import chainwatch, clean_env
+
+    env = clean_env(tmp_path, COLUMNS="200")
+    scan_help = chainwatch("scan", "--help", env=env).stdout
+    report_help = chainwatch("report", "--help", env=env).stdout
+    for choice in [*Format, *FailOn]:
+        assert re.search(rf"\b{choice.value}\b", scan_help), choice
+    for choice in ReportFormat:
+        assert re.search(rf"\b{choice.value}\b", report_help), choice

@@ -99,7 +99,7 @@ def report(
     incident: Annotated[str | None, typer.Option(
         "--incident", metavar="ID", help="An incident id from `chainwatch incidents`.")] = None,
     fmt: Annotated[ReportFormat, typer.Option(
-        "--format", "-f",
+        "--format", "-f", metavar="FORMAT",
         help="Brief as markdown, html or json; export as osv, stix or sarif.")] = ReportFormat.markdown,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", metavar="PATH",

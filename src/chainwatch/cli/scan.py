@@ -105,9 +105,13 @@ def scan(
     packument: Annotated[Path | None, typer.Option(
         "--packument", metavar="FILE",
         help="Use this packument JSON file instead of asking the registry.")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    fmt: Annotated[Format, typer.Option(
+        "--format", "-f", metavar="FORMAT",
+        help="Output format: table, json, jsonl, sarif or markdown.")] = Format.table,
     fail_on: Annotated[FailOn, typer.Option(
-        "--fail-on", help="Exit 1 when a verdict is at least this level.")] = FailOn.suspicious,
+        "--fail-on", metavar="LEVEL",
+        help="Exit 1 when a verdict is at least this level: suspicious, malicious or never.")
+    ] = FailOn.suspicious,
     jobs: Annotated[int, typer.Option("--jobs", "-j", metavar="N", min=1, max=64,
                                       help="Targets scanned in parallel.")] = 4,
     rules_dir: Annotated[list[Path] | None, typer.Option(
