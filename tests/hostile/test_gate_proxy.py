@@ -307,3 +307,16 @@ def test_connections_go_only_to_the_address_that_was_vetted() -> None:
     assert "169.254.169.254" in rebound and "link-local" in rebound
     assert "fe80::1" in mixed
     assert asked == list(answers) and connected == ["127.0.0.1"]
+
+
+def test_a_hidden_version_is_logged_once_whichever_document_and_cache_entry_asked() -> None:
+    """A first-day user saw express's unservable versions logged three times in 30 s: the
+    abbreviated and the full packument, and a refetch, are separate cache entries."""
+    reg = FakeRegistry()
+    reg.publish("lp", "1.0.0", url="https://foreign.test.invalid/lp/-/lp-1.0.0.tgz")
+    reg.publish("lp", "1.0.1")
+    proxy = make_proxy(reg, fresh_seconds=0)  # every request fetches a new document
+    corgi = {"Accept": "application/vnd.npm.install-v1+json"}
+    serve(proxy, ("GET", "/lp"), ("GET", "/lp", corgi), ("GET", "/lp"), ("GET", "/lp", corgi))
+    hidden = [d for d in proxy.decisions if d["action"] == "hidden"]
+    assert [(d["version"], d["rule"]) for d in hidden] == [("1.0.0", "unservable")]

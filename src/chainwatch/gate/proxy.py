@@ -137,7 +137,6 @@ class Cached:
     fetched: float
     slim: dict[str, Any]
     renders: dict[tuple[frozenset[str], bool, str], bytes] = field(default_factory=dict)
-    logged: frozenset[tuple[str, str]] = frozenset()
     #: whether the cache holds it (and so counts it in the memory budget)
     cached: bool = False
     #: the last decisions on it: (time.monotonic(), what they depended on, hidden versions)
@@ -234,6 +233,9 @@ class Proxy:
             checker.scans.url_guard = checker.scans.url_guard or self.egress.refusal
         self._flights: dict[tuple[str, str], asyncio.Lock] = {}
         self.decisions: deque[dict[str, Any]] = deque(maxlen=1000)
+        #: what was last logged as hidden per package: kept apart from the cache entry, which
+        #: a refetch or the other (abbreviated/full) document replaces; bounded
+        self._logged: OrderedDict[str, frozenset[tuple[str, str]]] = OrderedDict()
         # redirects are followed by hand (``_send``): every hop is checked like the first URL
         # connections only to vetted addresses (link-local and metadata never, whatever DNS
         # says at connect time); through an HTTPS_PROXY from the environment, the address
@@ -471,11 +473,15 @@ class Proxy:
             blocked = await anyio.to_thread.run_sync(self._blocked, name, entry.slim)
             entry.decided = (now, basis, blocked)
         shown = frozenset((v, rule) for v, (rule, _) in blocked.items())
-        if shown != entry.logged:  # log what is hidden when it changes, not on every request
+        before = self._logged.get(name, frozenset())
+        if shown != before:  # log what is hidden when it changes, not on every request
             for version, (rule, reason) in blocked.items():
-                if (version, rule) not in entry.logged:
+                if (version, rule) not in before:
                     self._record(name, version, "hidden", rule, reason)
-            entry.logged = shown
+        self._logged[name] = shown
+        self._logged.move_to_end(name)
+        while len(self._logged) > 10_000:
+            self._logged.popitem(last=False)
         wants_corgi = ABBREVIATED in request.headers.get("accept", "")
         keep = frozenset(v for v in entry.slim.get("versions") or {} if v not in blocked)
         render_key = (keep, wants_corgi, self._base(request))
