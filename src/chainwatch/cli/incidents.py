@@ -154,9 +154,16 @@ def report(
         return
     chosen = [i for i in found if incident is None or i.id == incident]
     if not chosen or (incident is None and len(chosen) > 1):
-        listing = ", ".join(f"{i.id} ({len(i.members)})" for i in found) or "none"
-        problem = f"no incident {incident}" if incident else "name one with --incident"
-        err.print(f"error: {problem}; incidents: {listing}", markup=False)
+        listing = ", ".join(
+            f"{i.id} ({', '.join(sorted({f'{m.package}@{m.version}' for m in i.members})[:3])})"
+            for i in found[:10]) or "none"
+        source, hold = ("the scan files", "hold") if from_files else ("the database", "holds")
+        if incident:
+            problem = f"no incident {incident} in {source}"
+        else:
+            problem = (f"{source} {hold} {len(found)} incidents: name one with --incident "
+                       "(each brief is about one incident)")
+        err.print(plain(f"error: {problem}; incidents: {listing}"), markup=False)
         raise typer.Exit(2)
     inc = chosen[0]
     fleet = Fleet(db)
