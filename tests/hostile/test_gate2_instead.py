@@ -83,3 +83,30 @@ def test_an_unknown_range_keeps_the_suggestion_and_says_a_major_changes(tmp_path
     block = blocked(tmp_path, reg, client, env)
     assert block.decision.suggestion == "3.0.0"
     assert block.decision.note and "major change" in block.decision.note
+
+
+def test_a_copy_of_the_parent_that_wants_another_copy_is_not_asked(tmp_path: Path) -> None:
+    """A first-day user: lru-cache@11.5.4 blocked, two copies of path-scurry installed; the
+    advice said path-scurry@1.11.1 (^10.2.0) must change, but that copy depends on another
+    lru-cache; the one that pulled 11.5.4 in (path-scurry@2, ^11) accepts the older 11.x."""
+    reg = FakeRegistry()
+    for v in ("10.4.3", "11.5.3"):
+        reg.publish("lru-cache", v)
+    reg.publish("lru-cache", "11.5.4", published=FRESH)
+    reg.docs["lru-cache"]["dist-tags"]["latest"] = "11.5.4"
+    reg.publish("path-scurry", "1.11.1", dependencies={"lru-cache": "^10.2.0"})
+    reg.publish("path-scurry", "2.0.2", dependencies={"lru-cache": "^11.0.0"})
+    client = RegistryClient(NpmConfig(registry=reg.base), tmp_path / "cache", backoff=0,
+                            transport=httpx.MockTransport(reg))
+    env = Environment("lock", "package-lock", str(tmp_path / "package-lock.json"), (
+        InstalledPackage("path-scurry", "1.11.1", paths=(("app", "glob", "path-scurry"),)),
+        InstalledPackage("path-scurry", "2.0.2", paths=(("app", "path-scurry"),)),
+        InstalledPackage("lru-cache", "10.4.3", paths=(("app", "glob", "path-scurry",
+                                                         "lru-cache"),)),
+        InstalledPackage("lru-cache", "11.5.4", paths=(("app", "path-scurry", "lru-cache"),))))
+    with client:
+        placed = Checker(Policy(), client, BuiltinKnownBad()).check([env])
+    (block,) = [p for p in placed if p.decision.name == "lru-cache"
+                and p.decision.action == "block"]
+    assert block.decision.suggestion == "11.5.3", block.decision.note
+    assert "path-scurry@1.11.1" not in (block.decision.note or "")

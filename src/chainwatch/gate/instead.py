@@ -79,7 +79,10 @@ def wanted_by(env: Environment, package: InstalledPackage,
                 out[key] = Wanted(key, None)
                 continue
             found = _range_in((doc.get("versions") or {}).get(pv), package.name)
-            if found is not None:
+            # a copy of the parent whose range does not take the installed version depends on
+            # another copy of the package (path-scurry@1 wants lru-cache ^10 while
+            # path-scurry@2 pulled in lru-cache@11): it is not this copy's dependent
+            if found is not None and satisfies_all(package.version, [Wanted(key, found)]):
                 out[key] = Wanted(key, found)
     return list(out.values())
 
