@@ -104,3 +104,20 @@ def test_the_brief_of_one_release_reads_as_english() -> None:
     text = json.dumps(doc)
     assert "(s)" not in text and not ONE_PLURAL.search(text)
     assert "1 malicious release of 1 package (left-padder@1.0.1) was" in doc["bluf"]["text"]
+
+
+def test_confidence_and_exposure_sentences_read_as_english() -> None:
+    """A first-day user read "Confidence is moderate because 1 evidence item;" and
+    "0 of 1 environment hold known-bad versions"."""
+    from chainwatch.incidents import brief
+    from chainwatch.incidents.model import Incident, Observation
+    from chainwatch.output.inventory import _held
+
+    one = Observation("left-padder", "1.0.1", "malicious", "verdict")
+    text = json.dumps(brief.build(Incident("INC-1", [one])))
+    assert "because 1 evidence item;" not in text
+    assert re.search(r"Confidence is \w+ because over \d+ evidence items?, ", text), text
+    assert _held({"exposed": 0, "environments": 1}) == \
+        "0 of 1 environment holds known-bad versions"
+    assert _held({"exposed": 0, "environments": 3}) == "0 of 3 environments hold known-bad versions"
+    assert _held({"exposed": 1, "environments": 3}) == "1 of 3 environments holds known-bad versions"

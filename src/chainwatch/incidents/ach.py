@@ -172,7 +172,7 @@ def assess(incident: Incident) -> Assessment:
         confidence = "moderate"
     else:
         confidence = "low"
-    why = (f"{plural(len(evidence), 'evidence item')}; {best.title.lower()} is inconsistent "
+    why = (f"over {plural(len(evidence), 'evidence item')}, {best.title.lower()} is inconsistent "
            f"with {best.inconsistent} weighted {noun_for(best.inconsistent, 'item')}, the "
            f"next hypothesis ({second.title.lower()}) with {second.inconsistent}")
     if margin == 0:

@@ -106,15 +106,15 @@ def exposure_table(exps: Sequence[Exposure], width: int | None = None,
 
 
 def _held(s: dict[str, int]) -> str:
-    """"1 of 3 environments holds known-bad versions", "0 of 1 environment hold …"."""
+    """"1 of 3 environments holds known-bad versions", "0 of 1 environment holds …"."""
     return (f"{s['exposed']} of {plural(s['environments'], 'environment')} "
-            f"{noun_for(s['exposed'], 'holds', 'hold')} known-bad versions")
+            f"{noun_for(s['exposed'] or s['environments'], 'holds', 'hold')} known-bad versions")
 
 
 def exposure_markdown(exps: Sequence[Exposure], errors: Sequence[dict[str, str]] = ()) -> str:
     s = _summary(exps)
     out = [f"**{s['exposed']} of {plural(s['environments'], 'environment')}** "
-           f"{noun_for(s['exposed'], 'holds', 'hold')} known-bad versions.\n"]
+           f"{noun_for(s['exposed'] or s['environments'], 'holds', 'hold')} known-bad versions.\n"]
     if errors:
         out.append(f"**{plural(len(errors), 'file')} could not be read** (they may hold "
                    "more):\n")
