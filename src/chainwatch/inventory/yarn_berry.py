@@ -20,6 +20,13 @@ def _locator_name(locator: str) -> str:
     return locator[:at] if at > 0 else locator
 
 
+def _source(locator: str) -> str | None:
+    """Where a locator's package came from when that is not the registry (``x@https://…``,
+    ``x@git+ssh://…#commit=…``, ``x@github:…``): the reference, else None."""
+    reference = locator[len(_locator_name(locator)) + 1:]
+    return None if not reference or reference.startswith("npm:") else reference
+
+
 def _npm_locator(resolution: str) -> str | None:
     """The npm locator inside a patch locator (``x@patch:x@npm%3A1.0.0#…`` → ``x@npm:1.0.0``)."""
     if "@patch:" not in resolution:
@@ -55,7 +62,7 @@ class YarnBerryExtractor:
             if any(p in resolution for p in SKIP_PROTOCOLS) or "@patch:" in resolution:
                 continue
             graph.add(resolution, Node(_locator_name(resolution), str(entry.get("version", "")),
-                                       None, base.text(entry.get("checksum"))))
+                                       _source(resolution), base.text(entry.get("checksum"))))
 
         only_version: dict[str, list[str]] = {}
         for locator, node in graph.nodes.items():
