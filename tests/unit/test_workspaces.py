@@ -96,3 +96,16 @@ def test_a_folder_the_workspace_does_not_name_is_its_own_project(tmp_path: Path)
     sources = sorted(Path(e.source).relative_to(root).as_posix() for e in _envs(root))
     # b is not a member: its pin on "a" is a registry package like any other
     assert sources == ["package.json", "packages/b/package.json"]
+
+
+def test_pnpm_globs_recursive_and_negated(tmp_path: Path) -> None:
+    from chainwatch.inventory.workspaces import members
+
+    root = tmp_path / "ws"
+    _write(root / "pnpm-workspace.yaml",
+           "packages:\n  - 'packages/**'\n  - '!packages/fixtures/**'\n")
+    _write(root / "packages/x/y/package.json", {"name": "y"})
+    _write(root / "packages/fixtures/f/package.json", {"name": "f"})
+    _write(root / "packages/node_modules/n/package.json", {"name": "n"})
+    found = members(root)
+    assert found is not None and found.names == {"y"}

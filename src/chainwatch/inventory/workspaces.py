@@ -6,6 +6,8 @@ root's environment, not to environments of their own."""
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from chainwatch.inventory.base import items, mapping
 
 #: how many member folders one workspace may name (a glob like ``**`` stops there)
 MAX_MEMBERS = 10_000
+#: folders visited looking for members
+MAX_VISITS = 100_000
 #: a manifest or workspace file larger than this is not read for its workspaces
 MAX_BYTES = 4 * 1024 * 1024
 
@@ -65,35 +69,53 @@ def patterns(folder: Path) -> list[str]:
     return found
 
 
+def _regex(pattern: str) -> re.Pattern[str]:
+    """A workspace glob as a regex over a folder's path from the root: ``*`` within one
+    folder name, ``**`` across any number of them."""
+    out = []
+    for i, part in enumerate(pattern.split("/")):
+        if part == "**":
+            out.append("(?:[^/]+/)*" if i < pattern.count("/") else "(?:[^/]+/)*[^/]+")
+            continue
+        piece = "".join("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c)
+                        for c in part)
+        out.append(piece + ("/" if i < pattern.count("/") else ""))
+    return re.compile("".join(out).replace("(?:[^/]+/)*/", "(?:[^/]+/)*"))
+
+
 def members(root: Path) -> Workspace | None:
-    """The workspace rooted at ``root``, or None when it declares none."""
+    """The workspace rooted at ``root``, or None when it declares none. Folders are visited
+    without following links or entering ``node_modules`` and dot-folders, no deeper than the
+    globs reach, and at most MAX_VISITS of them."""
     globs = patterns(root)
     if not globs:
         return None
-    chosen: dict[Path, str] = {}
-    excluded: set[Path] = set()
-    base = root.resolve()
+    wanted: list[re.Pattern[str]] = []
+    unwanted: list[re.Pattern[str]] = []
+    depth = 0
     for pattern in globs:
         negated = pattern.startswith("!")
         pattern = pattern.lstrip("!").strip().removeprefix("./").rstrip("/")
         if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
             continue
-        try:
-            matches = sorted(base.glob(pattern))
-        except (ValueError, OSError):
-            continue
-        for folder in matches:
+        (unwanted if negated else wanted).append(_regex(pattern))
+        depth = max(depth, 64 if "**" in pattern else pattern.count("/") + 1)
+    base = root.resolve()
+    chosen: dict[Path, str] = {}
+    for visits, (folder, dirs, files) in enumerate(os.walk(base, followlinks=False), 1):
+        here = Path(folder)
+        rel = here.relative_to(base).as_posix()
+        level = 0 if rel == "." else rel.count("/") + 1
+        dirs[:] = [] if level >= depth or visits > MAX_VISITS else sorted(
+            d for d in dirs if d != "node_modules" and not d.startswith(".")
+            and not (here / d).is_symlink())
+        if (level and "package.json" in files and any(w.fullmatch(rel) for w in wanted)
+                and not any(u.fullmatch(rel) for u in unwanted)):
+            name = _manifest(here).get("name")
+            chosen[here] = name if isinstance(name, str) else ""
             if len(chosen) >= MAX_MEMBERS:
                 break
-            if (not folder.is_dir() or folder.is_symlink() or "node_modules" in
-                    folder.relative_to(base).parts or not (folder / "package.json").is_file()):
-                continue
-            if negated:
-                excluded.add(folder)
-            elif folder != base:
-                name = _manifest(folder).get("name")
-                chosen[folder] = name if isinstance(name, str) else ""
-    return Workspace(base, {f: n for f, n in chosen.items() if f not in excluded})
+    return Workspace(base, chosen)
 
 
 class Workspaces:
