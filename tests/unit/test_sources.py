@@ -186,3 +186,58 @@ ms@2.1.3:
               if p.decision.rule == "remote-dependency"}
     assert remote == {("left-pad", "classic"), ("mine", "berry")}
     assert sorted(asked) == ["ms"]
+
+
+def test_yarn_file_dependencies_inside_and_outside_the_project(tmp_path: Path) -> None:
+    classic = tmp_path / "classic"
+    classic.mkdir()
+    (classic / "package.json").write_text(json.dumps({"dependencies": {
+        "out": "file:../out", "vend": "file:vendor/vend-1.0.0.tgz"}}))
+    (classic / "yarn.lock").write_text("""# yarn lockfile v1
+
+
+"out@file:../out":
+  version "1.0.0"
+
+"vend@file:vendor/vend-1.0.0.tgz":
+  version "1.0.0"
+  resolved "file:vendor/vend-1.0.0.tgz#abc"
+""")
+    berry = tmp_path / "berry"
+    berry.mkdir()
+    (berry / "package.json").write_text(json.dumps({"name": "b", "workspaces": ["pk/*"]}))
+    (berry / "yarn.lock").write_text("""__metadata:
+  version: 8
+
+"b@workspace:.":
+  version: 0.0.0-use.local
+  resolution: "b@workspace:."
+  dependencies:
+    vend: "file:./vendor/vend.tgz"
+  languageName: unknown
+  linkType: soft
+
+"w@workspace:pk/w":
+  version: 0.0.0-use.local
+  resolution: "w@workspace:pk/w"
+  dependencies:
+    far: "file:../../../far.tgz"
+  languageName: unknown
+  linkType: soft
+
+"vend@file:./vendor/vend.tgz::locator=b%40workspace%3A.":
+  version: 2.0.0
+  resolution: "vend@file:./vendor/vend.tgz#./vendor/vend.tgz::hash=1&locator=b%40workspace%3A."
+  languageName: node
+  linkType: hard
+
+"far@file:../../../far.tgz::locator=w%40workspace%3Apk%2Fw":
+  version: 3.0.0
+  resolution: "far@file:../../../far.tgz#../../../far.tgz::hash=2&locator=w%40workspace%3Apk%2Fw"
+  languageName: node
+  linkType: hard
+""")
+    placed, asked = _check(tmp_path, tmp_path)
+    remote = {p.decision.name for p in placed if p.decision.rule == "remote-dependency"}
+    assert remote == {"out", "far"}
+    assert asked == []
