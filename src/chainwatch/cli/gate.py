@@ -141,7 +141,8 @@ def check(
         finally:
             if gate is not None:
                 gate.close()
-    checked = len({(p.name, p.version) for e in envs for p in e.packages if p.exact})
+    checked = len({(p.name, p.version) for e in envs for p in e.packages if p.exact}
+                  | {(p.decision.name, p.decision.version) for p in placed})
     if fmt is CheckFormat.json:
         text = out.check_json(placed, checked, errors)
     elif fmt is CheckFormat.sarif:

@@ -15,7 +15,7 @@ import httpx
 from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
 from chainwatch.errors import ChainwatchError, OfflineMissError, RegistryError
-from chainwatch.gate.environments import is_local
+from chainwatch.gate.environments import is_local, off_registry_source, registry_hosts
 from chainwatch.gate.instead import satisfies_all, wanted_by
 from chainwatch.gate.policy import Policy
 from chainwatch.gate.scanning import ScanGate
@@ -383,6 +383,28 @@ class Checker:
             found = [("block", "gate-error", f"chainwatch could not decide: {exc}"[:400])]
         return [Decision(name, version, a, r, why) for a, r, why in found]
 
+    def judge_source(self, name: str, version: str, where: str) -> list[Decision]:
+        """A package installed from somewhere other than the registry (``where``, redacted):
+        the ``remote-dependency`` rule, the known-bad lists and exceptions; its name is never
+        sent to the registry, whose release of that name is not what was installed."""
+        found = self.judge_locally(name, version)
+        if any(d.rule == "exception" for d in found):
+            return found
+        if self.policy.remote_dependency != "off":
+            found.append(Decision(
+                name, version, self.policy.remote_dependency, "remote-dependency",
+                f"installed from {plain_text(where)}, not from the registry: npm fetches it "
+                f"around the registry (and so around chainwatch)"[:400]))
+        return found
+
+    def _registry_hosts(self) -> frozenset[str]:
+        """Hosts whose tarballs are registry releases: the public registry's and the
+        configured ones (``registry`` and scoped registries)."""
+        config = getattr(self.client, "config", None)
+        configured = [getattr(config, "registry", None),
+                      *(getattr(config, "scoped", None) or {}).values()]
+        return registry_hosts(r for r in configured if isinstance(r, str))
+
     def unjudged(self, name: str, version: str, seconds: float) -> list[Decision]:
         """What a version gets when the time limit ran out before it was judged: the local
         known-bad lists still apply; the rest is the policy's ``offline`` action."""
@@ -395,10 +417,18 @@ class Checker:
         """Judge every exact version once. With ``timeout`` (seconds) the run ends on time:
         versions not judged by then are reported by ``unjudged``. Workers are daemon threads,
         so a lookup hanging on a silent registry cannot hold the process open."""
-        unique = sorted({(p.name, p.version) for e in envs for p in e.packages if p.exact})
+        hosts = self._registry_hosts()
+        # installed from a URL, git or a folder outside the project: those bytes are judged
+        # (remote-dependency, known-bad, exceptions), never the registry's same-named release
+        sources = {(p.name, p.version, p.resolved): where for e in envs for p in e.packages
+                   if (where := off_registry_source(p, hosts)) is not None}
+        offsite = {(n, v) for n, v, _ in sources}
+        unique = sorted({(p.name, p.version) for e in envs for p in e.packages
+                         if p.exact or (p.name, p.version) in offsite})
         # judged by the local lists only (known-bad, exceptions): never looked up in the registry
         remote = {(p.name, p.version) for e in envs for p in e.packages
-                  if p.exact and not is_local(p)}
+                  if p.exact and not is_local(p)
+                  and (p.name, p.version, p.resolved) not in sources}
         local = {nv for nv in unique if nv not in remote}
         self._preload({n for n, _ in unique}, timeout or 120.0)
         self._hold_documents = True
@@ -440,7 +470,10 @@ class Checker:
         for env in envs:
             reported: set[tuple[str, str, str, str]] = set()
             for package in env.packages:
-                for decision in results.get((package.name, package.version), []):
+                where = sources.get((package.name, package.version, package.resolved))
+                found = (results.get((package.name, package.version), []) if where is None
+                         else self.judge_source(package.name, package.version, where))
+                for decision in found:
                     key = (decision.name, decision.version, decision.rule, decision.action)
                     if key in reported:  # one decision per version per environment
                         continue

@@ -81,6 +81,8 @@ class Policy:
     new_install_script: str = "block"
     trust_downgrade: str = "block"
     #: a dependency npm would fetch from a URL, git or a path: around the registry and the gate
+    #: (in a release's manifest, or locked in the project from another host, git or a folder
+    #: outside it: ``Checker.judge_source``)
     remote_dependency: str = "block"
     publisher_change: str = "warn"
     #: what a chainwatch scan verdict of malicious / suspicious does

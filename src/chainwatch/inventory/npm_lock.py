@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -16,6 +17,12 @@ IGNORED = "ignored"
 
 def _name_at(location: str) -> str:
     return location.rsplit("node_modules/", 1)[-1]
+
+
+def _leaves(target: str) -> bool:
+    """Whether a link's target folder (relative to the lockfile) is outside the project."""
+    normal = posixpath.normpath(target.replace("\\", "/") or ".")
+    return normal.startswith(("/", "../")) or normal == ".." or normal[1:2] == ":"
 
 
 def resolve(location: str, dep: str, entries: dict[str, Any]) -> str | None:
@@ -41,6 +48,17 @@ def packages_graph(entries: dict[str, Any], hidden: bool = False) -> Graph:
     which has no root entry and may leave out what npm did not install)."""
     graph = Graph()
     for location, entry in entries.items():
+        if (isinstance(entry, dict) and entry.get("link") and location.startswith("node_modules/")
+                and isinstance(target := entry.get("resolved"), str) and _leaves(target)):
+            # a link to a folder outside the project (``file:../x``): installed, from there
+            folder = entries.get(target)
+            folder = folder if isinstance(folder, dict) else {}
+            graph.add(location, Node(
+                name=str(folder.get("name") or _name_at(location)),
+                version=str(folder.get("version") or f"file:{target}"),
+                resolved=f"file:{target}", integrity=None,
+                dev=entry.get("dev") is True, optional=entry.get("optional") is True))
+            continue
         if not isinstance(entry, dict) or "node_modules/" not in f"{location}/" or entry.get(
                 "link") or location == "":
             continue

@@ -137,7 +137,7 @@ class PnpmLockExtractor:
             name, version = identity
             resolution = mapping(meta.get("resolution"))
             flags = {**meta, **mapping(nodes_src.get(key))}  # 9.0 moved them to snapshots
-            graph.add(str(key), Node(name, version, text(resolution.get("tarball")),
+            graph.add(str(key), Node(name, version, _resolved(resolution),
                                      text(resolution.get("integrity")),
                                      dev=flags.get("dev") is True,
                                      optional=flags.get("optional") is True))
@@ -184,3 +184,17 @@ class PnpmLockExtractor:
                         graph.errors.append(f"{path}: {dep} has no readable version")
                     elif not wanted.startswith(("link:", "workspace:")):
                         graph.errors.append(f"{path}: {dep}@{wanted} is not in the lockfile")
+
+
+def _resolved(resolution: dict[str, Any]) -> str | None:
+    """Where pnpm fetched a package from, when its lockfile says: a tarball URL, a git
+    repository (``git+<repo>#<commit>``) or a local folder (``file:<directory>``)."""
+    if (tarball := text(resolution.get("tarball"))) is not None:
+        return tarball
+    if (repo := text(resolution.get("repo"))) is not None:
+        commit = text(resolution.get("commit"))
+        repo = repo if repo.startswith("git") else f"git+{repo}"
+        return f"{repo}#{commit}" if commit else repo
+    if (directory := text(resolution.get("directory"))) is not None:
+        return f"file:{directory}"
+    return None

@@ -5,15 +5,17 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from chainwatch.inventory import EXTRACTORS, Extractor, InventoryError
 from chainwatch.inventory.base import redact, redact_environment
 from chainwatch.inventory.node_modules import NodeModulesExtractor
 from chainwatch.inventory.npm_lock import IGNORED
+from chainwatch.inventory.package_json import LOCKFILES, PackageJsonExtractor
 from chainwatch.inventory.sbom import SbomExtractor
 from chainwatch.inventory.tree_reader import read_tree
+from chainwatch.inventory.workspaces import Workspaces
 from chainwatch.model import Environment
 
 SKIP_DIRS = {".git", ".hg", ".svn"}
@@ -114,6 +116,9 @@ def _walk(paths: Iterable[Path], exclude: Sequence[str],
             yield from _tree(root)
             continue
         unreadable: list[OSError] = []
+        spaces = Workspaces(root)
+        #: workspace roots' manifests (no lockfile), their members' pins folded in at the end
+        held: dict[Path, Environment] = {}
         for folder, dirs, files in os.walk(root, followlinks=False, onerror=unreadable.append):
             here = Path(folder)
             rel_folder = here.relative_to(root).as_posix()
@@ -129,7 +134,12 @@ def _walk(paths: Iterable[Path], exclude: Sequence[str],
                 rel = f"{rel_folder}/{name}".lstrip("./") if rel_folder != "." else name
                 if _excluded(rel, exclude) or (here / name).is_symlink():
                     continue
+                if name == "package.json":
+                    yield from _manifest(here, list(_one_file(here / name, rel, extractors)),
+                                         spaces, held)
+                    continue
                 yield from _one_file(here / name, rel, extractors)
+        yield from held.values()
         for problem in unreadable:
             yield FileError(str(problem.filename or root), f"cannot read: {problem.strerror}")
 
@@ -154,6 +164,37 @@ def _one_file(path: Path, rel: str, extractors: Sequence[Extractor],
         if env.packages or not env.errors or env.kind == IGNORED:
             yield env
         break
+
+
+def _manifest(folder: Path, found: list[Environment | FileError], spaces: Workspaces,
+              held: dict[Path, Environment]) -> Iterator[Environment | FileError]:
+    """A ``package.json``'s environment, as part of its workspace: a member's belongs to the
+    workspace root (dropped when the root has a lockfile, which resolves it; else its pins are
+    folded into the root's manifest), and no member's name is ever a registry package."""
+    member_of = spaces.containing(folder)
+    own = spaces.at(folder)
+    internal = (member_of.names if member_of else frozenset()) | (
+        own.names if own else frozenset())
+    for env in found:
+        if isinstance(env, FileError) or env.kind != PackageJsonExtractor.kind or not internal:
+            yield env
+            continue
+        env = replace(env, packages=tuple(p for p in env.packages if p.name not in internal))
+        if member_of is not None:
+            if any((member_of.root / lock).is_file() for lock in LOCKFILES):
+                continue  # the root's lockfile resolved this member's dependencies
+            root_env = held.get(member_of.root)
+            if root_env is not None:
+                seen = {(p.name, p.version) for p in root_env.packages}
+                held[member_of.root] = replace(root_env, packages=(
+                    *root_env.packages,
+                    *(p for p in env.packages if (p.name, p.version) not in seen)))
+                continue
+            yield env
+        elif own is not None:
+            held[own.root] = env
+        else:
+            yield env
 
 
 def _tree(modules: Path) -> Iterator[Environment | FileError]:

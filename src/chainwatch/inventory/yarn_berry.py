@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import unquote
 
 from chainwatch.inventory import base, safe_yaml
 from chainwatch.inventory.base import InventoryError, Sibling, manifest_deps, mapping
@@ -12,12 +14,29 @@ from chainwatch.inventory.graph import Graph, Node
 from chainwatch.inventory.yarn_classic import YarnClassicExtractor
 from chainwatch.model import Environment
 
-SKIP_PROTOCOLS = ("@workspace:", "@link:", "@portal:", "@exec:", "@file:")
+SKIP_PROTOCOLS = ("@workspace:", "@link:", "@portal:", "@exec:")
 
 
 def _locator_name(locator: str) -> str:
     at = locator.find("@", 1)
     return locator[:at] if at > 0 else locator
+
+
+def _source(locator: str) -> str | None:
+    """Where a locator's package came from when that is not the registry (``x@https://…``,
+    ``x@git+ssh://…#commit=…``, ``x@github:…``; ``x@file:../x.tgz::locator=app%40workspace%3A.``
+    as ``file:`` relative to the lockfile's folder): the reference, else None."""
+    reference = locator[len(_locator_name(locator)) + 1:]
+    if reference.startswith("file:"):
+        path, _, params = reference[5:].partition("::")
+        workspace = "."
+        for param in params.split("&"):
+            key, _, value = param.partition("=")
+            if key == "locator" and "@workspace:" in unquote(value):
+                workspace = unquote(value).split("@workspace:", 1)[1] or "."
+        path = path.split("#", 1)[0]  # the resolution repeats the path after ``#``
+        return f"file:{posixpath.normpath(posixpath.join(workspace, path))}"
+    return None if not reference or reference.startswith("npm:") else reference
 
 
 def _npm_locator(resolution: str) -> str | None:
@@ -55,7 +74,7 @@ class YarnBerryExtractor:
             if any(p in resolution for p in SKIP_PROTOCOLS) or "@patch:" in resolution:
                 continue
             graph.add(resolution, Node(_locator_name(resolution), str(entry.get("version", "")),
-                                       None, base.text(entry.get("checksum"))))
+                                       _source(resolution), base.text(entry.get("checksum"))))
 
         only_version: dict[str, list[str]] = {}
         for locator, node in graph.nodes.items():

@@ -107,7 +107,9 @@ class YarnClassicExtractor:
                                     "version (entry skipped)")
                 continue
             node_id = f"{name}@{fields['version']}"
-            graph.add(node_id, Node(name, fields["version"], fields.get("resolved"),
+            local = next((r for r in (real_name(spec)[1] for spec in specs)
+                          if r.startswith(("file:", "link:"))), None)
+            graph.add(node_id, Node(name, fields["version"], fields.get("resolved") or local,
                                     fields.get("integrity")))
             for spec in specs:
                 by_spec[spec] = node_id
