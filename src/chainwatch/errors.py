@@ -4,9 +4,17 @@ from __future__ import annotations
 
 
 class ChainwatchError(Exception):
-    """Base class; ``exit_code`` is what the CLI returns for it."""
+    """Base class; ``exit_code`` is what the CLI returns for it. Its text never carries a
+    credential: URLs it quotes (a registry given as ``https://user:token@host/``) are
+    redacted when it is made, so every output that repeats it (check's decisions, SARIF,
+    GitHub annotations, logs) is safe."""
 
     exit_code = 2
+
+    def __init__(self, *args: object) -> None:
+        from chainwatch.specs import redact_credentials
+
+        super().__init__(*(redact_credentials(a) if isinstance(a, str) else a for a in args))
 
 
 class UsageError(ChainwatchError):

@@ -129,3 +129,21 @@ def test_a_registry_url_with_credentials_is_redacted_in_errors_and_debug_logs(
     assert done.returncode == 3, done.stderr
     assert "127.0.0.1:9" in done.stderr
     assert "S3CRET" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "sarif", "github"])
+def test_check_against_a_registry_url_with_credentials_never_prints_them(
+        tmp_path: Path, fmt: str) -> None:
+    """An attacker's review: `check --registry http://user:pass@…` printed the password in
+    every decision that quoted the registry's error (table, json, sarif, github)."""
+    from tests.cli_runner import chainwatch, clean_env
+
+    (tmp_path / "package.json").write_text('{"name": "p", "dependencies": {"ms": "2.1.3"}}')
+    (tmp_path / "package-lock.json").write_text(json.dumps({
+        "name": "p", "lockfileVersion": 3, "packages": {
+            "": {"name": "p", "dependencies": {"ms": "2.1.3"}},
+            "node_modules/ms": {"version": "2.1.3"}}}))
+    done = chainwatch("check", str(tmp_path), "--no-scan", "-f", fmt, "--registry",
+                      "http://user:S3CRETcheck@127.0.0.1:9/", env=clean_env(tmp_path))
+    assert "127.0.0.1:9" in done.stdout + done.stderr
+    assert "S3CRET" not in done.stdout + done.stderr

@@ -55,6 +55,7 @@ from chainwatch.gate.egress import (
 )
 from chainwatch.gate.servable import unservable
 from chainwatch.packument import slim_packument
+from chainwatch.specs import redact_credentials
 from chainwatch.versions import parse, sort_versions
 
 log = logging.getLogger("chainwatch.proxy")
@@ -195,7 +196,8 @@ class PackumentCache:
 
 
 def _error(status: int, message: str, **extra: str) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status)
+    """A JSON error for the client; a credential of the upstream URL never appears in it."""
+    return JSONResponse({"error": redact_credentials(message), **extra}, status_code=status)
 
 
 class Refused(Exception):
