@@ -48,7 +48,7 @@ class FailOn(StrEnum):
 
 def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | None,
               quiet: bool) -> None:
-    """Every flagged verdict into verdict memory (incidents, the gate), keyed by the bytes it
+    """Every verdict into verdict memory (incidents, the gate), keyed by the bytes it
     judged; a malicious one into the known-bad store too (exposure, check, proxy), but only
     when it speaks for the registry's release: fetched from it, or a local tarball whose
     integrity equals the registry's. A local package.json's name@version is only a claim."""
@@ -70,8 +70,7 @@ def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | 
         store = KnownBadStore(db)
         memory = VerdictStore(engine=store.engine)
         for verdict in verdicts:
-            if verdict.level is not Level.BENIGN:
-                memory.put(verdict)
+            memory.put(verdict)  # benign too: the newest judgement of these bytes wins
             if verdict.level is not Level.MALICIOUS:
                 continue
             match = registry_match(verdict, asker.packument if asker is not None else None)
