@@ -255,6 +255,14 @@ class VerdictStore:
                     who, target, len(gone), ", ".join(advisories) or "none", reason)
         return gone, advisories
 
+    def note_removal(self, target: str, advisory_ids: list[str], reason: str) -> None:
+        """Record that advisories were removed from the known-bad store, by whom and why."""
+        with self.engine.begin() as conn:
+            conn.execute(removals.insert().values(
+                removed_at=datetime.now(UTC).isoformat(timespec="seconds"), target=target,
+                keys="[]", advisories=json.dumps(advisory_ids),
+                reason=" ".join(reason.split())[:2000], removed_by=_who()))
+
     def removal_log(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(removals).order_by(removals.c.pk.desc())
