@@ -13,6 +13,7 @@ import typer
 from chainwatch.cli.app import app, err
 from chainwatch.cli.common import (
     _known_bad,
+    _nothing_stored,
     _setup_logging,
 )
 from chainwatch.cli.options import (
@@ -205,7 +206,10 @@ def scan(
     results = [outcomes[i] for i in range(len(targets))]
     ordered = [o for o in results if isinstance(o, Verdict)]
     failed = [o for o in results if isinstance(o, Failed)]
-    if remember and any(v.level is not Level.BENIGN for v in ordered):
+    # a benign verdict is stored too (it replaces an earlier judgement of the same bytes), but
+    # a benign scan alone creates no database
+    if remember and ordered and (any(v.level is not Level.BENIGN for v in ordered)
+                                 or not _nothing_stored(db)):
         _remember(ordered, db, client, quiet)
     out = ""
     if fmt is Format.json:
