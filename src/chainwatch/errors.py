@@ -37,6 +37,10 @@ class RegistryError(ChainwatchError):
     exit_code = 3
 
 
+class RegistryServerError(RegistryError):
+    """The registry answered 5xx (after the client's retries): it cannot be asked now."""
+
+
 class OfflineMissError(RegistryError):
     """``--offline`` and the cache does not hold what was asked for."""
 

@@ -192,13 +192,20 @@ class VerdictStore:
         return _stored(row) if row is not None else None
 
     def put(self, verdict: Verdict) -> StoredVerdict:
-        """Store a verdict (the first one stored for a key wins: a release is analysed once)."""
+        """Store a verdict, benign ones too. A key holds one judgement of its bytes: the newest,
+        except that a verdict made against a baseline is never replaced by one made without
+        (``scan --against none`` is exploratory; the gate's judgement compares with the
+        previous release), so a later baseline scan replaces an exploratory one."""
         values = _row(verdict)
         try:
             with self.engine.begin() as conn:
                 conn.execute(verdicts.insert().values(**values))
         except IntegrityError:
-            pass  # stored meanwhile by another worker; keep the first
+            old = self.by_key(values["key"])
+            if old is not None and (values["baseline"] is not None or old.baseline is None):
+                with self.engine.begin() as conn:
+                    conn.execute(verdicts.update().where(verdicts.c.key == values["key"])
+                                 .values(**values))
         stored = self.by_key(values["key"])
         assert stored is not None
         return stored
@@ -247,6 +254,14 @@ class VerdictStore:
         log.info("verdicts removed by %s: %s (%d stored verdicts, advisories %s): %s",
                     who, target, len(gone), ", ".join(advisories) or "none", reason)
         return gone, advisories
+
+    def note_removal(self, target: str, advisory_ids: list[str], reason: str) -> None:
+        """Record that advisories were removed from the known-bad store, by whom and why."""
+        with self.engine.begin() as conn:
+            conn.execute(removals.insert().values(
+                removed_at=datetime.now(UTC).isoformat(timespec="seconds"), target=target,
+                keys="[]", advisories=json.dumps(advisory_ids),
+                reason=" ".join(reason.split())[:2000], removed_by=_who()))
 
     def removal_log(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

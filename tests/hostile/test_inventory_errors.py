@@ -127,7 +127,12 @@ def test_an_unreadable_file_alone_is_exit_2_not_clean(tmp_path: Path) -> None:
     (root / "c").mkdir()
     (root / "c" / "package-lock.json").write_text(json.dumps(
         {"lockfileVersion": 3, "packages": {"node_modules/ms": {"version": "2.1.3"}}}))
-    for command in (["inventory"], ["exposure"], ["check", "--offline", "--no-scan"]):
+    # ms cannot be judged --offline without a cache: blocked (exit 1) unless the policy opts
+    # into warnings, which leaves the unreadable file to decide the exit code
+    policy = tmp_path / "offline-warn.toml"
+    policy.write_text('offline = "warn"\n')
+    for command in (["inventory"], ["exposure"],
+                    ["check", "--offline", "--no-scan", "--policy", str(policy)]):
         r = _run(*command, str(root), home=tmp_path)
         assert "Traceback" not in r.stderr, command
         assert r.returncode == 2, (command, r.stderr)

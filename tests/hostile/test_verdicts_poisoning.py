@@ -305,3 +305,15 @@ def test_a_folder_verdict_never_answers_for_a_release_without_integrity(tmp_path
     gate = ScanGate(Scanner(None, workers=1), store, timedelta(days=30))
     assert gate.cached("debug", "4.4.1", None) is None
     assert store.get("debug", "4.4.1", None) is None
+
+
+def test_a_benign_scan_is_stored_so_it_can_replace_an_earlier_judgement(
+        tmp_path: Path, registry: FakeRegistry) -> None:
+    """Verdict memory keeps benign verdicts too (the newest judgement of the bytes wins)."""
+    registry.publish("debug", "4.4.1", GENUINE)
+    db = f"sqlite:///{tmp_path / 'cw.db'}"
+    assert run("scan", "debug@4.4.1", "--db", db, "--registry", registry.url,
+               home=tmp_path).returncode == 0
+    listed = json.loads(run("db", "verdicts", "list", "--db", db, "--format", "json",
+                            home=tmp_path).stdout)
+    assert [(v["package"], v["level"]) for v in listed["verdicts"]] == [("debug", "benign")]

@@ -255,7 +255,7 @@ def test_policy_show_and_check(tmp_path: Path) -> None:
         "name": "app", "lockfileVersion": 3, "packages": {
             "": {"name": "app", "dependencies": {"debug": "^4.4.0"}},
             "node_modules/debug": {"version": "4.4.2"}}}))
-    down = ["--offline"]  # no registry metadata: known-bad still blocks, the rest warns
+    down = ["--offline"]  # no registry metadata: known-bad still blocks, the rest blocks too
     r = run("check", str(project), *down, "--format", "json", cache=tmp_path)
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
@@ -267,6 +267,9 @@ def test_policy_show_and_check(tmp_path: Path) -> None:
     assert gh.stdout.startswith("::error file=") and "known-bad" in gh.stdout
     policy = tmp_path / "p.toml"
     policy.write_text("[known-bad]\naction = 'warn'\n")
+    # the registry could not be asked: fail closed unless the policy opts into warnings
+    assert run("check", str(project), *down, "--policy", str(policy), cache=tmp_path).returncode == 1
+    policy.write_text("offline = 'warn'\n[known-bad]\naction = 'warn'\n")
     assert run("check", str(project), *down, "--policy", str(policy), cache=tmp_path).returncode == 0
     policy.write_text("[known-bad]\naction = 'sometimes'\n")
     assert run("check", str(project), "--policy", str(policy), cache=tmp_path).returncode == 2

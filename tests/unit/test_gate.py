@@ -273,3 +273,35 @@ def test_a_blocked_known_bad_version_gets_no_registry_noise() -> None:
     assert rules == ["known-bad"]
     clean = Checker(Policy(), _Unpublished(), BuiltinKnownBad())  # type: ignore[arg-type]
     assert [d.rule for d in clean.evaluate("x", "1.0.1")] == ["registry"]  # still said otherwise
+
+
+def test_an_exploratory_verdict_without_a_baseline_does_not_decide_and_is_replaced(
+        tmp_path: Path) -> None:
+    """A stored flagged verdict made without a baseline (scan --against none) for a release
+    that has a previous version is not used by the gate: the release is scanned against it
+    (even outside the window), and that verdict, benign too, replaces the exploratory one;
+    an exploratory scan never replaces a baseline verdict."""
+    import dataclasses
+
+    from chainwatch.model import Level
+    from chainwatch.verdicts import VerdictStore
+
+    db = f"sqlite:///{tmp_path / 'v.db'}"
+    old = {"1.0.0": "2024-01-01T00:00:00Z", "1.0.1": "2024-02-01T00:00:00Z",
+           "1.0.2": "2024-03-01T00:00:00Z"}
+    c, gate, _ = _scan_checker(tmp_path, db, old)
+    doc, _ = _scan_registry(old)
+    alone = gate.scanner.scan("left-padder@1.0.2", "none", doc)
+    assert alone.baseline is None
+    exploratory = dataclasses.replace(alone, level=Level.SUSPICIOUS, score=40)
+    store = VerdictStore(db)
+    assert store.put(exploratory).level is Level.SUSPICIOUS
+    gate.preload({"left-padder"})
+    decisions = c.evaluate("left-padder", "1.0.2")
+    assert not [d for d in decisions if d.rule.startswith("scan-")], decisions
+    integrity = doc["versions"]["1.0.2"]["dist"]["integrity"]
+    now = store.get("left-padder", "1.0.2", integrity)
+    assert now is not None and now.level is Level.BENIGN and now.baseline == "1.0.1"
+    store.put(exploratory)  # a later exploratory scan does not replace the baseline verdict
+    kept = store.get("left-padder", "1.0.2", integrity)
+    assert kept is not None and kept.level is Level.BENIGN and kept.baseline == "1.0.1"

@@ -216,3 +216,43 @@ def test_known_bad_versions_the_fleet_held_become_one_incident(tmp_path: Path) -
     assert incident.members[0].advisories == ("CW-2025-QIX",)
     assert store.listed()[0]["members"] == ["chalk@5.6.1", "debug@4.4.2"]
     assert assess(incident).best.hypothesis != "H5"  # an advisory is against a false positive
+
+
+def test_a_suspicious_verdict_is_exported_as_suspicious_and_not_imported_as_known_bad(
+        tmp_path: Path) -> None:
+    """OSV and STIX wording follow the verdict; `db import` skips chainwatch's export of a
+    suspicious verdict and says so (--include-suspicious imports it); `db remove` takes an
+    imported advisory out again, and `db verdicts remove` points at it."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from chainwatch.cli import app
+
+    (incident,) = cluster([dataclasses.replace(o, level="suspicious") for o in qix_wave()])
+    folder = tmp_path / "osv"
+    folder.mkdir()
+    for record in osv.records(incident):
+        assert record["summary"].startswith("Suspicious code in "), record["summary"]
+        (folder / f"{record['id']}.json").write_text(json.dumps(record))
+    text = stix.bundle(incident, "", now=datetime(2025, 9, 8, 16, 0, tzinfo=UTC))
+    assert "Malicious" not in text and "malicious-activity" not in text
+    db = f"sqlite:///{tmp_path / 'kb.db'}"
+    runner = CliRunner()
+    result = runner.invoke(app, ["db", "import", str(folder), "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "skipped 4 records exported from a *suspicious* chainwatch verdict" in result.output
+    assert KnownBadStore(db).lookup("size-tint", "1.0.1") == []
+    result = runner.invoke(app, ["db", "import", str(folder), "--db", db, "--include-suspicious"])
+    assert result.exit_code == 0 and "imported 4 npm advisories" in result.output
+    rid = osv.osv_id(incident.members[1])
+    assert [a.id for a in KnownBadStore(db).lookup("size-tint", "1.0.1")] == [rid]
+    result = runner.invoke(app, ["db", "verdicts", "remove", "size-tint@1.0.1", "--db", db,
+                                 "--reason", "suspicious only"])
+    assert result.exit_code == 2 and rid in result.output and "db remove" in result.output
+    result = runner.invoke(app, ["db", "remove", rid, "--db", db, "--reason", "suspicious only"])
+    assert result.exit_code == 0, result.output
+    assert "size-tint@1.0.1" in result.output
+    assert KnownBadStore(db).lookup("size-tint", "1.0.1") == []
+    result = runner.invoke(app, ["db", "remove", rid, "--db", db, "--reason", "again"])
+    assert result.exit_code == 2 and "no advisory" in result.output

@@ -31,15 +31,21 @@ def db_import(
         help="OSV all.zip, a folder tree (e.g. ossf/malicious-packages osv/), or JSON files.")],
     db: DbOpt = None,
     quiet: QuietOpt = False,
+    include_suspicious: Annotated[bool, typer.Option(
+        "--include-suspicious", metavar="",
+        help="Also import chainwatch's exports of *suspicious* verdicts, as known-bad (they "
+        "then block). Default: skipped, and counted.")] = False,
 ) -> None:
     """Load OSV records (MAL-…, GHSA-… and others) for npm into the known-bad store."""
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
+    from chainwatch.incidents.osv import is_suspicious_export
     from chainwatch.intel.store import KnownBadStore, Record, parse_osv, read_osv
 
     store = KnownBadStore(db)
     problems = 0
     seen = 0
+    suspicious: list[str] = []
 
     def records() -> Iterator[Record]:
         nonlocal problems, seen
@@ -53,6 +59,9 @@ def db_import(
                     err.print(f"warning: {origin}: {problem}", markup=False)
                     continue
                 assert doc is not None
+                if not include_suspicious and is_suspicious_export(doc):
+                    suspicious.append(str(doc.get("id") or origin))
+                    continue
                 record = parse_osv(doc, "osv")
                 if record is not None:
                     yield record
@@ -62,6 +71,12 @@ def db_import(
     imported = store.import_records(records())
     typer.echo(f"imported {plural(imported, 'npm advisory')} from {plural(seen, 'record')} "
                f"({problems} unreadable); the store holds {plural(store.count(), 'advisory')}")
+    if suspicious:
+        err.print(f"skipped {plural(len(suspicious), 'record')} exported from a *suspicious* "
+                  f"chainwatch verdict ({', '.join(suspicious[:5])}"
+                  f"{', …' if len(suspicious) > 5 else ''}): not known-bad; "
+                  "--include-suspicious imports them (they then block)",
+                  markup=False, soft_wrap=True)
     if imported == 0 and problems:
         raise typer.Exit(2)
 
@@ -162,10 +177,49 @@ def db_verdicts_remove(
     store, memory = _verdict_stores(db)
     gone, advisories = memory.remove(target, reason, store.forget)
     if not gone and not advisories:
-        err.print(plain(f"error: no stored verdict or known-bad record matches {target}"),
-                  markup=False, soft_wrap=True)
+        hint = ""
+        if "@" in target[1:]:
+            at = target.rfind("@")
+            ids = sorted({a.id for a in store.lookup(target[:at], target[at + 1:])})
+            if ids:
+                hint = (f"; imported advisories name it: {', '.join(ids[:5])} (remove one with "
+                        "`chainwatch db remove ID --reason TEXT`)")
+        err.print(plain(f"error: no stored verdict or chainwatch known-bad record matches "
+                        f"{target}{hint}"), markup=False, soft_wrap=True)
         raise typer.Exit(2)
     if not quiet:
         err.print(plain(f"removed {plural(len(gone), 'stored verdict')} and "
                         f"{', '.join(advisories) or 'no known-bad record'} for {target}: "
                         f"{' '.join(reason.split())}"), markup=False, soft_wrap=True)
+
+
+@db_app.command("remove", epilog=(
+    "Examples:\n\n"
+    "  chainwatch db remove MAL-0000-1A2B3C4D5E6F --reason 'exported from a suspicious verdict'"))
+def db_remove(
+    advisory: Annotated[str, typer.Argument(
+        metavar="ID", help="The advisory's id (MAL-…, GHSA-…, CW-VERDICT-…), as `check` and "
+        "`exposure` quote it.")],
+    reason: Annotated[str, typer.Option(
+        "--reason", metavar="TEXT", help="Why it is removed (recorded with who removed it).")],
+    db: DbOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Remove one advisory from the known-bad store (an imported one too)."""
+    from chainwatch.output.escape import plain
+
+    if not reason.strip():
+        err.print("error: --reason must say why the advisory is removed", markup=False)
+        raise typer.Exit(2)
+    store, memory = _verdict_stores(db)
+    named = store.remove_advisory(advisory)
+    if not named:
+        err.print(plain(f"error: no advisory {advisory} in the known-bad store"),
+                  markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+    memory.note_removal(advisory, [advisory], reason)
+    if not quiet:
+        what = ", ".join(f"{n}@{v}" if v else f"{n} (a range)" for n, v in named if n)[:300]
+        err.print(plain(f"removed {advisory} ({what or 'no versions'}): "
+                        f"{' '.join(reason.split())}; importing the same record again brings "
+                        "it back"), markup=False, soft_wrap=True)

@@ -97,12 +97,12 @@ def check(
         "judge the rest (default: exit 2).")] = False,
     strict: Annotated[bool, typer.Option(
         "--strict", metavar="", help="Block a version whose age, scripts, trust or scan could not be "
-        "judged because the registry was unreachable or the time ran out (policy: offline = "
-        "\"block\").")] = False,
+        "judged because the registry was unreachable or the time ran out, even when the policy "
+        "says offline = \"warn\" (blocking is the default).")] = False,
     timeout: Annotated[float, typer.Option(
         "--timeout", metavar="SECONDS", min=1.0,
         help="Stop judging after this long; versions not judged by then are reported "
-        "(blocked with --strict).")] = 120.0,
+        "(blocked unless the policy says offline = \"warn\").")] = 120.0,
 ) -> None:
     """Check every resolved version in the lockfiles under PATHS against the policy."""
     from chainwatch.gate.check import Checker

@@ -13,6 +13,7 @@ import typer
 from chainwatch.cli.app import app, err
 from chainwatch.cli.common import (
     _known_bad,
+    _nothing_stored,
     _setup_logging,
 )
 from chainwatch.cli.options import (
@@ -49,7 +50,7 @@ class FailOn(StrEnum):
 
 def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | None,
               quiet: bool) -> None:
-    """Every flagged verdict into verdict memory (incidents, the gate), keyed by the bytes it
+    """Every verdict into verdict memory (incidents, the gate), keyed by the bytes it
     judged; a malicious one into the known-bad store too (exposure, check, proxy), but only
     when it speaks for the registry's release: fetched from it, or a local tarball whose
     integrity equals the registry's. A local package.json's name@version is only a claim."""
@@ -71,8 +72,7 @@ def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | 
         store = KnownBadStore(db)
         memory = VerdictStore(engine=store.engine)
         for verdict in verdicts:
-            if verdict.level is not Level.BENIGN:
-                memory.put(verdict)
+            memory.put(verdict)  # benign too: the newest judgement of these bytes wins
             if verdict.level is not Level.MALICIOUS:
                 continue
             match = registry_match(verdict, asker.packument if asker is not None else None)
@@ -211,7 +211,10 @@ def scan(
     results = [outcomes[i] for i in range(len(targets))]
     ordered = [o for o in results if isinstance(o, Verdict)]
     failed = [o for o in results if isinstance(o, Failed)]
-    if remember and any(v.level is not Level.BENIGN for v in ordered):
+    # a benign verdict is stored too (it replaces an earlier judgement of the same bytes), but
+    # a benign scan alone creates no database
+    if remember and ordered and (any(v.level is not Level.BENIGN for v in ordered)
+                                 or not _nothing_stored(db)):
         _remember(ordered, db, client, quiet)
     out = ""
     if fmt is Format.json:

@@ -14,7 +14,12 @@ import httpx
 
 from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
-from chainwatch.errors import ChainwatchError, OfflineMissError, RegistryError
+from chainwatch.errors import (
+    ChainwatchError,
+    OfflineMissError,
+    RegistryError,
+    RegistryServerError,
+)
 from chainwatch.gate.environments import is_local, off_registry_source, registry_hosts
 from chainwatch.gate.instead import satisfies_all, wanted_by
 from chainwatch.gate.policy import Policy
@@ -39,6 +44,11 @@ FRESH_RULES = {"new-install-script", "trust-downgrade", "publisher-change"}
 #: scanning.SNAPSHOT_SECONDS); a write through the same process is seen at once
 VIEW_SECONDS = 5.0
 RUN_AT_INSTALL = tuple(h for h in INSTALL_HOOKS if h in ("preinstall", "install", "postinstall"))
+
+
+#: the start of the reason of a ``registry`` decision made because the registry could not be
+#: asked (the table output folds these into one line)
+UNAVAILABLE = "registry metadata unavailable: "
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,10 @@ class Checker:
         #: the first transport failure (after the client's retries): every later lookup fails at
         #: once with it, so an unreachable registry costs one timeout, not one per package
         self._down: ChainwatchError | None = None
+        #: held by the first request to the registry: until it has answered (or failed) no
+        #: other starts, so a registry that is down is found once, not by every worker at once
+        self._first = threading.Lock()
+        self._answered = False
         #: time.monotonic() after which no new lookup starts (check --timeout)
         self._deadline: float | None = None
 
@@ -123,20 +137,42 @@ class Checker:
             elif self._deadline is not None and time.monotonic() > self._deadline:
                 cached = ChainwatchError("not asked: the time limit (--timeout) ran out")
             else:
-                try:
-                    slim = getattr(self.client, "slim_packument", None)  # test doubles lack it
-                    cached = (slim(name, revalidate) if slim is not None
-                              else slim_packument(self.client.packument(name)))
-                except ChainwatchError as exc:
-                    if isinstance(exc.__cause__, httpx.TransportError):
-                        self._down = self._down or exc
-                    cached = (self._stale(name, exc) if isinstance(exc, RegistryError)
-                              and not isinstance(exc, OfflineMissError) else exc)
+                cached = self._ask(name, revalidate)
             with self._lock:
                 self._packuments[name] = cached
         if isinstance(cached, ChainwatchError):
             raise cached
         return cached
+
+    def _ask(self, name: str, revalidate: bool) -> dict[str, Any] | ChainwatchError:
+        """Ask the registry for ``name``. The first request goes alone (the others wait for
+        it): when it finds the registry unreachable or failing (5xx after the client's
+        retries), every other lookup fails at once with that, instead of each worker waiting
+        through its own retries."""
+        if not self._answered:
+            with self._first:
+                if not self._answered:
+                    try:
+                        return self._ask_now(name, revalidate)
+                    finally:
+                        self._answered = True
+        if self._down is not None:
+            return self._stale(name, ChainwatchError(
+                f"registry unreachable (an earlier request failed: {self._down})"[:300]))
+        return self._ask_now(name, revalidate)
+
+    def _ask_now(self, name: str, revalidate: bool) -> dict[str, Any] | ChainwatchError:
+        assert self.client is not None
+        try:
+            slim = getattr(self.client, "slim_packument", None)  # test doubles lack it
+            return (slim(name, revalidate) if slim is not None
+                    else slim_packument(self.client.packument(name)))
+        except ChainwatchError as exc:
+            if isinstance(exc.__cause__, httpx.TransportError) or isinstance(
+                    exc, RegistryServerError):
+                self._down = self._down or exc
+            return (self._stale(name, exc) if isinstance(exc, RegistryError)
+                    and not isinstance(exc, OfflineMissError) else exc)
 
     def _stale(self, name: str, exc: ChainwatchError) -> dict[str, Any] | ChainwatchError:
         """The registry could not be asked: the packument cached earlier, whatever its age,
@@ -171,7 +207,7 @@ class Checker:
             except ChainwatchError as exc:
                 # age, scripts, trust and scan could not be judged: policy offline (--strict)
                 problems.append((self.policy.offline, "registry",
-                                 f"registry metadata unavailable: {exc}"))
+                                 f"{UNAVAILABLE}{exc}"))
             with self._lock:
                 stale = self._stale_reason.get(name)
             if stale is not None:  # judged on an old copy: the policy's offline action too
@@ -182,7 +218,7 @@ class Checker:
                 doc = self._packument(name, revalidate=True)
             except ChainwatchError as exc:
                 problems.append((self.policy.offline, "registry",
-                                 f"registry metadata unavailable: {exc}"))
+                                 f"{UNAVAILABLE}{exc}"))
                 doc = None
         if doc is not None and version not in (doc.get("versions") or {}):
             problems.append((self.policy.offline, "registry",

@@ -94,10 +94,10 @@ class Policy:
     scan_sandbox: bool = False
     #: what a scan that fails (error, timeout, oversize, unreadable baseline) does: fail closed
     scan_on_error: str = "block"
-    #: what a version does when the registry cannot be asked (``offline = "block"``, --strict):
-    #: ``warn`` reports it; ``block`` turns age, script, trust and scan checks that could not run
-    #: into blocks
-    offline: str = "warn"
+    #: what a version does when the registry cannot be asked (unreachable, 5xx, a stale cached
+    #: copy) or the time ran out: ``block`` (the default: a gate that cannot decide fails
+    #: closed); ``offline = "warn"`` opts into reporting it and letting the version pass
+    offline: str = "block"
     #: how long ``check`` uses a cached packument without asking the registry again
     #: (``[registry] packument_ttl``, CHAINWATCH_PACKUMENT_TTL; 0s asks every time)
     packument_ttl: timedelta = DEFAULT_PACKUMENT_TTL

@@ -196,8 +196,11 @@ class ScanGate:
 
         Raises ``ScanFailed`` when the release could not be scanned (now or recently)."""
         release = release_from_packument(doc, version)
-        hit = self.cached(name, version, release.integrity)
-        if hit is None and not self.in_window(parse_time(release.published), now):
+        hit = self._usable(self.cached(name, version, release.integrity), doc, version)
+        exploratory = hit is None and self._snapshot(name).get(
+            verdict_key(name, version, release.integrity)) is not None
+        if (hit is None and not exploratory
+                and not self.in_window(parse_time(release.published), now)):
             # out of the window: what is stored, even if judged without the sandbox
             return self._snapshot(name).get(verdict_key(name, version, release.integrity))
         if hit is not None:
@@ -220,6 +223,18 @@ class ScanGate:
             raise self._fail(key, f"the scan took longer than {self.timeout:g} s",
                              f"{name}@{version}") from None
 
+    @staticmethod
+    def _usable(hit: StoredVerdict | None, doc: dict[str, Any],
+                version: str) -> StoredVerdict | None:
+        """A stored verdict the gate may use: not a flagged one made without a baseline (an
+        exploratory ``scan --against none``) for a release that has a previous version to
+        compare with; that release is scanned against it instead, whatever its age, and the
+        new verdict replaces the old."""
+        if (hit is not None and hit.level is not Level.BENIGN and hit.baseline is None
+                and baseline_version(doc, version) is not None):
+            return None
+        return hit
+
     def _refused_url(self, doc: dict[str, Any], version: str) -> str | None:
         """Why the scan may not fetch the release's or its baseline's tarball, if it may not."""
         if self.url_guard is None:
@@ -234,7 +249,8 @@ class ScanGate:
     def _scan(self, key: str, name: str, version: str, doc: dict[str, Any]) -> StoredVerdict:
         """One scan in a worker thread; every failure becomes ``ScanFailed`` with its reason."""
         try:
-            hit = self.cached(name, version, release_from_packument(doc, version).integrity)
+            hit = self._usable(self.cached(
+                name, version, release_from_packument(doc, version).integrity), doc, version)
             if hit is not None:
                 return hit
             # reserved before anything is fetched, for what the archives unpack to (not their

@@ -30,7 +30,9 @@ def record(obs: Observation, incident: Incident, now: datetime | None = None) ->
         "id": osv_id(obs),
         "modified": stamp,
         "published": stamp,
-        "summary": f"Malicious code in {obs.package} (npm)",
+        # the wording follows the verdict: a suspicious verdict is not a finding of malice
+        "summary": (f"Malicious code in {obs.package} (npm)" if obs.level == "malicious"
+                    else f"Suspicious code in {obs.package} (npm): not confirmed malicious"),
         "details": "\n".join(details),
         "affected": [{"package": {"ecosystem": "npm", "name": obs.package,
                                   "purl": f"pkg:npm/{obs.package.replace('@', '%40')}"},
@@ -48,6 +50,14 @@ def record(obs: Observation, incident: Incident, now: datetime | None = None) ->
                            "fingerprints": list(obs.fingerprints)},
         },
     }
+
+
+def is_suspicious_export(doc: dict[str, Any]) -> bool:
+    """Whether an OSV record is chainwatch's export of a *suspicious* verdict (not a finding
+    of malice): ``db import`` skips it unless asked to treat it as known-bad."""
+    extra = doc.get("database_specific")
+    own = extra.get("chainwatch") if isinstance(extra, dict) else None
+    return isinstance(own, dict) and own.get("verdict") == "suspicious"
 
 
 def from_registry(obs: Observation) -> bool:

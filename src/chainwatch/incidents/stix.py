@@ -47,7 +47,8 @@ def bundle(incident: Incident, hypothesis: str = "", now: datetime | None = None
     malware = stix2.Malware(
         id=_id("malware", incident.id), name=incident.title[:250], is_family=False,
         malware_types=types, description=(
-            "Malicious npm releases: " + ", ".join(m.key for m in incident.members)[:2000]),
+            f"{incident.level.capitalize()} npm releases: "
+            + ", ".join(f"{m.key} ({m.level})" for m in incident.members)[:2000]),
         **common)
     objects.append(malware)
     for publisher in incident.publishers:
@@ -77,7 +78,9 @@ def bundle(incident: Incident, hypothesis: str = "", now: datetime | None = None
             id=_id("indicator", incident.id, pattern), name=what[:250], pattern=pattern,
             description=f"{what} of incident {incident.id} ({incident.level}), found by "
                         f"chainwatch's static analysis",
-            pattern_type="stix", valid_from=valid_from, indicator_types=["malicious-activity"],
+            pattern_type="stix", valid_from=valid_from,
+            indicator_types=["malicious-activity" if incident.level == "malicious"
+                             else "anomalous-activity"],
             **common)
         objects += [indicator, stix2.Relationship(
             id=_id("relationship", indicator.id, malware.id), relationship_type="indicates",

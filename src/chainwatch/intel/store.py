@@ -230,6 +230,20 @@ class KnownBadStore:
         self.generation += 1
         return list(found)
 
+    def remove_advisory(self, rid: str) -> list[tuple[str, str | None]]:
+        """Delete one advisory (imported or chainwatch's own) by its id; the package and
+        version (None: a range) rows it named, empty when there was no such advisory."""
+        with self.engine.begin() as conn:
+            if conn.execute(select(advisories.c.id).where(advisories.c.id == rid)).first() is None:
+                return []
+            named = [(r[0], r[1]) for r in conn.execute(
+                select(affected.c.package, affected.c.version)
+                .where(affected.c.advisory_id == rid)).all()]
+            conn.execute(delete(affected).where(affected.c.advisory_id == rid))
+            conn.execute(delete(advisories).where(advisories.c.id == rid))
+        self.generation += 1
+        return named or [("", None)]
+
     def own_records(self, package: str | None = None) -> list[dict[str, Any]]:
         """chainwatch's own known-bad records (from malicious verdicts), with what they name."""
         query = (select(advisories.c.id, advisories.c.summary, advisories.c.published,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from rich.table import Table
 
 from chainwatch import __version__
-from chainwatch.gate.check import Placed
+from chainwatch.gate.check import UNAVAILABLE, Placed
 from chainwatch.output.console import render_console, rendered
 from chainwatch.output.escape import plain
 from chainwatch.output.table import safe
@@ -44,6 +44,24 @@ ACTION_STYLE = {"block": "bold red", "warn": "yellow", "allow": "green"}
 ORDER = {"block": 0, "warn": 1, "allow": 2}
 
 
+def _fold_unreachable(placed: Sequence[Placed]) -> tuple[list[Placed], list[Placed]]:
+    """The ``registry`` decisions made because the registry could not be asked (one per
+    package when it is down: the same line over and over) apart from the rest; a version
+    the registry does not list, or one judged on a stale copy, stays a row of its own."""
+    rest: list[Placed] = []
+    folded: list[Placed] = []
+    for p in placed:
+        if p.decision.rule == "registry" and p.decision.reason.startswith(UNAVAILABLE):
+            folded.append(p)
+        else:
+            rest.append(p)
+    if len(folded) < 2:
+        return list(placed), []
+    if len({p.decision.action for p in folded}) > 1:  # not one verdict: keep the rows
+        return list(placed), []
+    return rest, folded
+
+
 def check_table(placed: Sequence[Placed], checked: int, width: int | None = None,
                 color: bool = False) -> str:
     """The decisions for a person; ``width`` None (a pipe) never wraps a line."""
@@ -53,6 +71,16 @@ def check_table(placed: Sequence[Placed], checked: int, width: int | None = None
     console.print(f"{plural(s['checked'], 'version')} checked: {s['blocked']} blocked, "
                   f"{s['warned']} warned"
                   + (f", {s['excepted']} allowed by a policy exception" if s["excepted"] else ""))
+    placed, unavailable = _fold_unreachable(placed)
+    if unavailable:
+        first = unavailable[0].decision
+        why = next((p.decision.reason for p in unavailable
+                    if "an earlier request failed" not in p.decision.reason), first.reason)
+        count = len({(p.decision.name, p.decision.version) for p in unavailable})
+        console.print(f"{safe(first.action)}: the registry could not be asked for "
+                      f"{plural(count, 'version')} "
+                      f"(rule registry; --format json lists each): "
+                      f"{safe(why.removeprefix(UNAVAILABLE))}", markup=False, soft_wrap=True)
     if placed:
         table = Table(box=None)
         for col in ("action", "package", "rule", "why", "instead", "where"):

@@ -18,7 +18,13 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from chainwatch import __version__
-from chainwatch.errors import NotFoundError, OfflineMissError, RegistryError, UsageError
+from chainwatch.errors import (
+    NotFoundError,
+    OfflineMissError,
+    RegistryError,
+    RegistryServerError,
+    UsageError,
+)
 from chainwatch.registry.cache import Cache, ambiguous_integrity, parse_json_object, sri_to_hex
 from chainwatch.registry.npmrc import NpmConfig
 
@@ -262,6 +268,8 @@ class RegistryClient:
             raise NotFoundError(f"no such package in the registry: {name}")
         if response.status_code in (401, 403):
             raise UsageError(f"the registry refused access to {name} (HTTP {response.status_code})")
+        if response.status_code >= 500:
+            raise RegistryServerError(f"registry answered HTTP {response.status_code} for {name}")
         if response.status_code >= 400 or response.status_code == 304:
             raise RegistryError(f"registry answered HTTP {response.status_code} for {name}")
         if len(response.content) > MAX_PACKUMENT_BYTES:
