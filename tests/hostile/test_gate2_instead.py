@@ -110,3 +110,19 @@ def test_a_copy_of_the_parent_that_wants_another_copy_is_not_asked(tmp_path: Pat
                 and p.decision.action == "block"]
     assert block.decision.suggestion == "11.5.3", block.decision.note
     assert "path-scurry@1.11.1" not in (block.decision.note or "")
+
+
+def test_a_version_without_a_publish_time_is_blocked_by_min_age(tmp_path: Path) -> None:
+    """An attacker's review: a registry (or mirror) that leaves out `time` made `check` pass a
+    version whose age it could not know; the proxy already hid it."""
+    reg = FakeRegistry()
+    reg.publish("timeless", "1.0.0")
+    del reg.docs["timeless"]["time"]
+    client = RegistryClient(NpmConfig(registry=reg.base), tmp_path / "cache", backoff=0,
+                            transport=httpx.MockTransport(reg))
+    env = Environment("lock", "package-lock", str(tmp_path / "package-lock.json"), (
+        InstalledPackage("timeless", "1.0.0", paths=(("app", "timeless"),)),))
+    with client:
+        placed = Checker(Policy(), client, BuiltinKnownBad()).check([env])
+    assert [(p.decision.action, p.decision.rule) for p in placed] == [("block", "min-age")]
+    assert "no publish time" in placed[0].decision.reason

@@ -43,4 +43,8 @@ def test_the_proxy_serves_a_timeless_packument_without_null(tmp_path: Any) -> No
     assert response.status_code == 200, response.text
     doc = response.json()
     assert "time" not in doc  # the abbreviated form, as bun asks for it
-    assert doc.get("modified", "absent") is not None and "1.0.0" in doc["versions"]
+    assert doc.get("modified", "absent") is not None
+    # with no publish time its age cannot be judged: hidden by min-age, and said so
+    assert doc["versions"] == {}
+    assert any(d["rule"] == "min-age" and "no publish time" in d["reason"]
+               for d in proxy.decisions)

@@ -172,7 +172,8 @@ def test_hostile_packument_shapes_are_served_or_refused_never_a_500() -> None:
     doc["versions"]["1.0.0"] = None
     doc["versions"]["2.0.0"] = "a string"
     doc["versions"]["../../x"] = dict(doc["versions"]["0.9.0"])
-    doc["time"] = ["not", "an", "object"]
+    doc["time"] = {"0.9.0": doc["time"]["0.9.0"], "1.0.0": ["not", "a", "time"],
+                   "modified": {"x": 1}}
     doc["dist-tags"] = {"latest": "1.0.0", "next": ["x"], "beta": "../../x"}
     proxy = make_proxy(reg)
     full, corgi = serve(proxy, ("GET", "/lp"),
@@ -182,9 +183,13 @@ def test_hostile_packument_shapes_are_served_or_refused_never_a_500() -> None:
         assert set(r.json()["versions"]) == {"0.9.0"}
         assert set(r.json()["dist-tags"].values()) == {"0.9.0"}
     reg.docs["lp"]["dist-tags"] = "latest"
-    reg.docs["lp"]["time"] = None
-    again = serve(make_proxy(reg), ("GET", "/lp"))[0]
+    reg.docs["lp"]["time"] = ["not", "an", "object"]
+    proxy = make_proxy(reg)
+    again = serve(proxy, ("GET", "/lp"))[0]
+    # no publish time: no version can be shown to be old enough (fail closed), and no 500
     assert again.status_code == 200 and again.json()["dist-tags"] == {}
+    assert again.json()["versions"] == {}
+    assert any("no publish time" in d["reason"] for d in proxy.decisions)
 
 
 def test_legacy_names_with_capitals_are_served() -> None:

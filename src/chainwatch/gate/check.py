@@ -325,9 +325,14 @@ class Checker:
                 self._static[key] = memo
         published, static = memo
         now = self.now
-        if p.min_age != "off" and published and not p.age_exempt(name):
-            age = now - published
-            if age < p.min_age_duration:
+        if p.min_age != "off" and not p.age_exempt(name):
+            if published is None:
+                # fail closed: a registry that leaves out the time (or a hostile mirror that
+                # strips it) must not make a version old enough
+                yield (p.min_age, "min-age", "the registry gives no publish time for this "
+                       f"version, so its age cannot be judged; the policy wants "
+                       f"{_ago(p.min_age_duration)}")
+            elif (age := now - published) < p.min_age_duration:
                 yield (p.min_age, "min-age",
                        f"published {_ago(age)} ago; the policy wants {_ago(p.min_age_duration)}")
         # an unknown publish time counts as fresh (fail closed)
