@@ -101,6 +101,10 @@ class Fleet:
             name, wanted = spec, "*"
         else:
             name, wanted = spec[:at], spec[at + 1 :]
+        from chainwatch.names import name_problem
+
+        if (problem := name_problem(name)) is not None:
+            raise ValueError(f"invalid package name {name!r}: {problem}")
         exact = parse(wanted) is not None
         if not exact and nodesemver.valid_range(wanted, False) is None:
             raise ValueError(f"not a version or range: {wanted!r}")

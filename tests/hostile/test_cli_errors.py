@@ -39,3 +39,22 @@ def test_describe_failure_maps_kinds_to_exit_codes() -> None:
     assert describe_failure(RecursionError())[1] == 2
     message, code = describe_failure(KeyError("x"))
     assert code == 2 and "bug in chainwatch" in message
+
+
+@pytest.mark.parametrize(("args", "env", "said"), [
+    (["check", ".", "--registry", "http://[::1"], {}, "registry: not a URL"),
+    (["check", ".", "--registry", "http://u:S3CRET@h.invalid:99999/"], {}, "registry: not a URL"),
+    (["scan", "chalk", "--registry", "ftp://h.invalid/"], {}, "not an http(s) URL"),
+    (["check", "."], {"CHAINWATCH_PACKUMENT_TTL": "99999999999d"}, "duration too long"),
+    (["exposure", "--query", "@@"], {}, "invalid package name"),
+])
+def test_bad_settings_an_attacker_found_are_one_line_and_exit_2(
+        tmp_path: Path, args: list[str], env: dict[str, str], said: str) -> None:
+    """Before: "internal error (ValueError …)" for a bad registry URL or a huge duration, and
+    exit 0 for an invalid name given to exposure --query."""
+    (tmp_path / "package.json").write_text('{"name": "p", "dependencies": {"ms": "2.1.3"}}')
+    done = chainwatch(*args, env=clean_env(tmp_path, **env), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert said in done.stderr and "internal error" not in done.stderr
+    assert "S3CRET" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -41,13 +41,20 @@ TTL_ENV = "CHAINWATCH_PACKUMENT_TTL"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 
 
+#: Longer durations are refused (timedelta's own limit is about 2.7 million years).
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+
+
 def parse_duration(text: str) -> timedelta:
     """``48h``, ``7d``, ``30m``, ``2w``, ``90s``."""
     m = _DURATION.match(text)
     if not m:
         raise UsageError(f"not a duration: {text!r} (use e.g. 48h, 7d, 2w)")
     amount, unit = float(m.group(1)), m.group(2)
-    return timedelta(seconds=amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit])
+    seconds = amount * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    if seconds > MAX_DURATION_SECONDS:  # timedelta overflows far beyond any sensible window
+        raise UsageError(f"duration too long: {text!r} (at most 100 years)")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -40,6 +40,20 @@ def parse_npmrc(text: str, env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
+def _check_url(where: str, url: str) -> None:
+    """A registry setting that is not an http(s) URL is a usage error (exit 2), said once."""
+    from chainwatch.errors import UsageError
+    from chainwatch.specs import redact_credentials
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError as exc:
+        raise UsageError(f"{where}: not a URL: {redact_credentials(url)!r} ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"{where}: not an http(s) URL: {redact_credentials(url)!r}")
+
+
 def _with_slash(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
@@ -83,6 +97,8 @@ class NpmConfig:
             if k.startswith("@") and k.endswith(":registry")
         }
         chosen = registry or merged.get("registry") or DEFAULT_REGISTRY
+        for where, url in (("registry", chosen), *((f"{s}:registry", u) for s, u in scoped.items())):
+            _check_url(where, url)
         return cls(registry=_with_slash(chosen), scoped=scoped, settings=merged)
 
     def registry_for(self, package: str) -> str:
