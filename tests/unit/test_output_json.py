@@ -167,3 +167,19 @@ def test_a_flagged_target_is_exit_1_even_when_another_failed(tmp_path: Path) -> 
     verdicts = [r.get("verdict") for r in json.loads(done.stdout)["results"]]
     assert verdicts[0] in ("suspicious", "malicious") and verdicts[1] is None
     assert done.returncode == 1, done.stderr
+
+
+def test_a_scan_document_without_a_version_is_refused_when_read_back() -> None:
+    """An attacker's review: `report` on a document whose version is null ended in an
+    internal error deep in the exposure query."""
+    import pytest
+
+    from chainwatch.output.jsonout import scan_documents
+
+    for bad in ({"package": "p", "version": None, "verdict": "malicious"},
+                {"package": "", "version": "1.0.0", "verdict": "malicious"},
+                {"package": ["p"], "version": "1.0.0", "verdict": "malicious"}):
+        with pytest.raises(ValueError, match="without a package name and version"):
+            list(scan_documents(bad))
+    ok = {"package": "p", "version": "1.0.0", "verdict": "malicious"}
+    assert list(scan_documents(ok)) == [ok]

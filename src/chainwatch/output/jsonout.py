@@ -116,6 +116,10 @@ def scan_documents(doc: Any) -> Iterator[dict[str, Any]]:
             continue
         if not isinstance(item, dict) or "package" not in item or "verdict" not in item:
             raise ValueError(f"not a {SCHEMA} document")
+        if not (isinstance(item["package"], str) and item["package"]
+                and isinstance(item.get("version"), str) and item["version"]):
+            # a hand-made or damaged document: nothing downstream can name the release
+            raise ValueError(f"a {SCHEMA} document without a package name and version")
         yield item
 
 
