@@ -31,9 +31,11 @@ _EXPANSION = re.compile(r"<!@?\(")
 _PYMOD = re.compile(r"<!@?pymod_do_main\(\s*([\w.]{1,100})")
 MAX_GYP_INCLUDES = 8
 #: The idioms of nearly every native addon: ask node for an include folder, or pkg-config.
+#: The query must name a *package* (``require('node-addon-api')``, ``require('nan')``): a
+#: relative or absolute path (``require('./src/paths')``) runs a file of the package itself.
 _ROUTINE = re.compile(
     r"""^\s*(node|"?\$\{?node\}?"?)\s+(-p|-e|--print|--eval)\s+\\?["']\s*require\(\s*\\?["']"""
-    r"""[\w@./-]{1,100}\\?["']\s*\)(\s*\.\s*\w+){0,3}\s*\\?["']\s*$"""
+    r"""(?![^"'\\]*\.\.)[\w@][\w@./-]{0,99}\\?["']\s*\)(\s*\.\s*\w+){0,3}\s*\\?["']\s*$"""
     r"""|^\s*(node|"?\$\{?node\}?"?)\s+(-p|--print)\s+\\?["']\s*process\s*\.\s*(versions|platform|arch)"""
     r"""[\w.\[\]()\\"' ]{0,80}\\?["']\s*$"""
     r"""|^\s*pkg-config\s+(--[\w-]+\s+)*[\w.+ -]{1,100}$"""
