@@ -135,6 +135,20 @@ def parse_gyp(data: bytes) -> list[GypCommand]:
     return [c for c in commands if c.command.strip()]
 
 
+_ESCAPE = re.compile(r"\\(.)", re.S)
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "\n": ""}
+
+
+def as_run(command: GypCommand) -> str:
+    """The command as gyp runs it. A .gyp is a Python literal, so the text between its quotes
+    is unescaped first (``\\"`` is ``"``): run as written, ``node -p \\"require('./x')\\"``
+    would print a string instead of running ``x.js``. gyp runs an expansion with ``sh -c`` in
+    the .gyp's folder."""
+    if command.kind != "expansion":
+        return command.command
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), command.command)
+
+
 def gyp_named_files(data: bytes) -> tuple[list[str], list[str]]:
     """(included .gypi files, Python modules imported by pymod_do_main) that a .gyp names.
 
