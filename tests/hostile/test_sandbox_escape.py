@@ -204,9 +204,9 @@ def test_package_code_cannot_read_the_supervisors_token(sandbox: None) -> None:
               "  head -c1 $p/mem >/dev/null 2>&1 && echo mem$n\n"
               "  for f in $p/fd/*; do head -c1 $f >/dev/null 2>&1 && echo fd$n; done\n"
               "  cat $p/environ >/dev/null 2>&1 && echo env$n\n"
-              "  cat $p/root/cw/run/config.json >/dev/null 2>&1 && echo cfg$n\n"
+              "  cat $p/root/opt/build/config.json >/dev/null 2>&1 && echo cfg$n\n"
               "done >> /tmp/r.txt 2>&1\n"
-              "cat /cw/run/config.json >/dev/null 2>&1 && echo cfgdirect >> /tmp/r.txt\n"
+              "cat /opt/build/config.json >/dev/null 2>&1 && echo cfgdirect >> /tmp/r.txt\n"
               "echo self >> /tmp/r.txt\n")
     js = ("const r = require('fs').readFileSync('/tmp/r.txt', 'utf8').split('\\n').filter(Boolean);\n"
           "for (const x of r.filter((y) => y !== 'sup'))\n"
@@ -260,3 +260,66 @@ def test_a_bwrap_that_hangs_is_killed_at_the_deadline(tmp_path: Path) -> None:
     assert "longer than" in out.dynamic.reason
     time.sleep(0.2)
     assert _leftovers(tag) == [], "the hung launcher outlived the deadline"
+
+
+# a probe that looks for what would tell a package it is being watched (the needles are built
+# at run time, so the probe's own text does not match); it reports through DNS names only
+ANNOUNCE_PROBE = r"""
+const fs = require('fs'), path = require('path'), dns = require('dns');
+const needles = ['chain' + 'watch', '/' + 'cw/', '.' + 'cw-'];
+// the harness's own files are readable (NODE_OPTIONS names the preload): the statfs channel's
+// prefix is in them, but no name of ours
+const inFiles = needles.slice(0, 2);
+const own = fs.realpathSync(__dirname);
+const hits = [];
+function check(where, text, list) {
+  const low = String(text).toLowerCase();
+  for (const n of list || needles) if (low.includes(n)) { hits.push(where + ':' + n); return; }
+}
+for (const [k, v] of Object.entries(process.env)) check('env', k + '=' + v);
+for (const f of ['/proc/self/mountinfo', '/proc/self/cgroup', '/proc/self/environ']) {
+  try { check(f, fs.readFileSync(f, 'utf8')); } catch (e) {}
+}
+for (const p of fs.readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+  try { check('cmdline', fs.readFileSync(`/proc/${p}/cmdline`, 'utf8')); } catch (e) {}
+}
+let seen = 0;
+function walk(dir, depth) {
+  if (depth > 6 || seen > 20000 || dir === own) return;
+  let names = [];
+  try { names = fs.readdirSync(dir); } catch (e) { return; }
+  for (const n of names) {
+    const p = path.join(dir, n);
+    seen++;
+    check('path', p);
+    let st;
+    try { st = fs.lstatSync(p); } catch (e) { continue; }
+    if (st.isDirectory()) walk(p, depth + 1);
+    else if (st.isFile() && st.size < 512 * 1024 && !p.startsWith('/usr/') && !p.startsWith('/etc/ssl')) {
+      try { check('file ' + p, fs.readFileSync(p, 'latin1'), inFiles); } catch (e) {}
+    }
+  }
+}
+for (const top of ['/', '/tmp', '/opt', '/var', '/run', '/home', '/etc', '/root', '/dev/shm']) {
+  if (top === '/') { for (const n of fs.readdirSync('/')) check('path', '/' + n); continue; }
+  walk(top, 0);
+}
+const label = (s) => Buffer.from(s).toString('hex').slice(0, 60);
+dns.lookup((hits.length ? 'dirty' : 'clean') + '.probe.invalid', () => {});
+for (const h of hits.slice(0, 12)) dns.lookup(label(h) + '.hit.probe.invalid', () => {});
+setTimeout(() => {}, 500);
+"""
+
+
+def test_the_sandbox_does_not_announce_itself(sandbox: None) -> None:
+    """A package that would stay quiet when watched must see an ordinary machine running npm:
+    no variable, path, mount point, process or file it can read names chainwatch or its folders."""
+    out = run({"package.json": manifest("probe-look", main="probe.js",
+                                        scripts={"postinstall": "node probe.js"}),
+               "probe.js": ANNOUNCE_PROBE})
+    names = [e.detail for e in out.dynamic.events if e.kind == "dns"]
+    hits = [bytes.fromhex(n.split()[-1].split(".hit.")[0]).decode("latin-1", "replace")
+            for n in names if ".hit.probe.invalid" in n]
+    clean = {e.phase for e in out.dynamic.events if e.kind == "dns" and "clean.probe" in e.detail}
+    assert {"postinstall", "load"} <= clean, (hits, names)
+    assert not hits, hits

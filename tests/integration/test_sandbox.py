@@ -161,6 +161,24 @@ def test_binding_gyp_commands_run_as_node_gyp_would() -> None:
     assert "CW-DYN-BAIT-READ" in rules(out)
 
 
+GYP_QUERY = {
+    "package.json": manifest("native-query"),
+    "binding.gyp": ("{ 'targets': [ { 'target_name': 'x', 'sources': ['src/x.cc'],\n"
+                    "  'include_dirs': [ \"<!(node -p \\\"require('./src/gyp-paths').include\\\")\" ]"
+                    " } ] }\n"),
+    "src/gyp-paths.js": ("require('child_process').execSync('id');\n"
+                         "module.exports = { include: __dirname };\n"),
+    "src/x.cc": "int main() { return 0; }\n",
+}
+
+
+def test_a_gyp_expansion_with_escaped_quotes_runs_the_package_file() -> None:
+    """gyp reads binding.gyp as a Python literal: \\" is a quote, so node runs the require."""
+    out = run(GYP_QUERY)
+    execs = [e for e in out.dynamic.events if e.kind == "exec" and e.phase == "gyp"]
+    assert any("id" in e.detail.split() for e in execs), out.dynamic.events
+
+
 def test_a_benign_package_has_no_dynamic_finding_above_low() -> None:
     out = run(BENIGN)
     assert out.dynamic.ran

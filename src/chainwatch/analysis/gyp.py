@@ -31,9 +31,11 @@ _EXPANSION = re.compile(r"<!@?\(")
 _PYMOD = re.compile(r"<!@?pymod_do_main\(\s*([\w.]{1,100})")
 MAX_GYP_INCLUDES = 8
 #: The idioms of nearly every native addon: ask node for an include folder, or pkg-config.
+#: The query must name a *package* (``require('node-addon-api')``, ``require('nan')``): a
+#: relative or absolute path (``require('./src/paths')``) runs a file of the package itself.
 _ROUTINE = re.compile(
     r"""^\s*(node|"?\$\{?node\}?"?)\s+(-p|-e|--print|--eval)\s+\\?["']\s*require\(\s*\\?["']"""
-    r"""[\w@./-]{1,100}\\?["']\s*\)(\s*\.\s*\w+){0,3}\s*\\?["']\s*$"""
+    r"""(?![^"'\\]*\.\.)[\w@][\w@./-]{0,99}\\?["']\s*\)(\s*\.\s*\w+){0,3}\s*\\?["']\s*$"""
     r"""|^\s*(node|"?\$\{?node\}?"?)\s+(-p|--print)\s+\\?["']\s*process\s*\.\s*(versions|platform|arch)"""
     r"""[\w.\[\]()\\"' ]{0,80}\\?["']\s*$"""
     r"""|^\s*pkg-config\s+(--[\w-]+\s+)*[\w.+ -]{1,100}$"""
@@ -131,6 +133,20 @@ def parse_gyp(data: bytes) -> list[GypCommand]:
             seen.add(action.command)
             commands.append(action)
     return [c for c in commands if c.command.strip()]
+
+
+_ESCAPE = re.compile(r"\\(.)", re.S)
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "\n": ""}
+
+
+def as_run(command: GypCommand) -> str:
+    """The command as gyp runs it. A .gyp is a Python literal, so the text between its quotes
+    is unescaped first (``\\"`` is ``"``): run as written, ``node -p \\"require('./x')\\"``
+    would print a string instead of running ``x.js``. gyp runs an expansion with ``sh -c`` in
+    the .gyp's folder."""
+    if command.kind != "expansion":
+        return command.command
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), command.command)
 
 
 def gyp_named_files(data: bytes) -> tuple[list[str], list[str]]:

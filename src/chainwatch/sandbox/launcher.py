@@ -21,6 +21,16 @@ from typing import Any
 from chainwatch.sandbox.strace import TRACED
 
 HERE = Path(__file__).resolve().parent
+#: Where the sandbox's own files appear inside it. A package must see an ordinary machine running
+#: ``npm install``: no path, mount point, variable or file name says what watches it. Our files
+#: are copied per run into a neutrally named folder (a bind's source shows in mountinfo) and
+#: appear under these names; the supervisor's config and logs are out of the package's view.
+RUN_DIR = "/opt/build"
+PY_DIR = "/opt/python/lib"
+NODE_DIR = "/opt/nodejs/lib"
+LOG_DIR = "/var/log/build"
+#: the Node harness's settings (package folder, bait variable names, settle time), beside it
+NODE_SETTINGS = "options.json"
 SYSTEM_PYTHON = "/usr/bin/python3"
 MAX_LOG_BYTES = 64 * 1024 * 1024
 
@@ -126,16 +136,23 @@ def outer_argv(tools: Tools, work: Path, log: Path, limits: Limits,
     argv += ["--proc", "/proc", "--dev", "/dev",
              "--size", str(limits.home_bytes), "--tmpfs", "/home/node",
              "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
-             "--ro-bind", str(work / "run"), "/cw/run",
-             "--ro-bind", str(HERE / "inside"), "/cw/inside",
-             "--ro-bind", str(HERE / "js"), "/cw/js",
+             "--tmpfs", LOG_DIR,
+             "--ro-bind", str(work / "run"), RUN_DIR,
+             "--ro-bind", str(work / "python"), PY_DIR,
+             "--ro-bind", str(work / "node"), NODE_DIR,
              "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--chdir", "/",
-             tools.python, "-I", "-S", "-B", "/cw/inside/supervisor.py", "/cw/run/config.json"]
+             tools.python, "-I", "-S", "-B", f"{PY_DIR}/supervisor.py", f"{RUN_DIR}/config.json"]
     return argv
 
 
-def prepare(work: Path, config: dict[str, Any], files: dict[str, tuple[bytes, int]]) -> None:
-    """Write the supervisor's config, our /etc, and the package's files (as data) to work."""
+def prepare(work: Path, config: dict[str, Any], files: dict[str, tuple[bytes, int]],
+            node_settings: dict[str, Any] | None = None) -> None:
+    """Write the supervisor's config, our /etc, the package's files (as data), and copies of
+    the supervisor and the Node harness (with its settings) to work."""
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "__init__.py")
+    shutil.copytree(HERE / "inside", work / "python", ignore=skip)
+    shutil.copytree(HERE / "js", work / "node", ignore=skip)
+    (work / "node" / NODE_SETTINGS).write_text(json.dumps(node_settings or {}), encoding="utf-8")
     (work / "etc").mkdir(parents=True)
     for name, text in ETC_FILES.items():
         if name == "hostname":

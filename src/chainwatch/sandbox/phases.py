@@ -9,7 +9,7 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainwatch.analysis.gyp import parse_gyp
+from chainwatch.analysis.gyp import as_run, parse_gyp
 from chainwatch.model import PackageFiles
 
 LIFECYCLE = ("preinstall", "install", "postinstall")
@@ -37,8 +37,9 @@ def _inside(path: str) -> str | None:
 
 def _gyp_commands(text: str) -> list[str]:
     """Command expansions (``<!(...)``, ``<!@(...)``) and action commands of a binding.gyp,
-    read by the same bounded reader as static analysis (never evaluated)."""
-    return [c.command for c in parse_gyp(text.encode())][:MAX_GYP_COMMANDS]
+    read by the same bounded reader as static analysis (never evaluated), unescaped as gyp
+    reads them."""
+    return [as_run(c) for c in parse_gyp(text.encode()) if c.kind != "unread"][:MAX_GYP_COMMANDS]
 
 
 def _export_targets(exports: Any, depth: int = 0) -> list[tuple[str, str]]:

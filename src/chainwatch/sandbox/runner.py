@@ -17,6 +17,9 @@ from chainwatch.sandbox.bait import HOME, USER, make_bait
 from chainwatch.sandbox.cgroup import Cgroup
 from chainwatch.sandbox.findings import findings_for, unavailable
 from chainwatch.sandbox.launcher import (
+    LOG_DIR,
+    NODE_DIR,
+    RUN_DIR,
     Limits,
     Tools,
     launch,
@@ -61,12 +64,10 @@ def _phase_env(phase: Phase, ref: PackageRef, package_dir: str, bait_env: dict[s
         "npm_config_update_notifier": "false", "npm_config_audit": "false",
         # without guard regions WebAssembly fits the address-space bound (fetch needs it:
         # undici parses HTTP in WebAssembly, and crashed before sending anything)
-        "NODE_OPTIONS": "--require /cw/js/preload.js --disable-wasm-trap-handler",
+        "NODE_OPTIONS": f"--require {NODE_DIR}/preload.js --disable-wasm-trap-handler",
         # the sink completes TLS with a throw-away certificate, so what is sent over https is
         # read like plain http (Node's https and fetch only)
         "NODE_TLS_REJECT_UNAUTHORIZED": "0",
-        "CHAINWATCH_PACKAGE_DIR": package_dir, "CHAINWATCH_SETTLE_MS": str(SETTLE_MS),
-        "CHAINWATCH_BAIT_ENV": ",".join(sorted(bait_env)),
         **bait_env, **phase.env,
     }
     return env
@@ -98,7 +99,7 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
     token = secrets.token_hex(16)
     config_phases = []
     for phase in phases:
-        argv = [a.replace("{js}", "/cw/js").replace("{pkg}", package_dir) for a in phase.argv]
+        argv = [a.replace("{js}", NODE_DIR).replace("{pkg}", package_dir) for a in phase.argv]
         if argv[0] == "node":
             argv[0] = os.path.realpath(tools.node)
         config_phases.append({"name": phase.name, "argv": argv, "cwd": package_dir,
@@ -107,18 +108,20 @@ def run_dynamic(files: PackageFiles, ref: PackageRef, tools: Tools | None = None
     sys_binds, links = system_layout()
     config = {
         "token": token, "home": HOME, "hostname": bait.hostname, "package_dir": package_dir,
-        "stage": "/cw/run/stage",
-        "js_dir": "/cw/js", "bait_files": bait.files, "baits": bait.values,
+        "stage": f"{RUN_DIR}/stage",
+        "js_dir": NODE_DIR, "log_dir": LOG_DIR, "bait_files": bait.files, "baits": bait.values,
         "project_files": {"project/package.json": '{"name":"app","version":"1.0.0","private":true}\n'},
         "phases": config_phases, "limits": limits.as_dict(),
         "ro_binds": sorted(set(sys_binds + binds)), "symlinks": links,
     }
-    with tempfile.TemporaryDirectory(prefix="chainwatch-sandbox-") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "run").mkdir()
         if sink_certificate(work / "run"):
-            config["tls"] = {"cert": "/cw/run/sink.crt", "key": "/cw/run/sink.key"}
-        prepare(work, config, {f.path: (f.data, f.mode) for f in files.files})
+            config["tls"] = {"cert": f"{RUN_DIR}/sink.crt", "key": f"{RUN_DIR}/sink.key"}
+        # the harness reads its settings from a file beside it, never from the environment
+        prepare(work, config, {f.path: (f.data, f.mode) for f in files.files},
+                {"dir": package_dir, "env": sorted(bait.env), "settle": SETTLE_MS})
         log = work / "trace.log"
         deadline = len(phases) * (limits.phase_seconds + 3) + 15
         group = Cgroup(f"chainwatch-{token[:16]}", limits.sandbox_tasks,

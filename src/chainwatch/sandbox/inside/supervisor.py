@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+LINGER = os.path.join(HERE, "linger.py")
 
 if TYPE_CHECKING:
     from chainwatch.sandbox.inside.channel import send
@@ -57,14 +58,16 @@ def _inner(cfg: dict[str, Any], phase: dict[str, Any]) -> list[str]:
         argv += ["--symlink", target, link]
     argv += ["--ro-bind", "/etc", "/etc", "--ro-bind", "/proc", "/proc", "--dev", "/dev",
              "--bind", cfg["home"], cfg["home"], "--bind", "/tmp", "/tmp",
-             "--ro-bind", cfg["js_dir"], cfg["js_dir"], "--ro-bind", HERE, HERE, "--clearenv"]
+             "--ro-bind", cfg["js_dir"], cfg["js_dir"],
+             # the phase runner only: the supervisor's own files stay out of the package's view
+             "--ro-bind", LINGER, LINGER, "--clearenv"]
     for key, value in phase["env"].items():
         argv += ["--setenv", key, value]
     argv += ["--chdir", phase["cwd"], "/usr/bin/prlimit",
              f"--nproc={lim['processes']}", f"--data={lim['memory_bytes']}",
              f"--as={lim['address_bytes']}", f"--fsize={lim['file_bytes']}",
              f"--nofile={lim['open_files']}", "--core=0", f"--cpu={lim['phase_seconds']}", "--",
-             sys.executable, "-I", "-S", "-B", os.path.join(HERE, "linger.py"),
+             sys.executable, "-I", "-S", "-B", LINGER,
              str(cfg.get("linger_seconds", 4)), "--"]
     return argv + list(phase["argv"])
 
@@ -91,7 +94,8 @@ def main(config_path: str) -> int:
         started = time.monotonic()
         timed_out = False
         with open(os.devnull, "rb") as devnull, \
-                open(f"/tmp/.cw-{phase['name']}.log", "wb") as log:
+                open(os.path.join(cfg.get("log_dir", "/var/log"), f"{phase['name']}.log"),
+                     "wb") as log:
             proc = subprocess.Popen(_inner(cfg, phase), stdin=devnull, stdout=log,
                                     stderr=subprocess.STDOUT, close_fds=True)
             try:

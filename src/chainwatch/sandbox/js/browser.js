@@ -1,4 +1,4 @@
-// chainwatch sandbox: load a browser/module entry with a minimal instrumented window and report
+// load a browser/module entry with a minimal instrumented window and report
 // every browser API the package replaced or wrapped.
 // Usage: node browser.js ENTRY require|import [ENTRY require|import ...] (loaded in order)
 'use strict';
@@ -13,7 +13,7 @@ function emit(kind, detail) {
 }
 const entries = [];
 for (let i = 2; i + 1 < process.argv.length; i += 2) entries.push([process.argv[i], process.argv[i + 1]]);
-const settle = Number(process.env.CHAINWATCH_SETTLE_MS || 1000);
+const settle = (() => { try { return Number(require('./options.json').settle) || 1000; } catch (e) { return 1000; } })();
 function stub(name) { const f = function () { return undefined; }; Object.defineProperty(f, 'name', { value: name }); return f; }
 class XMLHttpRequest { open() {} send() {} setRequestHeader() {} addEventListener() {} }
 class WebSocket { constructor() {} send() {} close() {} addEventListener() {} }

@@ -1,10 +1,10 @@
-// chainwatch sandbox: load one entry point as require() or import() would, then wait briefly for
+// load one entry point as require() or import() would, then wait briefly for
 // the timers it starts. Usage: node load.js ENTRY require|import
 'use strict';
 require('./missing.js');
 const entry = process.argv[2];
 const mode = process.argv[3] || 'require';
-const settle = Number(process.env.CHAINWATCH_SETTLE_MS || 1500);
+const settle = (() => { try { return Number(require('./options.json').settle) || 1500; } catch (e) { return 1500; } })();
 const wait = require('./settle.js');
 let waiting = false;
 function done() { if (!waiting) { waiting = true; wait(Math.min(300, settle), settle * 3, () => process.exit(0)); } }

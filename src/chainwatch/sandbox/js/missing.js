@@ -1,4 +1,4 @@
-// chainwatch sandbox: the package's dependencies are not installed in the sandbox, so a
+// the package's dependencies are not installed in the sandbox, so a
 // require() of one would throw before the code after it runs (a payload appended to an entry
 // that starts with require('dep') would never be reached). Bare module names that cannot be
 // resolved get an inert stand-in instead: callable, constructible, every property another

@@ -1,4 +1,4 @@
-// chainwatch sandbox preload (loaded with --require inside the sandbox only).
+// Preload (loaded with --require inside the sandbox only).
 // Records fs, net, dns, http(s), fetch, child_process, process.env and eval/Function use, and
 // reports each through statfs() on a path that does not exist: the host's strace sees the call.
 // Package code can undo these wrappers; strace, outside the sandbox, is the record that counts.
@@ -7,7 +7,10 @@
   const fs = require('fs');
   const statfs = fs.statfsSync;
   const home = process.env.HOME || '/home/node';
-  const pkg = process.env.CHAINWATCH_PACKAGE_DIR || process.cwd();
+  // settings from a file beside this one (never the environment, which the package sees)
+  let options = {};
+  try { options = JSON.parse(fs.readFileSync(require('path').join(__dirname, 'options.json'), 'utf8')); } catch (e) { /* defaults */ }
+  const pkg = options.dir || process.cwd();
   let sent = 0;
   function emit(kind, detail) {
     if (sent++ > 400) return;
@@ -37,7 +40,7 @@
     try { obj[name] = wrapped; } catch (e) { /* frozen */ }
   }
   // requests still in flight, for the harness's settle wait (js/settle.js)
-  const PENDING = Symbol.for('chainwatch.pending');
+  const PENDING = Symbol.for('pending.requests');
   process[PENDING] = 0;
   function track(result) {
     try {
@@ -120,7 +123,7 @@
       return orig.apply(this, arguments);
     };
   }
-  const baitNames = (process.env.CHAINWATCH_BAIT_ENV || '').split(',').filter(Boolean);
+  const baitNames = Array.isArray(options.env) ? options.env.map(String) : [];
   const isNpm = /(npm-cli\.js|\/bin\/npm)$/.test(process.argv[1] || '');  // npm reads its own tokens
   if (baitNames.length && !isNpm) {
     const env = process.env;

@@ -1,4 +1,4 @@
-// chainwatch sandbox: wait until what the package started has settled, then call back: at
+// wait until what the package started has settled, then call back: at
 // least MIN ms, then until nothing that talks to the outside is pending (sockets, lookups,
 // child processes, file requests), at most MAX ms. A payload that fetches after loading is
 // seen to the end; a package that starts nothing costs MIN only.
@@ -8,7 +8,7 @@ const BUSY = new Set(['TCPSocketWrap', 'TCPWRAP', 'TLSWrap', 'TLSWRAP', 'GetAddr
   'PIPEWRAP', 'ProcessWrap', 'PROCESSWRAP', 'FSReqCallback', 'FSREQCALLBACK', 'FileHandle',
   'TCPConnectWrap', 'PipeConnectWrap', 'WriteWrap', 'ShutdownWrap', 'HTTPClientAsyncResource',
   'HTTPINCOMINGMESSAGE', 'ZLIB']);
-const PENDING = Symbol.for('chainwatch.pending');
+const PENDING = Symbol.for('pending.requests');
 module.exports = function settle(min, max, done) {
   const started = Date.now();
   const timer = setInterval(() => {
