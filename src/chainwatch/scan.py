@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chainwatch.analysis import normalize
 from chainwatch.analysis.diff import (
     entry_points,
     file_changes,
@@ -148,10 +149,13 @@ def _init_worker(rules: list[Rule]) -> None:
     _WORKER_ENGINE = Engine(rules)
 
 
-def _scan_batch(batch: list[tuple[PackageFile, bool]]) -> list[list[Finding]]:
-    """The findings of each file of a batch, in order (the parent caches them per file)."""
+def _scan_batch(batch: list[tuple[PackageFile, bool]],
+                steps: int = normalize.MAX_PACKAGE_EVAL_STEPS) -> list[list[Finding]]:
+    """The findings of each file of a batch, in order (the parent caches them per file); the
+    batch's files share ``steps`` of decoder evaluation (its part of the package's budget)."""
     assert _WORKER_ENGINE is not None
-    return [_WORKER_ENGINE.scan_file(file, install_time) for file, install_time in batch]
+    with normalize.package_budget(steps):
+        return [_WORKER_ENGINE.scan_file(file, install_time) for file, install_time in batch]
 
 
 class _LargestFirst:
@@ -165,7 +169,7 @@ class _LargestFirst:
 
     def __init__(self, pool: ProcessPoolExecutor, workers: int) -> None:
         self._pool = pool
-        self._heap: list[tuple[int, int, list[tuple[PackageFile, bool]],
+        self._heap: list[tuple[int, int, tuple[list[tuple[PackageFile, bool]], int],
                                Future[list[list[Finding]]]]] = []
         self._seq = itertools.count()
         self._ready = threading.Condition()
@@ -173,13 +177,14 @@ class _LargestFirst:
         for n in range(workers):
             threading.Thread(target=self._feed, name=f"chainwatch-feed-{n}", daemon=True).start()
 
-    def submit(self, batch: list[tuple[PackageFile, bool]]) -> Future[list[list[Finding]]]:
+    def submit(self, batch: list[tuple[PackageFile, bool]],
+               steps: int = normalize.MAX_PACKAGE_EVAL_STEPS) -> Future[list[list[Finding]]]:
         future: Future[list[list[Finding]]] = Future()
         size = sum(len(f.data) for f, _ in batch)
         with self._ready:
             if self._closed:
                 raise RuntimeError("the worker pool is closed")
-            heapq.heappush(self._heap, (-size, next(self._seq), batch, future))
+            heapq.heappush(self._heap, (-size, next(self._seq), (batch, steps), future))
             self._ready.notify()
         return future
 
@@ -198,11 +203,11 @@ class _LargestFirst:
                     self._ready.wait()
                 if self._closed:
                     return
-                *_, batch, future = heapq.heappop(self._heap)
+                *_, (batch, steps), future = heapq.heappop(self._heap)
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(self._pool.submit(_scan_batch, batch).result())
+                future.set_result(self._pool.submit(_scan_batch, batch, steps).result())
             except BaseException as exc:  # handed to the scan that waits for it
                 future.set_exception(exc)
 
@@ -306,8 +311,10 @@ class Scanner:
             if not todo:
                 pass
             elif not pooled or feeder is None:
-                for i in todo:
-                    found[i] = self.engine.scan_file(*work[i])
+                # the package's files share one decoder-evaluation budget
+                with normalize.package_budget():
+                    for i in todo:
+                        found[i] = self.engine.scan_file(*work[i])
             else:
                 batches: list[list[int]] = [[]]
                 filled = 0
@@ -317,7 +324,9 @@ class Scanner:
                         filled = 0
                     batches[-1].append(i)
                     filled += len(work[i][0].data)
-                futures = [feeder.submit([work[i] for i in b]) for b in batches]
+                # each batch gets its share of the package's decoder-evaluation budget
+                share = normalize.MAX_PACKAGE_EVAL_STEPS // len(batches)
+                futures = [feeder.submit([work[i] for i in b], share) for b in batches]
                 for batch, future in zip(batches, futures, strict=True):
                     per_file = future.result()
                     for i, findings in zip(batch, per_file, strict=True):

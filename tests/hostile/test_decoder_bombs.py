@@ -69,3 +69,63 @@ def test_many_decoder_calls_share_one_file_budget() -> None:
            "o += String.fromCharCode(s.charCodeAt(i)); return o; }\n")
     view = normalize((src + calls).encode())
     assert "decoder evaluation budget" in view.limits
+
+
+def test_a_step_that_touches_a_long_string_costs_its_length() -> None:
+    """Reversing a 64 KiB string is not one step: it costs one step per BYTES_PER_STEP."""
+    from chainwatch.analysis.evaluate import BYTES_PER_STEP
+    src = b"function a(s) { return s.split('').reverse().join(''); }\na('x')"
+    tree = jsast.parse(src, "js")
+    fn = tree.root_node.named_children[0]
+    machine = Evaluator(src, lambda name: machine.closure(fn, Env()) if name == "a" else None,
+                        steps=10**9)
+    machine.call(machine.closure(fn, Env()), ["y" * MAX_STRING], 0)
+    # split, reverse and join each touch 64 KiB
+    assert 10**9 - machine.steps >= 3 * MAX_STRING // BYTES_PER_STEP
+
+
+def _burner(n: int) -> bytes:
+    # two-character arguments doubled 15 times: exactly 64 KiB; the comment keeps files apart
+    return (f"/* {n} */ function d(s){{var t=s;for(var i=0;i<15;i++){{t=t+t;}}var r='';"
+            "for(var j=0;j<49000;j++){r=t.split('').reverse().join('');}return r}\n"
+            "module.exports = [require(d('ab')),require(d('cd')),"
+            "require(d('ef')),require(d('gh'))];\n").encode()
+
+
+def test_busy_decoders_share_a_package_budget_and_say_so() -> None:
+    """Nine files, each with a decoder reversing a 64 KiB string 49,000 times: the package's
+    files together spend at most MAX_PACKAGE_EVAL_STEPS, each file at most MAX_EVAL_STEPS,
+    the file where the package budget ran out says so, and the later files say their
+    decoders were not evaluated; each file still reports its undecoded sinks."""
+    from chainwatch.analysis.normalize import (
+        MAX_EVAL_STEPS,
+        MAX_PACKAGE_EVAL_STEPS,
+        package_budget,
+    )
+    views = []
+    with package_budget() as budget:
+        for n in range(9):
+            before = budget.left
+            views.append(normalize(_burner(n)))
+            assert before - budget.left <= MAX_EVAL_STEPS
+    assert budget.exhausted and budget.used <= MAX_PACKAGE_EVAL_STEPS
+    assert any("package decoder evaluation budget" in v.limits for v in views)
+    assert any("decoder d() not evaluated: package budget spent" in v.limits
+               for v in views[-2:])
+    assert all(v.undecoded_sinks for v in views)
+
+
+def test_scanning_a_package_opens_one_shared_budget(tmp_path: object) -> None:
+    """Scanner spends the package budget across the files of one package (not per file)."""
+    from pathlib import Path
+
+    from chainwatch.scan import Scanner
+    root = Path(str(tmp_path))
+    (root / "package.json").write_text('{"name": "burner-x", "version": "1.0.0"}')
+    for n in range(9):
+        (root / f"b{n}.js").write_bytes(_burner(100 + n))
+    with Scanner(None, workers=1) as scanner:
+        verdict = scanner.scan(str(root), against="none")
+    messages = [f.message for f in verdict.findings if f.rule == "CW-NORMALIZE-LIMIT"]
+    assert any("package decoder evaluation budget" in m for m in messages), messages
+    assert any("package budget spent" in m for m in messages), messages

@@ -192,3 +192,57 @@ def _run(src: str, call: str) -> object:
 ])
 def test_evaluator_semantics_and_whitelist(src: str, call: str, expected: str) -> None:
     assert _run(src, call) == expected
+
+
+#: decoders the evaluator cannot finish: an object literal, a regular expression, a loop longer
+#: than one evaluation's budget, a string doubled past the string bound
+_UNFINISHED = {
+    "object": "function d(s){var o={k:1};return s.split('').reverse().join('')}",
+    "regex": "function d(s){return s.split('').reverse().join('').replace(/#/g,'')}",
+    "long-loop": "function d(s){for(var i=0;i<60000;i++){} return s.split('').reverse().join('')}",
+    "doubling": "function d(s){var t=s;for(var i=0;i<17;i++){t=t+t;}"
+                "return s.split('').reverse().join('')}",
+}
+_SINKS = {
+    "require": "require(d('ssecorp_dlihc')).exec('id');",
+    "window-key": "var w = globalThis[d('wodniw')]; w.x = 1;",
+    "via-const": "const m = d('ssecorp_dlihc');\nrequire(m).exec('id');",
+    "eval": "eval(d(')1(gol.elosnoc'));",
+}
+
+
+def _decoder_sinks(src: str) -> list[str]:
+    return [f.message for f in ENGINE.scan_file(PackageFile("index.js", src.encode()))
+            if f.rule == "CW-OBF-DECODER-SINK"]
+
+
+@pytest.mark.parametrize("sink", sorted(_SINKS))
+@pytest.mark.parametrize("decoder", sorted(_UNFINISHED))
+def test_undecoded_decoder_reaching_a_sink_is_still_reported(decoder: str, sink: str) -> None:
+    src = _UNFINISHED[decoder] + "\n" + _SINKS[sink] + "\n"
+    found = _decoder_sinks(src)
+    assert found and all("not decoded" in m for m in found), found
+    limits = normalize(src.encode()).limits
+    assert any(x.startswith("decoder d() not evaluated") for x in limits), limits
+
+
+def test_decoded_sink_is_reported_as_decoded() -> None:
+    src = "function d(s){return s.split('').reverse().join('')}\nrequire(d('ssecorp_dlihc'));\n"
+    found = _decoder_sinks(src)
+    assert found and "child_process" in found[0] and "not decoded" not in found[0]
+
+
+@pytest.mark.parametrize("src", [
+    # i18n: a lookup, no transform
+    "var m = {hi: 'Hello'}; function t(k){ return m[k] || k; }\nwindow[t('hi')] = 1;",
+    # a minifier's string table indexed by numbers
+    "var _s = ['fetch', 'x']; function _g(i){ return _s[i].slice(0); }\nwindow[_g(0)]('/a');",
+    # require of path.join and of a path tidied by a helper
+    "var path = require('path');\nmodule.exports = require(path.join(__dirname, 'lib'));",
+    "function fix(p){ return p.replace(/\\\\/g, '/'); }\nmodule.exports = require(fix('./lib/a'));",
+    # a base64 helper whose output is data
+    "function b64(s){ return Buffer.from(s, 'base64').toString('utf8').replace(/x/g, ''); }\n"
+    "console.log(b64('aGVsbG8='));",
+])
+def test_undecoded_look_alikes_are_quiet(src: str) -> None:
+    assert _decoder_sinks(src) == []

@@ -5,7 +5,10 @@ the bounded evaluator of analysis/evaluate.py and notes where each decoded value
 argument of eval/Function/require/import, of child_process or a network call, or the name of
 a global's member (``window[d('hctef')]``). This detector reports those places. A value that
 is written as a literal anywhere in the file was looked up (a minifier's string table), not
-decoded, and is not reported.
+decoded, and is not reported. A call the evaluator could not finish (a regular expression, an
+object, a loop past its budget) is reported all the same when the function visibly transforms
+strings and its constant arguments' result reaches such a place: the message says "not
+decoded".
 """
 
 from __future__ import annotations
@@ -27,4 +30,8 @@ def decoder_sink(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
         shown = value if len(value) <= 60 else value[:57] + "…"
         hits.append(Hit(start, end - start, f"{where} gets {shown!r}, decoded by the file's "
                                             f"own function"))
+    for start, end, where, call in view.undecoded_sinks:
+        hits.append(Hit(start, end - start, f"{where} gets the output of {call!r}, a string "
+                                            f"transform of the file's own (not decoded: the "
+                                            f"evaluator could not run it)"))
     return hits

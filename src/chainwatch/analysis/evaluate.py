@@ -34,8 +34,11 @@ from typing import Union
 
 import tree_sitter as ts
 
-#: Steps (nodes visited) of one evaluation.
+#: Steps of one evaluation: a node visited is one step, and an operation that touches a
+#: string or an array costs one more step per BYTES_PER_STEP characters or elements it reads
+#: or builds (reversing a 64 KiB string costs 1,024 steps, not one).
 MAX_STEPS = 50_000
+BYTES_PER_STEP = 64
 #: Length of any string built, elements of any array.
 MAX_STRING = 64 * 1024
 MAX_ARRAY = 64 * 1024
@@ -245,16 +248,22 @@ class Evaluator:
         if self.steps < 0:
             raise GiveUp("step budget")
 
-    @staticmethod
-    def _str(value: str) -> str:
+    def charge(self, touched: int) -> None:
+        """The cost of reading or building ``touched`` characters or elements."""
+        self.steps -= touched // BYTES_PER_STEP
+        if self.steps < 0:
+            raise GiveUp("step budget")
+
+    def _str(self, value: str) -> str:
         if len(value) > MAX_STRING:
             raise GiveUp("string bound")
+        self.charge(len(value))
         return value
 
-    @staticmethod
-    def _arr(value: list[JsValue]) -> list[JsValue]:
+    def _arr(self, value: list[JsValue]) -> list[JsValue]:
         if len(value) > MAX_ARRAY:
             raise GiveUp("array bound")
+        self.charge(len(value))
         return value
 
     def text(self, node: ts.Node) -> str:
@@ -611,6 +620,7 @@ class Evaluator:
                 sa, sb = to_string(a), to_string(b)
                 if len(sa) + len(sb) > MAX_STRING:
                     raise GiveUp("string bound")
+                self.charge(len(sa) + len(sb))
                 return sa + sb
             return to_number(a) + to_number(b)
         if op in ("===", "!=="):
@@ -763,6 +773,7 @@ class Evaluator:
             text = to_string(first)
             if len(text) > MAX_STRING:
                 raise GiveUp("string bound")
+            self.charge(len(text))
             try:
                 raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
             except (ValueError, binascii.Error):
@@ -773,6 +784,8 @@ class Evaluator:
     def _string_method(self, s: str, method: str, args: list[JsValue], depth: int) -> JsValue:
         if method not in STRING_METHODS:
             raise GiveUp(f"string method {method}")
+        if method not in ("charCodeAt", "codePointAt", "charAt", "at"):
+            self.charge(len(s))  # each of these reads the whole string
         a0 = args[0] if args else UNDEFINED
         if method in ("charCodeAt", "codePointAt"):
             i = int(to_number(a0)) if args else 0
@@ -827,11 +840,15 @@ class Evaluator:
                       depth: int) -> JsValue:
         if method not in ARRAY_METHODS:
             raise GiveUp(f"array method {method}")
+        if method not in ("at", "push"):
+            self.charge(len(a))
         if method == "join":
             sep = to_string(args[0]) if args and args[0] is not UNDEFINED else ","
             parts = ["" if (x is None or x is UNDEFINED) else to_string(x) for x in a]
-            if sum(map(len, parts)) + len(sep) * max(0, len(parts) - 1) > MAX_STRING:
+            total = sum(map(len, parts)) + len(sep) * max(0, len(parts) - 1)
+            if total > MAX_STRING:
                 raise GiveUp("string bound")
+            self.charge(total + len(parts))
             return sep.join(parts)
         if method == "toString":
             return self._str(to_string(a))

@@ -25,6 +25,9 @@ import bisect
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Union
@@ -55,9 +58,48 @@ MAX_TABLE = 20_000
 MAX_SECONDS = 2.0
 #: Steps the decoder evaluator (analysis/evaluate.py) may take in one file, all calls together.
 MAX_EVAL_STEPS = 200_000
+#: Steps the decoder evaluator may take in one package, all its files together (see
+#: :func:`package_budget`).
+MAX_PACKAGE_EVAL_STEPS = 1_000_000
+
+
+class EvalBudget:
+    """Decoder-evaluation steps left for the files of one package (shared by all of them)."""
+
+    def __init__(self, steps: int) -> None:
+        self.limit = steps
+        self.left = steps
+
+    @property
+    def used(self) -> int:
+        return self.limit - self.left
+
+    @property
+    def exhausted(self) -> bool:
+        return self.left <= 0
+
+
+_PACKAGE_BUDGET: ContextVar[EvalBudget | None] = ContextVar("_PACKAGE_BUDGET", default=None)
+
+
+@contextmanager
+def package_budget(steps: int = MAX_PACKAGE_EVAL_STEPS) -> Iterator[EvalBudget]:
+    """Files normalised inside share one decoder-evaluation budget of ``steps``."""
+    budget = EvalBudget(steps)
+    token = _PACKAGE_BUDGET.set(budget)
+    try:
+        yield budget
+    finally:
+        _PACKAGE_BUDGET.reset(token)
+
+
 #: What a function's text shows when it may be a decoder (the evaluator is tried only there).
 _DECODER_SIGN = re.compile(r"charCodeAt|fromCharCode|codePointAt|\.reverse\(|\.split\(|atob|"
                            r"parseInt|\^|\.charAt\(|\.substr(ing)?\(|\.slice\(")
+#: What a function's text shows when it visibly transforms strings (a decoder whose output
+#: reaches a sink is reported even when the evaluator cannot run it).
+_TRANSFORM_SIGN = re.compile(r"charCodeAt|fromCharCode|codePointAt|\.reverse\(|\.split\(|"
+                             r"\batob\b|Buffer\.from|\.replace\(|\.substr(ing)?\(|\.slice\(")
 _FUNCTION_NODES = ("arrow_function", "function_expression", "function")
 #: Evaluations started from inside another (a decoder's constant that is itself decoded).
 MAX_NESTED_EVALUATIONS = 3
@@ -225,6 +267,9 @@ class Normalized:
     #: Values a hand-written decoder of the file produced that reach a sensitive call or a
     #: global's member: (file start, file end, the call or object, the decoded value).
     decoder_sinks: list[tuple[int, int, str, str]] = field(default_factory=list)
+    #: decoder calls the evaluator did not decode whose result reaches such a place:
+    #: (file start, file end, the call or object, the decoder call's text).
+    undecoded_sinks: list[tuple[int, int, str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -277,7 +322,10 @@ class _Folder:
         self.objects: dict[str, ts.Node | str] = {}
         #: the file's own functions by name (declared once), candidates for decoders
         self.functions: dict[str, ts.Node] = {}
+        self.package = _PACKAGE_BUDGET.get()
         self.eval_steps = MAX_EVAL_STEPS
+        #: decoder calls the evaluator gave up on: (call node, why)
+        self.undecoded: dict[int, str] = {}
         #: nodes whose value the decoder evaluator produced, and where such values went
         self.decoded: set[int] = set()
         self.sinks: list[tuple[int, int, str, str]] = []
@@ -522,7 +570,7 @@ class _Folder:
         """A call of the file's own small pure function (or a ``.map`` callback) on constant
         values, run by the bounded evaluator of analysis/evaluate.py; None when it cannot."""
         fn = node.child_by_field_name("function")
-        if fn is None or self.eval_steps <= 0 or self.evaluating >= MAX_NESTED_EVALUATIONS:
+        if fn is None or self.evaluating >= MAX_NESTED_EVALUATIONS:
             return None
         if fn.type == "identifier":
             if not self._decoder_like(self.text(fn)):
@@ -535,24 +583,51 @@ class _Folder:
         if fn.type == "identifier" and (not args or any(
                 a.type in _FUNCTION_NODES or self.const(a, 1) is None for a in args)):
             return None
+        name = self.text(fn) if fn.type == "identifier" else ""
+        if self.eval_steps <= 0 or (self.package is not None and self.package.exhausted):
+            self._gave_up(node, name, "file budget spent" if self.eval_steps <= 0
+                          else "package budget spent")
+            return None
         if time.monotonic() > self.deadline:
             raise LimitHit(f"more than {MAX_SECONDS:g} s")
-        machine = evaluate.Evaluator(self.data, self._resolve,
-                                     min(evaluate.MAX_STEPS, self.eval_steps))
+        allowed = min(evaluate.MAX_STEPS, self.eval_steps,
+                      self.package.left if self.package is not None else evaluate.MAX_STEPS)
+        machine = evaluate.Evaluator(self.data, self._resolve, allowed)
         self.evaluating += 1
+        why = ""
         try:
             value = machine.expr(node, evaluate.Env(), 0, 0)
-        except (evaluate.GiveUp, RecursionError):  # the second cannot happen: MAX_NESTING
-            value = None
+        except evaluate.GiveUp as exc:
+            value, why = None, str(exc)
+        except RecursionError:  # cannot happen: MAX_NESTING
+            value, why = None, "nesting"
         finally:
             self.evaluating -= 1
-            self.eval_steps -= max(0, min(evaluate.MAX_STEPS, self.eval_steps) - machine.steps)
+            used = max(0, min(allowed, allowed - machine.steps))
+            self.eval_steps -= used
+            if self.package is not None:
+                self.package.left -= used
         if self.eval_steps <= 0 and "decoder evaluation budget" not in self.limits:
             self.limits.append("decoder evaluation budget")
+        if self.package is not None and self.package.exhausted and \
+                "package decoder evaluation budget" not in self.limits:
+            self.limits.append("package decoder evaluation budget")
+        if why:
+            self._gave_up(node, name, why)
         if not isinstance(value, str) or len(value) > MAX_STRING:
             return None
         self.decoded.add(node.id)
         return value
+
+    def _gave_up(self, node: ts.Node, name: str, why: str) -> None:
+        """A decoder-like call left as it is: named among the limits (at most 8 a file)."""
+        if not name or node.id in self.undecoded:
+            return
+        self.undecoded[node.id] = why
+        note = f"decoder {name}() not evaluated: {why[:40]}"
+        noted = sum(x.startswith("decoder ") and " not evaluated" in x for x in self.limits)
+        if noted < 8 and note not in self.limits:
+            self.limits.append(note)
 
     def _decoder_like(self, name: str, seen: int = 0) -> bool:
         """A function of the file whose text transforms strings (char codes, reversal,
@@ -872,24 +947,86 @@ class _Folder:
     def _note_sink(self, node: ts.Node, value: str, depth: int) -> None:
         """Where a decoder's output goes: the argument of a sensitive call, or the name of a
         member of a global (``window[d('hctef')]``, ``require(d('ssecorp_dlihc'))``)."""
+        where = self._sink_place(node, depth)
+        if where and len(self.sinks) < 64:
+            self.sinks.append((node.start_byte, node.end_byte, where[:80], value[:120]))
+
+    def _sink_place(self, node: ts.Node, depth: int) -> str:
+        """The sensitive call ``node`` is an argument of, or the global whose member it names
+        (``window[…]``); "" when it is neither."""
         parent = node.parent
-        where = ""
         if parent is not None and parent.type == "arguments" and parent.parent is not None:
             call = parent.parent
             fn = call.child_by_field_name("function") or call.child_by_field_name("constructor")
             if fn is not None:
                 name = self.render(fn, depth + 1).decode("utf-8", "replace")
                 name = ("new " + name) if call.type == "new_expression" else name
-                where = name if _SINK_CALL.match(name) else ""
+                return name if _SINK_CALL.match(name) else ""
         elif parent is not None and parent.type == "subscript_expression" and \
                 parent.child_by_field_name("index") == node:
             root = _root(parent, self.data)
-            if root in _GLOBAL_ROOTS - {"this", "module"} or (
+            if root in _GLOBAL_ROOTS - {"this", "module"} or root == "document" or (
                     root and root in self.objects):
                 obj = parent.child_by_field_name("object") or node
-                where = self.render(obj, depth + 1).decode("utf-8", "replace") + "[…]"
-        if where and len(self.sinks) < 64:
-            self.sinks.append((node.start_byte, node.end_byte, where[:80], value[:120]))
+                return self.render(obj, depth + 1).decode("utf-8", "replace") + "[…]"
+        return ""
+
+    def undecoded_sinks(self) -> list[tuple[int, int, str, str]]:
+        """Calls of a file function that visibly transforms strings, on constant arguments,
+        whose result goes straight (or through one constant binding) to a sensitive call or a
+        global's member, and that the evaluator did not decode: (start, end, where, call)."""
+        found: list[tuple[int, int, str, str]] = []
+        bound: dict[str, ts.Node] = {}
+        for _, cap in self.query("(call_expression function: (identifier) @f) @c"):
+            call, name = cap["c"][0], self.text(cap["f"][0])
+            if call.id in self.decoded or name not in self.functions or \
+                    self._accessor(name) is not None or not self._transforms(name):
+                continue
+            args = self._args(call)
+            values = [None if a.type in _FUNCTION_NODES else self.const(a, 1) for a in args]
+            if not args or any(v is None for v in values) or not any(
+                    isinstance(v, (str, list)) for v in values):
+                continue  # a minifier's table indexed by numbers, or not constant
+            if all(not isinstance(v, str) or v.startswith((".", "/", "@")) for v in values):
+                continue  # a path or scoped name tidied by a helper (require(fix('./a')))
+            shown = self.text(call)
+            shown = shown if len(shown) <= 60 else shown[:57] + "…"
+            where = self._sink_place(call, 0)
+            if where:
+                found.append((call.start_byte, call.end_byte, where[:80], shown))
+                continue
+            parent = call.parent
+            if parent is not None and parent.type == "variable_declarator":
+                ident = parent.child_by_field_name("name")
+                if ident is not None and ident.type == "identifier" and \
+                        self.consts.get(self.text(ident)) == call:
+                    bound[self.text(ident)] = call
+        if bound:
+            for _, cap in self.query("(identifier) @i"):
+                use = cap["i"][0]
+                call_node = bound.get(self.text(use))
+                if call_node is None or use.parent is None or \
+                        use.parent.type == "variable_declarator":
+                    continue
+                where = self._sink_place(use, 0)
+                if where:
+                    shown = self.text(call_node)
+                    shown = shown if len(shown) <= 60 else shown[:57] + "…"
+                    found.append((use.start_byte, use.end_byte, where[:80], shown))
+        return found[:64]
+
+    def _transforms(self, name: str) -> bool:
+        """The function's text (or that of a file function it calls) visibly transforms
+        strings: reversal, splitting/joining, char codes, replace, slicing, base64."""
+        node = self.functions.get(name)
+        if node is None:
+            return False
+        text = self.text(node)
+        if _TRANSFORM_SIGN.search(text):
+            return True
+        return any(_TRANSFORM_SIGN.search(self.text(self.functions[other]))
+                   for other in set(re.findall(r"([A-Za-z_$][\w$]*)\s*\(", text))
+                   & set(self.functions) if other != name)
 
     def _subscript_tail(self, head: bytes, node: ts.Node, depth: int) -> bytes | None:
         index = node.child_by_field_name("index")
@@ -1093,17 +1230,29 @@ _Sink = tuple[int, int, str, str]
 
 
 def _fold(data: bytes, lang: str) -> tuple[list[tuple[int, int, bytes]], list[str], int,
-                                           list[_Sink]]:
+                                           list[_Sink], list[_Sink]]:
     folder = _Folder(data, jsast.parse(data, lang), lang)
     try:
         folder.collect_bindings()
         folder.collect_candidates()
     except LimitHit as exc:
-        return [], [str(exc)], folder.folds, []
+        return [], [str(exc)], folder.folds, [], _undecoded(folder)
     except RecursionError:  # a backstop: every descent is bounded, but never a crash
-        return [], ["expression nested too deeply to normalise"], folder.folds, []
+        return [], ["expression nested too deeply to normalise"], folder.folds, [], []
     edits = folder.edits()
-    return edits, folder.limits, folder.folds, folder.sinks
+    return edits, folder.limits, folder.folds, folder.sinks, _undecoded(folder)
+
+
+def _undecoded(folder: _Folder) -> list[_Sink]:
+    """Decoder calls reaching a sink that were not decoded (none when that search itself hits
+    a bound, which is then named among the limits)."""
+    if not folder.functions:
+        return []
+    try:
+        return folder.undecoded_sinks()
+    except (LimitHit, RecursionError) as exc:
+        folder.limits.append(f"decoder sinks not searched: {exc}"[:80])
+        return []
 
 
 @lru_cache(maxsize=16)
@@ -1111,13 +1260,14 @@ def _normalize(data: bytes, lang: str) -> Normalized:
     edits: list[tuple[int, int, bytes]] = []
     limits: list[str] = []
     sinks: list[_Sink] = []
+    hidden: list[_Sink] = []
     folds = 0
     matched = {m.rule: m for m in _SIGNS.match(data=data, timeout=30)}
     small = len(data) <= FULL_BYTES
     if "signs" not in matched and "dense" not in matched and not (small and "small" in matched):
         return Normalized(data)
     if small or ("dense" in matched and len(data) <= MAX_INPUT):
-        edits, limits, folds, sinks = _fold(data, lang)
+        edits, limits, folds, sinks, hidden = _fold(data, lang)
     else:
         offsets = sorted({i.offset for s in matched["signs"].strings for i in s.instances}
                          if "signs" in matched else set())[:4096]
@@ -1131,13 +1281,15 @@ def _normalize(data: bytes, lang: str) -> Normalized:
         if len(windows) > MAX_WINDOWS:
             limits.append(f"more than {MAX_WINDOWS} places to normalise in a large file")
         for lo, hi in windows[:MAX_WINDOWS]:
-            got, hit, n, sunk = _fold(data[lo:hi], lang)
+            got, hit, n, sunk, unseen = _fold(data[lo:hi], lang)
+            hidden.extend((a + lo, b + lo, where, value) for a, b, where, value in unseen)
             edits.extend((a + lo, b + lo, new) for a, b, new in got)
             sinks.extend((a + lo, b + lo, where, value) for a, b, where, value in sunk)
             limits.extend(hit)
             folds += n
     if not edits:
-        return Normalized(data, limits=limits, folds=folds, decoder_sinks=sinks)
+        return Normalized(data, limits=limits, folds=folds, decoder_sinks=sinks,
+                          undecoded_sinks=hidden)
     parts: list[bytes] = []
     spans: list[tuple[int, int, int, int]] = []
     pos = 0
@@ -1150,4 +1302,4 @@ def _normalize(data: bytes, lang: str) -> Normalized:
         size += len(new)
         pos = end
     parts.append(data[pos:])
-    return Normalized(b"".join(parts), spans, limits, folds, sinks)
+    return Normalized(b"".join(parts), spans, limits, folds, sinks, hidden)
