@@ -28,6 +28,7 @@ from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.install_profile import (
     FETCH_RULES,
     bounded_fetch,
+    install_env_child,
     install_hosts,
     new_install_hosts,
     prebuilt_addons,
@@ -512,13 +513,18 @@ class Scanner:
                 b_install = install_time_files(b_manifest, baseline.files.files,
                                                gyp_install_commands(baseline.files).values())
                 hosts = install_hosts(
-                    [f for f in baseline.files.files if f.path in b_install], b_manifest)
+                    [f for f in baseline.files.files if f.path in b_install], b_manifest,
+                    baseline.files.files)
                 findings = [*findings, *new_install_hosts(
-                    target.files.manifest, files, fresh, hosts)]
+                    target.files.manifest, files, fresh, hosts, target.files.files,
+                    bump_kind(baseline.ref.version, target.ref.version), findings),
+                    *install_env_child(files, fresh,
+                                       {f.path: f for f in baseline.files.files})]
         elif target.verified:
             earlier = self._earlier_scripts(target)
             previous = dict(earlier[-1]) if earlier else None
-        return bounded_fetch(findings, target.files.manifest, files, previous, hosts)
+        return bounded_fetch(findings, target.files.manifest, files, previous, hosts,
+                             target.files.files)
 
     def _added_dependencies(self, target: Loaded, added: dict[str, str],
                             depth: int, limits: Limits | None = None,
