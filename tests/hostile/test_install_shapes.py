@@ -304,3 +304,18 @@ def test_a_release_that_keeps_its_place_and_data_file_stays_benign() -> None:
     v = pair(before, after)
     assert v.level is Level.BENIGN, v.explanation
     assert "CW-DIFF-INSTALL-NEW-HOST" not in rules(v)
+
+
+def test_an_owner_built_in_code_is_a_new_place_after_a_literal_one() -> None:
+    before = package("1.0.0", GITHUB_URL)
+    after = package("1.0.1", "`https://github.com/${process.env.TOOL_OWNER}/tool/releases/x`")
+    assert "CW-DIFF-INSTALL-NEW-HOST" in rules(pair(before, after))
+
+
+def test_renaming_the_variable_in_a_registry_path_moves_nothing() -> None:
+    before = package("1.0.0", REGISTRY_URL.replace("@left-tool/${name}", "${scope}/${name}"),
+                     'const scope = "@left-tool";')
+    after = package("1.0.1", REGISTRY_URL.replace("@left-tool/${name}", "${ns}/${name}"),
+                    'const ns = "@left-tool";')
+    v = pair(before, after)
+    assert "CW-DIFF-INSTALL-NEW-HOST" not in rules(v), v.explanation

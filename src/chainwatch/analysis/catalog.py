@@ -164,8 +164,8 @@ CODE_FINDINGS: tuple[CodeFinding, ...] = (
        "npm registry; data files the install files read count). Critical when that file "
        "downloads and runs something in a patch or minor release."),
     _f("CW-DIFF-INSTALL-ENV-CHILD", H, "install-time-execution", "diff",
-       "A changed file that runs at install now starts a process with the whole environment "
-       "(env: process.env)."),
+       "A changed file that runs at install, fetching, writing and running a file, now starts "
+       "a process with the whole environment (env: process.env)."),
     _f("CW-NORMALIZE-LIMIT", N, "obfuscation", "analysis",
        "A bound of the normaliser (size, depth, folds, time) left part of a file unfolded."),
 )

@@ -166,6 +166,8 @@ def place(host: str, path: str) -> str:
     under (GitHub, GitLab, the npm registry) the first path segment too."""
     if host in MULTI_TENANT:
         first = path.lstrip("/").split("/")[0].split("?")[0].split("#")[0].lower()
+        if "$" in first or "{" in first or "+" in first:
+            return f"{host}/*"  # an owner built in code: renaming a variable moves nothing
         if first:
             return f"{host}/{first[:100]}"
     return host
@@ -325,15 +327,19 @@ def new_install_hosts(manifest: Manifest, install_files: Sequence[PackageFile],
 
 def install_env_child(install_files: Sequence[PackageFile], changed: set[str],
                       before: Mapping[str, PackageFile]) -> list[Finding]:
-    """A changed install-time file that now starts a child process with the whole environment
-    (``env: process.env``): every token of the installing user handed to what it runs."""
+    """A changed install-time file that fetches, writes and runs a file and now starts a child
+    process with the whole environment (``env: process.env``): every token of the installing
+    user handed to what it downloaded."""
     out: list[Finding] = []
     for file in install_files:
         if file.path not in changed or len(file.data) > MAX_PROFILE_BYTES:
             continue
         text = _without_comments(file)
         m = _ENV_ALL.search(text)
-        if m is None or not _SPAWN.search(text):
+        # only a file that fetches, writes and runs: a test runner's spawn helper passing its
+        # environment on is ordinary
+        if m is None or not (_SPAWN.search(text) and _WRITE.search(text)
+                             and _reaches_network(file)):
             continue
         old = before.get(file.path)
         if old is not None and _ENV_ALL.search(_without_comments(old)):
