@@ -24,11 +24,13 @@ from chainwatch.analysis.diff import (
     file_changes,
     injected_concealment,
     manifest_changes,
+    reachable_entries,
 )
 from chainwatch.analysis.engine import CODE_EXT, Engine, install_time_files
 from chainwatch.analysis.install_profile import (
     FETCH_RULES,
     bounded_fetch,
+    install_env_child,
     install_hosts,
     new_install_hosts,
     prebuilt_addons,
@@ -38,6 +40,7 @@ from chainwatch.analysis.payload import payload
 from chainwatch.analysis.prior import established
 from chainwatch.analysis.provenance import BuildSource, build_source, provenance_drift
 from chainwatch.analysis.release_signals import (
+    BEHAVIOUR,
     RUN_ON_INSTALL,
     entry_payload,
     gyp_install_commands,
@@ -521,13 +524,18 @@ class Scanner:
                 b_install = install_time_files(b_manifest, baseline.files.files,
                                                gyp_install_commands(baseline.files).values())
                 hosts = install_hosts(
-                    [f for f in baseline.files.files if f.path in b_install], b_manifest)
+                    [f for f in baseline.files.files if f.path in b_install], b_manifest,
+                    baseline.files.files)
                 findings = [*findings, *new_install_hosts(
-                    target.files.manifest, files, fresh, hosts)]
+                    target.files.manifest, files, fresh, hosts, target.files.files,
+                    bump_kind(baseline.ref.version, target.ref.version), findings),
+                    *install_env_child(files, fresh,
+                                       {f.path: f for f in baseline.files.files})]
         elif target.verified:
             earlier = self._earlier_scripts(target)
             previous = dict(earlier[-1]) if earlier else None
-        return bounded_fetch(findings, target.files.manifest, files, previous, hosts)
+        return bounded_fetch(findings, target.files.manifest, files, previous, hosts,
+                             target.files.files)
 
     def _added_dependencies(self, target: Loaded, added: dict[str, str],
                             depth: int, limits: Limits | None = None,
@@ -646,7 +654,15 @@ class Scanner:
         fresh = set(changes.added) | set(changes.changed)
         t_gyp = gyp_install_commands(target.files)
         t_install = install_time_files(t_manifest, target.files.files, t_gyp.values())
-        findings = self._scan_files(target.files, fresh, t_install)
+        # a file that becomes entry code in this release (main now names it, an entry now
+        # requires it) is judged as new code even when its bytes are unchanged
+        t_reach: set[str] = set()
+        b_reach: set[str] = set()
+        if baseline is not None:
+            t_reach = reachable_entries(t_manifest, target.files.files)
+            b_reach = reachable_entries(baseline.files.manifest, baseline.files.files)
+        judged = fresh | (t_reach - b_reach)
+        findings = self._scan_files(target.files, judged, t_install)
         gyp_file = target.files.get("binding.gyp")
         if t_gyp and gyp_file is not None and "binding.gyp" in fresh:
             findings.extend(self.engine.scan_commands(gyp_file, t_gyp))
@@ -654,7 +670,7 @@ class Scanner:
         capabilities_before: set[str] = set()
         if baseline is not None:
             b_manifest = baseline.files.manifest
-            unchanged = {f.path for f in target.files.files} - fresh
+            unchanged = {f.path for f in target.files.files} - judged
             # identical files are analysed once, for the capabilities both versions share
             shared = self._scan_files(target.files, unchanged, set(),
                                       with_manifest="package.json" in unchanged)
@@ -664,8 +680,12 @@ class Scanner:
                 b_manifest, baseline.files.files, b_gyp.values()))
             capabilities_before = {f.capability for f in before} | {f.capability for f in shared}
             capabilities_now |= {f.capability for f in shared}
-            findings = [replace(f, preexisting=f.capability in capabilities_before)
-                        for f in findings]
+            # behaviour in entry code is preexisting only when the previous release's entry
+            # code had it: a payload moved from a dormant file into an entry file is new
+            entry_before = {f.capability for f in (*before, *shared) if f.file in b_reach}
+            findings = [replace(f, preexisting=(
+                f.capability in entry_before if f.file in t_reach and f.capability in BEHAVIOUR
+                else f.capability in capabilities_before)) for f in findings]
             findings.extend(injected_concealment(
                 findings, before, changes.changed,
                 entry_points(t_manifest, [f.path for f in target.files.files]), t_install,
@@ -721,8 +741,8 @@ class Scanner:
                 [baseline.files.manifest.lifecycle_scripts, *self._earlier_scripts(target)],
                 t_gyp, bool(gyp_install_commands(baseline.files))))
             findings.extend(entry_payload(
-                findings, fresh, entry_points(t_manifest, [f.path for f in target.files.files]),
-                bump))
+                findings, judged,
+                entry_points(t_manifest, [f.path for f in target.files.files]) | t_reach, bump))
             if deps_added:
                 findings.extend(self._added_dependencies(target, deps_added, _depth, limits,
                                                          bump))

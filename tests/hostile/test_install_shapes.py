@@ -238,3 +238,84 @@ def test_a_disguised_executable_among_the_addons_keeps_every_binary_counted(
     v = alone_addons(addon_package(**swap))
     assert sum(f.rule == "CW-DROPPER-BINARY" for f in v.findings) == len(PLATFORMS)
     assert v.level is not Level.BENIGN, v.explanation
+
+
+# -- release pairs: where the binary comes from (CW-DIFF-INSTALL-NEW-HOST) ----------------------
+GITHUB_URL = ("`https://github.com/example/left-tool/releases/download/v${pkg.version}/"
+              "tool-${name}`")
+MIRROR_READ = 'const m = require("./mirror.json");'
+MIRROR_URL = "`https://${m.host}${m.path}/tool-${name}`"
+
+
+def test_a_new_download_host_moved_into_a_data_file_is_malicious_in_a_patch() -> None:
+    before = package("1.0.0", GITHUB_URL)
+    after = {**package("1.0.1", MIRROR_URL, MIRROR_READ),
+             "mirror.json": json.dumps({"host": "dl.tool-cdn.invalid", "path": "/r"})}
+    v = pair(before, after)
+    assert "CW-DIFF-INSTALL-NEW-HOST" in rules(v), v.explanation
+    assert v.level is Level.MALICIOUS, v.explanation
+
+
+def test_a_changed_data_file_the_install_file_reads_is_a_new_host_too() -> None:
+    base = package("1.0.0", MIRROR_URL, MIRROR_READ)
+    before = {**base, "mirror.json": json.dumps({"host": "dl.tool-cdn.invalid", "path": "/r"})}
+    same = {**package("1.0.1", MIRROR_URL, MIRROR_READ), "mirror.json": before["mirror.json"]}
+    assert "CW-DIFF-INSTALL-NEW-HOST" not in rules(pair(before, same))
+    moved = {**same, "mirror.json": json.dumps({"host": "192.0.2.7", "path": "/r"})}
+    v = pair(before, moved)
+    assert "CW-DIFF-INSTALL-NEW-HOST" in rules(v), v.explanation
+    assert v.level is Level.MALICIOUS
+
+
+def test_a_changed_config_file_holding_a_url_counts_for_the_install_file() -> None:
+    before = {**package("1.0.0", GITHUB_URL), "config/dl.yml": "base: https://github.com/example/x\n"}
+    after = {**package("1.0.1", GITHUB_URL, "console.log(1);"),
+             "config/dl.yml": "base: https://dl.tool-cdn.invalid/x\n"}
+    assert "CW-DIFF-INSTALL-NEW-HOST" in rules(pair(before, after))
+
+
+def test_another_github_owner_is_a_new_place() -> None:
+    before = package("1.0.0", GITHUB_URL)
+    after = package("1.0.1", GITHUB_URL.replace("example/left-tool", "left-release-bot/assets"))
+    v = pair(before, after)
+    assert "CW-DIFF-INSTALL-NEW-HOST" in rules(v), v.explanation
+    assert v.level is Level.MALICIOUS
+
+
+def test_a_plain_new_host_that_is_downloaded_and_run_is_malicious_in_a_patch() -> None:
+    before = package("1.0.0", GITHUB_URL)
+    after = package("1.0.1", '"https://dl.tool-cdn.invalid/tool-" + name')
+    assert pair(before, after).level is Level.MALICIOUS
+
+
+def test_a_child_given_the_whole_environment_at_install_is_a_strong_signal() -> None:
+    before = package("1.0.0", GITHUB_URL)
+    after = package("1.0.1", GITHUB_URL,
+                    'child_process.execFileSync(bin, ["--setup"], { env: process.env });')
+    v = pair(before, after)
+    assert "CW-DIFF-INSTALL-ENV-CHILD" in rules(v), v.explanation
+    assert v.level is not Level.BENIGN
+
+
+def test_a_release_that_keeps_its_place_and_data_file_stays_benign() -> None:
+    before = {**package("1.0.0", GITHUB_URL), "README.md": "see https://example.invalid/a\n"}
+    after = {**package("1.0.1", GITHUB_URL, "console.error('[left-tool] fetching ' + url);"),
+             "README.md": "see https://docs.example.invalid/b\n"}
+    v = pair(before, after)
+    assert v.level is Level.BENIGN, v.explanation
+    assert "CW-DIFF-INSTALL-NEW-HOST" not in rules(v)
+
+
+def test_an_owner_built_in_code_is_a_new_place_after_a_literal_one() -> None:
+    before = package("1.0.0", GITHUB_URL)
+    after = package("1.0.1", "`https://github.com/${process.env.TOOL_OWNER}/tool/releases/x`")
+    assert "CW-DIFF-INSTALL-NEW-HOST" in rules(pair(before, after))
+
+
+def test_renaming_the_variable_in_a_registry_path_moves_nothing() -> None:
+    before = package("1.0.0", REGISTRY_URL.replace("@left-tool/${name}", "${scope}/${name}"),
+                     'const scope = "@left-tool";')
+    after = package("1.0.1", REGISTRY_URL.replace("@left-tool/${name}", "${ns}/${name}"),
+                    'const ns = "@left-tool";')
+    v = pair(before, after)
+    assert "CW-DIFF-INSTALL-NEW-HOST" not in rules(v), v.explanation

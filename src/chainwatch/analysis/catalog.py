@@ -160,7 +160,12 @@ CODE_FINDINGS: tuple[CodeFinding, ...] = (
        "write and run): its download findings weigh low."),
     _f("CW-DIFF-INSTALL-NEW-HOST", M, "install-time-execution", "diff",
        "A new or changed file that runs at install names a host the previous release's "
-       "install-time files never named."),
+       "install-time files never named (places: host, or host/owner on GitHub, GitLab, the "
+       "npm registry; data files the install files read count). Critical when that file "
+       "downloads and runs something in a patch or minor release."),
+    _f("CW-DIFF-INSTALL-ENV-CHILD", H, "install-time-execution", "diff",
+       "A changed file that runs at install, fetching, writing and running a file, now starts "
+       "a process with the whole environment (env: process.env)."),
     _f("CW-NORMALIZE-LIMIT", N, "obfuscation", "analysis",
        "A bound of the normaliser (size, depth, folds, time) left part of a file unfolded."),
 )

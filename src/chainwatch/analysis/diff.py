@@ -7,7 +7,7 @@ import re
 from collections.abc import Collection, Iterable, Sequence
 
 from chainwatch.manifest import NO_MANIFEST, Manifest
-from chainwatch.model import FileChanges, Finding, PackageFiles, Severity
+from chainwatch.model import FileChanges, Finding, PackageFile, PackageFiles, Severity
 
 
 def file_changes(target: PackageFiles, baseline: PackageFiles | None) -> FileChanges:
@@ -129,3 +129,40 @@ def injected_concealment(
             file=path, line=evidence[0].line, snippet=evidence[0].snippet,
             reference="https://www.aikido.dev/blog/npm-debug-and-chalk-packages-compromised"))
     return out
+
+
+#: a relative module a file loads: require("./x"), import … from "./x", import("./x"),
+#: export … from "./x"
+_LOADS = re.compile(
+    rb"""(?:\brequire\s*\(\s*|\bimport\s*\(\s*|\bfrom\s+|\bimport\s+)['"`](\.{1,2}/[^'"`\r\n]{0,300}|\.{1,2})['"`]""")
+#: files whose loads are followed from the entry points (a bound, not a budget users meet)
+MAX_REACH = 5000
+_CODE = (".js", ".cjs", ".mjs", ".jsx", ".ts", ".cts", ".mts", ".tsx")
+
+
+def reachable_entries(manifest: Manifest, files: Sequence[PackageFile]) -> set[str]:
+    """The entry points (``entry_points``) and every package file they load by a relative
+    require or import, transitively (bounded): the code that runs on require/import."""
+    by_path = {f.path: f for f in files}
+    start = {p for p in entry_points(manifest, list(by_path)) if p in by_path}
+    seen = set(start)
+    queue = sorted(start)
+    while queue and len(seen) < MAX_REACH:
+        path = queue.pop()
+        file = by_path[path]
+        if not path.lower().endswith(_CODE):
+            continue
+        base = posixpath.dirname(path)
+        for m in _LOADS.finditer(file.data):
+            name = m.group(1).decode("utf-8", "replace").split("?")[0]
+            target = posixpath.normpath(posixpath.join(base, name))
+            if target.startswith(".."):
+                continue
+            for ext in (*_RESOLVE, ".cjs", ".mjs", ".ts"):
+                candidate = f"{target}{ext}".lstrip("/")
+                if candidate in by_path:
+                    if candidate not in seen:
+                        seen.add(candidate)
+                        queue.append(candidate)
+                    break
+    return seen

@@ -55,6 +55,21 @@ _SINK = re.compile(
          |needle|superagent|make-fetch-happen|minipass-fetch|ws)['"`]
        |\b(?:fetch|XMLHttpRequest|WebSocket|EventSource)\s*\(|\bnew\s+(?:XMLHttpRequest|WebSocket)\b
        |\b(?:curl|wget|certutil|bitsadmin|Invoke-WebRequest|Invoke-RestMethod|iwr|irm)\b""")
+#: hosts many owners publish under: the place is the host and the first path segment
+#: (github.com/owner-a and github.com/owner-b are two places)
+MULTI_TENANT = frozenset({"github.com", "gitlab.com", "bitbucket.org", "codeberg.org",
+                          "raw.githubusercontent.com", "gist.github.com",
+                          "gist.githubusercontent.com", *REGISTRY_HOSTS})
+#: a string literal of an install file, which may name a data file it reads
+_STRING = re.compile(rb"""['"`]([^'"`\r\n]{1,200})['"`]""")
+#: non-code files whose URLs are documentation, not data (unless an install file names them)
+_DOC_EXT = (".md", ".markdown", ".rst", ".map", ".d.ts", ".html", ".css", ".svg")
+_DOC_NAMES = ("readme", "changelog", "history", "license", "licence", "authors", "contributing")
+#: a child process handed the whole environment (every token the installing user has)
+_ENV_ALL = re.compile(
+    rb"""\benv\s*:\s*(?:process\.env|\{\s*\.\.\.\s*process\.env\s*\}|Object\.assign\(\s*\{\s*\}\s*,\s*process\.env\s*\))\s*[,}\n]""")
+_SPAWN = re.compile(rb"\b(?:exec|execSync|execFile|execFileSync|spawn|spawnSync|fork)\s*\(")
+_WRITE = re.compile(rb"\b(?:writeFile|writeFileSync|createWriteStream|chmod|chmodSync)\s*\(")
 _IPV4 = re.compile(r"^(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?$")
 #: a quoted word.ext that is a file name, not a host (a host ending in these is rare enough;
 #: `bun.sh` is not among them: .sh counts as a host)
@@ -116,7 +131,7 @@ def _host_problems(data: bytes, manifest: Manifest) -> tuple[set[str], list[str]
             problems.append(f"a URL whose host is built in code ({m.group(0)[:80]!r})")
             continue
         host = host.split(":")[0]
-        hosts.add(host)
+        hosts.add(place(host, path))
         if host in REGISTRY_HOSTS:
             first = path.lstrip("/").split("/")[0]
             first = first.replace("%40", "@").replace("%2f", "/").replace("%2F", "/")
@@ -146,19 +161,70 @@ def _host_problems(data: bytes, manifest: Manifest) -> tuple[set[str], list[str]
     return hosts, problems
 
 
-def install_hosts(files: Iterable[PackageFile], manifest: Manifest) -> set[str]:
-    """Every host the given (install-time) files name."""
+def place(host: str, path: str) -> str:
+    """Where a URL points, for comparing releases: the host, and on a host many owners publish
+    under (GitHub, GitLab, the npm registry) the first path segment too."""
+    if host in MULTI_TENANT:
+        first = path.lstrip("/").split("/")[0].split("?")[0].split("#")[0].lower()
+        if "$" in first or "{" in first or "+" in first:
+            return f"{host}/*"  # an owner built in code: renaming a variable moves nothing
+        if first:
+            return f"{host}/{first[:100]}"
+    return host
+
+
+def _text(file: PackageFile) -> bool:
+    return len(file.data) <= MAX_PROFILE_BYTES and b"\x00" not in file.data[:8192]
+
+
+def data_files(install_files: Sequence[PackageFile],
+               all_files: Sequence[PackageFile]) -> list[PackageFile]:
+    """Non-code text files of the package (JSON, YAML, text; never package.json, read for its
+    scripts apart) that an install file names in a string: ``require("./mirror.json")``,
+    ``require("./mirror")``, ``path.join(__dirname, "hosts.txt")``. Their hosts are the
+    install file's hosts: moving a URL into a data file hides nothing."""
+    own = {f.path for f in install_files}
+    candidates = [f for f in all_files if f.path not in own and f.path != "package.json"
+                  and not f.path.lower().endswith(CODE_EXT) and _text(f)]
+    if not candidates:
+        return []
+    named: set[str] = set()
+    for file in install_files:
+        if len(file.data) > MAX_PROFILE_BYTES:
+            continue
+        base = posixpath.dirname(file.path)
+        for m in _STRING.finditer(_without_comments(file)):
+            text = m.group(1).decode("utf-8", "replace").replace("\\", "/").strip()
+            if not text:
+                continue
+            joined = posixpath.normpath(posixpath.join(base, text))
+            named.update({posixpath.basename(text), joined, joined + ".json"})
+    return [f for f in candidates if f.path in named or posixpath.basename(f.path) in named]
+
+
+def _documentation(path: str) -> bool:
+    low = path.lower()
+    return low.endswith(_DOC_EXT) or posixpath.basename(low).split(".")[0] in _DOC_NAMES
+
+
+def install_hosts(files: Iterable[PackageFile], manifest: Manifest,
+                  all_files: Sequence[PackageFile] = ()) -> set[str]:
+    """Every place (host, or host/owner: ``place``) the given (install-time) files name, and
+    the data files those that reach the network read (``data_files``)."""
     out: set[str] = set()
     for file in files:
         if len(file.data) <= MAX_PROFILE_BYTES and _reaches_network(file):
             out |= _host_problems(_without_comments(file), manifest)[0]
+            for data in data_files([file], all_files):
+                out |= _host_problems(data.data, manifest)[0]
     return out
 
 
 def bounded_fetch(findings: Sequence[Finding], manifest: Manifest,
                   install_files: Sequence[PackageFile],
                   previous_scripts: Mapping[str, str] | None,
-                  previous_hosts: set[str] | None = None) -> list[Finding]:
+                  previous_hosts: set[str] | None = None,
+                  all_files: Sequence[PackageFile] = ()) -> list[Finding]:
     """The findings, with a platform-binary fetch at install weighed low when it is bounded
     (module docstring), plus one info finding that says so; unchanged otherwise.
 
@@ -186,6 +252,9 @@ def bounded_fetch(findings: Sequence[Finding], manifest: Manifest,
         if not _reaches_network(file):
             continue
         found, problems = _host_problems(_without_comments(file), manifest)
+        for data in data_files([file], all_files):
+            more, trouble = _host_problems(data.data, manifest)
+            found, problems = found | more, [*problems, *trouble]
         if problems:
             return list(findings)
         hosts |= found
@@ -208,25 +277,81 @@ def bounded_fetch(findings: Sequence[Finding], manifest: Manifest,
 
 
 def new_install_hosts(manifest: Manifest, install_files: Sequence[PackageFile],
-                      changed: set[str], previous_hosts: set[str]) -> list[Finding]:
-    """Hosts that install-time files new or changed in this release name and the previous
-    release's install-time files did not: a hook that starts contacting somewhere new."""
+                      changed: set[str], previous_hosts: set[str],
+                      all_files: Sequence[PackageFile] = (), bump: str = "unknown",
+                      findings: Sequence[Finding] = ()) -> list[Finding]:
+    """Places (``place``) that install-time files new or changed in this release name and the
+    previous release's install-time files did not: a hook that starts contacting somewhere
+    new. A file's places include those of the data files it reads (``data_files``; the file
+    counts as changed when one of them did) and of every non-code, non-documentation file
+    changed in this release that holds a URL. Critical when the file downloads and runs
+    something (a patch or minor release fetching its binary from a new place)."""
     out: list[Finding] = []
+    install_paths = {f.path for f in install_files}
+    loose = [f for f in all_files if f.path in changed and f.path not in install_paths
+             and f.path != "package.json" and not f.path.lower().endswith(CODE_EXT)
+             and not _documentation(f.path) and _text(f) and _URL.search(f.data)]
     for file in install_files:
-        if file.path not in changed or len(file.data) > MAX_PROFILE_BYTES \
-                or not _reaches_network(file):
+        if len(file.data) > MAX_PROFILE_BYTES or not _reaches_network(file):
+            continue
+        data = data_files([file], all_files)
+        if file.path not in changed and not any(d.path in changed for d in data):
             continue
         hosts, _ = _host_problems(_without_comments(file), manifest)
+        for extra in {d.path: d for d in (*data, *loose)}.values():
+            hosts |= _host_problems(extra.data, manifest)[0]
         fresh = sorted(hosts - previous_hosts)
-        if fresh:
-            out.append(Finding(
-                rule="CW-DIFF-INSTALL-NEW-HOST", severity=Severity.MEDIUM,
-                technique="install-time-execution", capability="network",
-                message=(f"{file.path} runs at install and now names "
-                         f"{', '.join(h[:80] for h in fresh[:5])}, which the previous release's "
-                         "install-time files never named"),
-                file=file.path, install_time=True,
-                reference="https://attack.mitre.org/techniques/T1105/"))
+        if not fresh:
+            continue
+        runs = [f for f in findings if f.file == file.path and f.rule in FETCH_RULES
+                and f.severity.rank >= Severity.MEDIUM.rank]
+        # an unchanged install file is not scanned again: its text tells whether it writes
+        # and runs what it fetched
+        text = _without_comments(file)
+        writes_runs = bool(_SPAWN.search(text) and _WRITE.search(text))
+        critical = (bool(runs) or writes_runs) and bump in ("patch", "minor", "prerelease")
+        out.append(Finding(
+            rule="CW-DIFF-INSTALL-NEW-HOST",
+            severity=Severity.CRITICAL if critical else Severity.MEDIUM,
+            technique="install-time-execution", capability="network",
+            message=(f"{file.path} runs at install and now names "
+                     f"{', '.join(h[:80] for h in fresh[:5])}, which the previous release's "
+                     "install-time files never named"
+                     + (f"; it downloads and runs a file in a {bump} release"
+                        if critical else "")),
+            file=file.path, line=runs[0].line if critical and runs else None,
+            snippet=runs[0].snippet if critical and runs else None, install_time=True,
+            reference="https://attack.mitre.org/techniques/T1105/"))
+    return out
+
+
+def install_env_child(install_files: Sequence[PackageFile], changed: set[str],
+                      before: Mapping[str, PackageFile]) -> list[Finding]:
+    """A changed install-time file that fetches, writes and runs a file and now starts a child
+    process with the whole environment (``env: process.env``): every token of the installing
+    user handed to what it downloaded."""
+    out: list[Finding] = []
+    for file in install_files:
+        if file.path not in changed or len(file.data) > MAX_PROFILE_BYTES:
+            continue
+        text = _without_comments(file)
+        m = _ENV_ALL.search(text)
+        # only a file that fetches, writes and runs: a test runner's spawn helper passing its
+        # environment on is ordinary
+        if m is None or not (_SPAWN.search(text) and _WRITE.search(text)
+                             and _reaches_network(file)):
+            continue
+        old = before.get(file.path)
+        if old is not None and _ENV_ALL.search(_without_comments(old)):
+            continue
+        out.append(Finding(
+            rule="CW-DIFF-INSTALL-ENV-CHILD", severity=Severity.HIGH,
+            technique="install-time-execution", capability="secrets",
+            message=(f"{file.path} runs at install and now starts a process with the whole "
+                     "environment (every token of the installing user)"),
+            file=file.path, line=text[:m.start()].count(b"\n") + 1,
+            snippet=m.group(0)[:120].decode("utf-8", "replace").strip(), install_time=True,
+            reference="https://attack.mitre.org/techniques/T1552/001/"))
     return out
 
 

@@ -24,6 +24,8 @@ _TOKEN = re.compile(r"[^\s;&|<>()'\"`]+")
 _BEHAVIOUR = {"obfuscation", "secrets", "wallet", "fingerprint", "exfil", "browser-hook",
               "dropper", "propagation", "persistence", "sabotage", "hidden-process",
               "remote-exec"}
+#: behaviour (capabilities) that counts as a payload in entry code
+BEHAVIOUR = frozenset(_BEHAVIOUR)
 #: behaviour that makes new code in a patch release's entry file critical (entry_payload)
 _HIJACK = {"browser-hook", "remote-exec"}
 
