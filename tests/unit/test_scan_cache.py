@@ -243,7 +243,8 @@ def test_the_pool_is_fed_the_largest_waiting_batch_first() -> None:
     release = threading.Event()
 
     class HeldPool:
-        def submit(self, fn: object, batch: list[tuple[PackageFile, bool]]) -> Future[object]:
+        def submit(self, fn: object, batch: list[tuple[PackageFile, bool]],
+                   *args: object) -> Future[object]:
             order.append(sum(len(f.data) for f, _ in batch))
             done: Future[object] = Future()
             if len(order) == 1:  # the first batch holds the only worker until released
@@ -255,8 +256,11 @@ def test_the_pool_is_fed_the_largest_waiting_batch_first() -> None:
     feeder = scan_module._LargestFirst(HeldPool(), 1)  # type: ignore[arg-type]
     try:
         first = feeder.submit([(PackageFile("a.js", b"x" * 5), False)])
-        while not order:
+        for _ in range(1000):  # bounded: a feeder that never hands a batch on fails, not hangs
+            if order or first.done():
+                break
             threading.Event().wait(0.01)
+        assert order, first.exception(timeout=0)
         rest = [feeder.submit([(PackageFile("b.js", b"x" * n), False)]) for n in (10, 300, 20)]
         release.set()
         for f in (first, *rest):
