@@ -326,13 +326,13 @@ class Checker:
         published, static = memo
         now = self.now
         if p.min_age != "off" and not p.age_exempt(name):
-            if published is None:
+            if published is None and p.min_age_duration > timedelta(0):
                 # fail closed: a registry that leaves out the time (or a hostile mirror that
-                # strips it) must not make a version old enough
+                # strips it) must not make a version old enough (with no minimum, any age is)
                 yield (p.min_age, "min-age", "the registry gives no publish time for this "
                        f"version, so its age cannot be judged; the policy wants "
                        f"{_ago(p.min_age_duration)}")
-            elif (age := now - published) < p.min_age_duration:
+            elif published is not None and (age := now - published) < p.min_age_duration:
                 yield (p.min_age, "min-age",
                        f"published {_ago(age)} ago; the policy wants {_ago(p.min_age_duration)}")
         # an unknown publish time counts as fresh (fail closed)
