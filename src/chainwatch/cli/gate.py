@@ -239,7 +239,12 @@ def proxy(
         err.print(f"error: --cache-ttl: {exc}", markup=False)
         raise typer.Exit(2) from exc
     # scans fetch from upstream with the operator's npm credentials, not the client's
-    client = RegistryClient(NpmConfig.load(upstream), cache_dir)
+    try:
+        npm_config = NpmConfig.load(upstream)
+    except ChainwatchError as exc:
+        err.print(f"error: --upstream: {exc}; not an http(s) upstream URL", markup=False)
+        raise typer.Exit(2) from exc
+    client = RegistryClient(npm_config, cache_dir)
     try:
         server = Proxy(upstream, Checker(policy, None, _known_bad(db),
                                          scans=_scan_gate(policy, client, db) if scan else None),
