@@ -164,7 +164,9 @@ class ScanGate:
         (``[scan] sandbox = true``), a *benign* verdict made without it does not count: the
         release is scanned again (within the window) so that its dynamic evidence is weighed
         too. A flagged one still counts as it is: dropping it could only loosen the gate."""
-        hit = self._snapshot(name).get(verdict_key(name, version, integrity))
+        return self._trusted(self._snapshot(name).get(verdict_key(name, version, integrity)))
+
+    def _trusted(self, hit: StoredVerdict | None) -> StoredVerdict | None:
         if (hit is not None and self.scanner.sandbox and hit.level is Level.BENIGN
                 and "dynamic" not in hit.document):
             return None
@@ -196,16 +198,15 @@ class ScanGate:
 
         Raises ``ScanFailed`` when the release could not be scanned (now or recently)."""
         release = release_from_packument(doc, version)
-        hit = self._usable(self.cached(name, version, release.integrity), doc, version)
-        exploratory = hit is None and self._snapshot(name).get(
-            verdict_key(name, version, release.integrity)) is not None
-        if (hit is None and not exploratory
-                and not self.in_window(parse_time(release.published), now)):
-            # out of the window: what is stored, even if judged without the sandbox
-            return self._snapshot(name).get(verdict_key(name, version, release.integrity))
+        key = verdict_key(name, version, release.integrity)
+        stored = self._snapshot(name).get(key)
+        hit = self._usable(self._trusted(stored), doc, version)
         if hit is not None:
             return hit
-        key = verdict_key(name, version, release.integrity)
+        # nothing stored and out of the window: not scanned; a stored verdict the gate may not
+        # use (exploratory, or static where the sandbox is asked for) is replaced, whatever age
+        if stored is None and not self.in_window(parse_time(release.published), now):
+            return None
         if (failed := self.recent_failure(key)) is not None:
             raise ScanFailed(f"{failed} (failed less than {self.failure_seconds:g} s ago)")
         if (why := self._refused_url(doc, version)) is not None:
