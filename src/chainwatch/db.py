@@ -41,6 +41,7 @@ def _private_sqlite(url: str) -> None:
 def connect(url: str | None = None) -> Engine:
     """An engine with every table created (the tables register themselves on ``metadata``)."""
     import chainwatch.fleet
+    import chainwatch.gate.decisions
     import chainwatch.incidents.store
     import chainwatch.intel.store
     import chainwatch.verdicts

@@ -86,6 +86,12 @@ class Fleet:
                 count += len(rows)
         return count
 
+    def record_upload(self, label: str, filename: str, body: bytes) -> int:
+        """Record an environment sent over the API: a lockfile (named by ``filename``) or a
+        ``chainwatch.inventory/1`` document, parsed in memory with the inventory's limits; returns
+        how many packages were recorded; UsageError on anything it cannot read."""
+        raise NotImplementedError
+
     def environment_count(self) -> int:
         """How many distinct labels (recorded environments) fleet memory holds."""
         from sqlalchemy import func

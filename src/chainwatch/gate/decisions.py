@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
+from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text
+
+from chainwatch.db import metadata
+
+#: one row per decision that blocked or warned (allow decisions are not kept)
+decisions = Table(
+    "gate_decisions", metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("time", String(40), nullable=False),  # ISO 8601 UTC
+    Column("origin", String(16), nullable=False),  # check | proxy
+    Column("package", String(256), nullable=False),
+    Column("version", String(128)),
+    Column("action", String(16), nullable=False),  # block | warn | allow
+    Column("rule", String(128), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source", Text),
+    Index("ix_gate_decisions_time", "time"),
+)
 
 
 @dataclass(frozen=True)
