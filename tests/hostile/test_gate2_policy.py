@@ -63,6 +63,20 @@ def test_a_binary_policy_file_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "Traceback" not in result.output
 
 
+def test_missing_policy_or_import_source_is_one_plain_line(tmp_path: Path) -> None:
+    """Not ``[Errno 2] No such file or directory: '...'`` (the path twice, Python's wording)."""
+    missing = tmp_path / "nope.toml"
+    result = CliRunner().invoke(app, ["policy", "show", "--policy", str(missing)])
+    assert result.exit_code == 2 and "Errno" not in result.output
+    assert result.output.count(str(missing)) == 1
+    source = tmp_path / "nope.json"
+    result = CliRunner().invoke(app, ["db", "import", str(source), "--db",
+                                      f"sqlite:///{tmp_path / 'db.sqlite'}"])
+    assert result.exit_code == 2 and "record" not in result.output
+    assert result.output.strip() == f"error: {source}: cannot read: no such file or folder"
+    assert not (tmp_path / "db.sqlite").exists()
+
+
 def test_a_valid_policy_loads(tmp_path: Path) -> None:
     path = tmp_path / "policy.toml"
     path.write_text('offline = "block"\n[min-age]\nduration = "7d"\nexclude = ["@corp/*"]\n'

@@ -39,9 +39,13 @@ def db_import(
     """Load OSV records (MAL-…, GHSA-… and others) for npm into the known-bad store."""
     from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
+    from chainwatch.cli.common import _unreadable
     from chainwatch.incidents.osv import is_suspicious_export
     from chainwatch.intel.store import KnownBadStore, Record, parse_osv, read_osv
 
+    for source in sources:
+        if not source.exists():
+            _unreadable(str(source), FileNotFoundError(2, "no such file or folder"))
     store = KnownBadStore(db)
     problems = 0
     seen = 0

@@ -247,7 +247,9 @@ def load_policy(path: Path | None = None, min_age: str | None = None) -> Policy:
     if path is not None:
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read the policy: {exc.strerror or exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{path}: cannot read the policy: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise UsageError(f"{path}: cannot read the policy: not UTF-8 text") from exc

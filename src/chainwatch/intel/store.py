@@ -120,7 +120,8 @@ def read_osv(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, Any] | None
             try:
                 archive = zipfile.ZipFile(path)
             except (OSError, zipfile.BadZipFile) as exc:
-                yield str(path), None, f"not a readable zip: {exc}"
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                yield str(path), None, f"not a readable zip: {reason}"
                 continue
             with archive:
                 for info in archive.infolist():
@@ -132,7 +133,7 @@ def read_osv(paths: Iterable[Path]) -> Iterator[tuple[str, dict[str, Any] | None
             try:
                 data = file.read_bytes()
             except OSError as exc:
-                yield str(file), None, f"cannot read: {exc}"
+                yield str(file), None, f"cannot read: {exc.strerror or exc}"
                 continue
             yield _parsed(str(file), data)
 
