@@ -826,6 +826,10 @@ class Scanner:
             baseline = None
         else:
             baseline = self.load(against, packument if "@" in against[1:] else None, limits)
+            if self.notice is not None and baseline.ref.name != target.ref.name:
+                self.notice(f"{spec}: --against {against} is another package "
+                            f"({baseline.ref.name}, not {target.ref.name}): what changed is measured "
+                            "between two different packages")
         return self.analyze(target, baseline, limits=limits)
 
 

@@ -31,7 +31,12 @@ def render(verdicts: Sequence[Verdict], color: bool = False, width: int | None =
     console = render_console(buf, color, width)
     for v in verdicts:
         style = LEVEL_STYLE[v.level]
-        base = f" vs {safe(v.baseline.version)}" if v.baseline else " (no baseline)"
+        if v.baseline is None:
+            base = " (no baseline)"
+        elif v.baseline.name != v.target.name:  # --against another package: name it
+            base = f" vs {safe(str(v.baseline))}"
+        else:
+            base = f" vs {safe(v.baseline.version)}"
         console.print(f"[bold]{safe(str(v.target))}[/]{base}: [{style}]{v.level.value.upper()}[/] "
                       f"score {v.score}  [dim]{v.elapsed_s:.2f}s[/]")
         console.print(f"  {safe(v.explanation)}")
