@@ -230,7 +230,7 @@ def test_scan_rule_window_and_actions(tmp_path: Path) -> None:
 def test_scan_rule_in_policy_show() -> None:
     shown = load_policy(None).to_toml()
     assert shown["scan"] == {"malicious": "block", "suspicious": "warn", "window": "30d",
-                             "on_error": "block"}
+                             "on_error": "block", "sandbox": False}
 
 
 class _Listed:

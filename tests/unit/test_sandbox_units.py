@@ -194,6 +194,7 @@ def test_hostile_package_names_stay_one_folder_under_node_modules() -> None:
 
 def test_policy_scan_sandbox_switch(tmp_path: Path) -> None:
     assert load_policy().scan_sandbox is False
+    assert load_policy().to_toml()["scan"]["sandbox"] is False  # `policy show` lists the switch
     on = tmp_path / "on.toml"
     on.write_text("[scan]\nsandbox = true\n")
     policy = load_policy(on)
