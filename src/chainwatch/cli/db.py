@@ -150,9 +150,13 @@ def db_verdicts_list(
     if not stored and not records:
         typer.echo("no stored verdicts")
         return
-    for v in stored:
-        typer.echo(plain(f"{v.package}@{v.version}  {v.level.value:10} {v.score:3}  "
-                         f"{v.origin:8} {v.scanned_at}  {v.key}"))
+    # one aligned column per field (release names vary in length; a very long one is not
+    # allowed to push every row to the right)
+    releases = [plain(f"{v.package}@{v.version}") for v in stored]
+    width = min(max((len(r) for r in releases), default=0), 60)
+    for release, v in zip(releases, stored, strict=True):
+        typer.echo(f"{release:{width}}  {v.level.value:10} {v.score:3}  {v.origin:8} "
+                   f"{v.scanned_at}  {plain(v.key)}")
     if records:
         typer.echo("known-bad records from verdicts (exposure, check and the proxy block these):")
         for r in records:
