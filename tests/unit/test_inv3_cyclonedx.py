@@ -113,6 +113,7 @@ snapshots:
 def test_several_environments_and_our_own_reader_reads_it_back(tmp_path: Path) -> None:
     pnpm = PnpmLockExtractor().extract("web/pnpm-lock.yaml", PNPM9.encode(), _none)
     bom = _bom([_npm(), pnpm])
+    # "app/package-lock.json" and "web/pnpm-lock.yaml" share no named folder
     assert bom["metadata"]["component"]["name"] == "chainwatch inventory"
     graph = {d["ref"]: d["dependsOn"] for d in bom["dependencies"]}
     assert graph["pkg:npm/chalk@5.6.2"] == ["pkg:npm/supports-color@9.0.0"]
@@ -157,3 +158,9 @@ def test_an_sbom_purl_type_is_read_whatever_its_case() -> None:
     assert npm_purl("pkg:NPM/debug@4.4.2") == ("debug", "4.4.2")
     assert npm_purl("PKG:npm/%40scope/x@1.0.0") == ("@scope/x", "1.0.0")
     assert npm_purl("pkg:pypi/debug@4.4.2") is None
+
+
+def test_several_environments_of_one_project_are_named_after_its_folder() -> None:
+    lock = PnpmLockExtractor().extract("/srv/shop/pnpm-lock.yaml", PNPM9.encode(), _none)
+    web = PnpmLockExtractor().extract("/srv/shop/web/pnpm-lock.yaml", PNPM9.encode(), _none)
+    assert _bom([lock, web])["metadata"]["component"]["name"] == "shop"

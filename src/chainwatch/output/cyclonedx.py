@@ -136,7 +136,9 @@ def inventory_cyclonedx(envs: Sequence[Environment]) -> str:
     if len(roots) == 1:
         metadata_component = roots[0]
     else:  # several environments: the inventory itself is the root, each one a part of it
-        metadata_component = _application("chainwatch inventory", "inventory")
+        # named after the folder the environments share (a project's lockfile and its
+        # node_modules), else generically
+        metadata_component = _application(_shared_folder(envs) or "chainwatch inventory", "inventory")
         depends["inventory"] = {r["bom-ref"] for r in roots}
         for r in roots:
             components[r["bom-ref"]] = r
@@ -154,3 +156,14 @@ def inventory_cyclonedx(envs: Sequence[Environment]) -> str:
                          for ref, children in sorted(depends.items())],
     }
     return json.dumps(bom, indent=2)
+
+
+def _shared_folder(envs: Sequence[Environment]) -> str | None:
+    """The name of the folder every environment's source lies in, when there is one."""
+    import os.path
+
+    try:
+        common = os.path.commonpath([str(PurePath(e.source).parent) for e in envs])
+    except ValueError:  # relative and absolute sources mixed
+        return None
+    return PurePath(common).name or None
