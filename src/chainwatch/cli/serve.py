@@ -79,6 +79,9 @@ def serve(
         except ValueError as exc:
             err.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from exc
+        if token_file.stat().st_mode & stat.S_IRGRP:
+            err.print(f"warning: --token-file {token_file}: its group may read it; "
+                      f"chmod 600 {token_file} keeps it yours alone", markup=False)
     local = loopback_host(host)
     if not local and token is None:
         err.print(f"error: listening on {host} needs a token (--token-file FILE or "

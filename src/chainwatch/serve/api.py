@@ -45,9 +45,18 @@ class ApiError(HTTPException):
         super().__init__(status, " ".join(detail.split())[:500], headers)
 
 
+class ApiJSON(JSONResponse):
+    """JSON as ASCII: text a package author controls (a lone surrogate from a file name, a
+    right-to-left override) travels as ``\\uXXXX`` escapes and can never break the encoding."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
 def error_response(status: int, detail: str,
                    headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse({"error": detail}, status, headers=headers)
+    return ApiJSON({"error": detail}, status, headers=headers)
 
 
 def failure(request: Request, exc: Exception) -> Response:
@@ -78,7 +87,7 @@ def _dump(value: Any) -> Any:
 
 
 def _json(value: Any, status: int = 200) -> Response:
-    return JSONResponse(_dump(value), status)
+    return ApiJSON(_dump(value), status)
 
 
 # -- parameters --------------------------------------------------------------------------------
@@ -234,7 +243,7 @@ class Api:
             job = self._scans().submit(scan)
         except QueueFull as exc:
             raise ApiError(503, str(exc), {"Retry-After": "5"}) from None
-        return JSONResponse({"id": job.id, "status": job.status}, 202,
+        return ApiJSON({"id": job.id, "status": job.status}, 202,
                             headers={"Location": f"{PREFIX}/scans/{job.id}"})
 
     async def scan_status(self, request: Request) -> Response:
@@ -297,7 +306,7 @@ class Api:
             count = await run_in_threadpool(self._record_upload, label, filename, data)
         except (ChainwatchError, ValueError) as exc:
             raise ApiError(422, one_line(exc)) from None
-        return JSONResponse({"label": label, "packages": count}, 201)
+        return ApiJSON({"label": label, "packages": count}, 201)
 
     async def decisions(self, request: Request) -> Response:
         return _json(await _read(self.model.decisions, action=_param(request, "action", 16),
