@@ -16,6 +16,8 @@ from chainwatch.cli.app import app, err
 from chainwatch.cli.options import DbOpt, VerboseOpt
 from chainwatch.errors import ChainwatchError, one_line
 
+#: connections and requests served at once; uvicorn answers 503 beyond
+MAX_CONNECTIONS = 128
 #: a token file larger than this is not a token
 MAX_TOKEN_FILE = 4096
 
@@ -133,7 +135,8 @@ def serve(
     err.print(f"chainwatch serve on http://{shown}:{port}/"
               + ("" if token else " (no token: open to this machine only)"), markup=False)
     config = uvicorn.Config(application, log_level="info" if verbose else "warning",
-                            proxy_headers=False, server_header=False)
+                            proxy_headers=False, server_header=False,
+                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
 
     class Server(uvicorn.Server):
         signalled = False

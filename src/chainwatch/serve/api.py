@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -32,6 +33,8 @@ PREFIX = "/api/v1"
 MAX_JSON = 16 * 1024 * 1024
 #: the most characters of an environment label
 MAX_LABEL = 512
+#: large bodies (tarballs, lockfiles) read at once
+MAX_READING = 4
 #: the most characters of a posted file name
 MAX_FILENAME = 256
 
@@ -174,6 +177,8 @@ class Api:
         self.auth = auth
         self._scans = scans
         self._record_upload = record_upload
+        #: bodies of at most this many large writes are read at once (memory bound)
+        self._reading = threading.BoundedSemaphore(MAX_READING)
 
     def guarded(self, endpoint: Endpoint) -> Endpoint:
         async def check(request: Request) -> Response:
@@ -226,7 +231,7 @@ class Api:
     async def submit_scan(self, request: Request) -> Response:
         media = _media(request)
         if media in ("application/gzip", "application/x-gzip", "application/octet-stream"):
-            data = await _body(request, MAX_UPLOAD)
+            data = await self._large_body(request, MAX_UPLOAD)
             if not data:
                 raise ApiError(422, "the tarball is empty")
             against = _param(request, "against", 300)
@@ -245,6 +250,16 @@ class Api:
             raise ApiError(503, str(exc), {"Retry-After": "5"}) from None
         return ApiJSON({"id": job.id, "status": job.status}, 202,
                             headers={"Location": f"{PREFIX}/scans/{job.id}"})
+
+    async def _large_body(self, request: Request, limit: int) -> bytes:
+        """A body of up to ``limit`` bytes, read by at most MAX_READING requests at once; the
+        next is refused (503) rather than queued in memory."""
+        if not self._reading.acquire(blocking=False):
+            raise ApiError(503, "too many uploads at once; try again later", {"Retry-After": "5"})
+        try:
+            return await _body(request, limit)
+        finally:
+            self._reading.release()
 
     async def scan_status(self, request: Request) -> Response:
         ident = request.path_params["id"]
@@ -285,7 +300,12 @@ class Api:
         return _json(await _read(self.model.environments, **_paging(request)))
 
     async def record_environment(self, request: Request) -> Response:
-        body = await _json_body(request)
+        if not self._reading.acquire(blocking=False):
+            raise ApiError(503, "too many uploads at once; try again later", {"Retry-After": "5"})
+        try:
+            body = await _json_body(request)
+        finally:
+            self._reading.release()
         label = _string(body, "label", MAX_LABEL)
         assert label is not None
         if "document" in body:

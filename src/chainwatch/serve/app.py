@@ -207,6 +207,7 @@ def create_app(engine: Engine, *, token: str | None,
     app.state.model = model
     app.state.auth = auth
     app.state.scans = pool
+    app.state.api = api
     return app
 
 
