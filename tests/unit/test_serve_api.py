@@ -452,3 +452,29 @@ def test_only_a_few_large_bodies_are_read_at_once(engine: Engine) -> None:
     finally:
         for _ in range(taken):
             reading.release()
+
+
+def test_guessing_the_token_is_throttled_per_client(engine: Engine) -> None:
+    from chainwatch.serve import auth as auth_module
+
+    app = app_with(engine)
+
+    async def guess(client: httpx.AsyncClient) -> list[int]:
+        codes = []
+        for i in range(auth_module.MAX_FAILURES + 2):
+            r = await client.get("/api/v1/verdicts", headers={"Authorization": f"Bearer g{i}"})
+            codes.append(r.status_code)
+        r = await client.get("/api/v1/verdicts", headers=BEARER)  # even the right one, now
+        codes.append(r.status_code)
+        return codes
+
+    codes = run(app, guess)
+    assert codes[:auth_module.MAX_FAILURES] == [401] * auth_module.MAX_FAILURES
+    assert codes[auth_module.MAX_FAILURES:] == [429, 429, 429]
+    other = httpx.ASGITransport(app=app, client=("192.0.2.9", 1234))
+
+    async def elsewhere() -> int:
+        async with httpx.AsyncClient(transport=other, base_url="http://127.0.0.1:8080") as c:
+            return (await c.get("/api/v1/verdicts", headers=BEARER)).status_code
+
+    assert asyncio.run(elsewhere()) == 200  # another client is not locked out

@@ -182,7 +182,12 @@ class Api:
 
     def guarded(self, endpoint: Endpoint) -> Endpoint:
         async def check(request: Request) -> Response:
+            if self.auth.required and self.auth.locked_out(request):
+                raise ApiError(429, "too many wrong tokens; wait a minute",
+                               {"Retry-After": "60"})
             if not self.auth.api_allowed(request):
+                if "authorization" in request.headers:
+                    self.auth.failed(request)
                 raise ApiError(401, "a valid bearer token is required",
                                {"WWW-Authenticate": 'Bearer realm="chainwatch"'})
             try:
