@@ -53,3 +53,15 @@ def engine(postgres_url: str) -> Iterator[Engine]:  # noqa: F811 - the fixture a
 
 def test_these_tests_run_on_postgres(engine: Engine) -> None:
     assert engine.dialect.name == "postgresql"
+
+
+def test_the_read_indexes_are_created_on_postgres(engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    from chainwatch.serve.queries import READ_INDEXES, ReadModel
+
+    ReadModel(engine)
+    ReadModel(engine)  # a second server starting on the same database
+    have = {(t, i["name"]) for t in {t for _, t, _ in READ_INDEXES}
+            for i in inspect(engine).get_indexes(t)}
+    assert {(t, n) for n, t, _ in READ_INDEXES} <= have
