@@ -7,15 +7,8 @@ controls carries markup, a ``javascript:`` link or a bidi override (U+202E).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
-from chainwatch.serve.auth import COOKIE, Auth
 from chainwatch.serve.queries import (
     AlertRow,
     DecisionRow,
@@ -186,42 +179,3 @@ class RowsModel(ReadModel):
                                 "incidents": 1, "environments": 1, "blocked": 1},
                         verdicts_per_day=per_day, latency_per_day=latency,
                         latest_alerts=ALERTS, latest_flagged=VERDICT_ROWS[:2])
-
-
-class SessionAuth(Auth):
-    """A stand-in with the contract's behaviour (random session ids, CSRF tied to the
-    session) for tests that must not depend on how serve/auth.py stores sessions."""
-
-    def __init__(self, token: str | None) -> None:
-        super().__init__(token)
-        self.sessions: set[str] = set()
-        self.secret = secrets.token_bytes(16)
-
-    def _session(self, request: Request) -> str | None:
-        sid = request.cookies.get(COOKIE)
-        return sid if sid in self.sessions else None
-
-    def api_allowed(self, request: Request) -> bool:
-        return self.token is None or self._session(request) is not None
-
-    def page_allowed(self, request: Request) -> bool:
-        return self.token is None or self._session(request) is not None
-
-    def token_matches(self, submitted: str) -> bool:
-        return self.token is not None and hmac.compare_digest(submitted.encode(),
-                                                              self.token.encode())
-
-    def start_session(self, response: Response) -> None:
-        sid = secrets.token_urlsafe(24)
-        self.sessions.add(sid)
-        response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/")
-
-    def end_session(self, response: Response) -> None:
-        response.delete_cookie(COOKIE, path="/")
-
-    def csrf_token(self, request: Request) -> str:
-        sid = request.cookies.get(COOKIE, "")
-        return hmac.new(self.secret, sid.encode(), hashlib.sha256).hexdigest()
-
-    def csrf_ok(self, request: Request, submitted: str | None) -> bool:
-        return submitted is not None and hmac.compare_digest(submitted, self.csrf_token(request))

@@ -19,7 +19,7 @@ with warnings.catch_warnings():  # Starlette warns that its TestClient (an httpx
     from starlette.testclient import TestClient
 
 from chainwatch.serve import charts, pages, views
-from chainwatch.serve.auth import COOKIE
+from chainwatch.serve.auth import COOKIE, Auth
 from tests.serve_pages_support import (
     HOSTILE_NAME,
     IMG,
@@ -28,7 +28,6 @@ from tests.serve_pages_support import (
     SNIPPET,
     VERDICT_ROWS,
     RowsModel,
-    SessionAuth,
     scan_doc,
 )
 
@@ -61,8 +60,8 @@ def parse(html: str) -> Elements:
     return p
 
 
-def app(token: str | None = None, model: RowsModel | None = None) -> tuple[Starlette, SessionAuth]:
-    auth = SessionAuth(token)
+def app(token: str | None = None, model: RowsModel | None = None) -> tuple[Starlette, Auth]:
+    auth = Auth(token)
     return Starlette(routes=pages.routes(model or RowsModel(), auth)), auth
 
 
@@ -248,8 +247,17 @@ def test_latency_chart_skips_unknown_days() -> None:
 
 # ---- login, logout, CSRF ------------------------------------------------------------------
 
+def _field(html: str, name: str) -> str:
+    return next(a["value"] or "" for t, a in parse(html).tags if t == "input" and a.get("name") == name)
+
+
 def _csrf(html: str) -> str:
-    return next(a["value"] or "" for t, a in parse(html).tags if t == "input" and a.get("name") == "csrf")
+    return _field(html, "csrf")
+
+
+def _login(html: str, **fields: str) -> dict[str, str]:
+    """The login form's hidden fields, as the browser would post them, with ``fields``."""
+    return {"csrf": _field(html, "csrf"), "nonce": _field(html, "nonce"), **fields}
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -266,39 +274,53 @@ def test_login_sets_a_strict_httponly_cookie_and_returns_to_the_page() -> None:
     with client(TOKEN) as c:
         form = c.get("/login?next=/decisions")
         assert form.status_code == 200 and 'type="password"' in form.text
-        r = c.post("/login", data={"csrf": _csrf(form.text), "token": TOKEN, "next": "/decisions"})
+        r = c.post("/login", data=_login(form.text, token=TOKEN, next="/decisions"))
         assert r.status_code == 303 and r.headers["location"] == "/decisions"
-        cookie = r.headers["set-cookie"].lower()
+        cookie = next(v.lower() for v in r.headers.get_list("set-cookie")
+                      if v.startswith(COOKIE + "="))
         assert "httponly" in cookie and "samesite=strict" in cookie
         assert c.get("/decisions").status_code == 200
 
 
 def test_login_refuses_a_wrong_token_and_a_missing_or_foreign_csrf() -> None:
     with client(TOKEN) as c:
-        csrf = _csrf(c.get("/login").text)
-        wrong = c.post("/login", data={"csrf": csrf, "token": "guess"})
+        html = c.get("/login").text
+        wrong = c.post("/login", data=_login(html, token="guess"))
         assert wrong.status_code == 401 and COOKIE not in wrong.headers.get("set-cookie", "")
-        no_csrf = c.post("/login", data={"token": TOKEN})
-        assert no_csrf.status_code == 403 and "set-cookie" not in no_csrf.headers
-        bad_csrf = c.post("/login", data={"csrf": "0" * 64, "token": TOKEN})
-        assert bad_csrf.status_code == 403
-        cross = c.post("/login", data={"csrf": csrf, "token": TOKEN},
+        html = wrong.text  # a new login nonce comes with the form shown again
+        for fields in ({"token": TOKEN}, {**_login(html, token=TOKEN), "csrf": "0" * 64},
+                       {**_login(html, token=TOKEN), "nonce": "forged"},
+                       {"csrf": _field(html, "csrf"), "token": TOKEN}):
+            refused = c.post("/login", data=fields)
+            assert refused.status_code == 403, fields
+            assert COOKIE not in refused.headers.get("set-cookie", "")
+        cross = c.post("/login", data=_login(html, token=TOKEN),
                        headers={"Origin": "http://evil.invalid", "Sec-Fetch-Site": "cross-site"})
-        assert cross.status_code == 403 and "set-cookie" not in cross.headers
-        json_body = c.post("/login", json={"csrf": csrf, "token": TOKEN})
-        assert json_body.status_code == 400
+        assert cross.status_code == 403 and COOKIE not in cross.headers.get("set-cookie", "")
+        assert c.post("/login", json=_login(html, token=TOKEN)).status_code == 400
         assert c.get("/").status_code == 303
 
 
-def test_logout_needs_the_sessions_csrf_token() -> None:
+def test_a_login_form_from_another_browser_does_not_work() -> None:
+    """The nonce is tied to the browser that loaded the form (its cookie), not just the site."""
+    a, _ = app(TOKEN)
+    with _client(a) as attacker, _client(a) as victim:
+        html = attacker.get("/login").text
+        assert victim.post("/login", data=_login(html, token=TOKEN)).status_code == 403
+
+
+def test_logout_needs_the_sessions_csrf_token_and_ends_the_session() -> None:
     with client(TOKEN) as c:
-        c.post("/login", data={"csrf": _csrf(c.get("/login").text), "token": TOKEN})
+        c.post("/login", data=_login(c.get("/login").text, token=TOKEN))
         page = c.get("/")
         assert page.status_code == 200
+        session = c.cookies[COOKIE]
         assert c.post("/logout", data={}).status_code == 403
         assert c.get("/").status_code == 200  # still logged in
         r = c.post("/logout", data={"csrf": _csrf(page.text)})
         assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert c.get("/").status_code == 303
+        c.cookies.set(COOKIE, session)  # a copy of the cookie kept from before the logout
         assert c.get("/").status_code == 303
 
 
@@ -306,8 +328,9 @@ def test_the_csrf_token_of_one_session_does_not_work_in_another() -> None:
     a, _ = app(TOKEN)
     with _client(a) as one, _client(a) as two:
         for c in (one, two):
-            c.post("/login", data={"csrf": _csrf(c.get("/login").text), "token": TOKEN})
+            c.post("/login", data=_login(c.get("/login").text, token=TOKEN))
         csrf_one = _csrf(one.get("/").text)
+        assert csrf_one != _csrf(two.get("/").text)
         assert two.post("/logout", data={"csrf": csrf_one}).status_code == 403
 
 
@@ -316,15 +339,14 @@ def test_the_csrf_token_of_one_session_does_not_work_in_another() -> None:
 def test_login_never_redirects_off_site(target: str) -> None:
     assert pages.safe_next(target) == "/"
     with client(TOKEN) as c:
-        csrf = _csrf(c.get("/login", params={"next": target}).text)
-        r = c.post("/login", data={"csrf": csrf, "token": TOKEN, "next": target})
+        html = c.get("/login", params={"next": target}).text
+        r = c.post("/login", data=_login(html, token=TOKEN, next=target))
         assert r.headers["location"] == "/"
 
 
 def test_a_large_form_is_refused() -> None:
     with client(TOKEN) as c:
-        csrf = _csrf(c.get("/login").text)
-        r = c.post("/login", data={"csrf": csrf, "token": "x" * (pages.MAX_FORM + 1)})
+        r = c.post("/login", data=_login(c.get("/login").text, token="x" * (pages.MAX_FORM + 1)))
     assert r.status_code == 400
 
 

@@ -10,6 +10,8 @@ request came from another site (``Origin`` / ``Sec-Fetch-Site``).
 from __future__ import annotations
 
 import asyncio
+import hmac
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,10 @@ MAX_FORM = 8192
 #: the longest query value a page reads (package names, specs, cursors)
 MAX_QUERY = 512
 PAGE_SIZE = 50
+#: the login form's own CSRF cookie: before a session exists, Auth's CSRF token is one value
+#: for every visitor, so the login form also carries a random value that must equal this
+#: cookie's (double submit; SameSite=Strict, so another site's form never sends it)
+LOGIN_COOKIE = "chainwatch_login"
 STATIC = Path(__file__).parent / "static"
 
 _env = Environment(loader=PackageLoader("chainwatch.serve", "templates"), autoescape=True,
@@ -235,11 +241,26 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
                        actions=ACTIONS, action=action or "",
                        next=_next_link(request, page_.next_cursor))
 
+    def login_page(request: Request, next_: str, status: int = 200,
+                   error: str | None = None) -> Response:
+        nonce = secrets.token_urlsafe(24)
+        response = _render(request, "login.html", status, title="Log in", next=next_,
+                           nonce=nonce, error=error)
+        response.set_cookie(LOGIN_COOKIE, nonce, max_age=3600, path="/login", httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    def login_form_ok(request: Request, form: dict[str, str]) -> bool:
+        nonce, sent = request.cookies.get(LOGIN_COOKIE, ""), form.get("nonce", "")
+        return (_same_site(request) and bool(nonce) and len(sent) < 200
+                and hmac.compare_digest(nonce.encode(), sent.encode())
+                and hmac.compare_digest(auth.csrf_token(request).encode(),
+                                        form.get("csrf", "").encode()))
+
     async def login_form(request: Request) -> Response:
         if auth.token is None:
             return RedirectResponse("/", 303, headers=HEADERS)
-        return _render(request, "login.html", title="Log in",
-                       next=safe_next(request.query_params.get("next")), error=None)
+        return login_page(request, safe_next(request.query_params.get("next")))
 
     async def login(request: Request) -> Response:
         if auth.token is None:
@@ -248,17 +269,18 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
             form = await _form(request)
         except BadRequest as exc:
             return _render(request, "error.html", 400, title="Bad request", message=str(exc))
-        if not _same_site(request) or not auth.csrf_ok(request, form.get("csrf")):
+        if not login_form_ok(request, form):
             return _render(request, "error.html", 403, title="Refused",
                            message="the form was not sent from this site's login page; "
                                    "open the login page and try again")
         next_ = safe_next(form.get("next"))
         if not auth.token_matches(form.get("token", "")):
             await asyncio.sleep(0.5)  # slows guessing; a real token is long and random
-            return _render(request, "login.html", 401, title="Log in", next=next_,
-                           error="that token is not the one this server was started with")
+            return login_page(request, next_, 401,
+                              "that token is not the one this server was started with")
         response = RedirectResponse(next_, 303, headers=HEADERS)
-        auth.start_session(response)
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        auth.start_session(response, request)
         return response
 
     async def logout(request: Request) -> Response:
@@ -270,7 +292,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
             return _render(request, "error.html", 403, title="Refused",
                            message="the logout form was not sent from this site")
         response = RedirectResponse("/login" if auth.token else "/", 303, headers=HEADERS)
-        auth.end_session(response)
+        auth.end_session(response, request)
         return response
 
     return [
