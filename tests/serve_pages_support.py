@@ -7,6 +7,8 @@ controls carries markup, a ``javascript:`` link or a bidi override (U+202E).
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chainwatch.serve.queries import (
@@ -179,3 +181,136 @@ class RowsModel(ReadModel):
                                 "incidents": 1, "environments": 1, "blocked": 1},
                         verdicts_per_day=per_day, latency_per_day=latency,
                         latest_alerts=ALERTS, latest_flagged=VERDICT_ROWS[:2])
+
+
+# ---- a real database, filled the way the scanner, the watcher, inventory and the gate do ------
+
+def _doc_for(name: str, version: str, level: str, baseline: str | None,
+             findings: list[dict[str, Any]], published: str, publisher: str,
+             added_caps: list[str]) -> dict[str, Any]:
+    return {
+        "schema": "chainwatch.scan/1", "package": name, "version": version, "baseline": baseline,
+        "verdict": level, "score": {"malicious": 92, "suspicious": 45}.get(level, 0),
+        "explanation": (f"{name}@{version} adds {', '.join(added_caps)} that {baseline} did not "
+                        "have" if added_caps else "no new capability"),
+        "source": f"https://registry.npmjs.org/{name}/-/{name.split('/')[-1]}-{version}.tgz",
+        "integrity": f"sha512-{name}-{version}", "origin": "registry", "findings": findings,
+        "capabilities": {"added": added_caps, "removed": [], "present": ["fs", *added_caps]},
+        "metadata_signals": [], "publisher": publisher, "published": published,
+        "payload": {"fingerprints": [], "indicators": {}},
+        "changes": {"files": {"added": [], "changed": ["index.js"], "removed": [],
+                              "unchanged": 11},
+                    "dependencies": {"added": {}, "removed": {}},
+                    "scripts": {"added": {}, "changed": {}}} if baseline else None,
+    }
+
+
+CLIPPER = {"rule": "wallet-address-swap", "severity": "high", "technique": "T1565.002",
+           "capability": "crypto-wallet", "message": "replaces wallet addresses in responses",
+           "file": "index.js", "line": 1, "reference": "https://attack.mitre.org/techniques/T1565/002/",
+           "snippet": "const _0x112fa8=_0x180f;(function(_0x13c8b9,_0x35f660){...",
+           "preexisting": False, "install_time": False}
+
+
+def fill(engine: Any, now: datetime | None = None) -> dict[str, str]:
+    """Verdicts, watch history, alerts with deliveries, environments and gate decisions: the
+    September 2025 wave replayed in the last days, a hostile release among them. Returns the
+    keys the tests look for."""
+    from sqlalchemy import insert
+
+    from chainwatch.fleet import environments, holdings
+    from chainwatch.gate.decisions import decisions
+    from chainwatch.verdicts import verdicts
+    from chainwatch.watch.state import alerts, deliveries, versions
+
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    wave = now - timedelta(hours=5)
+    flagged = [("chalk", "5.6.1", "5.6.0", "qix"), ("debug", "4.4.2", "4.4.1", "qix"),
+               ("ansi-styles", "6.2.2", "6.2.1", "qix"), ("strip-ansi", "7.1.1", "7.1.0", "qix")]
+    rows: list[dict[str, Any]] = []
+    docs: list[tuple[str, dict[str, Any]]] = []
+    for i, (name, version, base, who) in enumerate(flagged):
+        published = wave + timedelta(minutes=3 * i)
+        doc = _doc_for(name, version, "malicious", base, [CLIPPER], published.isoformat(), who,
+                       ["crypto-wallet", "network"])
+        docs.append((published.isoformat(), doc))
+    hostile = scan_doc()
+    hostile["published"] = (wave + timedelta(minutes=20)).isoformat()
+    hostile["integrity"] = "sha512-hostile"
+    docs.append((hostile["published"], hostile))
+    for day in range(13, 0, -1):  # two weeks of ordinary traffic
+        for j in range(3 + day % 4):
+            at = now - timedelta(days=day, minutes=7 * j)
+            docs.append((at.isoformat(), _doc_for(f"lib-{day}-{j}", "1.0.0", "benign", None, [],
+                                                  at.isoformat(), "maintainer", [])))
+        if day % 5 == 0:
+            at = now - timedelta(days=day, hours=2)
+            docs.append((at.isoformat(), _doc_for(
+                f"odd-{day}", "2.0.0", "suspicious", "1.9.0",
+                [{**CLIPPER, "rule": "obfuscated-code", "severity": "medium"}],
+                at.isoformat(), "someone", ["obfuscation"])))
+    for published, doc in docs:
+        scanned = datetime.fromisoformat(published) + timedelta(seconds=95)
+        rows.append({"key": doc["integrity"], "package": doc["package"], "version": doc["version"],
+                     "integrity": doc["integrity"], "level": doc["verdict"], "score": doc["score"],
+                     "baseline": doc["baseline"], "explanation": doc["explanation"],
+                     "top_rule": (doc["findings"] or [{}])[0].get("rule"),
+                     "top_message": (doc["findings"] or [{}])[0].get("message"),
+                     "scanned_at": scanned.isoformat(timespec="seconds"), "elapsed_s": 0.2,
+                     "document": json.dumps(doc)})
+    with engine.begin() as conn:
+        conn.execute(insert(verdicts), rows)
+        conn.execute(insert(versions), [
+            {"name": doc["package"], "version": doc["version"], "published": published,
+             "publisher": doc["publisher"], "seen_at": datetime.fromisoformat(published).timestamp(),
+             "status": "done", "attempts": 1, "level": doc["verdict"],
+             "scanned_at": datetime.fromisoformat(published).timestamp() + 60 + 30 * (k % 5)}
+            for k, (published, doc) in enumerate(docs)])
+        for i, (name, version, base, _) in enumerate(flagged):
+            alert_id = f"release:{name}@{version}"
+            conn.execute(insert(alerts).values(
+                id=alert_id, kind="release", created_at=(wave + timedelta(minutes=3 * i + 2)).timestamp(),
+                payload=json.dumps({"schema": "chainwatch.alert/1", "kind": "release",
+                                    "package": name, "version": version, "verdict": "malicious",
+                                    "integrity": f"sha512-{name}-{version}",
+                                    "action": f"pin {name} to {base} and block {name}@{version}"})))
+            conn.execute(insert(deliveries), [
+                {"alert_id": alert_id, "sink": "slack:…3f9a", "status": "sent", "attempts": 1,
+                 "next_attempt": 0.0, "sent_at": wave.timestamp() + 200, "last_error": None},
+                {"alert_id": alert_id, "sink": "webhook:…77c1", "status": "failed" if i == 0
+                 else "sent", "attempts": 3 if i == 0 else 1, "next_attempt": 0.0,
+                 "sent_at": None if i == 0 else wave.timestamp() + 210,
+                 "last_error": "HTTP 503 from the receiver" if i == 0 else None}])
+        conn.execute(insert(alerts).values(
+            id="release:hostile", kind="release", created_at=(wave + timedelta(minutes=21)).timestamp(),
+            payload=json.dumps({"package": HOSTILE_NAME, "version": "1.0.1", "verdict": "malicious",
+                                "integrity": "sha512-hostile", "action": f"pin it {SCRIPT}"})))
+        envs = [("web-shop", "package-lock", "web-shop/package-lock.json",
+                 [("chalk", "5.6.1", "web-shop > @babel/core > chalk"),
+                  ("debug", "4.4.1", "web-shop > debug")]),
+                ("billing-api", "pnpm-lock", "billing-api/pnpm-lock.yaml",
+                 [("debug", "4.4.2", "billing-api > express > debug"),
+                  ("chalk", "5.6.0", "billing-api > chalk")]),
+                (f"ci{SCRIPT}", "package-lock", HOSTILE_PATH,
+                 [("chalk", "5.6.1", f"ci > {HOSTILE_NAME} > chalk")])]
+        for k, (label, kind, source, held) in enumerate(envs):
+            pk = conn.execute(insert(environments).values(
+                label=label, kind=kind, source=source,
+                recorded_at=(wave + timedelta(minutes=40 + k)).isoformat())).inserted_primary_key
+            assert pk is not None
+            conn.execute(insert(holdings), [{"environment": pk[0], "name": n, "version": v,
+                                             "dev": False, "path": p} for n, v, p in held])
+        conn.execute(insert(decisions), [
+            {"time": (wave + timedelta(minutes=50 + i)).isoformat(), "origin": origin,
+             "package": name, "version": version, "action": action, "rule": rule,
+             "reason": reason, "source": source}
+            for i, (origin, name, version, action, rule, reason, source) in enumerate([
+                ("proxy", "chalk", "5.6.1", "block", "verdict",
+                 "malicious: replaces wallet addresses in responses", "npm/11.6.0 node/v20"),
+                ("check", "debug", "4.4.2", "block", "known-bad", "GHSA-8mgj-vmr8-frr6",
+                 "billing-api/pnpm-lock.yaml"),
+                ("proxy", "left-pad", "1.3.1", "warn", "min-age", "published 3 h ago (< 48 h)",
+                 "npm/11.6.0 node/v20"),
+                ("check", HOSTILE_NAME, "1.0.1", "block", "verdict", f"malicious {SCRIPT}",
+                 HOSTILE_PATH)])])
+    return {"malicious": "sha512-chalk-5.6.1", "hostile": "sha512-hostile"}
