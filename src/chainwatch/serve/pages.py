@@ -192,8 +192,9 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
         if doc is None:
             return _render(request, "error.html", 404, title="Not found",
                            message=f"no verdict is stored under {views.text(key, 300)}")
-        return _render(request, "verdict.html", title=f"Verdict {views.text(key, 200)}",
-                       v=views.verdict(doc), key=key)
+        v = views.verdict(doc)
+        return _render(request, "verdict.html", title=f"Verdict {v.package}@{v.version}",
+                       v=v, key=key)
 
     async def alert_list(request: Request) -> Response:
         page_ = await call(model.alerts, limit=_limit(request), cursor=_query(request, "cursor"))
