@@ -22,7 +22,6 @@ from sqlalchemy import Engine
 
 from chainwatch.db import connect
 from chainwatch.serve.auth import Auth
-from chainwatch.serve.queries import ReadModel
 from tests.helpers import missing_part
 from tests.serve_pages_support import fill
 
@@ -31,16 +30,11 @@ CHROMIUM = os.environ.get("CHAINWATCH_CHROMIUM", "/usr/bin/chromium")
 
 
 def make_app(engine: Engine, auth: Auth) -> Any:
-    """The real application when ``serve.app`` offers one, else the pages alone."""
-    from starlette.applications import Starlette
+    """The real application (API, pages, the guard that adds the security headers); no scan is
+    submitted here, so its scan pool is never made."""
+    from chainwatch.serve.app import create_app
 
-    from chainwatch.serve import pages
-
-    try:
-        from chainwatch.serve.app import create_app  # type: ignore[attr-defined]
-    except ImportError:
-        return Starlette(routes=pages.routes(ReadModel(engine), auth))
-    return create_app(engine=engine, auth=auth)
+    return create_app(engine, token=auth.token, auth=auth)
 
 
 @dataclass

@@ -34,6 +34,8 @@ HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
+    # not no-referrer: with it, Chromium sends "Origin: null" on form posts, which the
+    # same-origin check must refuse; same-origin still sends nothing to other sites
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
