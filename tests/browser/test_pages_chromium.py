@@ -22,6 +22,8 @@ from tests.serve_pages_support import HOSTILE_NAME, IMG, SNIPPET
 #: set CHAINWATCH_SCREENSHOTS=docs to refresh docs/screenshots/ (else they go to a temp folder)
 SCREENSHOTS = os.environ.get("CHAINWATCH_SCREENSHOTS")
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+#: the few the README shows; the others only go to the test's temp folder
+README_SHOTS = {"overview", "verdict", "exposure", "decisions"}
 
 # page.evaluate runs outside the page's CSP; this records violations the page itself reports
 WATCH_CSP = """
@@ -82,7 +84,7 @@ def clean(page: Any, watched: Watched) -> None:
 
 
 def shot(page: Any, name: str, tmp_path: Path) -> None:
-    folder = DOCS if SCREENSHOTS == "docs" else tmp_path
+    folder = DOCS if SCREENSHOTS == "docs" and name in README_SHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"))
 
@@ -125,10 +127,11 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
     table = page.inner_text("table.exposure")
     assert "web-shop" in table and "web-shop > @babel/core > chalk" in table
     assert "billing-api" not in table  # it holds 5.6.0
+    assert page.inner_text("p.answer") == "2 environments hold chalk@5.6.1."
+    shot(page, "exposure", tmp_path)
     page.fill("input[name=package]", "debug@>=4.4.2 <4.4.3")
     page.click("form[role=search] button")
     assert "billing-api > express > debug" in page.inner_text("table.exposure")
-    shot(page, "exposure", tmp_path)
 
     # every page of the navigation
     expected = {"Verdicts": "sha512", "Alerts": "ansi-styles@6.2.2", "Incidents": "qix",

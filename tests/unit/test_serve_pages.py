@@ -212,7 +212,7 @@ def test_exposure_search_answers_and_says_when_a_spec_is_bad() -> None:
     with client() as c:
         r = c.get("/exposure", params={"package": "chalk@5.6.1"})
         text = "".join(assert_inert(r.text).text)
-        assert "1 environment(s) hold" in text and f"web-app{SCRIPT}" in text
+        assert "1 environment holds" in text and f"web-app{SCRIPT}" in text
         assert f"web-app > {HOSTILE_NAME} > chalk" in text
         bad = c.get("/exposure", params={"package": "nonsense"})
         assert bad.status_code == 400 and "is not name@version" in bad.text
