@@ -7,6 +7,7 @@ Skips with the reason when Playwright or the browser is missing; under ``.ci/run
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -29,12 +30,42 @@ TOKEN = "browser-test-token-0123456789abcdef"
 CHROMIUM = os.environ.get("CHAINWATCH_CHROMIUM", "/usr/bin/chromium")
 
 
-def make_app(engine: Engine, auth: Auth) -> Any:
-    """The real application (API, pages, the guard that adds the security headers); no scan is
-    submitted here, so its scan pool is never made."""
-    from chainwatch.serve.app import create_app
+def stored_scan(engine: Engine) -> Any:
+    """A scan function that stores a verdict the way a registry scan does (no network: the
+    browser tests check the pages' side of a scan, tests of serve/scans.py the scanner's)."""
+    from sqlalchemy import insert
 
-    return create_app(engine, token=auth.token, auth=auth)
+    from chainwatch.serve.scans import ScanRequest
+    from chainwatch.verdicts import verdicts
+
+    def scan(request: ScanRequest) -> tuple[str, dict[str, Any]]:
+        time.sleep(0.5)  # long enough for the status page to be seen
+        name, version = str(request.target).rsplit("@", 1)
+        key = f"sha512-scanned-{name}-{version}"
+        doc = {"schema": "chainwatch.scan/1", "package": name, "version": version,
+               "baseline": None, "verdict": "benign", "score": 0,
+               "explanation": "no new capability", "integrity": key, "findings": [],
+               "capabilities": {"added": [], "removed": [], "present": []},
+               "metadata_signals": []}
+        with engine.begin() as conn:
+            conn.execute(insert(verdicts).values(
+                key=key, package=name, version=version, integrity=key, level="benign", score=0,
+                baseline=None, explanation="", top_rule=None, top_message=None,
+                scanned_at=time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+                elapsed_s=0.5, document=json.dumps(doc)))
+        return key, doc
+
+    return scan
+
+
+def make_app(engine: Engine, auth: Auth) -> Any:
+    """The real application (API, pages, the guard that adds the security headers) with a
+    scan pool over :func:`stored_scan`."""
+    from chainwatch.serve.app import create_app
+    from chainwatch.serve.scans import ScanPool
+
+    return create_app(engine, token=auth.token, auth=auth,
+                      scans=ScanPool(stored_scan(engine), workers=1))
 
 
 @dataclass

@@ -210,6 +210,20 @@ def test_overview_refreshes_new_alerts_by_itself(served: Server,
     clean(page, watched)
 
 
+def test_scan_a_release_from_the_verdict_list(served: Server, tab: tuple[Any, Watched]) -> None:
+    page, watched = tab
+    login(page, served.url, "/verdicts")
+    page.fill("form.scan input[name=target]", "left-pad@1.3.0")
+    page.click("form.scan button")
+    assert urlsplit(page.url).path.startswith("/scans/")
+    assert page.inner_text(".scan-status") in ("queued", "running")
+    page.wait_for_url(lambda u: urlsplit(u).path.startswith("/verdicts/"), timeout=15_000)
+    assert page.inner_text("h1") == "Verdict left-pad@1.3.0"
+    page.goto(served.url + "/verdicts?package=left-pad")
+    assert "1.3.0" in page.inner_text("table.verdicts")
+    clean(page, watched)
+
+
 def test_every_page_works_without_javascript(served: Server, browser: Any) -> None:
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()

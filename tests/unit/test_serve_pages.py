@@ -7,8 +7,11 @@ itself, element by element, with the standard library's HTML parser as the oracl
 from __future__ import annotations
 
 import re
+import threading
+import time
 import warnings
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -367,3 +370,120 @@ def test_no_inline_script_or_style_in_any_template() -> None:
         assert "<style" not in source and "style=" not in source, path.name
         assert not re.search(r"\son[a-z]+=", source), path.name
         assert "|safe" not in source.replace(" ", "") and "autoescape false" not in source
+
+
+# ---- the scan form ------------------------------------------------------------------------
+
+class Scans:
+    """A scan pool whose scans wait for the test's go and return the hostile document."""
+
+    def __init__(self, fail: str | None = None, queue_size: int = 4) -> None:
+        from chainwatch.serve.scans import ScanPool, ScanRequest
+
+        self.go = threading.Event()
+        self.seen: list[ScanRequest] = []
+
+        def scan(request: ScanRequest) -> tuple[str, dict[str, Any]]:
+            self.seen.append(request)
+            self.go.wait(10)
+            if fail:
+                raise RuntimeError(fail)
+            return VERDICT_ROWS[0].key, scan_doc()
+
+        self.pool = ScanPool(scan, workers=1, queue_size=queue_size)
+
+
+def scan_app(scans: Scans | None, token: str | None = TOKEN) -> TestClient:
+    a, _ = app(token)
+    if scans is not None:
+        a.state.scans = lambda: scans.pool
+    c = _client(a)
+    if token:
+        c.post("/login", data=_login(c.get("/login").text, token=token))
+    return c
+
+
+def wait_status(c: TestClient, location: str, *, until: str) -> Any:
+    deadline = time.monotonic() + 10
+    while True:
+        r = c.get(location)
+        if until in r.text or r.status_code == 303 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.02)
+
+
+def test_the_scan_form_queues_a_scan_and_leads_to_its_verdict() -> None:
+    scans = Scans()
+    with scan_app(scans) as c:
+        page = c.get("/verdicts")
+        assert 'action="/scans"' in page.text
+        r = c.post("/scans", data={"csrf": _csrf(page.text), "target": "chalk@5.6.1",
+                                   "against": "chalk@5.6.0"})
+        assert r.status_code == 303 and r.headers["location"].startswith("/scans/")
+        running = wait_status(c, r.headers["location"], until="running")
+        assert running.status_code == 200 and 'http-equiv="refresh"' in running.text
+        assert "chalk@5.6.1" in running.text and "chalk@5.6.0" in running.text
+        scans.go.set()
+        deadline = time.monotonic() + 10
+        while (done := c.get(r.headers["location"])).status_code == 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert done.status_code == 303
+        assert c.get(done.headers["location"]).status_code == 200
+    assert [(s.target, s.against) for s in scans.seen] == [("chalk@5.6.1", "chalk@5.6.0")]
+    scans.pool.close()
+
+
+@pytest.mark.parametrize("fields", [
+    {"target": "/etc/passwd"}, {"target": "file:../x.tgz"}, {"target": "../../etc"},
+    {"target": "https://evil.invalid/x.tgz"}, {"target": "chalk"}, {"target": ""},
+    {"target": "chalk@5.6.1", "against": "git+ssh://evil.invalid/x"}, {"target": "a" * 400}])
+def test_the_scan_form_refuses_anything_but_a_registry_release(fields: dict[str, str]) -> None:
+    scans = Scans()
+    with scan_app(scans) as c:
+        r = c.post("/scans", data={"csrf": _csrf(c.get("/verdicts").text), **fields})
+    assert r.status_code == 400 and 'class="error"' in r.text
+    assert scans.seen == []
+    scans.pool.close()
+
+
+def test_the_scan_form_needs_the_csrf_token_and_a_session() -> None:
+    scans = Scans()
+    with scan_app(scans) as c:
+        assert c.post("/scans", data={"target": "chalk@5.6.1"}).status_code == 403
+        assert c.post("/scans", data={"target": "chalk@5.6.1", "csrf": "x"}).status_code == 403
+    with scan_app(scans, token=None) as open_site, scan_app(scans) as logged_in:
+        csrf = _csrf(logged_in.get("/verdicts").text)
+        assert open_site.post("/scans", data={"target": "chalk@5.6.1", "csrf": csrf}
+                              ).status_code == 403  # another server's session token
+    a, _ = app(TOKEN)
+    a.state.scans = lambda: scans.pool
+    with _client(a) as anonymous:
+        r = anonymous.post("/scans", data={"target": "chalk@5.6.1"})
+        assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    assert scans.seen == []
+    scans.pool.close()
+
+
+def test_a_failed_scan_says_why_and_a_full_queue_is_503() -> None:
+    scans = Scans(fail=f"registry said {SCRIPT}", queue_size=1)
+    with scan_app(scans) as c:
+        csrf = _csrf(c.get("/verdicts").text)
+        first = c.post("/scans", data={"csrf": csrf, "target": "chalk@5.6.1"})
+        wait_status(c, first.headers["location"], until="running")
+        c.post("/scans", data={"csrf": csrf, "target": "debug@4.4.2"})  # fills the queue
+        full = c.post("/scans", data={"csrf": csrf, "target": "ansi-styles@6.2.2"})
+        assert full.status_code == 503 and "full" in full.text
+        scans.go.set()
+        failed = wait_status(c, first.headers["location"], until="failed")
+        assert "failed" in failed.text and 'http-equiv="refresh"' not in failed.text
+        assert_inert(failed.text)
+        assert c.get("/scans/nope").status_code == 404
+    scans.pool.close()
+
+
+def test_no_scan_form_without_a_scanner() -> None:
+    with scan_app(None) as c:
+        assert 'action="/scans"' not in c.get("/verdicts").text
+        assert c.post("/scans", data={"csrf": _csrf(c.get("/").text), "target": "chalk@5.6.1"}
+                      ).status_code == 503

@@ -26,6 +26,7 @@ from starlette.staticfiles import StaticFiles
 from chainwatch.serve import charts, views
 from chainwatch.serve.auth import Auth
 from chainwatch.serve.queries import MAX_LIMIT, ReadModel
+from chainwatch.serve.scans import QueueFull, ScanPool, ScanRequest, target_problem
 
 #: every page's policy: nothing from another origin, no inline script or style, no framing
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -46,6 +47,8 @@ MAX_FORM = 8192
 #: the longest query value a page reads (package names, specs, cursors)
 MAX_QUERY = 512
 PAGE_SIZE = 50
+#: as many alerts as the overview shows (ReadModel.overview's latest_alerts)
+LATEST_ALERTS = 10
 #: the login form's own CSRF cookie: before a session exists, Auth's CSRF token is one value
 #: for every visitor, so the login form also carries a random value that must equal this
 #: cookie's (double submit; SameSite=Strict, so another site's form never sends it)
@@ -173,9 +176,11 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
                        latency_chart=charts.latency_chart(o.latency_per_day))
 
     async def latest_alerts(request: Request) -> Response:
-        o = await call(model.overview)
+        """The overview's alert list alone, for refresh.js (the overview's other queries are
+        not repeated every 30 seconds per open tab)."""
+        page_ = await call(model.alerts, limit=LATEST_ALERTS)
         return _render(request, "alerts_fragment.html",
-                       alerts=[views.alert(a) for a in o.latest_alerts])
+                       alerts=[views.alert(a) for a in page_.items])
 
     async def verdict_list(request: Request) -> Response:
         level = _query(request, "level")
@@ -185,6 +190,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
         page_ = await call(model.verdicts, package=package, level=level, since=since,
                            limit=_limit(request), cursor=_query(request, "cursor"))
         return _render(request, "verdicts.html", title="Verdicts", rows=page_.items,
+                       can_scan=callable(getattr(request.app.state, "scans", None)),
                        levels=LEVELS, package=package or "", level=level or "",
                        since=since or "", next=_next_link(request, page_.next_cursor))
 
@@ -260,6 +266,47 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
                 and hmac.compare_digest(auth.csrf_token(request).encode(),
                                         form.get("csrf", "").encode()))
 
+    def scan_pool(request: Request) -> ScanPool | None:
+        """The app's scan pool (``app.state.scans``, made on first use), if it has one."""
+        make = getattr(request.app.state, "scans", None)
+        return make() if callable(make) else None
+
+    async def submit_scan(request: Request) -> Response:
+        if not auth.page_allowed(request):
+            return RedirectResponse("/login", 303, headers=HEADERS)
+        form = await _form(request)
+        if not _same_site(request) or not auth.csrf_ok(request, form.get("csrf")):
+            return _render(request, "error.html", 403, title="Refused",
+                           message="the scan form was not sent from this site")
+        target, against = form.get("target", "").strip(), form.get("against", "").strip()
+        for field_, value in (("target", target), ("against", against)):
+            if (value or field_ == "target") and (problem := target_problem(value)):
+                raise BadRequest(f"{field_}: {problem}")
+        pool = await call(scan_pool, request)
+        if pool is None:
+            return _render(request, "error.html", 503, title="No scanner",
+                           message="this server has no scanner")
+        try:
+            job = pool.submit(ScanRequest(target=target, against=against or None))
+        except QueueFull as exc:
+            return _render(request, "error.html", 503, title="Busy", message=str(exc))
+        return RedirectResponse(views.link_path("scans", job.id), 303, headers=HEADERS)
+
+    async def scan_status(request: Request) -> Response:
+        ident = request.path_params["id"]
+        pool = scan_pool(request)
+        job = pool.get(ident) if pool is not None and len(ident) <= 64 else None
+        if job is None:
+            return _render(request, "error.html", 404, title="Not found",
+                           message="no such scan (finished scans are forgotten after a while; "
+                                   "their verdicts stay in the verdict list)")
+        if job.status == "done" and job.key is not None:
+            return RedirectResponse(views.link_path("verdicts", job.key), 303, headers=HEADERS)
+        return _render(request, "scan.html", title="Scan",
+                       target=views.text(job.request.target or "an uploaded tarball", 300),
+                       against=views.text(job.request.against, 300), job_status=job.status,
+                       error=views.text(job.error, 500))
+
     async def login_form(request: Request) -> Response:
         if auth.token is None:
             return RedirectResponse("/", 303, headers=HEADERS)
@@ -303,6 +350,8 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
         Route("/overview/alerts", page("latest_alerts", latest_alerts)),
         Route("/verdicts", page("verdicts", verdict_list)),
         Route("/verdicts/{key:path}", page("verdict", verdict_page)),
+        Route("/scans", page("submit_scan", submit_scan), methods=["POST"]),
+        Route("/scans/{id}", page("scan", scan_status)),
         Route("/alerts", page("alerts", alert_list)),
         Route("/incidents", page("incidents", incident_list)),
         Route("/incidents/{id}", page("incident", incident_page)),
