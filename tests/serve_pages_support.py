@@ -224,7 +224,8 @@ def fill(engine: Any, now: datetime | None = None) -> dict[str, str]:
     from chainwatch.watch.state import alerts, deliveries, versions
 
     now = (now or datetime.now(UTC)).replace(microsecond=0)
-    wave = now - timedelta(hours=5)
+    # the wave is today (the overview's "today" counts it), whatever the time of day
+    wave = max(now - timedelta(hours=5), now.replace(hour=0, minute=0, second=0))
     flagged = [("chalk", "5.6.1", "5.6.0", "qix"), ("debug", "4.4.2", "4.4.1", "qix"),
                ("ansi-styles", "6.2.2", "6.2.1", "qix"), ("strip-ansi", "7.1.1", "7.1.0", "qix")]
     rows: list[dict[str, Any]] = []

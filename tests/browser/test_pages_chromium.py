@@ -110,6 +110,15 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
     assert "chalk@5.6.1" in alerts and "HTTP 503 from the receiver" in alerts
     shot(page, "overview", tmp_path)
 
+    # what was flagged today, and who holds it, straight from the overview
+    assert page.inner_text("#today-malicious") == "5 malicious"
+    page.locator("table.flagged tr", has_text="chalk").locator("a", has_text="who holds it").click()
+    assert page.inner_text("p.answer") == "2 environments hold chalk@5.6.1."
+    page.go_back()
+    page.click("#today-malicious")
+    assert len(page.locator("table.verdicts .level").all_inner_texts()) == 5
+    page.go_back()
+
     # an alert links to its verdict: findings with file, line and snippet, the capability delta
     page.locator("#latest-alerts a", has_text="chalk@5.6.1").click()
     assert urlsplit(page.url).path.startswith("/verdicts/")

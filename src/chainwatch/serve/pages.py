@@ -171,6 +171,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
     async def overview(request: Request) -> Response:
         o = await call(model.overview)
         return _render(request, "overview.html", title="Overview", o=o,
+                       today=o.verdicts_per_day[-1] if o.verdicts_per_day else None,
                        alerts=[views.alert(a) for a in o.latest_alerts],
                        verdicts_chart=charts.verdicts_chart(o.verdicts_per_day),
                        latency_chart=charts.latency_chart(o.latency_per_day))
