@@ -211,6 +211,13 @@ def test_a_bad_query_is_one_line_and_400(query: dict[str, str]) -> None:
     assert "Traceback" not in r.text and 'class="error"' in r.text
 
 
+def test_a_long_key_or_id_names_nothing() -> None:
+    with client() as c:
+        for path in ("/verdicts/" + "k" * 5000, "/incidents/" + "i" * 5000):
+            r = c.get(path)
+            assert r.status_code == 404 and "k" * 301 not in r.text and "i" * 301 not in r.text
+
+
 def test_exposure_search_answers_and_says_when_a_spec_is_bad() -> None:
     with client() as c:
         r = c.get("/exposure", params={"package": "chalk@5.6.1"})

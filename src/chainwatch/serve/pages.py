@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 
 from chainwatch.serve import charts, views
 from chainwatch.serve.auth import Auth
-from chainwatch.serve.queries import MAX_LIMIT, ReadModel
+from chainwatch.serve.queries import MAX_CURSOR, MAX_LIMIT, ReadModel
 from chainwatch.serve.scans import QueueFull, ScanPool, ScanRequest, target_problem
 
 #: every page's policy: nothing from another origin, no inline script or style, no framing
@@ -47,6 +47,8 @@ MAX_FORM = 8192
 #: the longest query value a page reads (package names, specs, cursors)
 MAX_QUERY = 512
 PAGE_SIZE = 50
+#: a verdict key or incident id longer than this names nothing (verdict keys are <= 256)
+MAX_KEY = 300
 #: as many alerts as the overview shows (ReadModel.overview's latest_alerts)
 LATEST_ALERTS = 10
 #: the login form's own CSRF cookie: before a session exists, Auth's CSRF token is one value
@@ -83,8 +85,9 @@ def _query(request: Request, name: str) -> str | None:
     value = request.query_params.get(name)
     if value is None or not value.strip():
         return None
-    if len(value) > MAX_QUERY:
-        raise BadRequest(f"{name} is longer than {MAX_QUERY} characters")
+    limit = MAX_CURSOR if name == "cursor" else MAX_QUERY
+    if len(value) > limit:
+        raise BadRequest(f"{name} is longer than {limit} characters")
     return value.strip()
 
 
@@ -197,7 +200,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
 
     async def verdict_page(request: Request) -> Response:
         key = request.path_params["key"]
-        doc = await call(model.verdict, key)
+        doc = await call(model.verdict, key) if len(key) <= MAX_KEY else None
         if doc is None:
             return _render(request, "error.html", 404, title="Not found",
                            message=f"no verdict is stored under {views.text(key, 300)}")
@@ -217,7 +220,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
 
     async def incident_page(request: Request) -> Response:
         incident_id = request.path_params["id"]
-        doc = await call(model.incident, incident_id)
+        doc = await call(model.incident, incident_id) if len(incident_id) <= MAX_KEY else None
         if doc is None:
             return _render(request, "error.html", 404, title="Not found",
                            message=f"no incident {views.text(incident_id, 200)}")
