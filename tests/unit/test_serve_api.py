@@ -416,3 +416,65 @@ def test_gzip_magic_is_not_needed_to_be_refused_safely(engine: Engine) -> None:
     r = post(app, "/api/v1/scans", content=gzip.compress(b"not a tar"),
              headers={"Content-Type": "application/gzip"})
     assert r.status_code == 202
+
+
+def test_uploaded_bytes_held_by_the_queue_are_bounded(engine: Engine) -> None:
+    hold = threading.Event()
+    pool = ScanPool(FakeScans(hold=hold), workers=1, queue_size=8, max_held_bytes=100)
+    app = create_app(engine, token=TOKEN, scans=pool)
+    gz = {"Content-Type": "application/gzip"}
+    try:
+        first = post(app, "/api/v1/scans", content=b"\x1f\x8b" + b"a" * 58, headers=gz)
+        second = post(app, "/api/v1/scans", content=b"\x1f\x8b" + b"b" * 58, headers=gz)
+        small = post(app, "/api/v1/scans", json={"target": "chalk@1.0.0"})
+    finally:
+        hold.set()
+    assert first.status_code == 202 and small.status_code == 202
+    assert second.status_code == 503 and "uploaded bytes" in second.json()["error"]
+    wait_done(app, first.json()["id"])
+    assert post(app, "/api/v1/scans", content=b"\x1f\x8b" + b"c" * 58,
+                headers=gz).status_code == 202  # released once scanned
+
+
+def test_only_a_few_large_bodies_are_read_at_once(engine: Engine) -> None:
+    app = app_with(engine)
+    reading = app.state.api._reading
+    taken = 0
+    while reading.acquire(blocking=False):
+        taken += 1
+    try:
+        assert taken == api_module.MAX_READING
+        r = post(app, "/api/v1/scans", content=b"\x1f\x8b", headers={
+            "Content-Type": "application/gzip"})
+        assert r.status_code == 503 and r.headers["retry-after"]
+        assert post(app, "/api/v1/environments", json={"label": "x", "filename": "a",
+                                                       "content": "b"}).status_code == 503
+    finally:
+        for _ in range(taken):
+            reading.release()
+
+
+def test_guessing_the_token_is_throttled_per_client(engine: Engine) -> None:
+    from chainwatch.serve import auth as auth_module
+
+    app = app_with(engine)
+
+    async def guess(client: httpx.AsyncClient) -> list[int]:
+        codes = []
+        for i in range(auth_module.MAX_FAILURES + 2):
+            r = await client.get("/api/v1/verdicts", headers={"Authorization": f"Bearer g{i}"})
+            codes.append(r.status_code)
+        r = await client.get("/api/v1/verdicts", headers=BEARER)  # even the right one, now
+        codes.append(r.status_code)
+        return codes
+
+    codes = run(app, guess)
+    assert codes[:auth_module.MAX_FAILURES] == [401] * auth_module.MAX_FAILURES
+    assert codes[auth_module.MAX_FAILURES:] == [429, 429, 429]
+    other = httpx.ASGITransport(app=app, client=("192.0.2.9", 1234))
+
+    async def elsewhere() -> int:
+        async with httpx.AsyncClient(transport=other, base_url="http://127.0.0.1:8080") as c:
+            return (await c.get("/api/v1/verdicts", headers=BEARER)).status_code
+
+    assert asyncio.run(elsewhere()) == 200  # another client is not locked out

@@ -266,3 +266,15 @@ def test_overview_counts_and_charts(engine: Engine) -> None:
     assert latency[NOW.date().isoformat()] == pytest.approx(60.0)
     assert [v.package for v in ov.latest_flagged] == ["chalk", "debug", "old"]
     assert [a.id for a in ov.latest_alerts] == ["a"]
+
+
+def test_the_read_indexes_are_created(engine: Engine) -> None:
+    from sqlalchemy import inspect
+
+    from chainwatch.serve.queries import READ_INDEXES
+
+    ReadModel(engine)
+    ReadModel(engine)
+    have = {(t, i["name"]) for t in {t for _, t, _ in READ_INDEXES}
+            for i in inspect(engine).get_indexes(t)}
+    assert {(t, n) for n, t, _ in READ_INDEXES} <= have

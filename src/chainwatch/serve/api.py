@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
 from typing import Any
@@ -32,6 +33,8 @@ PREFIX = "/api/v1"
 MAX_JSON = 16 * 1024 * 1024
 #: the most characters of an environment label
 MAX_LABEL = 512
+#: large bodies (tarballs, lockfiles) read at once
+MAX_READING = 4
 #: the most characters of a posted file name
 MAX_FILENAME = 256
 
@@ -45,9 +48,18 @@ class ApiError(HTTPException):
         super().__init__(status, " ".join(detail.split())[:500], headers)
 
 
+class ApiJSON(JSONResponse):
+    """JSON as ASCII: text a package author controls (a lone surrogate from a file name, a
+    right-to-left override) travels as ``\\uXXXX`` escapes and can never break the encoding."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
 def error_response(status: int, detail: str,
                    headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse({"error": detail}, status, headers=headers)
+    return ApiJSON({"error": detail}, status, headers=headers)
 
 
 def failure(request: Request, exc: Exception) -> Response:
@@ -78,7 +90,7 @@ def _dump(value: Any) -> Any:
 
 
 def _json(value: Any, status: int = 200) -> Response:
-    return JSONResponse(_dump(value), status)
+    return ApiJSON(_dump(value), status)
 
 
 # -- parameters --------------------------------------------------------------------------------
@@ -165,10 +177,17 @@ class Api:
         self.auth = auth
         self._scans = scans
         self._record_upload = record_upload
+        #: bodies of at most this many large writes are read at once (memory bound)
+        self._reading = threading.BoundedSemaphore(MAX_READING)
 
     def guarded(self, endpoint: Endpoint) -> Endpoint:
         async def check(request: Request) -> Response:
+            if self.auth.required and self.auth.locked_out(request):
+                raise ApiError(429, "too many wrong tokens; wait a minute",
+                               {"Retry-After": "60"})
             if not self.auth.api_allowed(request):
+                if "authorization" in request.headers:
+                    self.auth.failed(request)
                 raise ApiError(401, "a valid bearer token is required",
                                {"WWW-Authenticate": 'Bearer realm="chainwatch"'})
             try:
@@ -217,7 +236,7 @@ class Api:
     async def submit_scan(self, request: Request) -> Response:
         media = _media(request)
         if media in ("application/gzip", "application/x-gzip", "application/octet-stream"):
-            data = await _body(request, MAX_UPLOAD)
+            data = await self._large_body(request, MAX_UPLOAD)
             if not data:
                 raise ApiError(422, "the tarball is empty")
             against = _param(request, "against", 300)
@@ -234,8 +253,18 @@ class Api:
             job = self._scans().submit(scan)
         except QueueFull as exc:
             raise ApiError(503, str(exc), {"Retry-After": "5"}) from None
-        return JSONResponse({"id": job.id, "status": job.status}, 202,
+        return ApiJSON({"id": job.id, "status": job.status}, 202,
                             headers={"Location": f"{PREFIX}/scans/{job.id}"})
+
+    async def _large_body(self, request: Request, limit: int) -> bytes:
+        """A body of up to ``limit`` bytes, read by at most MAX_READING requests at once; the
+        next is refused (503) rather than queued in memory."""
+        if not self._reading.acquire(blocking=False):
+            raise ApiError(503, "too many uploads at once; try again later", {"Retry-After": "5"})
+        try:
+            return await _body(request, limit)
+        finally:
+            self._reading.release()
 
     async def scan_status(self, request: Request) -> Response:
         ident = request.path_params["id"]
@@ -276,7 +305,12 @@ class Api:
         return _json(await _read(self.model.environments, **_paging(request)))
 
     async def record_environment(self, request: Request) -> Response:
-        body = await _json_body(request)
+        if not self._reading.acquire(blocking=False):
+            raise ApiError(503, "too many uploads at once; try again later", {"Retry-After": "5"})
+        try:
+            body = await _json_body(request)
+        finally:
+            self._reading.release()
         label = _string(body, "label", MAX_LABEL)
         assert label is not None
         if "document" in body:
@@ -297,7 +331,7 @@ class Api:
             count = await run_in_threadpool(self._record_upload, label, filename, data)
         except (ChainwatchError, ValueError) as exc:
             raise ApiError(422, one_line(exc)) from None
-        return JSONResponse({"label": label, "packages": count}, 201)
+        return ApiJSON({"label": label, "packages": count}, 201)
 
     async def decisions(self, request: Request) -> Response:
         return _json(await _read(self.model.decisions, action=_param(request, "action", 16),

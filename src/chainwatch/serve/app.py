@@ -203,9 +203,11 @@ def create_app(engine: Engine, *, token: str | None,
     app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={HTTPException: _http_error, Exception: _server_error},
                     lifespan=lifespan)
+    app.router.redirect_slashes = False  # no redirect built from a path a stranger wrote
     app.state.model = model
     app.state.auth = auth
     app.state.scans = pool
+    app.state.api = api
     return app
 
 

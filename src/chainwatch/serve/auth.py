@@ -35,6 +35,12 @@ MAX_REVOKED = 10_000
 #: a cookie or header longer than this is refused before any work
 MAX_CREDENTIAL = 1024
 
+#: wrong tokens one client may send per FAILURE_WINDOW_S before it is refused for the window
+MAX_FAILURES = 20
+FAILURE_WINDOW_S = 60.0
+#: clients whose failures are remembered (the oldest is dropped first)
+MAX_CLIENTS = 10_000
+
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -60,6 +66,7 @@ class Auth:
             "utf-8", "surrogatepass"), hashlib.sha256).digest()
         self._token_digest = _digest(self.token) if self.token else None
         self._revoked: dict[str, int] = {}
+        self._failures: dict[str, tuple[float, int]] = {}  # client -> (window start, count)
         self._lock = threading.Lock()
 
     @property
@@ -80,6 +87,30 @@ class Auth:
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         return scheme.lower() == "bearer" and self.token_matches(value.strip())
+
+    # -- guessing ---------------------------------------------------------------------------
+    @staticmethod
+    def _client(request: Request) -> str:
+        return request.client.host if request.client is not None else "unknown"
+
+    def failed(self, request: Request) -> None:
+        """Count a wrong token from the request's client (the API and the login form)."""
+        now = time.monotonic()
+        client = self._client(request)
+        with self._lock:
+            start, count = self._failures.pop(client, (now, 0))
+            if now - start > FAILURE_WINDOW_S:
+                start, count = now, 0
+            while len(self._failures) >= MAX_CLIENTS:
+                del self._failures[next(iter(self._failures))]
+            self._failures[client] = (start, count + 1)
+
+    def locked_out(self, request: Request) -> bool:
+        """Whether the client sent MAX_FAILURES wrong tokens within the window: it is then
+        refused (429) without its token being checked, until the window ends."""
+        with self._lock:
+            start, count = self._failures.get(self._client(request), (0.0, 0))
+        return count >= MAX_FAILURES and time.monotonic() - start <= FAILURE_WINDOW_S
 
     # -- sessions ---------------------------------------------------------------------------
     def _mac(self, message: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import statistics
 import threading
 import time
@@ -21,6 +22,8 @@ from sqlalchemy import Engine, and_, func, or_, select
 if TYPE_CHECKING:
     from chainwatch.incidents.model import Incident
     from chainwatch.intel.base import KnownBadSource
+
+log = logging.getLogger("chainwatch.serve")
 
 T = TypeVar("T")
 
@@ -208,6 +211,31 @@ def _payload(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
+#: the indexes the read model's lists are ordered and filtered by, added to existing databases
+#: (the tables belong to other modules; CREATE INDEX IF NOT EXISTS leaves their schema alone)
+READ_INDEXES = (
+    ("ix_serve_verdicts_scanned", "verdicts", "scanned_at, key"),
+    ("ix_serve_verdicts_level", "verdicts", "level, scanned_at"),
+    ("ix_serve_alerts_created", "watch_alerts", "created_at, id"),
+    ("ix_serve_deliveries_alert", "watch_deliveries", "alert_id"),
+    ("ix_serve_fleet_environment", "fleet_packages", "environment"),
+    ("ix_serve_decisions_action", "gate_decisions", "action, pk"),
+)
+
+
+def ensure_indexes(engine: Engine) -> None:
+    """Create the read model's indexes where missing; a failure (another server creating the
+    same index at the same moment, a read-only role) only costs speed, so it is logged."""
+    from sqlalchemy import text
+
+    for name, table, columns in READ_INDEXES:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns})"))
+        except Exception as exc:  # never fatal: the lists still work, only slower
+            log.warning("could not create index %s: %s", name, " ".join(str(exc).split())[:200])
+
+
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when else None
 
@@ -220,9 +248,11 @@ class ReadModel:
 
     def __init__(self, engine: Engine, known_bad: KnownBadSource | None = None) -> None:
         self.engine = engine
+        ensure_indexes(engine)
         self._known_bad = known_bad
         self._lock = threading.Lock()
-        self._incidents: tuple[tuple[Any, ...], float, list[Incident]] | None = None
+        self._incidents: tuple[tuple[Any, ...], float, list[Incident],
+                               list[IncidentRow]] | None = None
 
     # -- verdicts ----------------------------------------------------------------------------
     def verdicts(self, *, package: str | None = None, level: str | None = None,
@@ -305,10 +335,12 @@ class ReadModel:
             self._known_bad = BuiltinKnownBad()
         return self._known_bad
 
-    def _grouped(self) -> list[Incident]:
-        """Stored suspicious and malicious verdicts grouped as ``chainwatch incidents`` does;
-        recomputed when the verdicts or the fleet change, else at most every INCIDENT_TTL_S."""
-        from chainwatch.fleet import holdings
+    def _grouped(self) -> tuple[list[Incident], list[IncidentRow]]:
+        """Stored suspicious and malicious verdicts grouped as ``chainwatch incidents`` does,
+        with their rows; recomputed when the verdicts or the fleet change, else at most every
+        INCIDENT_TTL_S (the known-bad store may change without either)."""
+        from chainwatch.fleet import environments, holdings
+        from chainwatch.incidents.ach import assess
         from chainwatch.incidents.cluster import cluster
         from chainwatch.incidents.store import observations_from_db
         from chainwatch.verdicts import verdicts as table
@@ -316,37 +348,36 @@ class ReadModel:
         with self.engine.connect() as conn:
             flagged = conn.execute(select(func.count(), func.max(table.c.scanned_at))
                                    .where(table.c.level.in_(("suspicious", "malicious")))).one()
-            held = conn.execute(select(func.count(), func.max(holdings.c.pk))).one()
-        mark = (*flagged, *held)
+            held = conn.execute(select(func.max(holdings.c.pk))).one()
+            envs = conn.execute(select(func.count(), func.max(environments.c.pk))).one()
+        mark = (*flagged, *held, *envs)
         with self._lock:
             cached = self._incidents
             if (cached is not None and cached[0] == mark
                     and time.monotonic() - cached[1] < INCIDENT_TTL_S):
-                return cached[2]
+                return cached[2], cached[3]
             found = cluster(observations_from_db(self.engine, self._known()))
-            self._incidents = (mark, time.monotonic(), found)
-            return found
+            stamp = datetime.now(UTC).isoformat(timespec="seconds")
+            rows = []
+            for inc in found:
+                a = assess(inc)
+                rows.append(IncidentRow(
+                    id=inc.id, title=inc.title, level=inc.level, size=len(inc.members),
+                    first_published=_iso(inc.first_published),
+                    last_published=_iso(inc.last_published), hypothesis=a.best.hypothesis,
+                    confidence=a.confidence, updated_at=stamp))
+            rows.sort(key=lambda r: (r.first_published is not None, r.first_published or "",
+                                     r.id), reverse=True)
+            self._incidents = (mark, time.monotonic(), found, rows)
+            return found, rows
 
     def incidents(self) -> list[IncidentRow]:
-        from chainwatch.incidents.ach import assess
-
-        stamp = datetime.now(UTC).isoformat(timespec="seconds")
-        out = []
-        for inc in self._grouped():
-            a = assess(inc)
-            out.append(IncidentRow(
-                id=inc.id, title=inc.title, level=inc.level, size=len(inc.members),
-                first_published=_iso(inc.first_published),
-                last_published=_iso(inc.last_published), hypothesis=a.best.hypothesis,
-                confidence=a.confidence, updated_at=stamp))
-        out.sort(key=lambda r: (r.first_published is not None, r.first_published or "", r.id),
-                 reverse=True)
-        return out
+        return list(self._grouped()[1])
 
     def _incident(self, incident_id: str) -> Incident | None:
         if not incident_id or len(incident_id) > 64:
             return None
-        return next((i for i in self._grouped() if i.id == incident_id), None)
+        return next((i for i in self._grouped()[0] if i.id == incident_id), None)
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         """The ``chainwatch.brief/1`` document of one incident."""
@@ -517,7 +548,7 @@ class ReadModel:
                     key = datetime.fromtimestamp(scanned, UTC).date().isoformat()
                     waits.setdefault(key, []).append(wait)
         counts["environments"] = self._labels()
-        counts["incidents"] = len(self._grouped())
+        counts["incidents"] = len(self._grouped()[1])
         dates = [(start + timedelta(days=i)).isoformat() for i in range(days)]
         flagged = self._flagged(10)
         return Overview(

@@ -38,6 +38,8 @@ MAX_UPLOAD = 32 * 1024 * 1024
 QUEUE_SIZE = 32
 #: jobs remembered (finished ones are forgotten oldest first beyond this)
 MAX_JOBS = 2000
+#: uploaded bytes the queue may hold at once (waiting or being scanned); one more is refused
+MAX_HELD_BYTES = 128 * 1024 * 1024
 #: a target longer than this is refused before it is parsed
 MAX_TARGET = 300
 
@@ -114,12 +116,14 @@ class ScanPool:
     """``workers`` threads take jobs from a queue of at most ``queue_size``."""
 
     def __init__(self, scan: ScanFn, *, workers: int = 2, queue_size: int = QUEUE_SIZE,
-                 max_jobs: int = MAX_JOBS) -> None:
+                 max_jobs: int = MAX_JOBS, max_held_bytes: int = MAX_HELD_BYTES) -> None:
         self._scan = scan
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._max_jobs = max_jobs
+        self._max_held = max_held_bytes
+        self._held = 0  # bytes of uploads queued or being scanned
         self._threads = [threading.Thread(target=self._work, name=f"chainwatch-scan-{i}",
                                           daemon=True) for i in range(max(1, workers))]
         for t in self._threads:
@@ -128,11 +132,16 @@ class ScanPool:
     def submit(self, request: ScanRequest) -> Job:
         """Queue a scan; QueueFull when the queue is full. Targets are checked by the caller."""
         job = Job(secrets.token_urlsafe(16), request)
+        size = len(request.tarball or b"")
         with self._lock:
+            if size and self._held + size > self._max_held:
+                raise QueueFull("the scan queue holds as many uploaded bytes as it may; "
+                                "try again later")
             try:
                 self._queue.put_nowait(job)
             except queue.Full:
                 raise QueueFull("the scan queue is full; try again later") from None
+            self._held += size
             self._jobs[job.id] = job
             self._forget()
         return job
@@ -184,6 +193,8 @@ class ScanPool:
                 job.error = one_line(exc)[:500] if isinstance(exc, ChainwatchError) else (
                     "the scan failed (see the server's log)")
                 job.status = "failed"
+            with self._lock:
+                self._held -= len(job.request.tarball or b"")
             job.request = ScanRequest(job.request.target, job.request.against, None,
                                       job.request.filename)  # the bytes are not kept
             job.finished = time.time()
