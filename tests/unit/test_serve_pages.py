@@ -311,6 +311,20 @@ def test_login_refuses_a_wrong_token_and_a_missing_or_foreign_csrf() -> None:
         assert c.get("/").status_code == 303
 
 
+def test_guessing_the_token_locks_the_address_out() -> None:
+    from chainwatch.serve.auth import MAX_FAILURES
+
+    with client(TOKEN) as c:
+        html = c.get("/login").text
+        for _ in range(MAX_FAILURES):
+            r = c.post("/login", data=_login(html, token="guess"))
+            assert r.status_code == 401
+            html = r.text
+        locked = c.post("/login", data=_login(html, token=TOKEN))  # even the right one, now
+        assert locked.status_code == 429 and "too many wrong tokens" in locked.text
+        assert COOKIE not in locked.headers.get("set-cookie", "")
+
+
 def test_a_login_form_from_another_browser_does_not_work() -> None:
     """The nonce is tied to the browser that loaded the form (its cookie), not just the site."""
     a, _ = app(TOKEN)

@@ -328,8 +328,11 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
                            message="the form was not sent from this site's login page; "
                                    "open the login page and try again")
         next_ = safe_next(form.get("next"))
+        if auth.locked_out(request):
+            return login_page(request, next_, 429, "too many wrong tokens from your address; "
+                                                   "wait a minute and try again")
         if not auth.token_matches(form.get("token", "")):
-            await asyncio.sleep(0.5)  # slows guessing; a real token is long and random
+            auth.failed(request)  # counted with the API's wrong tokens: 429 after 20 a minute
             return login_page(request, next_, 401,
                               "that token is not the one this server was started with")
         response = RedirectResponse(next_, 303, headers=HEADERS)
