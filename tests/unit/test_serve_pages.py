@@ -211,6 +211,20 @@ def test_a_bad_query_is_one_line_and_400(query: dict[str, str]) -> None:
     assert "Traceback" not in r.text and 'class="error"' in r.text
 
 
+def test_a_long_exposure_answer_is_cut_and_counted() -> None:
+    from chainwatch.serve.queries import ExposureRow
+
+    class Many(RowsModel):
+        def exposure(self, spec: str) -> list[ExposureRow]:
+            return [ExposureRow(f"env{i}", "npm", "s", "chalk", "5.6.1", False, "a > chalk",
+                                "t", "t") for i in range(pages.EXPOSURE_ROWS + 7)]
+
+    with client(model=Many()) as c:
+        html = c.get("/exposure", params={"package": "chalk@5.6.1"}).text
+    assert html.count("<tr><td>env") == pages.EXPOSURE_ROWS
+    assert f"{pages.EXPOSURE_ROWS + 7} environments hold" in html and "and 7 more rows" in html
+
+
 def test_a_long_key_or_id_names_nothing() -> None:
     with client() as c:
         for path in ("/verdicts/" + "k" * 5000, "/incidents/" + "i" * 5000):

@@ -47,6 +47,8 @@ MAX_FORM = 8192
 #: the longest query value a page reads (package names, specs, cursors)
 MAX_QUERY = 512
 PAGE_SIZE = 50
+#: exposure rows shown on the page (the API answers all of them, up to its own bound)
+EXPOSURE_ROWS = 500
 #: a verdict key or incident id longer than this names nothing (verdict keys are <= 256)
 MAX_KEY = 300
 #: as many alerts as the overview shows (ReadModel.overview's latest_alerts)
@@ -236,7 +238,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
             except ValueError as exc:
                 error = views.text(str(exc), 300)
         return _render(request, "exposure.html", 400 if error else 200, title="Exposure",
-                       spec=spec or "", rows=rows, error=error)
+                       spec=spec or "", rows=rows, error=error, shown_rows=EXPOSURE_ROWS)
 
     async def environments(request: Request) -> Response:
         page_ = await call(model.environments, limit=_limit(request),
