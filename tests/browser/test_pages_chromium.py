@@ -311,3 +311,62 @@ def test_a_form_posted_from_another_site_is_refused(served: Server, browser: Any
     finally:
         context.close()
         evil.shutdown()
+
+
+def test_a_new_user_runs_chainwatch_serve_and_answers_the_three_questions(
+        browser: Any, tmp_path: Path) -> None:
+    """The `chainwatch serve` command as a user starts it (a token from the environment, a
+    database URL), and the three questions answered in the browser without the CLI."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from chainwatch.db import connect
+    from tests.serve_pages_support import fill
+
+    db = f"sqlite:///{tmp_path / 'team.db'}"
+    fill(connect(db))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chainwatch", "serve", "--listen", f"127.0.0.1:{port}",
+         "--db", db], env={**os.environ, "CHAINWATCH_TOKEN": TOKEN},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = browser.new_context()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "chainwatch serve did not answer in 60 s"
+            time.sleep(0.2)
+        page = context.new_page()
+        login(page, url, "/")
+        # what was flagged today
+        assert page.inner_text("#today-malicious") == "5 malicious"
+        # who holds it
+        page.locator("table.flagged tr", has_text="chalk").locator("a", has_text="who holds it"
+                                                                     ).click()
+        assert page.inner_text("p.answer") == "2 environments hold chalk@5.6.1."
+        # what the gate stopped
+        page.click("nav a:text-is('Gate decisions')")
+        page.select_option("select[name=action]", "block")
+        page.click("form.filters button")
+        blocked = page.inner_text("table.decisions")
+        assert "chalk@5.6.1" in blocked and "debug@4.4.2" in blocked and "left-pad" not in blocked
+    finally:
+        context.close()
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
