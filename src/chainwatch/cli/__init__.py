@@ -12,6 +12,7 @@ from chainwatch.cli import scan  # noqa: F401
 from chainwatch.cli import inventory  # noqa: F401
 from chainwatch.cli import gate  # noqa: F401
 from chainwatch.cli import watch  # noqa: F401
+from chainwatch.cli import serve  # noqa: F401
 from chainwatch.cli import incidents  # noqa: F401
 from chainwatch.cli import db  # noqa: F401
 from chainwatch.cli import rules  # noqa: F401

@@ -6,15 +6,36 @@ controls is returned as plain data and escaped where it is rendered, never here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+import base64
+import binascii
+import json
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, func, or_, select
+
+if TYPE_CHECKING:
+    from chainwatch.incidents.model import Incident
+    from chainwatch.intel.base import KnownBadSource
 
 T = TypeVar("T")
 
 #: the largest page any list returns, whatever ``limit`` asks
 MAX_LIMIT = 500
+#: a cursor longer than this is refused before it is decoded
+MAX_CURSOR = 600
+#: the most days the overview's charts cover
+MAX_DAYS = 366
+#: the most environments one exposure answer lists (the newest sightings first)
+MAX_EXPOSURE = 5000
+#: how long a computed incident list is reused when nothing it reads has changed
+INCIDENT_TTL_S = 30.0
+LEVELS = ("benign", "suspicious", "malicious")
+ACTIONS = ("block", "warn", "allow")
 
 
 @dataclass(frozen=True)
@@ -116,45 +137,427 @@ class Overview:
     latest_flagged: list[VerdictRow]
 
 
+def clamp_limit(limit: int) -> int:
+    """``limit`` held within 1..MAX_LIMIT."""
+    return max(1, min(int(limit), MAX_LIMIT))
+
+
+def encode_cursor(kind: str, *values: str | int | float) -> str:
+    """An opaque cursor: the position after the last row of a page, for one kind of list."""
+    raw = json.dumps([kind, *values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str, types: tuple[type, ...]) -> list[Any]:
+    """The values of a cursor made by :func:`encode_cursor` for ``kind``; ValueError on any
+    other string (too long, not base64, not JSON, another list's cursor, wrong types)."""
+    if len(cursor) > MAX_CURSOR:
+        raise ValueError("invalid cursor: too long")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw.decode("utf-8"))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise ValueError("invalid cursor") from None
+    if (not isinstance(values, list) or len(values) != len(types) + 1 or values[0] != kind
+            or not all(_typed(v, t) for v, t in zip(values[1:], types, strict=True))):
+        raise ValueError("invalid cursor")
+    return values[1:]
+
+
+def _typed(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def parse_since(since: str) -> str:
+    """An ISO 8601 date or date-time as the verdict memory writes times (UTC, seconds);
+    ValueError on anything else."""
+    text = since.strip()
+    if not text or len(text) > 40:
+        raise ValueError(f"not an ISO 8601 date or time: {since[:40]!r}")
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or time: {since[:40]!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def check_package(name: str) -> str:
+    from chainwatch.names import name_problem
+
+    if (problem := name_problem(name)) is not None:
+        raise ValueError(f"invalid package name {name[:80]!r}: {problem}")
+    return name
+
+
+def _verdict_row(r: Any) -> VerdictRow:
+    return VerdictRow(key=r["key"], package=r["package"], version=r["version"],
+                      integrity=r["integrity"], level=r["level"], score=int(r["score"]),
+                      baseline=r["baseline"], top_rule=r["top_rule"],
+                      top_message=r["top_message"], scanned_at=r["scanned_at"])
+
+
+def _payload(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"unreadable": text[:1000]}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _iso(when: datetime | None) -> str | None:
+    return when.isoformat() if when else None
+
+
 class ReadModel:
-    """Reads for the API and the pages (SQLite or PostgreSQL through one engine)."""
+    """Reads for the API and the pages (SQLite or PostgreSQL through one engine).
 
-    def __init__(self, engine: Engine) -> None:
+    ``known_bad`` (added to the contract, optional) is asked when incidents are grouped, as
+    ``chainwatch incidents`` does; without it the built-in list is used."""
+
+    def __init__(self, engine: Engine, known_bad: KnownBadSource | None = None) -> None:
         self.engine = engine
+        self._known_bad = known_bad
+        self._lock = threading.Lock()
+        self._incidents: tuple[tuple[Any, ...], float, list[Incident]] | None = None
 
+    # -- verdicts ----------------------------------------------------------------------------
     def verdicts(self, *, package: str | None = None, level: str | None = None,
                  since: str | None = None, limit: int = 50,
                  cursor: str | None = None) -> Page[VerdictRow]:
-        raise NotImplementedError
+        from chainwatch.verdicts import verdicts as table
+
+        limit = clamp_limit(limit)
+        query = select(table.c.key, table.c.package, table.c.version, table.c.integrity,
+                       table.c.level, table.c.score, table.c.baseline, table.c.top_rule,
+                       table.c.top_message, table.c.scanned_at)
+        if package is not None:
+            query = query.where(table.c.package == check_package(package))
+        if level is not None:
+            if level not in LEVELS:
+                raise ValueError(f"level must be one of {', '.join(LEVELS)}")
+            query = query.where(table.c.level == level)
+        if since is not None:
+            query = query.where(table.c.scanned_at >= parse_since(since))
+        if cursor:
+            at, key = decode_cursor("verdicts", cursor, (str, str))
+            query = query.where(or_(table.c.scanned_at < at,
+                                    and_(table.c.scanned_at == at, table.c.key < key)))
+        query = query.order_by(table.c.scanned_at.desc(), table.c.key.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = [_verdict_row(r) for r in conn.execute(query).mappings()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = encode_cursor("verdicts", rows[-1].scanned_at, rows[-1].key) if more else None
+        return Page(rows, nxt)
 
     def verdict(self, key: str) -> dict[str, Any] | None:
         """The full ``chainwatch.scan/1`` document stored under ``key``."""
-        raise NotImplementedError
+        from chainwatch.verdicts import verdicts as table
 
+        if not key or len(key) > 256:
+            return None
+        with self.engine.connect() as conn:
+            text = conn.execute(select(table.c.document).where(table.c.key == key)).scalar()
+        if text is None:
+            return None
+        doc = json.loads(text)
+        return doc if isinstance(doc, dict) else None
+
+    # -- alerts ------------------------------------------------------------------------------
     def alerts(self, *, limit: int = 50, cursor: str | None = None) -> Page[AlertRow]:
-        raise NotImplementedError
+        from chainwatch.watch.state import alerts as table
+        from chainwatch.watch.state import deliveries
+
+        limit = clamp_limit(limit)
+        query = select(table)
+        if cursor:
+            at, ident = decode_cursor("alerts", cursor, (float, str))
+            query = query.where(or_(table.c.created_at < at,
+                                    and_(table.c.created_at == at, table.c.id < ident)))
+        query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+            more = len(rows) > limit
+            rows = rows[:limit]
+            owed: dict[str, list[DeliveryRow]] = {}
+            ids = [r["id"] for r in rows]
+            if ids:
+                for d in conn.execute(select(deliveries).where(deliveries.c.alert_id.in_(ids))
+                                      .order_by(deliveries.c.pk)).mappings():
+                    owed.setdefault(d["alert_id"], []).append(DeliveryRow(
+                        sink=d["sink"], status=d["status"], attempts=int(d["attempts"]),
+                        sent_at=d["sent_at"], last_error=d["last_error"]))
+        items = [AlertRow(id=r["id"], kind=r["kind"], created_at=float(r["created_at"]),
+                          payload=_payload(r["payload"]), deliveries=owed.get(r["id"], []))
+                 for r in rows]
+        nxt = encode_cursor("alerts", items[-1].created_at, items[-1].id) if more else None
+        return Page(items, nxt)
+
+    # -- incidents ---------------------------------------------------------------------------
+    def _known(self) -> KnownBadSource:
+        if self._known_bad is None:
+            from chainwatch.intel import BuiltinKnownBad
+
+            self._known_bad = BuiltinKnownBad()
+        return self._known_bad
+
+    def _grouped(self) -> list[Incident]:
+        """Stored suspicious and malicious verdicts grouped as ``chainwatch incidents`` does;
+        recomputed when the verdicts or the fleet change, else at most every INCIDENT_TTL_S."""
+        from chainwatch.fleet import holdings
+        from chainwatch.incidents.cluster import cluster
+        from chainwatch.incidents.store import observations_from_db
+        from chainwatch.verdicts import verdicts as table
+
+        with self.engine.connect() as conn:
+            flagged = conn.execute(select(func.count(), func.max(table.c.scanned_at))
+                                   .where(table.c.level.in_(("suspicious", "malicious")))).one()
+            held = conn.execute(select(func.count(), func.max(holdings.c.pk))).one()
+        mark = (*flagged, *held)
+        with self._lock:
+            cached = self._incidents
+            if (cached is not None and cached[0] == mark
+                    and time.monotonic() - cached[1] < INCIDENT_TTL_S):
+                return cached[2]
+            found = cluster(observations_from_db(self.engine, self._known()))
+            self._incidents = (mark, time.monotonic(), found)
+            return found
 
     def incidents(self) -> list[IncidentRow]:
-        raise NotImplementedError
+        from chainwatch.incidents.ach import assess
+
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        out = []
+        for inc in self._grouped():
+            a = assess(inc)
+            out.append(IncidentRow(
+                id=inc.id, title=inc.title, level=inc.level, size=len(inc.members),
+                first_published=_iso(inc.first_published),
+                last_published=_iso(inc.last_published), hypothesis=a.best.hypothesis,
+                confidence=a.confidence, updated_at=stamp))
+        out.sort(key=lambda r: (r.first_published is not None, r.first_published or "", r.id),
+                 reverse=True)
+        return out
+
+    def _incident(self, incident_id: str) -> Incident | None:
+        if not incident_id or len(incident_id) > 64:
+            return None
+        return next((i for i in self._grouped() if i.id == incident_id), None)
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         """The ``chainwatch.brief/1`` document of one incident."""
-        raise NotImplementedError
+        from chainwatch.incidents import brief
+
+        inc = self._incident(incident_id)
+        if inc is None:
+            return None
+        exposure = [{"label": e.label, "package": e.name, "version": e.version,
+                     "recorded_at": e.last_seen}
+                    for m in inc.members for e in self._held(m.package, m.version, exact=True)]
+        return brief.build(inc, exposure, self._labels())
 
     def incident_html(self, incident_id: str) -> str | None:
         """The incident's brief rendered as the standalone HTML report."""
-        raise NotImplementedError
+        from chainwatch.incidents.render import render_html
+
+        doc = self.incident(incident_id)
+        return render_html(doc) if doc is not None else None
+
+    # -- fleet -------------------------------------------------------------------------------
+    def _labels(self) -> int:
+        from chainwatch.fleet import environments as table
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count(func.distinct(table.c.label))))
+                       .scalar_one())
 
     def exposure(self, spec: str) -> list[ExposureRow]:
-        """Environments that hold ``name@version`` or ``name@range``; ValueError on a bad spec."""
-        raise NotImplementedError
+        """Environments that hold ``name@version`` or ``name@range``; ValueError on a bad spec.
+
+        One row per (environment label, version): the first and last time that label was
+        recorded holding it, with the kind, source, path and dev flag of the latest record;
+        newest first, at most MAX_EXPOSURE rows."""
+        from chainwatch.versions import parse
+
+        if len(spec) > 512:
+            raise ValueError("the package spec is longer than 512 characters")
+        at = spec.rfind("@")
+        name, wanted = (spec, "*") if at <= 0 else (spec[:at], spec[at + 1:])
+        check_package(name)
+        exact = parse(wanted) is not None
+        if not exact:
+            import nodesemver
+
+            if nodesemver.valid_range(wanted, False) is None:
+                raise ValueError(f"not a version or range: {wanted[:80]!r}")
+        return self._held(name, wanted, exact=exact)
+
+    def _held(self, name: str, wanted: str, *, exact: bool) -> list[ExposureRow]:
+        from chainwatch.fleet import environments, holdings
+
+        stmt = (select(holdings.c.name, holdings.c.version, holdings.c.dev, holdings.c.path,
+                       environments.c.label, environments.c.kind, environments.c.source,
+                       environments.c.recorded_at)
+                .join(environments, environments.c.pk == holdings.c.environment)
+                .where(holdings.c.name == name))
+        if exact:
+            stmt = stmt.where(holdings.c.version == wanted)
+        stmt = stmt.order_by(environments.c.recorded_at.desc(), environments.c.pk.desc())
+        matches: dict[str, bool] = {}
+        latest: dict[tuple[str, str], ExposureRow] = {}
+        first: dict[tuple[str, str], str] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(stmt).mappings():
+                version = r["version"]
+                if not exact:
+                    if version not in matches:
+                        matches[version] = _satisfies(version, wanted)
+                    if not matches[version]:
+                        continue
+                key = (r["label"], version)
+                if key not in latest:
+                    if len(latest) >= MAX_EXPOSURE:
+                        continue
+                    latest[key] = ExposureRow(
+                        label=r["label"], kind=r["kind"], source=r["source"], name=r["name"],
+                        version=version, dev=bool(r["dev"]), path=r["path"] or "",
+                        first_seen=r["recorded_at"], last_seen=r["recorded_at"])
+                first[key] = r["recorded_at"]  # rows come newest first: the last is the first
+        return [replace(row, first_seen=first[key]) for key, row in latest.items()]
 
     def environments(self, *, limit: int = 50, cursor: str | None = None) -> Page[EnvironmentRow]:
-        raise NotImplementedError
+        from chainwatch.fleet import environments as table
+        from chainwatch.fleet import holdings
 
+        limit = clamp_limit(limit)
+        query = select(table)
+        if cursor:
+            (pk,) = decode_cursor("environments", cursor, (int,))
+            query = query.where(table.c.pk < pk)
+        query = query.order_by(table.c.pk.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+            more = len(rows) > limit
+            rows = rows[:limit]
+            pks = [r["pk"] for r in rows]
+            counts: dict[int, int] = {}
+            if pks:
+                counts = {int(pk): int(n) for pk, n in conn.execute(
+                    select(holdings.c.environment, func.count())
+                    .where(holdings.c.environment.in_(pks)).group_by(holdings.c.environment))}
+        items = [EnvironmentRow(pk=int(r["pk"]), label=r["label"], kind=r["kind"],
+                                source=r["source"], recorded_at=r["recorded_at"],
+                                packages=counts.get(int(r["pk"]), 0)) for r in rows]
+        nxt = encode_cursor("environments", items[-1].pk) if more else None
+        return Page(items, nxt)
+
+    # -- gate decisions ----------------------------------------------------------------------
     def decisions(self, *, action: str | None = None, limit: int = 50,
                   cursor: str | None = None) -> Page[DecisionRow]:
-        raise NotImplementedError
+        from chainwatch.gate.decisions import decisions as table
 
+        limit = clamp_limit(limit)
+        query = select(table)
+        if action is not None:
+            if action not in ACTIONS:
+                raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
+            query = query.where(table.c.action == action)
+        if cursor:
+            (pk,) = decode_cursor("decisions", cursor, (int,))
+            query = query.where(table.c.pk < pk)
+        query = query.order_by(table.c.pk.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query).mappings())
+        more = len(rows) > limit
+        items = [DecisionRow(pk=int(r["pk"]), time=r["time"], origin=r["origin"],
+                             package=r["package"], version=r["version"], action=r["action"],
+                             rule=r["rule"], reason=r["reason"], source=r["source"])
+                 for r in rows[:limit]]
+        nxt = encode_cursor("decisions", items[-1].pk) if more else None
+        return Page(items, nxt)
+
+    # -- the overview ------------------------------------------------------------------------
     def overview(self, days: int = 14) -> Overview:
-        raise NotImplementedError
+        from chainwatch.gate.decisions import decisions
+        from chainwatch.verdicts import verdicts as table
+        from chainwatch.watch.state import alerts
+        from chainwatch.watch.state import versions as releases
+
+        days = max(1, min(int(days), MAX_DAYS))
+        today = datetime.now(UTC).date()
+        start = today - timedelta(days=days - 1)
+        cutoff = start.isoformat()
+        day = func.substr(table.c.scanned_at, 1, 10)
+        with self.engine.connect() as conn:
+            counts: dict[str, int] = dict.fromkeys(LEVELS, 0)
+            for level, n in conn.execute(select(table.c.level, func.count())
+                                         .group_by(table.c.level)):
+                counts[str(level)] = int(n)
+            counts["alerts"] = int(conn.execute(select(func.count()).select_from(alerts))
+                                   .scalar_one())
+            counts["blocked"] = int(conn.execute(select(func.count()).select_from(decisions)
+                                    .where(decisions.c.action == "block")).scalar_one())
+            per_day: dict[str, dict[str, int]] = {}
+            for d, level, n in conn.execute(
+                    select(day, table.c.level, func.count())
+                    .where(table.c.scanned_at >= cutoff).group_by(day, table.c.level)):
+                per_day.setdefault(str(d), dict.fromkeys(LEVELS, 0))[str(level)] = int(n)
+            since = datetime.combine(start, datetime.min.time(), UTC).timestamp()
+            waits: dict[str, list[float]] = {}
+            for published, scanned in conn.execute(
+                    select(releases.c.published, releases.c.scanned_at)
+                    .where(releases.c.scanned_at >= since, releases.c.published.is_not(None))
+                    .limit(200_000)):
+                wait = _latency(published, scanned)
+                if wait is not None:
+                    key = datetime.fromtimestamp(scanned, UTC).date().isoformat()
+                    waits.setdefault(key, []).append(wait)
+        counts["environments"] = self._labels()
+        counts["incidents"] = len(self._grouped())
+        dates = [(start + timedelta(days=i)).isoformat() for i in range(days)]
+        flagged = self._flagged(10)
+        return Overview(
+            counts=counts,
+            verdicts_per_day=[(d, per_day.get(d, dict.fromkeys(LEVELS, 0))) for d in dates],
+            latency_per_day=[(d, statistics.median(waits[d]) if d in waits else None)
+                             for d in dates],
+            latest_alerts=self.alerts(limit=10).items, latest_flagged=flagged)
+
+    def _flagged(self, limit: int) -> list[VerdictRow]:
+        from chainwatch.verdicts import verdicts as table
+
+        query = (select(table.c.key, table.c.package, table.c.version, table.c.integrity,
+                        table.c.level, table.c.score, table.c.baseline, table.c.top_rule,
+                        table.c.top_message, table.c.scanned_at)
+                 .where(table.c.level.in_(("suspicious", "malicious")))
+                 .order_by(table.c.scanned_at.desc(), table.c.key.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [_verdict_row(r) for r in conn.execute(query).mappings()]
+
+
+def _satisfies(version: str, wanted: str) -> bool:
+    import nodesemver
+
+    try:
+        return bool(nodesemver.satisfies(version, wanted, False))
+    except Exception:  # a stored version nodesemver cannot read matches no range
+        return False
+
+
+def _latency(published: str, scanned: float) -> float | None:
+    """Seconds from a release's publish time to its verdict; None when unreadable."""
+    try:
+        when = datetime.fromisoformat(str(published).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    wait = float(scanned) - when.timestamp()
+    return wait if wait >= 0 else None
+
+
+
