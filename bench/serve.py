@@ -7,10 +7,12 @@ names, versions, integrities, levels and times; 90% benign, 7% suspicious, 3% ma
 30 days, each with its watcher row so the overview's latency chart has data), ``--environments``
 environments (default 10,000 of ``--packages`` packages each, default 100, drawn from the top
 npm names; 2% hold chalk@5.6.1), ``--decisions`` gate decisions (default 10,000) and 500 alerts.
-Then the app (``chainwatch.serve.app.create_app``) is served by uvicorn in its own process on
-loopback with a token, and ``--requests`` GETs (default 200) are made per route, one at a time:
-the verdict list with and without each filter, one verdict, exposure, environments, decisions
-and the overview. Printed: fill time, database size, p50/p95 per route, errors, load average.
+Then ``chainwatch serve --db URL`` runs (its own process, uvicorn, loopback, with a
+token), and ``--requests`` GETs (default 200) are made per route, one at a time: the verdict
+list with and without each filter, one verdict, exposure, environments, decisions, alerts and
+the overview page; the overview is also timed in process (``ReadModel.overview``), which is
+what the page and its refresh read. Printed: fill time, database size, p50/p95 per route,
+status codes, load average.
 
     python bench/serve.py
     python bench/serve.py --verdicts 2000 --environments 2000 --requests 50
@@ -163,7 +165,7 @@ def fill(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     dec = []
-    for i in range(args.decisions):
+    for _ in range(args.decisions):
         name = rng.choice(NAMES)
         action = rng.choices(("block", "warn", "allow"), (8, 3, 1))[0]
         rule = rng.choice(("known-bad", "min-age", "scan", "new-install-script", "unservable"))
@@ -192,19 +194,9 @@ def fill(url: str, args: argparse.Namespace) -> dict[str, Any]:
             for r in flagged])
     timing["decisions+alerts"] = time.perf_counter() - started
     engine.dispose()
-    sample = rows[len(rows) // 2]
+    sample = next((r for r in rows[len(rows) // 2:] if r["level"] == "malicious"),
+                  rows[len(rows) // 2])
     return {"timing": timing, "integrity": sample["integrity"], "package": sample["package"]}
-
-
-def serve_only(url: str, port: int) -> None:
-    """The app under uvicorn, as ``chainwatch serve`` runs it (child process)."""
-    import uvicorn
-
-    from chainwatch.serve.app import create_app
-
-    os.environ["CHAINWATCH_TOKEN"] = TOKEN
-    app = create_app(url, token=TOKEN)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
 def routes(sample: dict[str, Any]) -> list[tuple[str, str]]:
@@ -254,6 +246,23 @@ def measure(base: str, sample: dict[str, Any], requests: int) -> None:
                   f"{','.join(map(str, sorted(statuses))):6}  {size}")
 
 
+def overview_in_process(url: str, rounds: int) -> None:
+    from chainwatch.db import connect
+    from chainwatch.serve.queries import ReadModel
+
+    model = ReadModel(connect(url))
+    model.overview()  # warm
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        model.overview()
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+    print(f"{'overview (ReadModel, in process)':30} {statistics.median(times):8.2f} {p95:8.2f} "
+          f"{times[-1]:8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -263,11 +272,7 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--db", help="an empty database URL (default: a temporary SQLite file)")
-    parser.add_argument("--serve-only", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve_only:
-        serve_only(args.serve_only[0], int(args.serve_only[1]))
-        return
     with tempfile.TemporaryDirectory() as tmp:
         url = args.db or f"sqlite:///{Path(tmp) / 'serve.db'}"
         sample = fill(url, args)
@@ -278,17 +283,19 @@ def main() -> None:
         print(f"filled: {args.verdicts} verdicts, {args.environments} environments x "
               f"{args.packages} packages, {args.decisions} decisions, alerts ({timing}{size})")
         port = free_port()
-        env = {**os.environ, "CHAINWATCH_DATA_DIR": tmp, "CHAINWATCH_CACHE_DIR": tmp}
-        proc = subprocess.Popen([sys.executable, __file__, "--serve-only", url, str(port)],
-                                env=env)
+        env = {**os.environ, "CHAINWATCH_DATA_DIR": tmp, "CHAINWATCH_CACHE_DIR": tmp,
+               "CHAINWATCH_TOKEN": TOKEN}
+        # as a user starts it
+        proc = subprocess.Popen([sys.executable, "-m", "chainwatch", "serve", "--db", url,
+                                 "--listen", f"127.0.0.1:{port}"], env=env)
         try:
             wait_up(f"http://127.0.0.1:{port}/healthz", tries=600)
-            print(f"{args.requests} sequential requests per route (uvicorn, loopback, one "
-                  f"process):")
+            print(f"{args.requests} sequential requests per route (chainwatch serve, loopback):")
             measure(f"http://127.0.0.1:{port}", sample, args.requests)
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+        overview_in_process(url, max(5, args.requests // 10))
         load = os.getloadavg()
         print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} CPUs")
 

@@ -48,6 +48,8 @@ holdings = Table(
     Column("dev", Boolean, nullable=False, default=False),
     Column("path", Text, nullable=False, default=""),
     Index("ix_fleet_pkg_name_version", "name", "version"),
+    # an environment's packages (counts per environment, cascade deletes): bench/serve.py
+    Index("ix_fleet_pkg_environment", "environment"),
 )
 
 
