@@ -64,3 +64,25 @@ def test_a_failing_database_changes_neither_the_exit_code_nor_the_report(
     # and one line on stderr says so (without the statement and the text it carried)
     assert errors.count("gate decisions not kept") == 1
     assert "OSError: disk I/O error" in errors and "INSERT" not in errors
+
+
+def test_an_allow_by_policy_exception_is_kept_too(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[[exceptions]]\npackage = "debug@4.4.2"\nreason = "pinned while we '
+                      'investigate"\nexpires = "2099-01-01"\n')
+    code, _, _ = run(tmp_path, "--policy", str(policy))
+    assert code == 1  # chalk@5.6.1 is still blocked
+    kept = {(r["package"], r["action"], r["rule"]) for r in stored(tmp_path)}
+    assert ("debug", "allow", "exception") in kept and ("chalk", "block", "known-bad") in kept
+
+
+def test_no_database_in_use_keeps_nothing_and_creates_none(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chainwatch.cli.gate import _decision_log
+
+    monkeypatch.delenv("CHAINWATCH_DB", raising=False)
+    monkeypatch.setenv("CHAINWATCH_DATA_DIR", str(tmp_path / "data"))
+    assert _decision_log(None, None) is None
+    assert not (tmp_path / "data" / "chainwatch.db").exists()
+    given = _decision_log(None, f"sqlite:///{tmp_path / 'given.db'}")
+    assert given is not None and given.warn is not None

@@ -66,3 +66,19 @@ def test_a_broken_database_changes_no_answer(tmp_path: Path) -> None:
     assert [r.status_code for r in broken] == [200, 403, 403, 200]
     assert log.flush() and log.dropped == 4
     log.close()
+
+
+def test_the_proxy_writes_what_is_queued_when_it_stops(tmp_path: Path) -> None:
+    """The lifespan's end (uvicorn stopping) flushes the queue: no flush() by the caller."""
+    log = DecisionLog(connect(f"sqlite:///{tmp_path / 'cw.db'}"))
+    proxy = Proxy(UP, Checker(Policy(), None, BuiltinKnownBad()),
+                  transport=httpx.MockTransport(upstream), resolver=resolver, decision_log=log)
+
+    async def go() -> int:
+        async with proxy.app.router.lifespan_context(proxy.app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=proxy.app),
+                base_url="http://proxy.test") as client:
+            return (await client.get("/debug/-/debug-4.4.2.tgz")).status_code
+
+    assert asyncio.run(go()) == 403
+    assert stored(log) == [("proxy", "debug", "4.4.2", "block", "known-bad", "tarball")]
