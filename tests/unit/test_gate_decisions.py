@@ -84,7 +84,7 @@ def test_close_writes_what_is_queued(tmp_path: Path) -> None:
     log = make(tmp_path)
     for i in range(1_200):  # more than one batch
         log.record_once(Recorded("proxy", f"p{i}", "1.0.0", "block", "min-age", "young"))
-    log.close()
+    log.close(timeout=30)
     with log.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(decisions)).scalar_one() == 1_200
     log.record_once(Recorded("proxy", "late", "1.0.0", "block", "min-age", "young"))  # ignored
@@ -124,5 +124,5 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path: Path, monkeypatch: pyt
         log.record_once(Recorded("proxy", f"p{i}", "1.0.0", "block", "r", "x"))
     assert log.dropped > 0  # the writer is stuck and the queue holds two
     gate.set()
-    log.close()
+    log.close(timeout=30)
     assert len(rows(log)) + log.dropped == 50 and len(rows(log)) > 0

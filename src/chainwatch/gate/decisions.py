@@ -261,18 +261,20 @@ class DecisionLog:
             time.sleep(0.01)
         return True
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Write what is queued (for at most ``timeout`` seconds) and stop the writer."""
+    def close(self, timeout: float = 1.0) -> None:
+        """Write what is queued (for at most ``timeout`` seconds in all) and stop the writer;
+        what is left after that is dropped with the daemon thread."""
         with self._lock:
             self._closed = True
             writer = self._writer
         if writer is None:
             return
+        end = time.monotonic() + timeout
         try:
             self._queue.put(None, timeout=timeout)
         except queue.Full:
             return
-        writer.join(timeout)
+        writer.join(max(0.0, end - time.monotonic()))
 
     # -- reading ---------------------------------------------------------------------------
 

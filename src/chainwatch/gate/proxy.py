@@ -264,8 +264,9 @@ class Proxy:
             yield
         finally:
             await self.http.aclose()
-            if self.decision_log is not None:  # what is queued is written before the end
-                await anyio.to_thread.run_sync(self.decision_log.close)
+            if self.decision_log is not None:  # what is queued is written (1 s at most:
+                # a signal gives the whole shutdown 1.5 s)
+                await anyio.to_thread.run_sync(self.decision_log.close, 1.0)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "upstream": str(self.egress.upstream),
