@@ -58,4 +58,28 @@ def connect(url: str | None = None) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
     metadata.create_all(engine)
+    _add_missing_indexes(engine)
     return engine
+
+
+def _add_missing_indexes(engine: Engine) -> None:
+    """Indexes added to a table after a database was made (``create_all`` makes only missing
+    tables): one read of the index names, a ``CREATE INDEX`` only for those missing (so a
+    connection never waits for another process's write lock once they all exist)."""
+    if engine.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'index'"
+    elif engine.dialect.name == "postgresql":
+        query = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    else:
+        return
+    with engine.connect() as conn:
+        have = {row[0] for row in conn.exec_driver_sql(query)}
+    for table in metadata.sorted_tables:
+        for index in table.indexes:
+            if index.name and index.name not in have:
+                try:
+                    index.create(engine, checkfirst=True)
+                except Exception as exc:  # a read-only role, a race: slower, never broken
+                    import logging
+
+                    logging.getLogger(__name__).debug("index %s not made: %s", index.name, exc)

@@ -48,6 +48,8 @@ holdings = Table(
     Column("dev", Boolean, nullable=False, default=False),
     Column("path", Text, nullable=False, default=""),
     Index("ix_fleet_pkg_name_version", "name", "version"),
+    # an environment's packages (counts per environment, cascade deletes): bench/serve.py
+    Index("ix_fleet_pkg_environment", "environment"),
 )
 
 
@@ -90,7 +92,10 @@ class Fleet:
         """Record an environment sent over the API: a lockfile (named by ``filename``) or a
         ``chainwatch.inventory/1`` document, parsed in memory with the inventory's limits; returns
         how many packages were recorded; UsageError on anything it cannot read."""
-        raise NotImplementedError
+        from chainwatch.inventory.upload import check_label, parse_upload
+
+        label = check_label(label)
+        return self.record(label, parse_upload(filename, body))
 
     def environment_count(self) -> int:
         """How many distinct labels (recorded environments) fleet memory holds."""

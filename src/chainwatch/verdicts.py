@@ -42,6 +42,9 @@ verdicts = Table(
     Column("elapsed_s", Float, nullable=False, default=0.0),
     Column("document", Text, nullable=False),
     Index("ix_verdicts_package_version", "package", "version"),
+    # newest first, all or by level (chainwatch serve's lists and overview): bench/serve.py
+    Index("ix_verdicts_scanned_at", "scanned_at", "key"),
+    Index("ix_verdicts_level_scanned_at", "level", "scanned_at"),
 )
 
 

@@ -17,6 +17,7 @@ from chainwatch.cli.common import (
     _collect,
     _exit_for_unreadable,
     _known_bad,
+    _nothing_stored,
     _open_db,
     _policy,
 )
@@ -38,6 +39,8 @@ from chainwatch.errors import ChainwatchError, one_line
 from chainwatch.output.console import ColorMode, output_width, use_color
 
 if TYPE_CHECKING:
+    from chainwatch.gate.check import Placed
+    from chainwatch.gate.decisions import DecisionLog
     from chainwatch.gate.policy import Policy
     from chainwatch.gate.scanning import ScanGate
     from chainwatch.registry import RegistryClient
@@ -62,6 +65,40 @@ def _scan_gate(policy: Policy, client: RegistryClient, db: str | None,
     return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1,
                             sandbox=policy.scan_sandbox), store,
                     policy.scan_window, workers=workers)
+
+
+def _decision_log(gate: ScanGate | None, db: str | None) -> DecisionLog | None:
+    """The log of gate decisions, on the database the verdict memory uses (else on the
+    database given or already there); None when no database is in use or it cannot open."""
+    from chainwatch.gate.decisions import DecisionLog, open_log
+
+    def warn(message: str) -> None:
+        err.print(f"warning: {message}", markup=False, soft_wrap=True)
+
+    if gate is not None and gate.store is not None:
+        return DecisionLog(gate.store.engine, warn=warn)
+    if _nothing_stored(db):
+        return None
+    found = _open_db(open_log, db, "decision log", "decisions are not kept")
+    if found is not None:
+        found.warn = warn
+    return found
+
+
+def _record_checked(log: DecisionLog, placed: list[Placed]) -> None:
+    """Every decision ``check`` reports, once per lockfile (the paths to it are not kept)."""
+    from chainwatch.gate.decisions import Recorded
+
+    seen: set[tuple[str, str, str, str, str]] = set()
+    entries: list[Recorded] = []
+    for p in placed:
+        d = p.decision
+        key = (d.name, d.version, d.action, d.rule, p.source)
+        if key not in seen:
+            seen.add(key)
+            entries.append(Recorded("check", d.name, d.version, d.action, d.rule, d.reason,
+                                    p.source))
+    log.record(entries)
 
 
 @policy_app.command("show", epilog=(
@@ -138,6 +175,8 @@ def check(
                     if not quiet:
                         status.update(f"{label}: {done}/{total} …")
                 placed = checker.check(envs, timeout=timeout, progress=progress)
+            if (kept := _decision_log(gate, db)) is not None:  # never changes the answer
+                _record_checked(kept, placed)
         finally:
             if gate is not None:
                 gate.close()
@@ -245,12 +284,13 @@ def proxy(
         err.print(f"error: --upstream: {exc}; not an http(s) upstream URL", markup=False)
         raise typer.Exit(2) from exc
     client = RegistryClient(npm_config, cache_dir)
+    gate = _scan_gate(policy, client, db) if scan else None
     try:
-        server = Proxy(upstream, Checker(policy, None, _known_bad(db),
-                                         scans=_scan_gate(policy, client, db) if scan else None),
+        server = Proxy(upstream, Checker(policy, None, _known_bad(db), scans=gate),
                        fresh_seconds=fresh, tarball_hosts=tuple(tarball_hosts or ()),
                        public_url=public_url, token=token, open_decisions=local,
-                       budget=MemoryBudget(int(memory) * 1024 * 1024))
+                       budget=MemoryBudget(int(memory) * 1024 * 1024),
+                       decision_log=_decision_log(gate, db))
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc

@@ -46,6 +46,7 @@ from chainwatch.gate.budget import (
     YieldToOlder,
 )
 from chainwatch.gate.check import Checker
+from chainwatch.gate.decisions import DecisionLog, Recorded
 from chainwatch.gate.egress import (
     CachingResolver,
     Egress,
@@ -211,10 +212,13 @@ class Proxy:
                  max_packument: int = MAX_PACKUMENT, *, tarball_hosts: tuple[str, ...] = (),
                  public_url: str | None = None, token: str | None = None,
                  open_decisions: bool = True, budget: MemoryBudget | None = None,
-                 budget_wait: float = BUDGET_WAIT, resolver: Resolver | None = None) -> None:
+                 budget_wait: float = BUDGET_WAIT, resolver: Resolver | None = None,
+                 decision_log: DecisionLog | None = None) -> None:
         """``public_url`` is the base of every rewritten tarball URL (else the request's own
         base URL, for in-process use); ``token`` guards the decisions endpoint, which without
-        one is open only when ``open_decisions`` (the proxy listens on loopback)."""
+        one is open only when ``open_decisions`` (the proxy listens on loopback);
+        ``decision_log`` keeps what is hidden or refused in the database (written by its own
+        thread, once per package, version, rule and period)."""
         self.upstream = upstream.rstrip("/") + "/"
         # one DNS question per host and 30 s, shared by the egress check and the connection
         # (a lookup per tarball stalled parallel downloads on the resolver's 5 s retry)
@@ -235,6 +239,7 @@ class Proxy:
             checker.scans.url_guard = checker.scans.url_guard or self.egress.refusal
         self._flights: dict[tuple[str, str], asyncio.Lock] = {}
         self.decisions: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.decision_log = decision_log
         #: what was last logged as hidden per package: kept apart from the cache entry, which
         #: a refetch or the other (abbreviated/full) document replaces; bounded
         self._logged: OrderedDict[str, frozenset[tuple[str, str]]] = OrderedDict()
@@ -255,8 +260,13 @@ class Proxy:
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        yield
-        await self.http.aclose()
+        try:
+            yield
+        finally:
+            await self.http.aclose()
+            if self.decision_log is not None:  # what is queued is written (1 s at most:
+                # a signal gives the whole shutdown 1.5 s)
+                await anyio.to_thread.run_sync(self.decision_log.close, 1.0)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "upstream": str(self.egress.upstream),
@@ -451,6 +461,10 @@ class Proxy:
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "package": name,
                  "version": version, "action": action, "rule": rule, "reason": reason}
         self.decisions.append(entry)
+        if self.decision_log is not None:  # queued only: the database is written elsewhere
+            self.decision_log.record_once(Recorded(
+                "proxy", name, version, "block", rule, reason,
+                "packument" if action == "hidden" else "tarball"))
         log.info("%s %s@%s %s: %s", action, name, version, rule, reason)
 
     def _base(self, request: Request) -> str:
