@@ -210,19 +210,27 @@ class WatchState:
     # -- claims (several processes on one database) ------------------------------------------
     def _claim(self, table: Table, key: Any, where: Sequence[Any], order: Sequence[Any],
                limit: int, claim: str, values: dict[str, Any]) -> list[Any]:
-        """Claim up to ``limit`` free rows matching ``where`` in one statement: ``UPDATE …
-        WHERE key IN (SELECT key … ORDER BY … LIMIT n FOR UPDATE SKIP LOCKED) AND <the same
-        conditions>``, returning the rows now held. PostgreSQL skips rows another claimer has
-        locked (never waits, never hands one row to two); SQLite ignores FOR UPDATE and runs
-        the statement under its single writer lock, and the repeated conditions make the
-        UPDATE change nothing that another process claimed first."""
+        """Claim up to ``limit`` free rows matching ``where``, returning the rows now held.
+
+        PostgreSQL: ``SELECT key … ORDER BY … LIMIT n FOR UPDATE SKIP LOCKED`` (rows another
+        claimer has locked are skipped, never waited for), then ``UPDATE … WHERE key IN (those)
+        AND <the same conditions>`` in the same transaction, under those row locks. (Not one
+        ``UPDATE … WHERE key IN (SELECT … SKIP LOCKED LIMIT n)``: PostgreSQL may run that
+        subquery more than once and claim more than n rows.) SQLite has no row locks: one
+        ``UPDATE … WHERE key IN (SELECT … LIMIT n) AND <conditions>`` statement runs under its
+        single writer lock, so nothing another process claimed first is taken."""
         if limit <= 0:
             return []
-        pick = (select(key).where(*where).order_by(*order).limit(limit)
-                .with_for_update(skip_locked=True))
-        stmt = (update(table).where(key.in_(pick.scalar_subquery()), *where)
-                .values(claimed_by=claim, **values).returning(*table.c))
+        pick = select(key).where(*where).order_by(*order).limit(limit)
         with self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                chosen: Any = pick.scalar_subquery()
+            else:
+                chosen = list(conn.execute(pick.with_for_update(skip_locked=True)).scalars())
+                if not chosen:
+                    return []
+            stmt = (update(table).where(key.in_(chosen), *where)
+                    .values(claimed_by=claim, **values).returning(*table.c))
             return list(conn.execute(stmt).mappings().all())
 
     def _renew(self, table: Table, key: Any, value: Any, claim: str, until: float) -> bool:
