@@ -98,15 +98,21 @@ class Server:
         self.server.server_close()
 
 
-@pytest.fixture
-def database(postgres_url: str) -> Iterator[str]:  # noqa: F811
+@pytest.fixture(params=["postgres", "sqlite"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh PostgreSQL database on the throwaway server, or a SQLite file (SQLite has no
+    row locks: the roles share it through its single writer lock and conditional UPDATEs)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'watch.db'}"
+        return
+    server: str = request.getfixturevalue("postgres_url")
     name = f"roles_{os.getpid()}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
         conn.execute(text(f"CREATE DATABASE {name}"))
     try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
+        yield server.rsplit("/", 1)[0] + "/" + name
     finally:
         admin.dispose()
 
