@@ -10,16 +10,22 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, text
 
 from chainwatch.db import connect
+from chainwatch.model import Verdict
+from chainwatch.scan import Scanner
 from chainwatch.watch.state import LeaseLost, WatchState, alerts, deliveries, packages, versions
-from chainwatch.watch.watcher import host_id, pid_alive
+from chainwatch.watch.watcher import Watcher, host_id, pid_alive
+from tests.helpers import BENIGN_INDEX, clipper_source
 from tests.integration.test_postgres import postgres_url  # noqa: F401 - the server fixture
+from tests.unit.test_watch import Clock, Recorder, Registry, make_watcher
 
 T0 = 1_800_000_000.0
 _dbs = itertools.count()
@@ -192,3 +198,64 @@ def test_a_database_from_before_the_claim_columns_is_migrated(tmp_path: Path) ->
     state = WatchState(connect(url))
     item = state.claim_next("w1#1", T0, lease=30)
     assert item is not None and (item.name, item.version) == ("a", "1.0.1")
+
+
+# -- the heartbeat: a long scan keeps its version; a hung one lets it go after max_hold ----------
+class SlowScanner(Scanner):
+    """The real scanner, taking ``delay`` seconds longer (a big package)."""
+
+    def __init__(self, inner: Scanner, delay: float) -> None:
+        self.__dict__.update(inner.__dict__)
+        self.delay = delay
+
+    def scan(self, spec: str, against: str | None = None, *args: Any, **kw: Any) -> Verdict:
+        time.sleep(self.delay)
+        return super().scan(spec, against, *args, **kw)
+
+
+def slow_world(tmp_path: Path, delay: float, **config: Any) -> tuple[Watcher, WatchState]:
+    registry, sink, clock = Registry(), Recorder(), Clock()
+    registry.publish("left-padder", "1.0.0", BENIGN_INDEX, time.time() - 90 * 86400)
+    watcher = make_watcher(tmp_path, registry, sink, clock, **config)
+    watcher.clock = time.time  # real time: the heartbeat runs on it
+    watcher.watch(["left-padder"], hot=set())
+    watcher.run_once()  # baseline
+    registry.publish("left-padder", "1.0.1", BENIGN_INDEX + clipper_source(), time.time())
+    assert watcher.poll("left-padder", False, True) == ["1.0.1"]
+    watcher.scanner = SlowScanner(watcher.scanner, delay)
+    return watcher, WatchState(connect(f"sqlite:///{tmp_path / 'watch.db'}"))
+
+
+def test_a_long_scan_renews_its_lease_and_finishes(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    watcher, other = slow_world(tmp_path, delay=2.0, lease=0.6, max_hold=60.0)
+    rival: list[Any] = []
+    probe = threading.Timer(1.5, lambda: rival.append(other.claim_next("w2#1", time.time(), 30)))
+    probe.start()  # after 2.5 leases: only the heartbeat keeps the version held
+    assert watcher.scan_once() == 1
+    probe.join()
+    assert rival == [None]
+    assert "dropped" not in caplog.text
+    assert other.status()["alerts"] == 1  # the release's
+    with other.engine.connect() as conn:
+        row = conn.execute(select(versions.c.status, versions.c.claimed_by)
+                           .where(versions.c.version == "1.0.1")).one()
+    assert row.status == "done" and row.claimed_by.startswith(watcher.worker)
+
+
+def test_a_scan_that_outlives_max_hold_loses_its_version(tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    watcher, other = slow_world(tmp_path, delay=2.5, lease=0.6, max_hold=0.5,
+                                scan_backoff=0.1)
+    rival: list[Any] = []
+    probe = threading.Timer(1.8, lambda: rival.append(other.claim_next("w2#1", time.time(), 30)))
+    probe.start()
+    assert watcher.scan_once() == 1
+    probe.join()
+    (taken,) = rival
+    assert taken is not None and taken.version == "1.0.1"  # the lease lapsed: w2 has it
+    assert other.status()["alerts"] == 0  # the late scan's result was dropped
+    assert "is no longer renewed" in caplog.text and "dropped" in caplog.text
+    assert "was lost" not in caplog.text
+    assert other.finish(taken, "malicious", ("release:left-padder@1.0.1", "release", {}),
+                        [], time.time()) is True

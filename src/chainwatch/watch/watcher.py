@@ -194,12 +194,13 @@ class Watcher:
         def beat() -> None:
             while not stop.wait(max(self.config.lease / 3, 0.05)):
                 if time.monotonic() - started >= self.config.max_hold:
-                    log.warning("%s has run %.0f s: its lease is no longer renewed", what,
+                    log.warning("%s has run %g s: its lease is no longer renewed", what,
                                 self.config.max_hold)
                     return
                 try:
                     if not renew(self.clock() + self.config.lease):
-                        log.warning("the lease on %s was lost", what)
+                        if not stop.is_set():  # else it just finished and let go
+                            log.warning("the lease on %s was lost", what)
                         return
                 except Exception as exc:  # the database hiccuped: try again next beat
                     log.warning("renewing the lease on %s failed: %s", what,
