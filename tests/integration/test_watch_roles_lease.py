@@ -123,7 +123,8 @@ def test_deliveries_are_claimed_once_per_sink(db_url: str) -> None:
 
 def test_pollers_claim_disjoint_packages_and_a_late_poll_is_dropped(db_url: str) -> None:
     state = WatchState(connect(db_url))
-    state.add_packages([f"p{i}" for i in range(10)], set())
+    assert state.add_packages([f"p{i}" for i in range(10)], set()) == 10
+    assert WatchState(connect(db_url)).add_packages(["p1", "p10"], set()) == 1  # a 2nd poller
     first = state.claim_due("p1#1", T0, 6, lease=30)
     second = state.claim_due("p2#1", T0, 6, lease=30)
     assert len(first) == 6 and len(second) == 4

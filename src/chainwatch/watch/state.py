@@ -161,6 +161,23 @@ def _held(table: Table, claim: str | None) -> Any:
     return table.c.claimed_by == claim if claim is not None else true()
 
 
+def _insert_new(conn: Any, table: Table, rows: list[dict[str, Any]], key: Any) -> int:
+    """Insert the rows whose key is not there yet (``ON CONFLICT DO NOTHING`` on PostgreSQL
+    and SQLite, so two processes inserting one key at once neither fail nor duplicate it);
+    returns how many were inserted."""
+    name = conn.dialect.name
+    if name not in ("postgresql", "sqlite"):
+        conn.execute(insert(table), rows)
+        return len(rows)
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect_insert = postgresql.insert if name == "postgresql" else sqlite.insert
+    # RETURNING counts what was inserted (psycopg's rowcount here is not reliable)
+    stmt = (dialect_insert(table).values(rows).on_conflict_do_nothing(index_elements=[key])
+            .returning(key))
+    return len(conn.execute(stmt).all())
+
+
 def _pid_of(claim: str) -> int:
     """The pid in a claim token ``host:pid:random#n`` (0 when there is none)."""
     parts = claim.rsplit(":", 2)
@@ -261,14 +278,13 @@ class WatchState:
 
     # -- the watchlist ---------------------------------------------------------------------
     def add_packages(self, names: list[str], hot: set[str]) -> int:
-        """Add names not yet watched (due at once); returns how many were new."""
+        """Add names not yet watched (due at once); returns how many were new. Pollers that
+        start together add each name once (the insert skips names another added meanwhile)."""
         with self.engine.begin() as conn:
             known = set(conn.execute(select(packages.c.name)).scalars())
             fresh = [{"name": n, "hot": n in hot, "baselined": False, "next_due": 0.0,
                       "failures": 0} for n in dict.fromkeys(names) if n not in known]
-            if fresh:
-                conn.execute(insert(packages), fresh)
-        return len(fresh)
+            return _insert_new(conn, packages, fresh, packages.c.name) if fresh else 0
 
     def watched(self) -> list[str]:
         """The names on the watchlist this database holds (from earlier runs)."""
@@ -399,18 +415,9 @@ class WatchState:
         exists = conn.execute(select(alerts.c.id).where(alerts.c.id == alert_id)).first()
         if exists is not None:
             return False
-        dialect = conn.dialect.name
         row = {"id": alert_id, "kind": kind, "created_at": now, "payload": json.dumps(payload)}
-        if dialect in ("postgresql", "sqlite"):
-            from sqlalchemy.dialects import postgresql, sqlite
-
-            dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-            made = conn.execute(dialect_insert(alerts).values(**row)
-                                .on_conflict_do_nothing(index_elements=[alerts.c.id]))
-            if not made.rowcount:
-                return False
-        else:
-            conn.execute(insert(alerts).values(**row))
+        if not _insert_new(conn, alerts, [row], alerts.c.id):
+            return False
         if sinks:
             conn.execute(insert(deliveries), [
                 {"alert_id": alert_id, "sink": s, "status": "pending", "attempts": 0,
