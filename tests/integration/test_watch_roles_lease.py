@@ -6,6 +6,7 @@ row; two claimers racing on one queue never get the same row."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -260,3 +261,50 @@ def test_a_scan_that_outlives_max_hold_loses_its_version(tmp_path: Path,
     assert "was lost" not in caplog.text
     assert other.finish(taken, "malicious", ("release:left-padder@1.0.1", "release", {}),
                         [], time.time()) is True
+
+
+@pytest.mark.parametrize("args, mentions", [
+    (["--role", "bogus"], "--role"),
+    (["--lease", "0s"], "--lease"),
+    (["--lease", "2h"], "--lease"),
+    (["--lease", "soon"], "duration"),
+    (["--scan-backoff", "2h"], "--scan-backoff"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_bad_role_options_are_one_line_and_exit_2(tmp_path: Path, args: list[str],
+                                                  mentions: str) -> None:
+    from tests.cli_runner import chainwatch, clean_env
+    from tests.hostile.test_cli_sweep import CLOSED, assert_one_error
+
+    done = chainwatch("watch", "--once", "--role", "scanner", "--db",
+                      f"sqlite:///{tmp_path / 'w.db'}", *args,
+                      env=clean_env(tmp_path, npm_config_registry=CLOSED), cwd=tmp_path,
+                      real=True)
+    assert_one_error(done, mentions)
+
+
+def test_a_scanner_needs_no_watchlist_and_a_poller_does(tmp_path: Path) -> None:
+    from tests.cli_runner import chainwatch, clean_env
+    from tests.hostile.test_cli_sweep import CLOSED, assert_one_error
+
+    env = clean_env(tmp_path, npm_config_registry=CLOSED)
+    db = f"sqlite:///{tmp_path / 'w.db'}"
+    done = chainwatch("watch", "--once", "--role", "scanner", "--role", "deliverer", "--db", db,
+                      env=env, cwd=tmp_path, real=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"polled": 0, "scanned": 0, "delivered": 0}
+    assert_one_error(chainwatch("watch", "--once", "--role", "poller", "--db", db, env=env,
+                                cwd=tmp_path, real=True), "nothing to watch")
+
+
+def test_a_poller_alone_keeps_no_packuments(tmp_path: Path) -> None:
+    """Packuments are kept for the scan only by a process that scans: a poller alone would
+    keep one for every package with a queued version, without bound."""
+    registry, sink, clock = Registry(), Recorder(), Clock()
+    registry.publish("left-padder", "1.0.0", BENIGN_INDEX, T0 - 90 * 86400)
+    watcher = make_watcher(tmp_path, registry, sink, clock)
+    watcher.watch(["left-padder"], hot=set())
+    watcher.run_once(["poller"])
+    registry.publish("left-padder", "1.0.1", BENIGN_INDEX + "// 1\n", T0 + 30)
+    clock.now = T0 + 120
+    assert watcher.run_once(["poller"]) == {"polled": 1, "scanned": 0, "delivered": 0}
+    assert watcher.state.status(clock.now)["queued"] == 1 and watcher._docs == {}

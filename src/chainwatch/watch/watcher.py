@@ -170,6 +170,8 @@ class Watcher:
         self.worker = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
         self._claims = itertools.count(1)
         self._reaped_at = -REAP_EVERY
+        #: the roles this process runs (set by run and run_once)
+        self.roles: tuple[str, ...] = ROLES
 
     def _token(self) -> str:
         """A fresh claim token; first (every REAP_EVERY seconds) free the claims of this
@@ -292,8 +294,8 @@ class Watcher:
             if row["status"] == "queued":
                 queued.append(version)
             new.append(row)
-        if queued:  # kept for the scan (no second request), only while something waits
-            self._docs[name] = doc
+        if queued and "scanner" in self.roles:  # kept for this process's scan (no second
+            self._docs[name] = doc                 # request), only while something waits
         # popular packages are always hot; others while they had a release in the last week
         self.state.record_poll(name, new, baseline=not baselined, now=now,
                                next_due=self._next_due(hot or recent_seen), claim=claim)
@@ -566,6 +568,7 @@ class Watcher:
 
     # -- running -------------------------------------------------------------------------------
     def run_once(self, roles: Sequence[str] = ROLES) -> dict[str, int]:
+        self.roles = tuple(roles)
         polled = self.poll_once() if "poller" in roles else 0
         scanned = 0
         while "scanner" in roles and (batch := self.scan_once()):
@@ -576,6 +579,7 @@ class Watcher:
     def run(self, stop: threading.Event, tick: float = 1.0,
             extra: Sequence[tuple[Callable[[], int], str]] = (),
             roles: Sequence[str] = ROLES) -> None:
+        self.roles = tuple(roles)
         def loop(step: Callable[[], int], name: str) -> None:
             while not stop.is_set():
                 try:
