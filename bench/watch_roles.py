@@ -142,7 +142,7 @@ def bench_scanners(url: str, versions: int, scanners: int, folder: Path) -> floa
             p.terminate()
         for p in procs:
             p.wait()
-    return queued / elapsed * 60
+    return float(queued) / elapsed * 60
 
 
 def main() -> None:
