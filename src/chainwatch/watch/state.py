@@ -292,10 +292,11 @@ class WatchState:
             return sorted(conn.execute(select(packages.c.name)).scalars())
 
     def due(self, now: float, limit: int) -> list[tuple[str, bool, bool]]:
-        """(name, hot, baselined) of packages whose time has come, most overdue first."""
+        """(name, hot, baselined) of packages whose time has come and that no poller holds,
+        most overdue first."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(packages.c.name, packages.c.hot, packages.c.baselined)
-                                .where(packages.c.next_due <= now)
+                                .where(packages.c.next_due <= now, _free(packages, now))
                                 .order_by(packages.c.next_due).limit(limit)).all()
         return [(r[0], bool(r[1]), bool(r[2])) for r in rows]
 
