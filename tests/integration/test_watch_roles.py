@@ -217,7 +217,8 @@ def test_two_scanners_one_killed_every_version_scanned_and_alerted_once(
         # the version the killed scanner held: taken over and finished by the other one
         _pk, name, version = killed
         (taken,) = [r for r in rows if (r.name, r.version) == (name, version)]
-        assert taken.attempts == 2 and f":{survivor.pid}:" in taken.claimed_by
+        # (frozen after its claim: its attempt counted, or not yet, then the survivor's)
+        assert taken.attempts in (1, 2) and f":{survivor.pid}:" in taken.claimed_by
         assert f"{name}@{version}:" not in logs["scanner1"]
 
         # every alert POSTed once, with its id as the idempotency key; the log sink once too

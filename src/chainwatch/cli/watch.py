@@ -121,8 +121,9 @@ def watch(
         "--once", metavar="", help="One pass (poll, scan, deliver), then exit.")] = False,
     status: Annotated[bool, typer.Option("--status", metavar="", help="Print the watcher's state.")] = False,
     role: Annotated[list[Role] | None, typer.Option(
-        "--role", help="Run only this part (repeatable; default all three). Several processes "
-        "may share one --db: each claims what it works on under a lease.")] = None,
+        "--role", metavar="ROLE", help="Run only this part: poller, scanner or deliverer "
+        "(repeatable; default all three). Several processes may share one --db: each claims "
+        "what it works on under a lease.")] = None,
     lease: Annotated[str, typer.Option(
         "--lease", metavar="DURATION", help="How long a claim (poll, scan, delivery) holds its "
         "item if its process dies (1s to 1h; renewed while a scan runs).")] = "60s",
