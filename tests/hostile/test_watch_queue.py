@@ -231,10 +231,10 @@ def test_a_hostile_packument_does_not_stop_the_polling(tmp_path: Path) -> None:
     registry.publish("left-padder", "1.0.1", clipper_source(), T0 + 20)
     original = watcher.poll
 
-    def poll(name: str, hot: bool, baselined: bool) -> list[str]:
+    def poll(name: str, hot: bool, baselined: bool, claim: str | None = None) -> list[str]:
         if name == "pill":
             raise TypeError("'NoneType' object is not subscriptable")
-        return original(name, hot, baselined)
+        return original(name, hot, baselined, claim)
 
     watcher.poll = poll  # type: ignore[method-assign]
     clock.now = T0 + 100
@@ -296,6 +296,7 @@ def test_killed_mid_delivery_resends_only_the_alert_in_flight(tmp_path: Path) ->
     with pytest.raises(Killed):
         delivery_watcher(state, dying, clock).deliver_once()
     assert [a["id"] for a in dying.got] == ["release:a@1.0.1"]
+    clock.now += 61  # the claim on a (held by this live test process) lapses
     honest = Recorder()
     again = delivery_watcher(WatchState(connect(f"sqlite:///{tmp_path / 'watch.db'}")),
                              honest, clock)

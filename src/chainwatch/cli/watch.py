@@ -33,6 +33,12 @@ class AlertOn(StrEnum):
     malicious = "malicious"
 
 
+class Role(StrEnum):
+    poller = "poller"
+    scanner = "scanner"
+    deliverer = "deliverer"
+
+
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
@@ -57,6 +63,14 @@ def _setup_service_logging(fmt: LogFormat, verbose: int) -> None:
 
     logging.getLogger("chainwatch").setLevel(logging.NOTSET)  # services log their steps at INFO
     quiet_libraries(verbose)
+
+
+def _bounded(option: str, seconds: float, low: float, high: float) -> float:
+    from chainwatch.errors import UsageError
+
+    if not low <= seconds <= high:
+        raise UsageError(f"{option} must be between {low:g} s and {high:g} s")
+    return seconds
 
 
 @app.command(epilog=(
@@ -106,6 +120,16 @@ def watch(
     once: Annotated[bool, typer.Option(
         "--once", metavar="", help="One pass (poll, scan, deliver), then exit.")] = False,
     status: Annotated[bool, typer.Option("--status", metavar="", help="Print the watcher's state.")] = False,
+    role: Annotated[list[Role] | None, typer.Option(
+        "--role", metavar="ROLE", help="Run only this part: poller, scanner or deliverer "
+        "(repeatable; default all three). Several processes may share one --db: each claims "
+        "what it works on under a lease.")] = None,
+    lease: Annotated[str, typer.Option(
+        "--lease", metavar="DURATION", help="How long a claim (poll, scan, delivery) holds its "
+        "item if its process dies (1s to 1h; renewed while a scan runs).")] = "60s",
+    scan_backoff: Annotated[str, typer.Option(
+        "--scan-backoff", metavar="DURATION", help="Wait before retrying a release whose scan "
+        "failed or died (doubling up to an hour).")] = "60s",
     registry: RegistryOpt = None,
     cache_dir: CacheOpt = None,
     db: DbOpt = None,
@@ -138,7 +162,7 @@ def watch(
         WebhookSink,
     )
     from chainwatch.watch.state import WatchState
-    from chainwatch.watch.watcher import WatchConfig, Watcher
+    from chainwatch.watch.watcher import ROLES, WatchConfig, Watcher
     from chainwatch.watch.watchlist import build_watchlist, top_packages
 
     if status and once:
@@ -153,8 +177,11 @@ def watch(
         typer.echo(jsonlib.dumps(state.status(), indent=2))
         return
     _setup_service_logging(log_format, verbose)
+    roles = tuple(dict.fromkeys(r.value for r in role)) if role else ROLES
     try:
-        if packages_file is None and not from_paths and not top and (kept := state.watched()):
+        if "poller" not in roles:  # scanners and deliverers work from the database alone
+            names = []
+        elif packages_file is None and not from_paths and not top and (kept := state.watched()):
             # the database remembers the watchlist of earlier runs: go on watching it
             names = kept
             err.print(f"watching the {len(kept)} packages this database already holds",
@@ -164,7 +191,11 @@ def watch(
         config = WatchConfig(interval=parse_duration(interval).total_seconds(),
                              hot_interval=parse_duration(hot_interval).total_seconds(),
                              budget=budget, alert_on=Level(alert_on.value),
-                             max_scan_attempts=max_scan_attempts)
+                             max_scan_attempts=max_scan_attempts,
+                             lease=_bounded("--lease", parse_duration(lease).total_seconds(),
+                                            1.0, 3600.0),
+                             scan_backoff=_bounded("--scan-backoff", parse_duration(
+                                 scan_backoff).total_seconds(), 0.0, 3600.0))
     except ChainwatchError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(exc.exit_code) from exc
@@ -187,11 +218,16 @@ def watch(
     sandbox = _policy(policy_file, None).scan_sandbox if policy_file else False
     watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db), sandbox=sandbox),
                       VerdictStore(engine=engine), sinks, config, fleet=Fleet(db))
-    added = watcher.watch(names, hot=set(top_packages(100)))
-    logging.getLogger("chainwatch.watch").info(
-        "watching %d packages (%d new), every %.0f s (hot: %.0f s), %d requests/min, "
-        "alerts to %s", len(names), added, watcher.interval, config.hot_interval, budget,
-        ", ".join(s.name for s in sinks))
+    if "poller" in roles:
+        added = watcher.watch(names, hot=set(top_packages(100)))
+        logging.getLogger("chainwatch.watch").info(
+            "watching %d packages (%d new), every %.0f s (hot: %.0f s), %d requests/min, "
+            "alerts to %s", len(names), added, watcher.interval, config.hot_interval, budget,
+            ", ".join(s.name for s in sinks))
+    if roles != ROLES:
+        logging.getLogger("chainwatch.watch").info(
+            "roles: %s (claims as %s, lease %.0f s)", ", ".join(roles), watcher.worker,
+            config.lease)
     if metrics_port:
         try:
             watcher.metrics.serve(metrics_port)
@@ -200,7 +236,7 @@ def watch(
                       f"{exc.strerror or one_line(exc)}", markup=False)
             raise typer.Exit(2) from exc
     if once:
-        typer.echo(jsonlib.dumps(watcher.run_once()))
+        typer.echo(jsonlib.dumps(watcher.run_once(roles)))
         return
     stop = threading.Event()
 
@@ -211,9 +247,9 @@ def watch(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stopping)
     extra = []
-    if changes:
+    if changes and "poller" in roles:
         follower = ChangesFeed(changes, state, set(names))
         extra.append((follower.follow_once, "changes"))
-    watcher.run(stop, extra=extra)
+    watcher.run(stop, extra=extra, roles=roles)
     if stop.is_set():
         interrupt.finish()

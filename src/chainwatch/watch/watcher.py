@@ -4,18 +4,28 @@ stored → alert written with its deliveries → delivered with retries.
 Three loops share the database and nothing else: polling (a small thread pool under a request
 budget), scanning (one at a time; big packages use the scanner's process pool) and delivering.
 ``run_once`` does one pass of each, for cron jobs and tests.
+
+The three loops are roles (``ROLES``): one process may run any of them, and several processes
+may share one database, each claiming what it works on with a lease (``state.py``): a scan's
+lease is renewed while it runs (``_holding``), for ``max_hold`` seconds at most.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import random
+import secrets
+import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from chainwatch.analysis.metadata import parse_time
@@ -30,9 +40,43 @@ from chainwatch.versions import parse as parse_version
 from chainwatch.versions import sort_versions
 from chainwatch.watch.metrics import Metrics
 from chainwatch.watch.sinks import DeliveryError, Sink
-from chainwatch.watch.state import Delivery, Queued, WatchState
+from chainwatch.watch.state import Delivery, Due, LeaseLost, Queued, WatchState
 
 log = logging.getLogger("chainwatch.watch")
+
+#: what a watch process does: poll the registry, scan queued versions, deliver alerts
+ROLES: tuple[str, ...] = ("poller", "scanner", "deliverer")
+#: seconds between looks for claims left by dead processes of this host
+REAP_EVERY = 10.0
+
+
+def host_id() -> str:
+    """This host in claim tokens: its name and the kernel's boot id (so a pid seen in a
+    token is a pid of this very boot; containers on one kernel share the boot id, so give
+    them distinct host names)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "-"
+    return f"{socket.gethostname()[:64].replace(':', '_')}/{boot}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host runs under ``pid`` (a zombie does not: it is dead
+    and only waits to be reaped). Unsure (no permission) counts as alive."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -65,6 +109,11 @@ class WatchConfig:
     max_delivery_attempts: int = 10
     #: a package with a release this recent is polled at the hot interval
     active_days: float = 7.0
+    #: seconds a claim (a poll, a scan, a delivery) holds its row before another process may
+    #: take it; a scan's and a delivery's lease is renewed every lease/3 while it runs, but
+    #: for ``max_hold`` seconds at most (then it lapses: a hung scan cannot hold a version)
+    lease: float = 60.0
+    max_hold: float = 1800.0
 
     def effective_interval(self, packages: int) -> float:
         """Never ask more often than the budget allows, however long the list."""
@@ -116,6 +165,55 @@ class Watcher:
         self.budget = Budget(config.budget)
         self.interval = config.interval
         self._docs: dict[str, dict[str, Any]] = {}
+        #: names this process's claims (host:pid:random), one token per claim
+        self.host = host_id()
+        self.worker = f"{self.host}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._claims = itertools.count(1)
+        self._reaped_at = -REAP_EVERY
+        #: the roles this process runs (set by run and run_once)
+        self.roles: tuple[str, ...] = ROLES
+
+    def _token(self) -> str:
+        """A fresh claim token; first (every REAP_EVERY seconds) free the claims of this
+        host's processes that died holding them."""
+        if time.monotonic() - self._reaped_at >= REAP_EVERY:
+            self._reaped_at = time.monotonic()
+            try:
+                if freed := self.state.release_dead(self.host, pid_alive, self.clock()):
+                    log.info("freed %d claims of watch processes that died on this host", freed)
+            except Exception as exc:  # their leases run out anyway
+                log.warning("freeing the claims of dead processes failed: %s",
+                            describe_error(exc))
+        return f"{self.worker}#{next(self._claims)}"
+
+    @contextmanager
+    def _holding(self, what: str, renew: Callable[[float], bool]) -> Iterator[None]:
+        """Renew a claim's lease every lease/3 seconds while the body runs, for ``max_hold``
+        seconds at most; a renewal that finds the claim gone stops (the finish will say)."""
+        stop = threading.Event()
+        started = time.monotonic()
+
+        def beat() -> None:
+            while not stop.wait(max(self.config.lease / 3, 0.05)):
+                if time.monotonic() - started >= self.config.max_hold:
+                    log.warning("%s has run %g s: its lease is no longer renewed", what,
+                                self.config.max_hold)
+                    return
+                try:
+                    if not renew(self.clock() + self.config.lease):
+                        if not stop.is_set():  # else it just finished and let go
+                            log.warning("the lease on %s was lost", what)
+                        return
+                except Exception as exc:  # the database hiccuped: try again next beat
+                    log.warning("renewing the lease on %s failed: %s", what,
+                                describe_error(exc))
+
+        thread = threading.Thread(target=beat, name="watch-lease", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
 
     # -- polling -------------------------------------------------------------------------------
     def watch(self, names: list[str], hot: set[str]) -> int:
@@ -129,23 +227,28 @@ class Watcher:
         granted = self.budget.take(len(due))
         if not granted:
             return 0
+        # several pollers may run: poll only the packages this one claims
+        claimed = self.state.claim_due(self._token(), self.clock(), granted, self.config.lease)
         with ThreadPoolExecutor(self.config.poll_workers) as pool:
-            list(pool.map(lambda d: self._poll_guarded(*d), due[:granted]))
-        return granted
+            list(pool.map(self._poll_guarded, claimed))
+        return len(claimed)
 
-    def _poll_guarded(self, name: str, hot: bool, baselined: bool) -> list[str]:
+    def _poll_guarded(self, due: Due) -> list[str]:
         """A packument that breaks the poll (any exception) backs its package off like a
         registry error; the other packages are polled as usual."""
         try:
-            return self.poll(name, hot, baselined)
+            return self.poll(due.name, due.hot, due.baselined, due.claim)
+        except LeaseLost as exc:  # polled too slowly: another poller holds it and records it
+            log.warning("poll of %s dropped: %s", plain(due.name), exc)
+            return []
         except Exception as exc:  # one hostile packument must not stop the polling
-            self._poll_failed(name, describe_error(exc))
+            self._poll_failed(due.name, describe_error(exc), due.claim)
             return []
 
-    def _poll_failed(self, name: str, error: str) -> None:
+    def _poll_failed(self, name: str, error: str, claim: str | None = None) -> None:
         failures = 1 + int(self.state.status_of(name).get("failures", 0))
         wait = min(self.interval * 2 ** min(failures, 6), 3600.0)
-        self.state.record_poll_failure(name, error, self.clock() + wait)
+        self.state.record_poll_failure(name, error, self.clock() + wait, claim)
         self.metrics.polls.labels("error").inc()
         log.warning("poll %s failed (%s); next try in %.0f s", plain(name), error, wait)
 
@@ -153,13 +256,15 @@ class Watcher:
         base = self.config.hot_interval if hot else self.interval
         return self.clock() + base * random.uniform(0.9, 1.1)
 
-    def poll(self, name: str, hot: bool, baselined: bool) -> list[str]:
-        """Ask the registry for one package; queue its new versions. Returns them."""
+    def poll(self, name: str, hot: bool, baselined: bool,
+             claim: str | None = None) -> list[str]:
+        """Ask the registry for one package; queue its new versions. Returns them. With
+        ``claim``, they are recorded only while that claim holds the package (LeaseLost)."""
         started = time.perf_counter()
         try:
             doc = self.client.packument(name)
         except ChainwatchError as exc:
-            self._poll_failed(name, str(exc))
+            self._poll_failed(name, str(exc), claim)
             return []
         self.metrics.polls.labels("ok").inc()
         self.metrics.poll_seconds.observe(time.perf_counter() - started)
@@ -189,11 +294,11 @@ class Watcher:
             if row["status"] == "queued":
                 queued.append(version)
             new.append(row)
-        if queued:  # kept for the scan (no second request), only while something waits
-            self._docs[name] = doc
+        if queued and "scanner" in self.roles:  # kept for this process's scan (no second
+            self._docs[name] = doc                 # request), only while something waits
         # popular packages are always hot; others while they had a release in the last week
         self.state.record_poll(name, new, baseline=not baselined, now=now,
-                               next_due=self._next_due(hot or recent_seen))
+                               next_due=self._next_due(hot or recent_seen), claim=claim)
         for version in queued:
             self.metrics.versions_seen.inc()
             log.info("new release %s@%s queued for scanning", name, version)
@@ -201,9 +306,13 @@ class Watcher:
 
     # -- scanning ------------------------------------------------------------------------------
     def scan_once(self, limit: int = 10) -> int:
-        items = self.state.queued(limit, now=self.clock())
-        for item in items:
+        """Claim and scan up to ``limit`` queued versions, one claim at a time (so several
+        scanners share the queue as they free up)."""
+        scanned = 0
+        while scanned < limit and (item := self.state.claim_next(
+                self._token(), self.clock(), self.config.lease)) is not None:
             self.scan(item)
+            scanned += 1
         waiting = self.state.waiting()
         self.metrics.queue_depth.set(sum(waiting.values()))
         retrying, failed = self.state.scan_failure_counts()
@@ -211,7 +320,7 @@ class Watcher:
         self.metrics.scans_failed.set(failed)
         for name in [n for n in list(self._docs) if n not in waiting]:
             self._docs.pop(name, None)  # packuments are kept only while a version waits
-        return len(items)
+        return scanned
 
     def scan(self, item: Queued) -> Verdict | None:
         """Scan one queued release. Any exception (a registry error, or a hostile release
@@ -219,19 +328,37 @@ class Watcher:
         this release with its attempt count and backoff; it never reaches the caller, so the
         rest of the queue is scanned in the same pass. The attempt is counted (and the next
         one scheduled) before the scan begins, so a release that kills the process (a crash
-        in a native parser, the OOM killer) is not retried first after every restart."""
+        in a native parser, the OOM killer) is not retried first after every restart.
+
+        The item is held by a claim (``scan_once`` claims it; an unclaimed one is claimed
+        here), renewed while the scan runs; if the claim lapsed and another scanner took the
+        version, this scan's result is dropped (LeaseLost): only one scan finishes a version."""
         spec = f"{item.name}@{item.version}"
-        if item.attempts >= self.config.max_scan_attempts:  # every earlier try died with us
-            self._scan_failed(item, f"Interrupted: {item.attempts} scans of {plain(spec)} "
-                                    "began and never finished (the watcher was killed or "
-                                    "crashed while scanning it)")
-            return None
-        now = self.clock()
-        claimed = self.state.claim(item, now + self._scan_backoff(item.attempts + 1))
+        if item.claim is None:
+            held = self.state.claim_version(item, self._token(), self.clock(), self.config.lease)
+            if held is None:  # scanned or claimed by another process meanwhile
+                return None
+            item = held
         try:
-            verdict, created = self._scan(claimed)
-        except Exception as exc:  # one release must never stop the queue
-            self._scan_failed(claimed, describe_error(exc))
+            if item.attempts >= self.config.max_scan_attempts:  # every earlier try died
+                self._scan_failed(item, f"Interrupted: {item.attempts} scans of {plain(spec)} "
+                                        "began and never finished (the watcher was killed or "
+                                        "crashed while scanning it)")
+                return None
+            now = self.clock()
+            claimed = self.state.claim(item, now + self._scan_backoff(item.attempts + 1))
+            with self._holding(f"the scan of {plain(spec)}",
+                               lambda until: self.state.renew_version(claimed, until)):
+                try:
+                    verdict, created = self._scan(claimed)
+                except LeaseLost:
+                    raise
+                except Exception as exc:  # one release must never stop the queue
+                    self._scan_failed(claimed, describe_error(exc))
+                    return None
+        except LeaseLost as exc:
+            log.warning("scan of %s dropped: %s (another scanner holds it now)", plain(spec),
+                        exc)
             return None
         if created:
             self.metrics.alerts.labels("release").inc()
@@ -397,11 +524,22 @@ class Watcher:
             log.warning("release burst by %s: %d packages", item.publisher, len(packages))
 
     # -- delivering ----------------------------------------------------------------------------
-    def deliver_once(self) -> int:
+    def deliver_once(self, limit: int = 50) -> int:
+        """Claim and send up to ``limit`` owed deliveries, one claim at a time, to the sinks
+        this process has (several deliverers may run: each delivery goes out once)."""
         sent = 0
-        for delivery in self.state.pending(self.clock()):
-            sent += self.deliver(delivery)
+        for _ in range(limit):
+            delivery = self.state.claim_delivery(self._token(), self.clock(),
+                                                 self.config.lease, list(self.sinks))
+            if delivery is None:
+                break
+            with self._holding(f"the delivery of {delivery.alert_id} to {delivery.sink}",
+                               self._renewer(delivery)):
+                sent += self.deliver(delivery)
         return sent
+
+    def _renewer(self, delivery: Delivery) -> Callable[[float], bool]:
+        return lambda until: self.state.renew_delivery(delivery, until)
 
     def deliver(self, delivery: Delivery) -> int:
         sink = self.sinks.get(delivery.sink)
@@ -423,19 +561,25 @@ class Watcher:
             log.warning("delivery of %s to %s failed (%s)%s", delivery.alert_id, sink.name, exc,
                         "; giving up" if retry is None else "")
             return 0
-        self.state.delivered(delivery, self.clock())
+        if not self.state.delivered(delivery, self.clock()):
+            log.warning("delivery of %s to %s: sent, but its lease had lapsed",
+                        delivery.alert_id, sink.name)
         return 1
 
     # -- running -------------------------------------------------------------------------------
-    def run_once(self) -> dict[str, int]:
-        polled = self.poll_once()
+    def run_once(self, roles: Sequence[str] = ROLES) -> dict[str, int]:
+        self.roles = tuple(roles)
+        polled = self.poll_once() if "poller" in roles else 0
         scanned = 0
-        while batch := self.scan_once():
+        while "scanner" in roles and (batch := self.scan_once()):
             scanned += batch
-        return {"polled": polled, "scanned": scanned, "delivered": self.deliver_once()}
+        delivered = self.deliver_once() if "deliverer" in roles else 0
+        return {"polled": polled, "scanned": scanned, "delivered": delivered}
 
     def run(self, stop: threading.Event, tick: float = 1.0,
-            extra: Sequence[tuple[Callable[[], int], str]] = ()) -> None:
+            extra: Sequence[tuple[Callable[[], int], str]] = (),
+            roles: Sequence[str] = ROLES) -> None:
+        self.roles = tuple(roles)
         def loop(step: Callable[[], int], name: str) -> None:
             while not stop.is_set():
                 try:
@@ -446,10 +590,13 @@ class Watcher:
                 if not did:
                     stop.wait(tick)
 
+        steps: list[tuple[Callable[[], int], str]] = [
+            (step, name) for step, name, role in ((self.poll_once, "poll", "poller"),
+                                                  (self.scan_once, "scan", "scanner"),
+                                                  (self.deliver_once, "deliver", "deliverer"))
+            if role in roles]
         threads = [threading.Thread(target=loop, args=(step, name), name=f"watch-{name}",
-                                    daemon=True)
-                   for step, name in ((self.poll_once, "poll"), (self.scan_once, "scan"),
-                                      (self.deliver_once, "deliver"), *extra)]
+                                    daemon=True) for step, name in (*steps, *extra)]
         for t in threads:
             t.start()
         for t in threads:
