@@ -69,15 +69,13 @@ def previous_versions(versions: Iterable[str]) -> dict[str, str | None]:
         j = i  # versions of equal precedence ("1.0.0" and "v1.0.0") share their predecessors
         while j < len(ordered) and keys[j] == keys[i]:
             j += 1
-        for v in ordered[i:j]:
-            parsed = parse(v)
-            out[v] = last_any if parsed is not None and parsed.prerelease else (
-                last_stable or last_any)
-        for v in ordered[i:j]:
-            parsed = parse(v)
-            last_any = v
-            if parsed is not None and not parsed.prerelease:
-                last_stable = v
+        # keys[k][3] is 0 for a prerelease (see ``precedence``): no version parsed again
+        for k in range(i, j):
+            out[ordered[k]] = last_any if keys[k][3] == 0 else (last_stable or last_any)
+        for k in range(i, j):
+            last_any = ordered[k]
+            if keys[k][3] != 0:
+                last_stable = ordered[k]
         i = j
     return out
 
