@@ -280,3 +280,16 @@ def test_deferred_scanner_builds_one_scanner_for_many_threads() -> None:
     for t in threads:
         t.join()
     assert made == [1] and scanner.made is not None
+
+
+@pytest.mark.parametrize("bound", [3, 64])
+def test_the_clients_connection_bound_reaches_its_pool(tmp_path: Path, bound: int) -> None:
+    """``check --jobs`` raises ``max_connections``; httpx does not pass a client's own limits to
+    a transport it is given, so the egress transport's pool is built with them."""
+    from chainwatch.registry import NpmConfig, RegistryClient
+
+    client = RegistryClient(NpmConfig(registry="https://registry.example.invalid/"), tmp_path,
+                            max_connections=bound)
+    with client:
+        pool = client._http._transport._sync_transport._pool  # type: ignore[attr-defined]
+        assert (pool._max_connections, pool._max_keepalive_connections) == (bound, bound)

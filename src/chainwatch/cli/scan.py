@@ -174,7 +174,6 @@ def scan(
 
     from chainwatch.analysis.rules import load_rules
     from chainwatch.model import Level, Verdict
-    from chainwatch.output import FORMATS
     from chainwatch.output.escape import plain
     from chainwatch.output.jsonout import Failed, Outcome, render_json, render_jsonl
     from chainwatch.output.table import render as render_table
@@ -247,6 +246,8 @@ def scan(
         out = render_table(ordered, color=use_color(color, sys.stdout), show_all=show_all,
                            width=output_width(sys.stdout))
     elif ordered:
+        from chainwatch.output import FORMATS  # every format's module: only for sarif, markdown
+
         out = FORMATS[fmt.value](ordered)
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
