@@ -12,6 +12,11 @@ Needs the npm registry; prints ``skipped`` and exits 0 when it cannot be reached
     .venv/bin/python bench/check_speed.py                       # every lockfile, cold + warm
     .venv/bin/python bench/check_speed.py --only hono --runs 3  # medians of three
     .venv/bin/python bench/check_speed.py --src /tmp/old/src    # another tree, for "before"
+
+Bytecode is cached (in a temporary PYTHONPYCACHEPREFIX, one per tree, compiled by a warm-up
+run) as an installed package has it, even where PYTHONDONTWRITEBYTECODE is set; ``--as-is``
+keeps the environment as it is (every chainwatch module compiled from source on every run).
+``--jobs N`` is passed to ``check``.
 """
 
 from __future__ import annotations
@@ -58,8 +63,12 @@ def reachable(registry: str) -> bool:
 
 
 def run(project: Path, cache: Path, data: Path, ttl: str | None,
-        src: str | None) -> dict[str, Any]:
+        src: str | None, extra: list[str] | None = None,
+        pycache: Path | None = None) -> dict[str, Any]:
     env = {**os.environ, "CHAINWATCH_CACHE_DIR": str(cache), "CHAINWATCH_DATA_DIR": str(data)}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env.pop("CHAINWATCH_PACKUMENT_TTL", None)
     if ttl is not None:
         env["CHAINWATCH_PACKUMENT_TTL"] = ttl
@@ -68,7 +77,7 @@ def run(project: Path, cache: Path, data: Path, ttl: str | None,
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "chainwatch", "check", str(project), "-q",
-                           "--format", "json", "--timeout", "600"],
+                           "--format", "json", "--timeout", "600", *(extra or [])],
                           env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -94,7 +103,11 @@ def main() -> None:
                         help="also a third run with CHAINWATCH_PACKUMENT_TTL=0s")
     parser.add_argument("--src", help="a chainwatch src/ folder to run instead of the installed one")
     parser.add_argument("--registry", default="https://registry.npmjs.org/")
+    parser.add_argument("--jobs", type=int, help="check --jobs N (default: check's own)")
+    parser.add_argument("--as-is", action="store_true",
+                        help="keep PYTHONDONTWRITEBYTECODE and the bytecode cache as they are")
     args = parser.parse_args()
+    extra = ["--jobs", str(args.jobs)] if args.jobs else []
     if not args.corpus.is_dir():
         print(f"skipped: no corpus at {args.corpus}")
         return
@@ -102,6 +115,14 @@ def main() -> None:
         print(f"skipped: the registry {args.registry} cannot be reached")
         return
     rows: list[dict[str, Any]] = []
+    pyc = tempfile.TemporaryDirectory(prefix="cw-check-pyc-")
+    pycache = None if args.as_is else Path(pyc.name)
+    if pycache is not None:  # compile once, outside the figures: an installed package has .pyc
+        with tempfile.TemporaryDirectory(prefix="cw-check-speed-") as tmp:
+            (Path(tmp) / "package.json").write_text(
+                '{"name": "warm-up", "dependencies": {"chalk": "5.3.0"}}')
+            run(Path(tmp), Path(tmp) / "cache", Path(tmp) / "data", None, args.src,
+                ["--offline"], pycache)
     for label, path, name in lockfiles(args.corpus, args.only):
         for i in range(args.runs):
             with tempfile.TemporaryDirectory(prefix="cw-check-speed-") as tmp:
@@ -109,11 +130,11 @@ def main() -> None:
                 project = root / label
                 project.mkdir()
                 shutil.copyfile(path, project / name)
-                runs = {"cold": run(project, root / "cache", root / "data", None, args.src),
-                        "warm": run(project, root / "cache", root / "data", None, args.src)}
+                runs = {kind: run(project, root / "cache", root / "data", None, args.src,
+                                  extra, pycache) for kind in ("cold", "warm")}
                 if args.revalidate:
                     runs["revalidate"] = run(project, root / "cache", root / "data", "0s",
-                                             args.src)
+                                             args.src, extra, pycache)
             row = {"lockfile": label, "run": i + 1, **runs}
             rows.append(row)
             print(f"{label:12} run {i + 1}  " + "  ".join(
@@ -126,6 +147,7 @@ def main() -> None:
         if walls:
             print(f"{kind:10} median {statistics.median(walls):6.2f}s wall, "
                   f"{statistics.median(cpus):5.2f}s cpu; max {max(walls):6.2f}s wall")
+    pyc.cleanup()
     out = HERE / "out"
     out.mkdir(exist_ok=True)
     (out / "check_speed.json").write_text(json.dumps(rows, indent=2))

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from chainwatch.db import connect, metadata
 from chainwatch.model import Level, Verdict
 from chainwatch.registry.cache import sri_to_hex
+from chainwatch.verdictkeys import verdict_key as verdict_key
 
 log = logging.getLogger("chainwatch.verdicts")
 
@@ -59,11 +60,6 @@ removals = Table(
     Column("reason", Text, nullable=False),
     Column("removed_by", String(128), nullable=False),
 )
-
-
-def verdict_key(name: str, version: str, integrity: str | None) -> str:
-    """The key of a registry release: its integrity, or name@version when it has none."""
-    return integrity or f"{name}@{version}"
 
 
 def memory_key(verdict: Verdict) -> str:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-import nodesemver
 import semver
 
 
@@ -70,15 +69,13 @@ def previous_versions(versions: Iterable[str]) -> dict[str, str | None]:
         j = i  # versions of equal precedence ("1.0.0" and "v1.0.0") share their predecessors
         while j < len(ordered) and keys[j] == keys[i]:
             j += 1
-        for v in ordered[i:j]:
-            parsed = parse(v)
-            out[v] = last_any if parsed is not None and parsed.prerelease else (
-                last_stable or last_any)
-        for v in ordered[i:j]:
-            parsed = parse(v)
-            last_any = v
-            if parsed is not None and not parsed.prerelease:
-                last_stable = v
+        # keys[k][3] is 0 for a prerelease (see ``precedence``): no version parsed again
+        for k in range(i, j):
+            out[ordered[k]] = last_any if keys[k][3] == 0 else (last_stable or last_any)
+        for k in range(i, j):
+            last_any = ordered[k]
+            if keys[k][3] != 0:
+                last_stable = ordered[k]
         i = j
     return out
 
@@ -132,6 +129,8 @@ _TAG = re.compile(r"^[A-Za-z0-9\-_.!~*'()]+$")
 def spec_kind(wanted: str) -> str | None:
     """What npm-package-arg makes of a registry spec: ``version``, ``range`` or ``tag``; None
     when it is none of these (a tag with characters ``encodeURIComponent`` would escape)."""
+    import nodesemver  # its 37 regexes compile on import: only for what reads a range
+
     if len(wanted) > MAX_SPEC_LENGTH:
         return None
     if nodesemver.valid(wanted, True) is not None:
@@ -143,6 +142,8 @@ def spec_kind(wanted: str) -> str | None:
 
 def clean(version: str) -> str | None:
     """``semver.clean(version, {loose: true})``: ``=v1.2.3 `` becomes ``1.2.3``."""
+    import nodesemver
+
     if len(version) > MAX_SPEC_LENGTH:
         return None
     parsed = nodesemver.valid(version.strip(), True)
@@ -153,6 +154,8 @@ def range_matcher(wanted: str) -> Callable[[str], bool] | None:
     """``semver.satisfies(v, wanted, {loose: true})`` as a test, the range parsed once;
     prereleases match only when the range names one with the same major.minor.patch.
     None when ``wanted`` is not a range."""
+    import nodesemver
+
     if len(wanted) > MAX_SPEC_LENGTH:
         return None
     try:
@@ -173,6 +176,8 @@ def range_matcher(wanted: str) -> Callable[[str], bool] | None:
 
 def rcompare_key(version: str) -> tuple[object, ...]:
     """A sort key for ``semver.rcompare`` order (loose parse), highest first when reversed."""
+    import nodesemver
+
     parsed = nodesemver.parse(version, True)
     if parsed is None:
         return (-1,)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
@@ -46,6 +48,28 @@ if TYPE_CHECKING:
     from chainwatch.registry import RegistryClient
 
 
+#: ``gc.set_threshold`` for a ``check`` run: with the defaults, collections scanning every slim
+#: packument held so far took ~30% of a cold run's CPU (bench/check_speed.py)
+CHECK_GC_THRESHOLDS = (50_000, 20, 100)
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The garbage collector tuned for judging a lockfile: what was loaded before is frozen
+    (never traversed again) and parsing packuments (millions of short-lived objects, no
+    cycles) triggers far fewer collections; both undone after."""
+    import gc
+
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(*CHECK_GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
 class CheckFormat(StrEnum):
     table = "table"
     json = "json"
@@ -54,31 +78,53 @@ class CheckFormat(StrEnum):
 
 
 def _scan_gate(policy: Policy, client: RegistryClient, db: str | None,
-               workers: int = 2) -> ScanGate:
-    from chainwatch.gate.scanning import ScanGate
-    from chainwatch.intel.store import CombinedKnownBad
-    from chainwatch.scan import Scanner
-    from chainwatch.verdicts import VerdictStore
+               workers: int = 2, defer: bool = False) -> ScanGate:
+    """The scan rule's gate. With ``defer`` (``check``) its scanner is built on the first scan,
+    and with no database yet (nothing ever stored) its verdict memory is opened on the first
+    verdict kept: a run that scans nothing loads no analysis or database code."""
+    from chainwatch.gate.deferred import DeferredScanner, DeferredStore
+    from chainwatch.gate.scanning import ScanGate, Scans, VerdictMemory
 
-    store = _open_db(VerdictStore, db, "verdict memory", "verdicts are kept in memory")
-    # the known-bad rule is separate; the scan rule judges the code and metadata alone
-    return ScanGate(Scanner(client, known_bad=CombinedKnownBad(), workers=1,
-                            sandbox=policy.scan_sandbox), store,
+    def scanner() -> Scans:
+        from chainwatch.intel.views import CombinedKnownBad
+        from chainwatch.scan import Scanner
+
+        # the known-bad rule is separate; the scan rule judges the code and metadata alone
+        return Scanner(client, known_bad=CombinedKnownBad(), workers=1,
+                       sandbox=policy.scan_sandbox)
+
+    def open_store() -> VerdictMemory | None:
+        from chainwatch.verdicts import VerdictStore
+
+        return _open_db(VerdictStore, db, "verdict memory", "verdicts are kept in memory")
+
+    if not defer:
+        return ScanGate(scanner(), open_store(), policy.scan_window, workers=workers)
+    store: VerdictMemory | None = (DeferredStore(open_store) if _nothing_stored(db)
+                                   else open_store())
+    return ScanGate(DeferredScanner(scanner, client, policy.scan_sandbox), store,
                     policy.scan_window, workers=workers)
 
 
 def _decision_log(gate: ScanGate | None, db: str | None) -> DecisionLog | None:
     """The log of gate decisions, on the database the verdict memory uses (else on the
-    database given or already there); None when no database is in use or it cannot open."""
-    from chainwatch.gate.decisions import DecisionLog, open_log
+    database given or already there); None when no database is in use or it cannot open.
+    A run that kept nothing where no database exists imports no database code."""
+    from chainwatch.gate.deferred import DeferredStore
 
     def warn(message: str) -> None:
         err.print(f"warning: {message}", markup=False, soft_wrap=True)
 
-    if gate is not None and gate.store is not None:
-        return DecisionLog(gate.store.engine, warn=warn)
-    if _nothing_stored(db):
+    store = gate.store if gate is not None else None
+    if isinstance(store, DeferredStore):  # opened only if this run kept a verdict
+        store = store.current
+    engine = getattr(store, "engine", None)
+    if engine is None and _nothing_stored(db):
         return None
+    from chainwatch.gate.decisions import DecisionLog, open_log
+
+    if engine is not None:
+        return DecisionLog(engine, warn=warn)
     found = _open_db(open_log, db, "decision log", "decisions are not kept")
     if found is not None:
         found.warn = warn
@@ -140,6 +186,9 @@ def check(
         "--timeout", metavar="SECONDS", min=1.0,
         help="Stop judging after this long; versions not judged by then are reported "
         "(blocked unless the policy says offline = \"warn\").")] = 120.0,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", metavar="N", min=1, max=64,
+        help="Packages looked up (and releases scanned) at once.")] = 8,
 ) -> None:
     """Check every resolved version in the lockfiles under PATHS against the policy."""
     from chainwatch.gate.check import Checker
@@ -163,10 +212,11 @@ def check(
                   f"under {', '.join(str(p) for p in paths)}", markup=False, soft_wrap=True)
         raise typer.Exit(2)
     client = RegistryClient(NpmConfig.load(registry), cache_dir, offline=offline,
-                            packument_ttl=policy.packument_ttl.total_seconds())
+                            packument_ttl=policy.packument_ttl.total_seconds(),
+                            max_connections=max(32, jobs))
     with client:
         # as many scans at once as versions checked at once: none waits in the queue
-        gate = _scan_gate(policy, client, db, workers=8) if scan else None
+        gate = _scan_gate(policy, client, db, workers=jobs, defer=True) if scan else None
         checker = Checker(policy, client, _known_bad(db), scans=gate)
         try:
             label = "checking versions against the policy (scanning recent releases)"
@@ -174,7 +224,9 @@ def check(
                 def progress(done: int, total: int) -> None:
                     if not quiet:
                         status.update(f"{label}: {done}/{total} …")
-                placed = checker.check(envs, timeout=timeout, progress=progress)
+                with _fewer_collections():
+                    placed = checker.check(envs, jobs=jobs, timeout=timeout,
+                                           progress=progress)
             if (kept := _decision_log(gate, db)) is not None:  # never changes the answer
                 _record_checked(kept, placed)
         finally:

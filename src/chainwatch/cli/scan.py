@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -46,6 +48,39 @@ class FailOn(StrEnum):
     suspicious = "suspicious"
     malicious = "malicious"
     never = "never"
+
+
+class _NoBar:
+    """What the scan asks of a progress bar, doing nothing (no terminal, or -q): rich's
+    progress and live-display code is then never imported."""
+
+    def add_task(self, description: str, total: float | None = None) -> int:
+        return 0
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        return None
+
+
+@contextmanager
+def _progress(show: bool, several: bool) -> Iterator[Any]:
+    """A transient spinner (a bar for several targets) on stderr, or ``_NoBar``."""
+    if not show:
+        yield _NoBar()
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = [SpinnerColumn(), TextColumn("{task.description}")]
+    if several:
+        columns += [BarColumn(), MofNCompleteColumn()]
+    with Progress(*columns, TimeElapsedColumn(), console=err, transient=True) as bar:
+        yield bar
 
 
 def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | None,
@@ -137,18 +172,8 @@ def scan(
     import logging
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from chainwatch.analysis.rules import load_rules
     from chainwatch.model import Level, Verdict
-    from chainwatch.output import FORMATS
     from chainwatch.output.escape import plain
     from chainwatch.output.jsonout import Failed, Outcome, render_json, render_jsonl
     from chainwatch.output.table import render as render_table
@@ -183,12 +208,8 @@ def scan(
     # on a terminal only: a spinner while one (maybe large) package is fetched and analysed,
     # a bar for several; transient, on stderr, never in a pipe
     show_progress = not quiet and err.is_terminal
-    columns = [SpinnerColumn(), TextColumn("{task.description}")]
-    if len(targets) > 1:
-        columns += [BarColumn(), MofNCompleteColumn()]
     description = "scanning" if len(targets) > 1 else f"scanning {safe(targets[0])}"
-    with client, scanner, Progress(*columns, TimeElapsedColumn(), console=err, transient=True,
-                                   disable=not show_progress) as bar:
+    with client, scanner, _progress(show_progress, len(targets) > 1) as bar:
         task = bar.add_task(description, total=len(targets))
         with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
             futures = {pool.submit(one, spec): i for i, spec in enumerate(targets)}
@@ -225,6 +246,8 @@ def scan(
         out = render_table(ordered, color=use_color(color, sys.stdout), show_all=show_all,
                            width=output_width(sys.stdout))
     elif ordered:
+        from chainwatch.output import FORMATS  # every format's module: only for sarif, markdown
+
         out = FORMATS[fmt.value](ordered)
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")

@@ -8,9 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from chainwatch.analysis.detectors import INSTALL_HOOKS
 from chainwatch.analysis.metadata import metadata_signals, parse_time
@@ -23,9 +21,8 @@ from chainwatch.errors import (
 from chainwatch.gate.environments import is_local, off_registry_source, registry_hosts
 from chainwatch.gate.instead import satisfies_all, wanted_by
 from chainwatch.gate.policy import Policy
-from chainwatch.gate.scanning import ScanGate
 from chainwatch.intel.base import VERDICT_SOURCE, KnownBadSource
-from chainwatch.intel.store import package_view, package_views
+from chainwatch.intel.views import package_view, package_views
 from chainwatch.model import Environment, InstalledPackage, Level, Release
 from chainwatch.output.escape import plain as plain_text
 from chainwatch.packument import (
@@ -35,6 +32,9 @@ from chainwatch.packument import (
 from chainwatch.registry.client import RegistryClient
 from chainwatch.specs import off_registry_dependencies
 from chainwatch.versions import parse, previous_versions, settled_baseline, sort_versions
+
+if TYPE_CHECKING:  # a run that scans nothing imports no scanner and no database code
+    from chainwatch.gate.scanning import ScanGate
 
 TRUST_RULES = {"CW-META-PROVENANCE-LOST", "CW-META-TRUSTED-PUBLISHING-LOST"}
 #: rules about a fresh compromise: they judge releases published within the policy's scan window
@@ -168,6 +168,8 @@ class Checker:
             return (slim(name, revalidate) if slim is not None
                     else slim_packument(self.client.packument(name)))
         except ChainwatchError as exc:
+            import httpx  # loaded by the client that sent the request (none: a cache hit)
+
             if isinstance(exc.__cause__, httpx.TransportError) or isinstance(
                     exc, RegistryServerError):
                 self._down = self._down or exc

@@ -343,10 +343,12 @@ class VettedSyncBackend(httpcore.NetworkBackend):
 
 def vetted_sync_transport(trusted: Iterable[str] = (),
                           resolver: SyncResolver = system_sync_resolver,
-                          inner: httpcore.NetworkBackend | None = None) -> httpx.HTTPTransport:
+                          inner: httpcore.NetworkBackend | None = None,
+                          limits: httpx.Limits | None = None) -> httpx.HTTPTransport:
     """An httpx transport whose connections go through ``VettedSyncBackend`` (as
-    ``vetted_transport``, the pool is replaced: httpx has no public way to pass a backend)."""
-    transport = httpx.HTTPTransport()
+    ``vetted_transport``, the pool is replaced: httpx has no public way to pass a backend).
+    ``limits`` bound its connections (a client's own ``limits`` do not reach a transport)."""
+    transport = httpx.HTTPTransport(limits=limits) if limits else httpx.HTTPTransport()
     old = transport._pool
     transport._pool = httpcore.ConnectionPool(
         ssl_context=getattr(old, "_ssl_context", None),

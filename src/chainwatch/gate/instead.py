@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nodesemver
-
 from chainwatch.errors import ChainwatchError
 from chainwatch.manifest import parse_manifest
 from chainwatch.model import Environment, InstalledPackage
@@ -88,6 +86,8 @@ def wanted_by(env: Environment, package: InstalledPackage,
 
 
 def satisfies_all(version: str, wanted: list[Wanted]) -> bool:
+    import nodesemver  # only when a blocked version's dependents are asked
+
     for w in wanted:
         if w.range is None:
             continue

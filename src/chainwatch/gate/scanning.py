@@ -17,16 +17,19 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chainwatch.analysis.metadata import parse_time
-from chainwatch.archive.limits import Limits
 from chainwatch.errors import ChainwatchError
-from chainwatch.gate.budget import BudgetExceeded, MemoryBudget
 from chainwatch.model import Level, Verdict
 from chainwatch.packument import baseline_version, release_from_packument
-from chainwatch.scan import Scanner
-from chainwatch.verdicts import StoredVerdict, VerdictStore, stored_from_verdict, verdict_key
+from chainwatch.verdictkeys import verdict_key
+
+if TYPE_CHECKING:  # a gate that scans nothing and stores nothing loads none of these
+    from chainwatch.archive.limits import Limits
+    from chainwatch.gate.budget import MemoryBudget
+    from chainwatch.registry.client import RegistryClient
+    from chainwatch.verdicts import StoredVerdict
 
 log = logging.getLogger("chainwatch.gate")
 #: How long one read of a package's stored verdicts is reused before the database is asked again.
@@ -88,6 +91,8 @@ def scan_cost(doc: dict[str, Any], version: str, base: int = SCAN_RESERVE,
     that keep it within that: each archive may unpack to no more than the larger of the two
     claims, so a packument that understates a size gets a critical archive finding (blocked),
     never a scan larger than its reservation."""
+    from chainwatch.archive.limits import Limits
+
     target = claimed_unpacked(doc, version, measure)
     baseline = claimed_unpacked(doc, baseline_version(doc, version), measure)
     each = max(target, baseline)
@@ -96,12 +101,38 @@ def scan_cost(doc: dict[str, Any], version: str, base: int = SCAN_RESERVE,
     return base + UNPACKED_FACTOR * archives * limits.max_total_bytes, limits
 
 
+class Scans(Protocol):
+    """What the gate asks of a scanner: ``scan.Scanner``, or one built on its first scan."""
+
+    client: RegistryClient | None
+    sandbox: bool
+
+    def scan(self, spec: str, against: str | None = None,
+             packument: dict[str, Any] | None = None, limits: Limits | None = None) -> Verdict:
+        ...
+
+
+class VerdictMemory(Protocol):
+    """What the gate reads and writes of verdict memory: ``verdicts.VerdictStore``, or one
+    opened on its first write."""
+
+    def for_package(self, name: str) -> list[StoredVerdict]:
+        ...
+
+    def for_packages(self, names: Iterable[str],
+                     batch: int = 500) -> dict[str, list[StoredVerdict]]:
+        ...
+
+    def put(self, verdict: Verdict) -> StoredVerdict:
+        ...
+
+
 class ScanFailed(ChainwatchError):
     """A release could not be scanned; the gate decides by ``[scan] on_error``."""
 
 
 class ScanGate:
-    def __init__(self, scanner: Scanner, store: VerdictStore | None, window: timedelta,
+    def __init__(self, scanner: Scans, store: VerdictMemory | None, window: timedelta,
                  workers: int = SCAN_WORKERS, queue: int = SCAN_QUEUE,
                  timeout: float = SCAN_TIMEOUT, failure_seconds: float = FAILURE_SECONDS,
                  budget: MemoryBudget | None = None, scan_reserve: int = SCAN_RESERVE,
@@ -249,6 +280,8 @@ class ScanGate:
 
     def _scan(self, key: str, name: str, version: str, doc: dict[str, Any]) -> StoredVerdict:
         """One scan in a worker thread; every failure becomes ``ScanFailed`` with its reason."""
+        from chainwatch.gate.budget import BudgetExceeded
+
         try:
             hit = self._usable(self.cached(
                 name, version, release_from_packument(doc, version).integrity), doc, version)
@@ -298,6 +331,8 @@ class ScanGate:
         return gzip_unpacked(tarball.data)
 
     def _remember(self, verdict: Verdict) -> StoredVerdict:
+        from chainwatch.verdicts import stored_from_verdict
+
         stored = (self.store.put(verdict) if self.store is not None
                   else stored_from_verdict(verdict))
         name = verdict.target.name

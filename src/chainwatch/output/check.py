@@ -6,8 +6,6 @@ import io
 import json
 from collections.abc import Sequence
 
-from rich.table import Table
-
 from chainwatch import __version__
 from chainwatch.gate.check import UNAVAILABLE, Placed
 from chainwatch.output.console import render_console, rendered
@@ -65,6 +63,8 @@ def _fold_unreachable(placed: Sequence[Placed]) -> tuple[list[Placed], list[Plac
 def check_table(placed: Sequence[Placed], checked: int, width: int | None = None,
                 color: bool = False) -> str:
     """The decisions for a person; ``width`` None (a pipe) never wraps a line."""
+    from rich.table import Table  # the other formats never load it
+
     buf = io.StringIO()
     console = render_console(buf, color, width)
     s = summary(placed, checked)

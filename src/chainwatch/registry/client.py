@@ -147,12 +147,15 @@ class RegistryClient:
             status_forcelist=[429, 500, 502, 503, 504],
             retry_on_exceptions=[httpx.TransportError],
         )
+        # the pool's bound: the client's ``limits`` do not reach a transport it is given
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=max_connections)
         return httpx.Client(
             transport=RetryTransport(transport=transport or vetted_sync_transport(
-                self._trusted_hosts(), resolver or system_sync_resolver), retry=retry),
+                self._trusted_hosts(), resolver or system_sync_resolver, limits=limits),
+                retry=retry),
             timeout=httpx.Timeout(timeout, connect=10.0),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
+            limits=limits,
             follow_redirects=True,
             headers={"User-Agent": f"chainwatch/{__version__}"},
         )
