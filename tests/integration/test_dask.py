@@ -222,3 +222,80 @@ def test_dask_missing_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(UsageError, match=r"pip install 'chainwatch\[dask\]'"):
         with cluster.connect("tcp://127.0.0.1:1"):
             pass
+
+
+def _watch(tmp_path: Path, registry: Any, executor: Any, clock: list[float]) -> Any:
+    from chainwatch.db import connect
+    from chainwatch.registry import NpmConfig, RegistryClient
+    from chainwatch.scan import Scanner
+    from chainwatch.watch.state import WatchState
+    from chainwatch.watch.watcher import WatchConfig, Watcher
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{tmp_path / 'watch.db'}"
+    client = RegistryClient(NpmConfig(registry=registry.url), tmp_path / "cache", retries=0)
+    sink = _Recorder()
+    watcher = Watcher(WatchState(connect(url)), client, Scanner(client, workers=1),
+                      VerdictStore(url), [sink], WatchConfig(interval=60.0, hot_interval=60.0),
+                      clock=lambda: clock[0], scan_executor=executor)
+    return watcher, sink
+
+
+class _Recorder:
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.got: list[dict[str, Any]] = []
+
+    def send(self, alert: dict[str, Any]) -> None:
+        self.got.append(alert)
+
+
+def test_watch_scans_on_the_cluster_and_alerts_once(scheduler: str, tmp_path: Path) -> None:
+    """Polling and alerts in this process, the scans on two worker processes: the verdicts
+    and alerts of a local watcher, each alert once, and a second pass repeats nothing."""
+    import distributed
+
+    from chainwatch.registry import NpmConfig
+    from chainwatch.scale.cluster import DaskScanExecutor
+    from tests.integration.static_registry import StaticRegistry
+
+    t0 = time.time() - 90 * 86400
+    registry = StaticRegistry()
+    names = [f"watched-{i}" for i in range(8)]
+    try:
+        for name in names:
+            registry.publish(name, "1.0.0", {"index.js": BENIGN_INDEX}, t0)
+        clock = [time.time()]
+        options = ScanOptions(config=NpmConfig(registry=registry.url),
+                              cache_dir=str(tmp_path / "worker-cache"))
+        with distributed.Client(scheduler, timeout=30) as client:
+            executor = DaskScanExecutor(client, options)
+            assert executor.in_flight == 4  # two single-threaded workers, two each
+            remote, remote_sink = _watch(tmp_path / "dask", registry, executor, clock)
+            local, local_sink = _watch(tmp_path / "local", registry, None, clock)
+            for watcher in (remote, local):
+                watcher.watch(names, hot=set())
+                assert watcher.run_once()["scanned"] == 0  # the baseline
+            for i, name in enumerate(names):
+                code = BENIGN_INDEX + clipper_source() if i % 2 else BENIGN_INDEX + "\n// 2\n"
+                registry.publish(name, "1.0.1", {"index.js": code}, clock[0] - 30)
+            clock[0] += 120
+            assert remote.run_once() == local.run_once() == {
+                "polled": 8, "scanned": 8, "delivered": 5}  # 4 releases, 1 burst by alice
+            clock[0] += 120
+            assert remote.run_once()["scanned"] == 0 and remote_sink.got[5:] == []
+    finally:
+        registry.close()
+
+    def summary(sink: _Recorder) -> list[tuple[str, str, int]]:
+        return sorted((a["id"], a["verdict"], a.get("score", -1)) for a in sink.got)
+
+    assert summary(remote_sink) == summary(local_sink)
+    assert [a for a in summary(remote_sink) if a[0].startswith("release:")] == [
+        (f"release:watched-{i}@1.0.1", "malicious", 100) for i in (1, 3, 5, 7)]
+    stored = [(v.package, v.version, v.level, v.score) for n in names
+              for v in VerdictStore(f"sqlite:///{tmp_path / 'dask' / 'watch.db'}").for_package(n)]
+    assert len(stored) == 8 and stored == [
+        (v.package, v.version, v.level, v.score) for n in names
+        for v in VerdictStore(f"sqlite:///{tmp_path / 'local' / 'watch.db'}").for_package(n)]

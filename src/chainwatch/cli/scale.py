@@ -14,8 +14,11 @@ from chainwatch.errors import ChainwatchError
 from chainwatch.output.escape import plain
 
 if TYPE_CHECKING:
+    import contextlib
+
     from chainwatch.output.jsonout import Outcome
     from chainwatch.registry import NpmConfig
+    from chainwatch.scale.cluster import DaskScanExecutor
     from chainwatch.scale.task import ScanOptions
 
 
@@ -61,3 +64,16 @@ def scan_on_dask(address: str, targets: Sequence[str], against: str | None,
                 yield i, result.outcome
     except ChainwatchError as exc:
         raise fail(exc) from exc
+
+
+def dask_executor(stack: contextlib.ExitStack, address: str, config: NpmConfig,
+                  cache_dir: Path | None, db: str | None, sandbox: bool) -> DaskScanExecutor:
+    """``watch --dask``: the scan stage on the cluster, connected until ``stack`` closes; a
+    cluster that cannot be reached is one line and exit 2."""
+    from chainwatch.scale.cluster import DaskScanExecutor, connect
+
+    try:
+        client = stack.enter_context(connect(address))
+    except ChainwatchError as exc:
+        raise fail(exc) from exc
+    return DaskScanExecutor(client, scan_options(config, cache_dir, False, db, None, sandbox))

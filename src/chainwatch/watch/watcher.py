@@ -8,15 +8,16 @@ budget), scanning (one at a time; big packages use the scanner's process pool) a
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from chainwatch.analysis.metadata import parse_time
 from chainwatch.errors import ChainwatchError
@@ -99,11 +100,22 @@ class Budget:
             self.paused_until = max(self.paused_until, self.clock() + seconds)
 
 
+class ScanExecutor(Protocol):
+    """Where the scan stage runs when not in this process (``watch --dask``): ``scan`` returns
+    the verdict of ``spec`` (judged with ``packument``) or raises; at most ``in_flight`` scans
+    are handed to it at once. Claiming, storing and alerting stay in the watcher."""
+
+    in_flight: int
+
+    def scan(self, spec: str, packument: dict[str, Any] | None) -> Verdict: ...
+
+
 class Watcher:
     def __init__(self, state: WatchState, client: RegistryClient, scanner: Scanner,
                  verdicts: VerdictStore, sinks: Sequence[Sink], config: WatchConfig,
                  metrics: Metrics | None = None, fleet: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 scan_executor: ScanExecutor | None = None) -> None:
         self.state = state
         self.client = client
         self.scanner = scanner
@@ -116,6 +128,10 @@ class Watcher:
         self.budget = Budget(config.budget)
         self.interval = config.interval
         self._docs: dict[str, dict[str, Any]] = {}
+        self.scan_executor = scan_executor
+        self._scanning: dict[tuple[str, str], Future[Verdict | None]] = {}
+        self._scan_pool: ThreadPoolExecutor | None = None
+        self._scanning_lock = threading.Lock()
 
     # -- polling -------------------------------------------------------------------------------
     def watch(self, names: list[str], hot: set[str]) -> int:
@@ -201,9 +217,12 @@ class Watcher:
 
     # -- scanning ------------------------------------------------------------------------------
     def scan_once(self, limit: int = 10) -> int:
-        items = self.state.queued(limit, now=self.clock())
-        for item in items:
-            self.scan(item)
+        if self.scan_executor is not None:
+            items = self._hand_over()
+        else:
+            items = self.state.queued(limit, now=self.clock())
+            for item in items:
+                self.scan(item)
         waiting = self.state.waiting()
         self.metrics.queue_depth.set(sum(waiting.values()))
         retrying, failed = self.state.scan_failure_counts()
@@ -212,6 +231,40 @@ class Watcher:
         for name in [n for n in list(self._docs) if n not in waiting]:
             self._docs.pop(name, None)  # packuments are kept only while a version waits
         return len(items)
+
+    def _hand_over(self) -> list[Queued]:
+        """``scan_executor``: keep up to ``in_flight`` queued releases scanning, each in a
+        thread of ours that waits for its verdict and then stores and alerts as ``scan`` does;
+        returns the releases handed over now. With every slot taken it waits (a second at
+        most) for one to free, so a finished scan is replaced at once."""
+        assert self.scan_executor is not None
+        slots = self.scan_executor.in_flight
+        if self._scan_pool is None:
+            self._scan_pool = ThreadPoolExecutor(slots, thread_name_prefix="watch-scan")
+        if len(self._scanning) >= slots:
+            wait(self._in_flight(), timeout=1.0, return_when=FIRST_COMPLETED)
+        with self._scanning_lock:
+            busy = set(self._scanning)
+        free = slots - len(busy)
+        if free <= 0:
+            return []
+        items = [i for i in self.state.queued(free + len(busy), now=self.clock())
+                 if (i.name, i.version) not in busy][:free]
+        for item in items:
+            key = (item.name, item.version)
+            with self._scanning_lock:
+                future = self._scan_pool.submit(self.scan, item)
+                self._scanning[key] = future
+            future.add_done_callback(functools.partial(self._scanned, key))
+        return items
+
+    def _in_flight(self) -> list[Future[Verdict | None]]:
+        with self._scanning_lock:
+            return list(self._scanning.values())
+
+    def _scanned(self, key: tuple[str, str], _: object) -> None:
+        with self._scanning_lock:
+            self._scanning.pop(key, None)
 
     def scan(self, item: Queued) -> Verdict | None:
         """Scan one queued release. Any exception (a registry error, or a hostile release
@@ -246,7 +299,8 @@ class Watcher:
         doc = self._docs.get(item.name)
         if doc is None or item.version not in (doc.get("versions") or {}):
             doc = self.client.packument(item.name)
-        verdict = self.scanner.scan(spec, None, doc)
+        verdict = (self.scan_executor.scan(spec, doc) if self.scan_executor is not None
+                   else self.scanner.scan(spec, None, doc))
         self.verdicts.put(verdict)
         now = self.clock()
         published = parse_time(item.published)
@@ -430,8 +484,10 @@ class Watcher:
     def run_once(self) -> dict[str, int]:
         polled = self.poll_once()
         scanned = 0
-        while batch := self.scan_once():
+        while (batch := self.scan_once()) or self._scanning:  # the executor's too
             scanned += batch
+            if not batch:  # nothing more to hand over: wait for a scan in flight to end
+                wait(self._in_flight(), timeout=1.0, return_when=FIRST_COMPLETED)
         return {"polled": polled, "scanned": scanned, "delivered": self.deliver_once()}
 
     def run(self, stop: threading.Event, tick: float = 1.0,
