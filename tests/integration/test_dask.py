@@ -215,6 +215,20 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None
     assert time.monotonic() - started < 60
 
 
+def test_watch_with_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    _dask_needed()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "list.txt").write_text("left-pad\n")
+    run = chainwatch("watch", "--packages", str(tmp_path / "list.txt"), "--once", "--db",
+                     f"sqlite:///{tmp_path / 'w.db'}", "--dask", f"tcp://127.0.0.1:{port}",
+                     env=clean_env(tmp_path), cwd=ROOT, real=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        f"error: --dask tcp://127.0.0.1:{port}: no Dask scheduler"), run.stderr
+
+
 def test_dask_missing_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from chainwatch.scale import cluster
 
