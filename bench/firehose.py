@@ -264,12 +264,22 @@ def replay(workers: int, rate: float, seconds: float, drain: float, max_size: in
               "backlog_max": max((b for _, b in backlog), default=0),
               "load": (load_before[0], load_after[0]),
               "size_p50_kB": statistics.median(drawn) / 1024}
-    result["grows"] = result["backlog_end"] > max(3, 2 * result["backlog_third"])
+    # the backlog's trend over the stream (least squares, releases a minute): a queue that
+    # keeps up hovers near zero; one that does not grows at offered minus served
+    points = [(t, b) for t, b in backlog if t <= stream_end - start]
+    slope = 0.0
+    if len(points) > 2:
+        mt = statistics.fmean(t for t, _ in points)
+        mb = statistics.fmean(b for _, b in points)
+        spread = sum((t - mt) ** 2 for t, _ in points)
+        slope = 60 * sum((t - mt) * (b - mb) for t, b in points) / spread if spread else 0.0
+    result["growth_per_min"] = slope
+    result["grows"] = slope > max(5.0, 0.05 * rate)
     print(f"workers {workers}: {result['scanned']}/{count} scanned, "
           f"{result['per_minute']:.1f} releases/min, publish→verdict p50 {result['p50']:.1f} s "
           f"p95 {result['p95']:.1f} s, backlog at 1/3 {third}, at end of stream "
           f"{result['backlog_end']}, max {result['backlog_max']} (queue "
-          f"{'grows' if result['grows'] else 'steady'}), load average "
+          f"{'grows' if result['grows'] else 'steady'}: {slope:+.0f}/min), load average "
           f"{result['load'][0]:.1f} → {result['load'][1]:.1f}", flush=True)
     return result
 
@@ -287,6 +297,9 @@ def main() -> None:
     parser.add_argument("--max-size", type=int, default=2 * 1024 * 1024,
                         help="cap on a release's unpacked size (bytes)")
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--peak-per-second", type=float, default=5.0,
+                        help="the registry-wide peak publish rate the machine count is for "
+                             "(see docs/scale.md for where the default comes from)")
     parser.add_argument("--mix", choices=("package", "release"), default="package",
                         help="draw sizes per package (the registry's spread) or per release "
                              "of the top N (dominated by the packages that release most)")
@@ -296,9 +309,15 @@ def main() -> None:
         return
     print(f"offered: {args.rate:.0f} releases/min for {args.seconds:.0f} s, sizes from the mix "
           f"capped at {args.max_size / 1024:.0f} kB; {os.cpu_count()} cores", flush=True)
-    for n in args.workers:
-        replay(n, args.rate, args.seconds, args.drain, args.max_size,
-               mix["package_sizes" if args.mix == "package" else "sizes"], args.seed)
+    results = [replay(n, args.rate, args.seconds, args.drain, args.max_size,
+                      mix["package_sizes" if args.mix == "package" else "sizes"], args.seed)
+               for n in args.workers]
+    best = max(results, key=lambda r: r["per_minute"])
+    need = math.ceil(args.peak_per_second * 60 / best["per_minute"])
+    how = "saturated: its capacity" if best["grows"] else "it kept up: capacity is at least this"
+    print(f"best: {best['per_minute']:.0f} releases/min with {best['workers']} workers on this "
+          f"{os.cpu_count()}-core machine ({how}); "
+          f"a registry-wide peak of {args.peak_per_second:g}/s needs {need} such machines")
 
 
 if __name__ == "__main__":
