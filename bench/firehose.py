@@ -232,6 +232,10 @@ def replay(workers: int, rate: float, seconds: float, drain: float, max_size: in
                                  time.time())
                 published[name] = time.time()
                 feed.changed(name)
+                if i % 10 == 9:  # also when publishing falls behind the schedule
+                    done = _rows(db, "select count(*) from watch_versions where version = "
+                                     "'1.0.1' and status != 'queued'")[0][0]
+                    backlog.append((time.time() - start, len(published) - done))
             stream_end = time.time()
             while time.time() - stream_end < drain:
                 done = _rows(db, "select count(*) from watch_versions where version = '1.0.1' "
@@ -256,7 +260,8 @@ def replay(workers: int, rate: float, seconds: float, drain: float, max_size: in
     last = max(scanned.values(), default=start)
     during = [b for t, b in backlog if t <= stream_end - start]
     third = during[len(during) // 3] if during else 0
-    result: dict[str, Any] = {"workers": workers, "published": count, "scanned": len(scanned),
+    result: dict[str, Any] = {"workers": workers, "published": count,
+              "offered_per_minute": 60 * count / max(stream_end - start, 1e-9), "scanned": len(scanned),
               "per_minute": 60 * len(scanned) / max(last - start, 1e-9),
               "p50": statistics.median(waits) if waits else math.nan,
               "p95": _quantile(waits, 0.95) if waits else math.nan,
@@ -275,7 +280,8 @@ def replay(workers: int, rate: float, seconds: float, drain: float, max_size: in
         slope = 60 * sum((t - mt) * (b - mb) for t, b in points) / spread if spread else 0.0
     result["growth_per_min"] = slope
     result["grows"] = slope > max(5.0, 0.05 * rate)
-    print(f"workers {workers}: {result['scanned']}/{count} scanned, "
+    print(f"workers {workers}: {count} published at {result['offered_per_minute']:.0f}/min, "
+          f"{result['scanned']} scanned, "
           f"{result['per_minute']:.1f} releases/min, publish→verdict p50 {result['p50']:.1f} s "
           f"p95 {result['p95']:.1f} s, backlog at 1/3 {third}, at end of stream "
           f"{result['backlog_end']}, max {result['backlog_max']} (queue "
