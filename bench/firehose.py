@@ -189,6 +189,15 @@ def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql))
 
 
+def _baselined(db: Path) -> int:
+    """Packages the watcher has baselined (0 while it is still creating its database)."""
+    try:
+        return int(_rows(db, "select count(*) from watch_packages where baselined")[0][0]) \
+            if db.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def replay(workers: int, rate: float, seconds: float, drain: float, max_size: int,
            sizes: list[int], seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
@@ -213,8 +222,7 @@ def replay(workers: int, rate: float, seconds: float, drain: float, max_size: in
              "--db", f"sqlite:///{db}"], env=env, stdout=subprocess.DEVNULL,
             stderr=open(root / "watch.log", "w"))  # noqa: SIM115 - closed with the folder
         try:
-            while not db.exists() or _rows(db, "select count(*) from watch_packages where "
-                                              "baselined")[0][0] < count:
+            while _baselined(db) < count:
                 time.sleep(0.5)
             load_before = os.getloadavg()
             published: dict[str, float] = {}
