@@ -73,10 +73,14 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT,
     where = redact_credentials(address)
     if address == "local":
         n = workers or os.cpu_count() or 1
-        cluster = distributed.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            # its HTTP server on a free loopback port: never a clash with another cluster's
-            dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
+        try:
+            cluster = distributed.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                # its HTTP server on a free loopback port: never a clash with another cluster's
+                dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL)
+        except (OSError, TimeoutError, RuntimeError) as exc:
+            raise UsageError(f"--dask local: could not start a local Dask cluster "
+                             f"({one_line(exc)})") from exc
         try:
             client = distributed.Client(cluster, timeout=timeout)
             try:
