@@ -135,7 +135,7 @@ def scan(
     dask: Annotated[str | None, typer.Option(
         "--dask", metavar="ADDRESS", help="Scan each target as one task on this Dask scheduler "
         "(tcp://host:8786), or 'local' for a cluster of this machine's cores "
-        "(pip install 'chainwatch[dask]').")] = None,
+        "(pip install 'chainwatch\\[dask]').")] = None,
 ) -> None:
     """Analyse releases and give a verdict with evidence, diffed against the previous version."""
     import logging
