@@ -167,6 +167,10 @@ def scan(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
     color: ColorOpt = ColorMode.auto,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", metavar="ADDRESS", help="Scan each target as one task on this Dask scheduler "
+        "(tcp://host:8786), or 'local' for a cluster of this machine's cores "
+        "(pip install 'chainwatch\\[dask]').")] = None,
 ) -> None:
     """Analyse releases and give a verdict with evidence, diffed against the previous version."""
     import logging
@@ -209,26 +213,39 @@ def scan(
     # a bar for several; transient, on stderr, never in a pipe
     show_progress = not quiet and err.is_terminal
     description = "scanning" if len(targets) > 1 else f"scanning {safe(targets[0])}"
+    def said(i: int) -> None:
+        failure = outcomes[i]
+        if isinstance(failure, Failed):
+            said = failure.error if failure.error.startswith(failure.target) else (
+                f"{failure.target}: {failure.error}")
+            err.print(plain(f"error: {said}"), markup=False)
+
     with client, scanner, _progress(show_progress, len(targets) > 1) as bar:
         task = bar.add_task(description, total=len(targets))
-        with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
-            futures = {pool.submit(one, spec): i for i, spec in enumerate(targets)}
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    outcomes[i] = future.result()
-                except Exception as exc:  # one target's failure must not hide the others
-                    if (os.environ.get("CHAINWATCH_DEBUG") == "1"
-                            and not isinstance(exc, ChainwatchError)):
-                        raise
-                    message, code = describe_failure(exc)
-                    outcomes[i] = Failed(redact_credentials(targets[i]), message, code)
-                failure = outcomes[i]
-                if isinstance(failure, Failed):
-                    said = failure.error if failure.error.startswith(failure.target) else (
-                        f"{failure.target}: {failure.error}")
-                    err.print(plain(f"error: {said}"), markup=False)
+        if dask is not None:  # each target one task on the cluster; memory written here
+            from chainwatch.cli.scale import scan_on_dask
+
+            for i, outcome in scan_on_dask(dask, targets, against, doc, client.config,
+                                           cache_dir, offline, db, rules_dir, sandbox,
+                                           None if quiet else notice):
+                outcomes[i] = outcome
+                said(i)
                 bar.advance(task)
+        else:
+            with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
+                futures = {pool.submit(one, spec): i for i, spec in enumerate(targets)}
+                for future in as_completed(futures):
+                    i = futures[future]
+                    try:
+                        outcomes[i] = future.result()
+                    except Exception as exc:  # one target's failure must not hide the others
+                        if (os.environ.get("CHAINWATCH_DEBUG") == "1"
+                                and not isinstance(exc, ChainwatchError)):
+                            raise
+                        message, code = describe_failure(exc)
+                        outcomes[i] = Failed(redact_credentials(targets[i]), message, code)
+                    said(i)
+                    bar.advance(task)
     results = [outcomes[i] for i in range(len(targets))]
     ordered = [o for o in results if isinstance(o, Verdict)]
     failed = [o for o in results if isinstance(o, Failed)]

@@ -137,8 +137,12 @@ def watch(
     log_format: Annotated[LogFormat, typer.Option(
         "--log-format", help="Log lines as text or JSON objects.")] = LogFormat.text,
     verbose: VerboseOpt = False,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", metavar="ADDRESS", help="Run the scan stage on this Dask scheduler "
+        "(tcp://host:8786, or 'local'); polling, alerts and delivery stay here.")] = None,
 ) -> None:
     """Follow the registry: scan each new release of the watched packages and raise alerts."""
+    import contextlib
     import json as jsonlib
     import logging
     import signal
@@ -216,8 +220,15 @@ def watch(
         handler.addFilter(REDACTOR)
     client = RegistryClient(NpmConfig.load(registry), cache_dir)
     sandbox = _policy(policy_file, None).scan_sandbox if policy_file else False
+    cluster = contextlib.ExitStack()
+    executor = None
+    if dask is not None:  # the scan stage on the cluster, everything else here
+        from chainwatch.cli.scale import dask_executor
+
+        executor = dask_executor(cluster, dask, client.config, cache_dir, db, sandbox)
     watcher = Watcher(state, client, Scanner(client, known_bad=_known_bad(db), sandbox=sandbox),
-                      VerdictStore(engine=engine), sinks, config, fleet=Fleet(db))
+                      VerdictStore(engine=engine), sinks, config, fleet=Fleet(db),
+                      scan_executor=executor)
     if "poller" in roles:
         added = watcher.watch(names, hot=set(top_packages(100)))
         logging.getLogger("chainwatch.watch").info(
@@ -236,7 +247,8 @@ def watch(
                       f"{exc.strerror or one_line(exc)}", markup=False)
             raise typer.Exit(2) from exc
     if once:
-        typer.echo(jsonlib.dumps(watcher.run_once(roles)))
+        with cluster:
+            typer.echo(jsonlib.dumps(watcher.run_once(roles)))
         return
     stop = threading.Event()
 
@@ -250,6 +262,7 @@ def watch(
     if changes and "poller" in roles:
         follower = ChangesFeed(changes, state, set(names))
         extra.append((follower.follow_once, "changes"))
-    watcher.run(stop, extra=extra, roles=roles)
+    with cluster:
+        watcher.run(stop, extra=extra, roles=roles)
     if stop.is_set():
         interrupt.finish()

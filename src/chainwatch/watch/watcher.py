@@ -12,6 +12,7 @@ lease is renewed while it runs (``_holding``), for ``max_hold`` seconds at most.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -21,12 +22,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from chainwatch.analysis.metadata import parse_time
 from chainwatch.errors import ChainwatchError
@@ -148,11 +149,22 @@ class Budget:
             self.paused_until = max(self.paused_until, self.clock() + seconds)
 
 
+class ScanExecutor(Protocol):
+    """Where the scan stage runs when not in this process (``watch --dask``): ``scan`` returns
+    the verdict of ``spec`` (judged with ``packument``) or raises; at most ``in_flight`` scans
+    are handed to it at once. Claiming, storing and alerting stay in the watcher."""
+
+    in_flight: int
+
+    def scan(self, spec: str, packument: dict[str, Any] | None) -> Verdict: ...
+
+
 class Watcher:
     def __init__(self, state: WatchState, client: RegistryClient, scanner: Scanner,
                  verdicts: VerdictStore, sinks: Sequence[Sink], config: WatchConfig,
                  metrics: Metrics | None = None, fleet: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 scan_executor: ScanExecutor | None = None) -> None:
         self.state = state
         self.client = client
         self.scanner = scanner
@@ -172,6 +184,10 @@ class Watcher:
         self._reaped_at = -REAP_EVERY
         #: the roles this process runs (set by run and run_once)
         self.roles: tuple[str, ...] = ROLES
+        self.scan_executor = scan_executor
+        self._scanning: dict[tuple[str, str], Future[Verdict | None]] = {}
+        self._scan_pool: ThreadPoolExecutor | None = None
+        self._scanning_lock = threading.Lock()
 
     def _token(self) -> str:
         """A fresh claim token; first (every REAP_EVERY seconds) free the claims of this
@@ -306,13 +322,16 @@ class Watcher:
 
     # -- scanning ------------------------------------------------------------------------------
     def scan_once(self, limit: int = 10) -> int:
-        """Claim and scan up to ``limit`` queued versions, one claim at a time (so several
-        scanners share the queue as they free up)."""
+        """Scan up to ``limit`` queued versions, each under its own claim: one at a time here
+        (so several scanners share the queue as they free up), or handed to the executor."""
         scanned = 0
-        while scanned < limit and (item := self.state.claim_next(
-                self._token(), self.clock(), self.config.lease)) is not None:
-            self.scan(item)
-            scanned += 1
+        if self.scan_executor is not None:  # handed over, scanned (claimed) in our threads
+            scanned = len(self._hand_over())
+        else:  # claimed and scanned one at a time (so several scanners share the queue)
+            while scanned < limit and (item := self.state.claim_next(
+                    self._token(), self.clock(), self.config.lease)) is not None:
+                self.scan(item)
+                scanned += 1
         waiting = self.state.waiting()
         self.metrics.queue_depth.set(sum(waiting.values()))
         retrying, failed = self.state.scan_failure_counts()
@@ -321,6 +340,44 @@ class Watcher:
         for name in [n for n in list(self._docs) if n not in waiting]:
             self._docs.pop(name, None)  # packuments are kept only while a version waits
         return scanned
+
+    def _hand_over(self) -> list[Queued]:
+        """``scan_executor``: keep up to ``in_flight`` queued releases scanning, each in a
+        thread of ours that waits for its verdict and then stores and alerts as ``scan`` does;
+        returns the releases handed over now. With every slot taken it waits (a second at
+        most) for one to free, so a finished scan is replaced at once."""
+        assert self.scan_executor is not None
+        slots = self.scan_executor.in_flight
+        if self._scan_pool is None:
+            self._scan_pool = ThreadPoolExecutor(slots, thread_name_prefix="watch-scan")
+        if len(self._scanning) >= slots:
+            wait(self._in_flight(), timeout=1.0, return_when=FIRST_COMPLETED)
+        with self._scanning_lock:
+            busy = set(self._scanning)
+        free = slots - len(busy)
+        if free <= 0:
+            return []
+        # claimed here (the claim skips versions other scanners hold), one per free slot: each
+        # starts at once in its own thread, which renews the lease while the cluster scans
+        items: list[Queued] = []
+        while len(items) < free and (item := self.state.claim_next(
+                self._token(), self.clock(), self.config.lease)) is not None:
+            items.append(item)
+        for item in items:
+            key = (item.name, item.version)
+            with self._scanning_lock:
+                future = self._scan_pool.submit(self.scan, item)
+                self._scanning[key] = future
+            future.add_done_callback(functools.partial(self._scanned, key))
+        return items
+
+    def _in_flight(self) -> list[Future[Verdict | None]]:
+        with self._scanning_lock:
+            return list(self._scanning.values())
+
+    def _scanned(self, key: tuple[str, str], _: object) -> None:
+        with self._scanning_lock:
+            self._scanning.pop(key, None)
 
     def scan(self, item: Queued) -> Verdict | None:
         """Scan one queued release. Any exception (a registry error, or a hostile release
@@ -373,7 +430,8 @@ class Watcher:
         doc = self._docs.get(item.name)
         if doc is None or item.version not in (doc.get("versions") or {}):
             doc = self.client.packument(item.name)
-        verdict = self.scanner.scan(spec, None, doc)
+        verdict = (self.scan_executor.scan(spec, doc) if self.scan_executor is not None
+                   else self.scanner.scan(spec, None, doc))
         self.verdicts.put(verdict)
         now = self.clock()
         published = parse_time(item.published)
@@ -571,8 +629,10 @@ class Watcher:
         self.roles = tuple(roles)
         polled = self.poll_once() if "poller" in roles else 0
         scanned = 0
-        while "scanner" in roles and (batch := self.scan_once()):
-            scanned += batch
+        while "scanner" in roles and ((batch := self.scan_once()) or self._scanning):
+            scanned += batch  # the executor's scans in flight are waited for too
+            if not batch:  # nothing more to hand over: wait for a scan in flight to end
+                wait(self._in_flight(), timeout=1.0, return_when=FIRST_COMPLETED)
         delivered = self.deliver_once() if "deliverer" in roles else 0
         return {"polled": polled, "scanned": scanned, "delivered": delivered}
 
