@@ -8,11 +8,11 @@ from typing import Any
 from chainwatch.errors import NotFoundError, UsageError
 from chainwatch.model import PackageRef, Release
 from chainwatch.versions import (
+    baseline_choice,
     clean,
     previous_versions,
     range_matcher,
     rcompare_key,
-    settled_baseline,
     spec_kind,
 )
 
@@ -78,17 +78,22 @@ def release_from_packument(packument: dict[str, Any], version: str) -> Release:
 
 
 def baseline_version(packument: dict[str, Any], version: str) -> str | None:
-    """What a release is diffed against: the newest earlier version that had settled before
-    it was published (``versions.settled_baseline``), never another release of the same burst."""
+    """What a release is diffed against: the newest earlier version that is not of its burst
+    (``versions.baseline_choice``), never another release of the same burst."""
+    return baseline_choice_of(packument, version)[0]
+
+
+def baseline_choice_of(packument: dict[str, Any], version: str) -> tuple[str | None, str | None]:
+    """``baseline_version`` and, when that is not the semver-previous version, why (one line)."""
     from chainwatch.analysis.metadata import parse_time
 
     versions = packument.get("versions")
     if not isinstance(versions, dict):
-        return None
+        return None, None
     times = packument.get("time") if isinstance(packument.get("time"), dict) else {}
     assert isinstance(times, dict)
-    return settled_baseline(previous_versions(versions.keys()),
-                            lambda v: parse_time(times.get(v)), version)
+    return baseline_choice(previous_versions(versions.keys()),
+                           lambda v: parse_time(times.get(v)), version)
 
 
 #: A range is tested against at most this many versions (about 3 s; real packages have a few

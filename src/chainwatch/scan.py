@@ -69,6 +69,7 @@ from chainwatch.model import (
 )
 from chainwatch.names import name_problem, split_spec
 from chainwatch.packument import (
+    baseline_choice_of,
     baseline_version,
     pick_version,
     release_from_packument,
@@ -631,6 +632,15 @@ class Scanner:
             return None
         return self.load(f"{target.ref.name}@{base}", target.packument, limits)
 
+    def _note_baseline_choice(self, spec: str, target: Loaded, baseline: Loaded | None) -> None:
+        """Say on stderr why the default baseline is not the semver-previous version (the
+        release before a burst), in one line."""
+        if self.notice is None or baseline is None or target.packument is None:
+            return
+        _, why = baseline_choice_of(target.packument, target.ref.version)
+        if why:
+            self.notice(f"{spec}: {why}")
+
     # -- analysing ---------------------------------------------------------------------------
     def _scan_files(self, files: PackageFiles, paths: set[str], install_time: set[str],
                     with_manifest: bool = True) -> list[Finding]:
@@ -805,6 +815,7 @@ class Scanner:
                 try:
                     baseline = self.default_baseline(twin, limits)
                     target = twin
+                    self._note_baseline_choice(spec, target, baseline)
                     if baseline is None:
                         why += ", and no earlier release to compare with"
                 except ChainwatchError as exc:
@@ -822,6 +833,7 @@ class Scanner:
             # nothing unless --against names a baseline
             is_local = Path(spec).exists()
             baseline = None if is_local else self.default_baseline(target, limits)
+            self._note_baseline_choice(spec, target, baseline)
         elif against.lower() == "none":
             baseline = None
         else:

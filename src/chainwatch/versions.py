@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 import semver
@@ -103,22 +103,59 @@ SETTLE = timedelta(days=3)
 def settled_baseline(previous: Mapping[str, str | None],
                      published: Callable[[str], datetime | None], version: str,
                      settle: timedelta = SETTLE) -> str | None:
-    """The newest earlier version (along ``previous``) published at least ``settle`` before
-    ``version``; when every earlier one is younger, the oldest of them (the release before the
-    burst began). Without publish times, the previous version."""
+    """``baseline_choice`` without the reason."""
+    return baseline_choice(previous, published, version, settle)[0]
+
+
+def baseline_choice(previous: Mapping[str, str | None],
+                    published: Callable[[str], datetime | None], version: str,
+                    settle: timedelta = SETTLE,
+                    now: datetime | None = None) -> tuple[str | None, str | None]:
+    """What ``version`` is diffed against, and why in one line when that is not its previous
+    version (along ``previous``, the semver order): the newest earlier version that is not
+    part of a burst with it. An earlier version published at least ``settle`` before it has
+    settled. One published at least ``settle`` *after* it (a backport to an older branch, or
+    a mirror's rewritten times) says nothing of a burst leading up to it and is taken too,
+    once it is itself ``settle`` old. One published within ``settle`` of it, on either side,
+    is of its burst (an attacker's 1.0.1 then 1.0.2, or 1.0.2 then 1.0.1) and is passed over;
+    when every earlier one is, the oldest of them (the release before the burst began).
+    Without publish times, the previous version."""
     when = published(version)
-    candidate = previous.get(version)
+    now = now or datetime.now(UTC)
+    first = candidate = previous.get(version)
+    burst: list[str] = []
+    young: list[str] = []
     seen: set[str] = set()
     while candidate is not None and candidate not in seen:
         seen.add(candidate)
         then = published(candidate)
         if when is None or then is None or when - then >= settle:
-            return candidate
+            break
+        if then - when >= settle:
+            if now - then >= settle:
+                break
+            passed = young
+        else:
+            passed = burst
         earlier = previous.get(candidate)
         if earlier is None:
-            return candidate
+            break
+        passed.append(candidate)
         candidate = earlier
-    return candidate
+    if candidate == first or not (burst or young):
+        return candidate, None
+    days = f"{settle.total_seconds() / 86400:g} days"
+    why = []
+    if burst:
+        why.append(f"{_some(burst)} published within {days} of {version} (a burst)")
+    if young:
+        why.append(f"{_some(young)} published after it, less than {days} ago")
+    return candidate, f"judged against {candidate}, not {first}: " + "; ".join(why)
+
+
+def _some(versions: list[str]) -> str:
+    return ", ".join(versions[:3]) + (f" and {len(versions) - 3} more" if len(versions) > 3
+                                      else "")
 
 
 #: node-semver refuses longer version and range strings; so do we (bounds regex work).

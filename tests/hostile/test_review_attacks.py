@@ -19,7 +19,7 @@ from chainwatch.gate.policy import Policy
 from chainwatch.intel import BuiltinKnownBad
 from chainwatch.model import Level
 from chainwatch.output.escape import plain
-from chainwatch.packument import baseline_version
+from chainwatch.packument import baseline_choice_of, baseline_version
 from chainwatch.registry import NpmConfig, RegistryClient
 from chainwatch.registry.client import check_integrity
 from chainwatch.scan import Scanner
@@ -83,6 +83,71 @@ def test_settled_releases_are_still_diffed_against_their_predecessor() -> None:
     reg.publish("tint", "1.0.1", published=ago(days=30))
     reg.publish("tint", "1.0.2", published=ago(days=1))
     assert baseline_version(reg.docs["tint"], "1.0.2") == "1.0.1"
+
+
+# -- a baseline is not pushed down by versions published after the target (backports, a mirror's
+#    rewritten times); a burst in either order still is ------------------------------------------
+
+def times_doc(**published: str) -> dict[str, object]:
+    """A packument of versions ``v1_0_0=…`` (underscores for dots) published at those times."""
+    versions = {k[1:].replace("_", "."): {} for k in published}
+    return {"name": "tint", "versions": versions,
+            "time": {k[1:].replace("_", "."): t for k, t in published.items()}}
+
+
+def test_backports_published_after_the_target_do_not_push_its_baseline_down() -> None:
+    # a mirror's rewritten times (lodash@4.17.21 "vs 0.1.0"): every earlier version looks
+    # published months after the target; the semver-previous one is the baseline, no note
+    doc = times_doc(v0_1_0=ago(days=100), v4_17_19=ago(days=20), v4_17_20=ago(days=30),
+                    v4_17_21=ago(days=300))
+    assert baseline_choice_of(doc, "4.17.21") == ("4.17.20", None)
+    # a backport on an older branch published after the newer line's release
+    doc = times_doc(v1_0_0=ago(days=400), v1_0_1=ago(days=100), v1_1_0=ago(days=200))
+    assert baseline_choice_of(doc, "1.1.0") == ("1.0.1", None)
+
+
+def test_a_burst_is_still_passed_over_whatever_order_it_was_published_in(tmp_path: Path) -> None:
+    # 1.0.2 then 1.0.1, both with the payload: 1.0.2 must not be judged against 1.0.1
+    reg = FakeRegistry()
+    reg.publish("tint", "1.0.0", {"index.js": BENIGN_INDEX}, published=ago(days=60))
+    reg.publish("tint", "1.0.2", {"index.js": BENIGN_INDEX + clipper_source()},
+                published=ago(hours=2))
+    reg.publish("tint", "1.0.1", {"index.js": BENIGN_INDEX + clipper_source()},
+                published=ago(hours=1))
+    base, why = baseline_choice_of(reg.docs["tint"], "1.0.2")
+    assert base == "1.0.0"
+    assert why == ("judged against 1.0.0, not 1.0.1: 1.0.1 published within 3 days of 1.0.2 "
+                   "(a burst)")
+    notes: list[str] = []
+    verdict = Scanner(client_for(reg, tmp_path), workers=1, notice=notes.append).scan("tint@1.0.2")
+    assert verdict.baseline is not None and verdict.baseline.version == "1.0.0"
+    assert verdict.level is Level.MALICIOUS
+    assert notes == [f"tint@1.0.2: {why}"]
+
+
+def test_a_later_release_too_young_to_have_settled_is_passed_over_with_a_note() -> None:
+    # 1.0.1 published 7 days after 1.0.2, but only a day ago: not a baseline yet
+    doc = times_doc(v1_0_0=ago(days=60), v1_0_1=ago(days=1), v1_0_2=ago(days=8))
+    assert baseline_choice_of(doc, "1.0.2") == (
+        "1.0.0", "judged against 1.0.0, not 1.0.1: 1.0.1 published after it, less than 3 days ago")
+
+
+def test_a_burst_member_then_a_backport_gives_the_backport_with_a_note(tmp_path: Path) -> None:
+    # depd@2.0.0 on the mirror: 1.1.2 a second before it (a burst), 1.1.1 months after it
+    reg = FakeRegistry()
+    reg.publish("tint", "1.0.0", published=ago(days=50))
+    reg.publish("tint", "1.1.1", published=ago(days=100))
+    reg.publish("tint", "1.1.2", published=ago(days=300, seconds=1))
+    reg.publish("tint", "2.0.0", published=ago(days=300))
+    notes: list[str] = []
+    verdict = Scanner(client_for(reg, tmp_path), workers=1, notice=notes.append).scan("tint@2.0.0")
+    assert verdict.baseline is not None and verdict.baseline.version == "1.1.1"
+    assert notes == ["tint@2.0.0: judged against 1.1.1, not 1.1.2: 1.1.2 published within 3 days "
+                     "of 2.0.0 (a burst)"]
+    # a settled predecessor: no note
+    notes.clear()
+    Scanner(client_for(reg, tmp_path / "b"), workers=1, notice=notes.append).scan("tint@1.1.2")
+    assert notes == []
 
 
 # -- F3: a dependency npm fetches from a URL goes around the proxy ----------------------------
