@@ -4,7 +4,9 @@ Every page works without JavaScript; the one script (``/static/refresh.js``, sam
 only refreshes the overview's latest alerts. With a token configured, every page but
 ``/login`` needs the session cookie, and every form that changes state (log in, log out)
 carries the session's CSRF token and is refused without it, or when the browser says the
-request came from another site (``Origin`` / ``Sec-Fetch-Site``).
+request came from another site (``Origin`` / ``Sec-Fetch-Site``). Without a token there is no
+session: the forms (the scan form) then carry a random per-browser value that must equal the
+``SameSite=Strict`` cookie ``FORM_COOKIE`` (double submit), never an empty one.
 """
 
 from __future__ import annotations
