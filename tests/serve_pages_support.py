@@ -18,9 +18,11 @@ from chainwatch.serve.queries import (
     EnvironmentRow,
     ExposureRow,
     IncidentRow,
+    LabelRow,
     Overview,
     Page,
     ReadModel,
+    SourceRow,
     VerdictRow,
 )
 
@@ -138,7 +140,8 @@ class RowsModel(ReadModel):
     def incidents(self) -> list[IncidentRow]:
         return [IncidentRow(id="inc-1", title=f"Takeover {SCRIPT}", level="malicious", size=2,
                             first_published="2025-09-08T13:16:00Z",
-                            last_published="2025-09-08T13:30:00Z", hypothesis="H1",
+                            last_published="2025-09-08T13:30:00Z",
+                            hypothesis="Targeted account takeover for financial theft",
                             confidence="high", updated_at="2025-09-08T15:00:00Z")]
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
@@ -162,6 +165,12 @@ class RowsModel(ReadModel):
         return Page([EnvironmentRow(pk=1, label=f"web-app{SCRIPT}", kind="npm",
                                     source=HOSTILE_PATH, recorded_at="2025-09-08T14:00:00Z",
                                     packages=812)], None)
+
+    def environment_labels(self, *, limit: int = 50,
+                           cursor: str | None = None) -> Page[LabelRow]:
+        return Page([LabelRow(label=f"web-app{SCRIPT}", sources=[SourceRow(
+            kind="npm", source=HOSTILE_PATH, packages=812, recorded_at="2025-09-08T14:00:00Z")],
+            packages=812, recordings=1, last_recorded="2025-09-08T14:00:00Z", last_pk=1)], None)
 
     def decisions(self, *, action: str | None = None, limit: int = 50,
                   cursor: str | None = None) -> Page[DecisionRow]:

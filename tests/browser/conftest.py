@@ -78,8 +78,7 @@ class Server:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, auth: Auth) -> Iterator[Server]:
     import uvicorn
 
     engine = connect(f"sqlite:///{tmp_path_factory.mktemp('serve') / 'chainwatch.db'}")
@@ -87,7 +86,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(make_app(engine, Auth(TOKEN)), log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(make_app(engine, auth), log_level="warning",
                                            lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -100,6 +99,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.should_exit = True
     thread.join(10)
     sock.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _serve(tmp_path_factory, Auth(TOKEN))
+
+
+@pytest.fixture(scope="module")
+def served_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``chainwatch serve`` as it starts by default: no token (loopback only)."""
+    yield from _serve(tmp_path_factory, Auth(None))
 
 
 @pytest.fixture(scope="module")

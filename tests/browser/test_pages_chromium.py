@@ -370,3 +370,51 @@ def test_a_new_user_runs_chainwatch_serve_and_answers_the_three_questions(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_scan_form_works_without_a_token_and_refuses_another_site(
+        served_open: Server, browser: Any) -> None:
+    """With no token (the default), the scan form carries the double-submit form cookie's
+    value: it works from the verdict list, and a form posted from another site is refused."""
+    import http.server
+    import threading
+
+    context = browser.new_context()
+    evil = None
+    try:
+        page = context.new_page()
+        page.goto(served_open.url + "/verdicts")
+        assert page.get_attribute("form.scan input[name=csrf]", "value")
+        page.fill("form.scan input[name=target]", "left-pad@1.3.1")
+        page.click("form.scan button")
+        page.wait_for_url(lambda u: urlsplit(u).path.startswith(("/verdicts/", "/scans/")))
+        assert "Refused" not in page.inner_text("h1")
+        page.wait_for_url(lambda u: urlsplit(u).path.startswith("/verdicts/"), timeout=15_000)
+        assert page.inner_text("h1") == "Verdict left-pad@1.3.1"
+
+        csrf = page.context.cookies(served_open.url)
+        sent = next(c["value"] for c in csrf if c["name"] == "chainwatch_form")
+        attack = (f'<form id="f" method="post" action="{served_open.url}/scans">'
+                  f'<input name="csrf" value="{sent}"><input name="target" value="x@1.0.0">'
+                  '</form><script>f.submit()</script>').encode()
+
+        class Evil(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.end_headers()
+                self.wfile.write(attack)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        evil = http.server.HTTPServer(("127.0.0.2", 0), Evil)
+        threading.Thread(target=evil.serve_forever, daemon=True).start()
+        with page.expect_response(lambda r: r.url == served_open.url + "/scans") as posted:
+            page.goto(f"http://127.0.0.2:{evil.server_address[1]}/")
+        assert posted.value.request.method == "POST" and posted.value.status == 403
+        assert "refused" in posted.value.text().lower()
+    finally:
+        context.close()
+        if evil is not None:
+            evil.shutdown()

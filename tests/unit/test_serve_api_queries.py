@@ -278,3 +278,59 @@ def test_the_read_indexes_are_created(engine: Engine) -> None:
     have = {(t, i["name"]) for t in {t for _, t, _ in READ_INDEXES}
             for i in inspect(engine).get_indexes(t)}
     assert {(t, n) for n, t, _ in READ_INDEXES} <= have
+
+
+def test_environment_labels_group_sources_and_agree_with_the_overview(engine: Engine) -> None:
+    """A label recorded from a lockfile and node_modules (and again later) is one
+    environment with two sources: the list, the overview and a brief count the same."""
+    put_env(engine, "web", "2026-09-01T00:00:00+00:00", [("chalk", "5.6.0")])
+    put_env(engine, "web", "2026-09-02T00:00:00+00:00", [("chalk", "5.6.1"), ("debug", "4.4.1")])
+    with engine.begin() as conn:
+        key = conn.execute(insert(environments).values(
+            label="web", kind="node_modules", source="web/node_modules",
+            recorded_at="2026-09-03T00:00:00+00:00")).inserted_primary_key
+        assert key is not None
+        conn.execute(insert(holdings), [{"environment": key[0], "name": "chalk",
+                                         "version": "5.6.1", "dev": False, "path": "chalk"}])
+    for i in range(3):
+        put_env(engine, f"svc{i}", f"2026-09-0{4 + i}T00:00:00+00:00", [("a", "1.0.0")])
+    model = ReadModel(engine)
+    assert len(model.environments(limit=50).items) == 6  # every recording
+    first = model.environment_labels(limit=3)
+    assert [r.label for r in first.items] == ["svc2", "svc1", "svc0"]
+    rest = model.environment_labels(limit=3, cursor=first.next_cursor)
+    assert [r.label for r in rest.items] == ["web"] and rest.next_cursor is None
+    web = rest.items[0]
+    assert web.recordings == 3 and web.last_recorded == "2026-09-03T00:00:00+00:00"
+    assert [(s.kind, s.packages) for s in web.sources] == [("node_modules", 1),
+                                                           ("package-lock", 2)]
+    assert web.packages == 2  # chalk@5.6.1 and debug@4.4.1 across the latest of each source
+    labels = len(first.items) + len(rest.items)
+    assert model.overview(days=1).counts["environments"] == labels == 4
+
+
+def test_blocked_counts_distinct_blocks_not_runs(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(decisions), [
+            {"time": f"2026-09-08T10:00:0{i}+00:00", "origin": "check", "package": "chalk",
+             "version": "5.6.1", "action": "block", "rule": "known-bad", "reason": "x",
+             "source": "package-lock.json"} for i in range(3)])
+        conn.execute(insert(decisions).values(
+            time="2026-09-08T10:00:09+00:00", origin="check", package="debug", version="4.4.2",
+            action="block", rule="known-bad", reason="x", source="package-lock.json"))
+    counts = ReadModel(engine).overview(days=1).counts
+    assert counts["blocked"] == 2 and counts["block_runs"] == 4
+
+
+def test_incident_rows_show_the_hypothesis_title_and_a_stable_update_time(
+        engine: Engine) -> None:
+    from chainwatch.incidents.ach import HYPOTHESES
+
+    wave(engine)
+    first = ReadModel(engine).incidents()[0]
+    assert first.hypothesis in HYPOTHESES.values()
+    time.sleep(1.1)
+    again = ReadModel(engine).incidents()[0]  # a new model: rebuilt, not cached
+    assert again.updated_at == first.updated_at
+    # the newest member's scan time (NOW), not the time of the request
+    assert first.updated_at == NOW.isoformat()

@@ -522,3 +522,81 @@ def test_no_scan_form_without_a_scanner() -> None:
         assert 'action="/scans"' not in c.get("/verdicts").text
         assert c.post("/scans", data={"csrf": _csrf(c.get("/").text), "target": "chalk@5.6.1"}
                       ).status_code == 503
+
+
+def test_without_a_token_the_scan_form_carries_the_form_cookie_and_works() -> None:
+    """The default `chainwatch serve` (no token): the form holds the double-submit cookie's
+    value, which is accepted; an empty, missing, foreign or malformed value is refused."""
+    scans = Scans()
+    with scan_app(scans, token=None) as c, scan_app(scans, token=None) as other:
+        page = c.get("/verdicts")
+        csrf = _csrf(page.text)
+        assert csrf and c.cookies.get(pages.FORM_COOKIE) == csrf
+        cookie = page.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert _csrf(c.get("/verdicts").text) == csrf  # stable for one browser
+        foreign = _csrf(other.get("/verdicts").text)
+        assert foreign != csrf
+        for bad in ("", "x", foreign, csrf + "x"):
+            r = c.post("/scans", data={"csrf": bad, "target": "chalk@5.6.1"})
+            assert r.status_code == 403, bad
+        assert c.post("/scans", data={"target": "chalk@5.6.1"}).status_code == 403
+        cross = c.post("/scans", data={"csrf": csrf, "target": "chalk@5.6.1"},
+                       headers={"sec-fetch-site": "cross-site"})
+        assert cross.status_code == 403
+        assert scans.seen == []
+        r = c.post("/scans", data={"csrf": csrf, "target": "chalk@5.6.1"})
+        assert r.status_code == 303 and r.headers["location"].startswith("/scans/")
+        c.cookies.clear()  # the value without its cookie (what another site could send)
+        assert c.post("/scans", data={"csrf": csrf, "target": "chalk@5.6.1"}).status_code == 403
+    scans.go.set()
+    scans.pool.close()
+    assert [s.target for s in scans.seen] == ["chalk@5.6.1"]
+
+
+def test_decisions_repeated_by_runs_are_one_row_with_a_count() -> None:
+    from chainwatch.serve.queries import DecisionRow, Page
+
+    class Repeated(RowsModel):
+        def decisions(self, *, action: str | None = None, limit: int = 50,
+                      cursor: str | None = None) -> Page[DecisionRow]:
+            rows = [DecisionRow(pk=10 - i, time=f"2025-09-08T14:0{5 - i}:00Z", origin="check",
+                                package="chalk", version="5.6.1", action="block",
+                                rule="verdict", reason="malicious", source="package-lock.json")
+                    for i in range(3)]
+            return Page(rows, None)
+
+    html = client(model=Repeated()).get("/decisions").text
+    assert html.count('class="runs"') == 1 and '<td class="runs">3</td>' in html
+    assert "2025-09-08T14:05:00Z" in html and "first 2025-09-08T14:03:00Z" in html
+
+
+def test_the_overview_names_its_counts_and_the_empty_latency_chart() -> None:
+    from chainwatch.serve.queries import Overview
+
+    class Quiet(RowsModel):
+        def overview(self, days: int = 14) -> Overview:
+            o = super().overview(days)
+            return Overview(counts=o.counts, verdicts_per_day=o.verdicts_per_day,
+                            latency_per_day=[(d, None) for d, _ in o.latency_per_day],
+                            latest_alerts=o.latest_alerts, latest_flagged=o.latest_flagged)
+
+    text = " ".join(" ".join(parse(client(model=Quiet()).get("/").text).text).split())
+    assert "1 environment labels" in text
+    assert "1 releases blocked (distinct package, version and rule)" in text
+    assert "filled by chainwatch watch" in text and "No data for" not in text
+
+
+def test_environments_page_lists_labels_with_their_sources() -> None:
+    html = client().get("/environments").text
+    assert_inert(html)
+    text = " ".join(" ".join(parse(html).text).split())
+    assert "Environment (label)" in text and "Recordings" in text and "812 packages" in text
+
+
+def test_incidents_show_the_leading_hypothesis_by_its_title() -> None:
+    c = client()
+    listed = " ".join(" ".join(parse(c.get("/incidents").text).text).split())
+    assert "Targeted account takeover for financial theft (high)" in listed
+    brief = " ".join(" ".join(parse(c.get("/incidents/inc-1").text).text).split())
+    assert "Leading: Account takeover (H1), confidence high." in brief

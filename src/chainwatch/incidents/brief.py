@@ -99,7 +99,7 @@ def build(incident: Incident, exposure: Sequence[dict[str, Any]] = (),
     labels = sorted({e["label"] for e in exposure})
     exposed_first = min((e["recorded_at"] for e in exposure), default=None)
     implications = [{
-        "text": (f"{len(labels)} of {fleet_total} recorded environments held an affected "
+        "text": (f"{len(labels)} of {fleet_total} recorded environments (labels) held an affected "
                  f"version" + (f"; first seen at {exposed_first}." if exposed_first else ".")),
         "refs": [f"fleet: {e['label']} held {e['package']}@{e['version']} "
                  f"({e['recorded_at']})" for e in exposure][:10] or ["fleet memory query"],

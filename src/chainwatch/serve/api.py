@@ -216,6 +216,7 @@ class Api:
             Route(f"{PREFIX}/exposure", g(self.exposure), methods=["GET"]),
             Route(f"{PREFIX}/environments", g(self.environments), methods=["GET"]),
             Route(f"{PREFIX}/environments", g(self.record_environment), methods=["POST"]),
+            Route(f"{PREFIX}/environments/labels", g(self.environment_labels), methods=["GET"]),
             Route(f"{PREFIX}/decisions", g(self.decisions), methods=["GET"]),
         ]
 
@@ -303,6 +304,10 @@ class Api:
 
     async def environments(self, request: Request) -> Response:
         return _json(await _read(self.model.environments, **_paging(request)))
+
+    async def environment_labels(self, request: Request) -> Response:
+        """Environments as the overview counts them: one per label, with its sources."""
+        return _json(await _read(self.model.environment_labels, **_paging(request)))
 
     async def record_environment(self, request: Request) -> Response:
         if not self._reading.acquire(blocking=False):
@@ -447,8 +452,10 @@ def openapi() -> dict[str, Any]:
                 "package": {"type": "string"},
                 "items": {"type": "array", "items": _ref("Exposure")}}})}},
         f"{PREFIX}/environments": {
-            "get": {"summary": "recorded environments, newest first", "parameters": _PAGING,
-                    "responses": _ok("a page of environments", _page("Environment"))},
+            "get": {"summary": "every recording, newest first: one per source (lockfile, "
+                               "node_modules) of a label, each time it was recorded",
+                    "parameters": _PAGING,
+                    "responses": _ok("a page of recordings", _page("Environment"))},
             "post": {"summary": "record an environment: a lockfile's text with its file name, "
                                 "or a chainwatch.inventory/1 document",
                      "requestBody": {"required": True, "content": {"application/json": {
@@ -460,6 +467,11 @@ def openapi() -> dict[str, Any]:
                      "responses": _ok("recorded", {"type": "object", "properties": {
                          "label": {"type": "string"}, "packages": {"type": "integer"}}},
                          status="201")}},
+        f"{PREFIX}/environments/labels": {"get": {
+            "summary": "environments (labels, as the overview, exposure and briefs count them), "
+                       "most recently recorded first, each with its sources",
+            "parameters": _PAGING,
+            "responses": _ok("a page of environments", _page("EnvironmentLabel"))}},
         f"{PREFIX}/decisions": {"get": {
             "summary": "what check and the proxy blocked or warned, newest first",
             "parameters": [_query("action", "block, warn or allow",
@@ -493,7 +505,8 @@ def _schemas() -> dict[str, Any]:
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}},
         "Verdict": of(queries.VerdictRow), "Alert": of(queries.AlertRow),
         "Incident": of(queries.IncidentRow), "Exposure": of(queries.ExposureRow),
-        "Environment": of(queries.EnvironmentRow), "Decision": of(queries.DecisionRow),
+        "Environment": of(queries.EnvironmentRow),
+        "EnvironmentLabel": of(queries.LabelRow), "Decision": of(queries.DecisionRow),
         "ScanJob": {"type": "object", "properties": {
             "id": {"type": "string"}, "status": {"enum": ["queued", "running", "done", "failed"]},
             "target": {"type": "string"}, "against": {"type": ["string", "null"]},

@@ -4,7 +4,9 @@ Every page works without JavaScript; the one script (``/static/refresh.js``, sam
 only refreshes the overview's latest alerts. With a token configured, every page but
 ``/login`` needs the session cookie, and every form that changes state (log in, log out)
 carries the session's CSRF token and is refused without it, or when the browser says the
-request came from another site (``Origin`` / ``Sec-Fetch-Site``).
+request came from another site (``Origin`` / ``Sec-Fetch-Site``). Without a token there is no
+session: the forms (the scan form) then carry a random per-browser value that must equal the
+``SameSite=Strict`` cookie ``FORM_COOKIE`` (double submit), never an empty one.
 """
 
 from __future__ import annotations
@@ -57,6 +59,13 @@ LATEST_ALERTS = 10
 #: for every visitor, so the login form also carries a random value that must equal this
 #: cookie's (double submit; SameSite=Strict, so another site's form never sends it)
 LOGIN_COOKIE = "chainwatch_login"
+#: with no token configured there is no session, so the pages' forms (the scan form) carry a
+#: random per-browser value that must equal this cookie's (double submit, SameSite=Strict:
+#: another site's form never sends it, and cannot read the value from a page)
+FORM_COOKIE = "chainwatch_form"
+#: the form cookie's value: 32 URL-safe characters (anything else is replaced)
+_FORM_NONCE_LEN = 32
+_NONCE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 STATIC = Path(__file__).parent / "static"
 
 _env = Environment(loader=PackageLoader("chainwatch.serve", "templates"), autoescape=True,
@@ -77,10 +86,36 @@ def render(request: Request, auth: Auth, name: str, status: int = 200,
     """A template with the layout's context (login state, the CSRF token) and the headers."""
     allowed = auth.token is None or auth.page_allowed(request)
     signed_in = auth.token is not None and allowed
+    nonce = None if auth.token is not None else _form_nonce(request)
     html = _env.get_template(name).render(
         request_path=request.url.path, signed_in=signed_in, show_nav=allowed,
-        csrf=auth.csrf_token(request) if auth.token is not None else "", **context)
-    return HTMLResponse(html, status_code=status, headers=HEADERS)
+        csrf=auth.csrf_token(request) if nonce is None else nonce, **context)
+    response = HTMLResponse(html, status_code=status, headers=HEADERS)
+    if nonce is not None and request.cookies.get(FORM_COOKIE) != nonce:
+        response.set_cookie(FORM_COOKIE, nonce, path="/", httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
+    return response
+
+
+def _valid_nonce(value: str | None) -> bool:
+    return (value is not None and len(value) == _FORM_NONCE_LEN
+            and all(c in _NONCE_CHARS for c in value))
+
+
+def _form_nonce(request: Request) -> str:
+    """The browser's form cookie value when it has a well-formed one, else a new one."""
+    value = request.cookies.get(FORM_COOKIE)
+    return value if value is not None and _valid_nonce(value) else secrets.token_urlsafe(24)
+
+
+def form_csrf_ok(request: Request, auth: Auth, submitted: str | None) -> bool:
+    """A state-changing form's CSRF check: the session's token when a token is configured,
+    else the double-submit form cookie (never an empty or missing value)."""
+    if auth.token is not None:
+        return auth.csrf_ok(request, submitted)
+    cookie = request.cookies.get(FORM_COOKIE)
+    return (_valid_nonce(cookie) and isinstance(submitted, str) and _valid_nonce(submitted)
+            and hmac.compare_digest(str(cookie).encode(), str(submitted).encode()))
 
 
 def _query(request: Request, name: str) -> str | None:
@@ -241,7 +276,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
                        spec=spec or "", rows=rows, error=error, shown_rows=EXPOSURE_ROWS)
 
     async def environments(request: Request) -> Response:
-        page_ = await call(model.environments, limit=_limit(request),
+        page_ = await call(model.environment_labels, limit=_limit(request),
                            cursor=_query(request, "cursor"))
         return _render(request, "environments.html", title="Environments", rows=page_.items,
                        next=_next_link(request, page_.next_cursor))
@@ -252,7 +287,8 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
             raise BadRequest(f"action must be one of {', '.join(ACTIONS)}")
         page_ = await call(model.decisions, action=action, limit=_limit(request),
                            cursor=_query(request, "cursor"))
-        return _render(request, "decisions.html", title="Gate decisions", rows=page_.items,
+        return _render(request, "decisions.html", title="Gate decisions",
+                       rows=views.repeats(page_.items),
                        actions=ACTIONS, action=action or "",
                        next=_next_link(request, page_.next_cursor))
 
@@ -281,7 +317,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
         if not auth.page_allowed(request):
             return RedirectResponse("/login", 303, headers=HEADERS)
         form = await _form(request)
-        if not _same_site(request) or not auth.csrf_ok(request, form.get("csrf")):
+        if not _same_site(request) or not form_csrf_ok(request, auth, form.get("csrf")):
             return _render(request, "error.html", 403, title="Refused",
                            message="the scan form was not sent from this site")
         target, against = form.get("target", "").strip(), form.get("against", "").strip()
@@ -347,7 +383,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
             form = await _form(request)
         except BadRequest as exc:
             return _render(request, "error.html", 400, title="Bad request", message=str(exc))
-        if not _same_site(request) or not auth.csrf_ok(request, form.get("csrf")):
+        if not _same_site(request) or not form_csrf_ok(request, auth, form.get("csrf")):
             return _render(request, "error.html", 403, title="Refused",
                            message="the logout form was not sent from this site")
         response = RedirectResponse("/login" if auth.token else "/", 303, headers=HEADERS)

@@ -88,9 +88,11 @@ class IncidentRow:
     size: int
     first_published: str | None
     last_published: str | None
-    hypothesis: str
+    hypothesis: str  # the leading hypothesis' title (as the CLI shows it)
     confidence: str
-    updated_at: str
+    #: when the incident last changed: its newest member's scan or publish time (None if
+    #: no member has either)
+    updated_at: str | None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,27 @@ class EnvironmentRow:
     source: str
     recorded_at: str
     packages: int
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    kind: str
+    source: str
+    packages: int  # in its latest recording
+    recorded_at: str  # its latest recording
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One environment: a label, with every source recorded under it (a lockfile and a
+    node_modules recorded under one label are one environment with two sources)."""
+
+    label: str
+    sources: list[SourceRow]
+    packages: int  # distinct name@version across the latest recording of each source
+    recordings: int  # every recording under the label (each source, each time)
+    last_recorded: str
+    last_pk: int
 
 
 @dataclass(frozen=True)
@@ -131,7 +154,10 @@ class DecisionRow:
 
 @dataclass(frozen=True)
 class Overview:
-    counts: dict[str, int]  # verdicts by level, plus "alerts", "incidents", "environments", "blocked"
+    #: verdicts by level, plus "alerts", "incidents", "environments" (distinct labels),
+    #: "blocked" (distinct package, version and rule blocked, however many runs) and
+    #: "block_runs" (every block decision)
+    counts: dict[str, int]
     #: one entry per day (oldest first): (YYYY-MM-DD, {level: count})
     verdicts_per_day: list[tuple[str, dict[str, int]]]
     #: one entry per day (oldest first): (YYYY-MM-DD, p50 seconds from publish to verdict or None)
@@ -357,15 +383,14 @@ class ReadModel:
                     and time.monotonic() - cached[1] < INCIDENT_TTL_S):
                 return cached[2], cached[3]
             found = cluster(observations_from_db(self.engine, self._known()))
-            stamp = datetime.now(UTC).isoformat(timespec="seconds")
             rows = []
             for inc in found:
                 a = assess(inc)
                 rows.append(IncidentRow(
                     id=inc.id, title=inc.title, level=inc.level, size=len(inc.members),
                     first_published=_iso(inc.first_published),
-                    last_published=_iso(inc.last_published), hypothesis=a.best.hypothesis,
-                    confidence=a.confidence, updated_at=stamp))
+                    last_published=_iso(inc.last_published), hypothesis=a.best.title,
+                    confidence=a.confidence, updated_at=_changed(inc)))
             rows.sort(key=lambda r: (r.first_published is not None, r.first_published or "",
                                      r.id), reverse=True)
             self._incidents = (mark, time.monotonic(), found, rows)
@@ -486,6 +511,59 @@ class ReadModel:
         nxt = encode_cursor("environments", items[-1].pk) if more else None
         return Page(items, nxt)
 
+    def environment_labels(self, *, limit: int = 50,
+                           cursor: str | None = None) -> Page[LabelRow]:
+        """Environments as the overview, exposure and briefs count them: one row per label,
+        most recently recorded first, with its sources (each one's latest recording)."""
+        from chainwatch.fleet import environments as table
+        from chainwatch.fleet import holdings
+
+        limit = clamp_limit(limit)
+        last = func.max(table.c.pk)
+        query = (select(table.c.label, last.label("last"), func.count().label("n"),
+                        func.max(table.c.recorded_at).label("recorded"))
+                 .group_by(table.c.label))
+        if cursor:
+            (pk,) = decode_cursor("environment-labels", cursor, (int,))
+            query = query.having(last < pk)
+        query = query.order_by(last.desc()).limit(limit + 1)
+        with self.engine.connect() as conn:
+            groups = list(conn.execute(query).mappings())
+            more = len(groups) > limit
+            groups = groups[:limit]
+            labels = [g["label"] for g in groups]
+            latest: dict[int, tuple[str, str, str, str]] = {}
+            if labels:
+                per_source = (select(func.max(table.c.pk)).where(table.c.label.in_(labels))
+                              .group_by(table.c.label, table.c.kind, table.c.source))
+                for r in conn.execute(select(table).where(table.c.pk.in_(per_source))
+                                      .order_by(table.c.pk.desc())).mappings():
+                    latest[int(r["pk"])] = (r["label"], r["kind"], r["source"],
+                                            r["recorded_at"])
+            counts: dict[int, int] = {}
+            distinct: dict[str, int] = {}
+            if latest:
+                counts = {int(pk): int(n) for pk, n in conn.execute(
+                    select(holdings.c.environment, func.count())
+                    .where(holdings.c.environment.in_(list(latest)))
+                    .group_by(holdings.c.environment))}
+                release = holdings.c.name.concat("@").concat(holdings.c.version)
+                distinct = {str(label): int(n) for label, n in conn.execute(
+                    select(table.c.label, func.count(func.distinct(release)))
+                    .join(holdings, holdings.c.environment == table.c.pk)
+                    .where(table.c.pk.in_(list(latest))).group_by(table.c.label))}
+        sources: dict[str, list[SourceRow]] = {}
+        for pk, (label, kind, source, recorded_at) in latest.items():
+            sources.setdefault(label, []).append(
+                SourceRow(kind=kind, source=source, packages=counts.get(pk, 0),
+                          recorded_at=recorded_at))
+        items = [LabelRow(label=g["label"], sources=sources.get(g["label"], []),
+                          packages=distinct.get(g["label"], 0), recordings=int(g["n"]),
+                          last_recorded=g["recorded"], last_pk=int(g["last"]))
+                 for g in groups]
+        nxt = encode_cursor("environment-labels", items[-1].last_pk) if more else None
+        return Page(items, nxt)
+
     # -- gate decisions ----------------------------------------------------------------------
     def decisions(self, *, action: str | None = None, limit: int = 50,
                   cursor: str | None = None) -> Page[DecisionRow]:
@@ -530,8 +608,13 @@ class ReadModel:
                 counts[str(level)] = int(n)
             counts["alerts"] = int(conn.execute(select(func.count()).select_from(alerts))
                                    .scalar_one())
-            counts["blocked"] = int(conn.execute(select(func.count()).select_from(decisions)
-                                    .where(decisions.c.action == "block")).scalar_one())
+            blocked = (select(decisions.c.package, decisions.c.version, decisions.c.rule)
+                       .where(decisions.c.action == "block").distinct().subquery())
+            counts["blocked"] = int(conn.execute(select(func.count()).select_from(blocked))
+                                    .scalar_one())
+            counts["block_runs"] = int(conn.execute(
+                select(func.count()).select_from(decisions)
+                .where(decisions.c.action == "block")).scalar_one())
             per_day: dict[str, dict[str, int]] = {}
             for d, level, n in conn.execute(
                     select(day, table.c.level, func.count())
@@ -568,6 +651,15 @@ class ReadModel:
                  .order_by(table.c.scanned_at.desc(), table.c.key.desc()).limit(limit))
         with self.engine.connect() as conn:
             return [_verdict_row(r) for r in conn.execute(query).mappings()]
+
+
+def _changed(incident: Incident) -> str | None:
+    """The newest scan (detected_at) or publish time among an incident's members."""
+    from chainwatch.analysis.metadata import parse_time
+
+    times = [t for m in incident.members for raw in (m.detected_at, m.published)
+             if (t := parse_time(raw)) is not None]
+    return _iso(max(times)) if times else None
 
 
 def _satisfies(version: str, wanted: str) -> bool:

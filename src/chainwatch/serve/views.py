@@ -233,12 +233,16 @@ class BriefView:
     packages: list[tuple[str, str, str, str, str]]
     indicators: list[tuple[str, str]]
     timeline: list[tuple[str, str]]
+    #: the leading hypothesis' title (the winner's row of the ranking), as the CLI shows it
+    winner_title: str = ""
 
 
 def brief(doc: Mapping[str, Any]) -> BriefView:
     h = _mapping(doc.get("hypotheses"))
     ents = _mapping(doc.get("entities"))
     iocs = _mapping(doc.get("indicators"))
+    titles = {str(_mapping(r).get("id")): _mapping(r).get("title")
+              for r in _list(h.get("ranking"))}
     return BriefView(
         id=text(doc.get("incident"), 200), title=text(doc.get("title"), 500),
         level=text(doc.get("level"), 40), generated=text(doc.get("generated_at"), 60),
@@ -259,4 +263,25 @@ def brief(doc: Mapping[str, Any]) -> BriefView:
                     if kind != "packages" for v in _list(values)[:50]],
         timeline=[(text(_mapping(e).get("time"), 60), text(_mapping(e).get("event")))
                   for e in _list(doc.get("timeline"))],
+        winner_title=text(titles.get(str(h.get("winner"))), 200),
     )
+
+
+@dataclass(frozen=True)
+class RepeatedDecision:
+    """Gate decisions that say the same thing (a lockfile checked again): one row, with how
+    many runs made it and the latest and first time among them (on this page)."""
+
+    row: Any  # the newest DecisionRow of the group
+    runs: int
+    first: str
+
+
+def repeats(rows: list[Any]) -> list[RepeatedDecision]:
+    """``rows`` (newest first) folded so that decisions with the same where, package, version,
+    action, rule, reason and source are one row, kept at the place of the newest."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for r in rows:
+        key = (r.origin, r.package, r.version, r.action, r.rule, r.reason, r.source)
+        groups.setdefault(key, []).append(r)
+    return [RepeatedDecision(row=g[0], runs=len(g), first=g[-1].time) for g in groups.values()]
