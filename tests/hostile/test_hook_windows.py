@@ -51,6 +51,15 @@ def test_a_hook_spread_over_a_large_file_is_found(js: str) -> None:
     assert _whole_parses() == 0, "parsed in windows, not whole"
 
 
+def test_a_binding_longer_than_its_window_is_read_whole() -> None:
+    """``var g = <8 kB of condition> ? self : 0``: the window cuts the value, so the file is
+    parsed whole rather than the alias lost."""
+    cond = " + ".join(f"v{i}" for i in range(2000))
+    js = f"var g = ({cond}) > 0 ? self : 0;\n" + FILLER + "g.fetch = function (u) { return u; };\n"
+    assert len(cond) > hooks.WINDOW_AFTER
+    assert _rules(js) == {"CW-BROWSER-FETCH-HOOK"}
+
+
 def test_a_name_with_too_many_places_parses_the_whole_file() -> None:
     """A minifier's ``e``, bound in many places: the alias is still followed (whole parse)."""
     rebinds = "".join(f"function q{i}(e) {{ e = e + {i}; return e; }}\n" for i in range(200))

@@ -14,6 +14,7 @@ The candidates are found by tree-sitter queries (in C), so a large bundle costs 
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -237,11 +238,29 @@ _HOOKABLE_KEYS = frozenset(_KEYS)
 
 
 def _matches(data: bytes, kind: str) -> list[_Caps] | None:
+    parsed = _parsed(data, kind)
+    return None if parsed is None else parsed[0]
+
+
+def _parsed(data: bytes, kind: str) -> tuple[list[_Caps], ts.Tree] | None:
     query = jsast.compile_query(kind, _QUERY)
     if query is None:
         return None
     tree = jsast.parse(data, kind)
-    return [caps for _, caps in ts.QueryCursor(query).matches(tree.root_node)]
+    return [caps for _, caps in ts.QueryCursor(query).matches(tree.root_node)], tree
+
+
+def _cut(tree: ts.Tree, at: int, end: int) -> bool:
+    """The binding whose name stands at ``at`` runs to the end of its window (``end``), or is
+    broken there: the window may have cut its value short."""
+    node: ts.Node | None = tree.root_node.descendant_for_byte_range(at, at)
+    while node is not None:
+        if node.type in ("variable_declarator", "assignment_expression"):
+            return node.end_byte >= end or node.has_error
+        if node.is_error:
+            return True
+        node = node.parent
+    return False  # no binding here (a string, a comment, a parameter's default)
 
 
 @lru_cache(maxsize=8)
@@ -326,10 +345,10 @@ MAX_NAME_SITES = 128
 MAX_WINDOWS = 512
 #: Rounds of following names (each may lead to new ones); past them, the whole text.
 MAX_ROUNDS = 6
-_IDENT = rb"[A-Za-z_$][\w$]*"
-#: ``k = 'fetch'``: a name that may stand for a hookable key wherever it is used
-_CONST_KEY = re.compile(rb"(?<![\w$.])(" + _IDENT + rb")\s*=\s*['\"`](?:"
-                        + _KEY_ALT.encode() + rb")['\"`]")
+#: ``k = 'fetch'``: a name before it may stand for a hookable key wherever it is used (the
+#: pattern starts with a literal, which the regex engine finds fast; the name is read back)
+_CONST_KEY = re.compile(rb"=\s*['\"`](?:" + _KEY_ALT.encode() + rb")['\"`]")
+_NAME_BEFORE = re.compile(rb"(?<![\w$])([A-Za-z_$][\w$]*)\s*$")
 #: what may stand between a name and its ``=``
 _GAP = rb"(?:\s|/\*(?:[^*]|\*(?!/))*\*/|//[^\n]*\n)*"
 
@@ -348,10 +367,17 @@ def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _name_sites(data: bytes, pattern: bytes) -> list[int]:
+def _name_sites(data: bytes, name: str | bytes, after: bytes, before: bytes = b".") -> list[int]:
+    """Where ``name`` stands, followed by ``after`` (a pattern) and not preceded by a name
+    character or any of ``before`` (at most MAX_NAME_SITES, else _TooMany)."""
+    raw = name.encode() if isinstance(name, str) else name
     found: list[int] = []
-    for m in re.finditer(pattern, data):
-        found.append(m.start())
+    for m in re.finditer(re.escape(raw) + after, data):
+        at = m.start()
+        if at and (data[at - 1:at].isalnum() or data[at - 1:at] in (b"_", b"$")
+                   or data[at - 1:at] in before):
+            continue
+        found.append(at)
         if len(found) > MAX_NAME_SITES:
             raise _TooMany
     return found
@@ -373,18 +399,24 @@ def find_hooks_windowed(data: bytes, kind: str, offsets: tuple[int, ...]) -> tup
 
     try:
         spans = [around(o, WINDOW_BEFORE, WINDOW_AFTER) for o in offsets]
+        bindings: list[int] = []  # where a followed binding's name stands
         key_names: set[bytes] = set()
         for n, m in enumerate(_CONST_KEY.finditer(data)):
             if n >= MAX_NAME_SITES:
                 raise _TooMany
-            spans.append(around(m.start(), BINDING_RADIUS, WINDOW_AFTER))
-            key_names.add(m.group(1))
+            name = _NAME_BEFORE.search(data, max(0, m.start() - 256), m.start())
+            if name is not None:
+                spans.append(around(name.start(), BINDING_RADIUS, WINDOW_AFTER))
+                bindings.append(name.start())
+                key_names.add(name.group(1))
         for key_name in sorted(key_names):
-            esc = re.escape(key_name)
-            for at in _name_sites(data, rb"(?<![\w$])" + esc + rb"\s*\]|,\s*" + esc
-                                  + rb"\s*[,)]"):
+            # ``x[k]``, ``{[k]: …}``, ``defineProperty(x, k, …)``
+            for at in _name_sites(data, key_name, rb"\s*\]", b""):
                 spans.append(around(at, WINDOW_BEFORE, WINDOW_AFTER))
-        parsed: dict[tuple[int, int], list[_Caps]] = {}
+            for at in _name_sites(data, key_name, rb"\s*[,)]", b""):
+                if re.search(rb",\s*$", data[max(0, at - 64):at]):
+                    spans.append(around(at, WINDOW_BEFORE, WINDOW_AFTER))
+        parsed: dict[tuple[int, int], tuple[list[_Caps], ts.Tree]] = {}
         chased: set[str] = set()
         followed: set[str] = set()
         text = data.decode("utf-8", "replace")
@@ -395,11 +427,17 @@ def find_hooks_windowed(data: bytes, kind: str, offsets: tuple[int, ...]) -> tup
             parts: list[_Part] = []
             for lo, hi in windows:
                 if (lo, hi) not in parsed:
-                    matches = _matches(data[lo:hi], kind)
-                    if matches is None:
+                    got = _parsed(data[lo:hi], kind)
+                    if got is None:
                         return ()
-                    parsed[(lo, hi)] = matches
-                parts.append((lo, parsed[(lo, hi)]))
+                    parsed[(lo, hi)] = got
+                parts.append((lo, parsed[(lo, hi)][0]))
+            # a binding whose value the window may have cut short: the whole text decides
+            for at in bindings:
+                lo, hi = windows[bisect.bisect_right(windows, (at, size + 1)) - 1]
+                if hi < size and _cut(parsed[(lo, hi)][1], at - lo, hi - lo):
+                    raise _TooMany
+            bindings.clear()
             # an alias may be used far from its binding (``P.send = …``, ``var Q = P.x``)
             aliases = set(_bind(parts).aliases) - followed
             # a name that holds the object at a hookable place may be bound far away
@@ -408,14 +446,13 @@ def find_hooks_windowed(data: bytes, kind: str, offsets: tuple[int, ...]) -> tup
                 return _judge(parts, text)
             followed |= aliases
             chased |= wanted
-            for name in sorted(aliases):
-                for at in _name_sites(data, rb"(?<![\w$.])" + re.escape(name.encode())
-                                      + rb"(?![\w$])"):
+            for alias in sorted(aliases):
+                for at in _name_sites(data, alias, rb"(?![\w$])"):
                     spans.append(around(at, WINDOW_BEFORE, WINDOW_AFTER))
-            for name in sorted(wanted):
-                for at in _name_sites(data, rb"(?<![\w$.])" + re.escape(name.encode()) + _GAP
-                                      + rb"=(?![=>])"):
+            for holder in sorted(wanted):
+                for at in _name_sites(data, holder, _GAP + rb"=(?![=>])"):
                     spans.append(around(at, BINDING_RADIUS, WINDOW_AFTER))
+                    bindings.append(at)
         raise _TooMany
     except _TooMany:
         return find_hooks(data, kind)
