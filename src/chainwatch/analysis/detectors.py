@@ -158,7 +158,7 @@ WALLET_PATTERNS: dict[str, re.Pattern[bytes]] = {
 _QUOTED = re.compile(rb"""["'`]([^"'`\s]{25,100})["'`]""")
 
 
-@lru_cache(maxsize=8)  # two detectors ask for the same file in a row
+@lru_cache(maxsize=4)  # two detectors ask for the same file in a row
 def wallet_addresses(data: bytes) -> dict[str, dict[bytes, int]]:
     """Distinct quoted wallet-address-like literals by chain, with the offset of the first."""
     found: dict[str, dict[bytes, int]] = {}
@@ -304,7 +304,7 @@ def _destination(raw: bytes) -> str | None:
     return text if _DESTINATION.match(text) else None
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def decoded_literals(data: bytes) -> tuple[tuple[int, int, str, bytes], ...]:
     """(offset, length, "hex" or "base64", decoded) of each literal that encodes ASCII text."""
     out: list[tuple[int, int, str, bytes]] = []

@@ -263,7 +263,7 @@ def _cut(tree: ts.Tree, at: int, end: int) -> bool:
     return False  # no binding here (a string, a comment, a parameter's default)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def find_hooks(data: bytes, kind: str = "javascript") -> tuple[Hook, ...]:
     """Every replaced fetch / XHR method / wallet provider method in one JS/TS text."""
     matches = _matches(data, kind)
@@ -383,7 +383,7 @@ def _name_sites(data: bytes, name: str | bytes, after: bytes, before: bytes = b"
     return found
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def find_hooks_windowed(data: bytes, kind: str, offsets: tuple[int, ...]) -> tuple[Hook, ...]:
     """:func:`find_hooks` of a large text, parsing only windows: around ``offsets`` (where
     the browser rules' needles matched), around every ``name = 'fetch'``-like binding and
