@@ -68,6 +68,15 @@ def test_a_name_with_too_many_places_parses_the_whole_file() -> None:
     assert _whole_parses() == 1
 
 
+def test_many_names_to_follow_are_bounded() -> None:
+    """Hundreds of distinct unresolved holders (each would be a pass over the text): the
+    file is parsed whole once instead, and the hook behind them is still found."""
+    many = "".join(f"h{i}.fetch = function () {{ return {i}; }};\n" for i in range(300))
+    js = "var h7 = self;\n" + FILLER + many
+    assert _rules(js) == {"CW-BROWSER-FETCH-HOOK"}
+    assert _whole_parses() == 1
+
+
 @pytest.mark.parametrize("js", [
     FILLER + "if (!globalThis.fetch) { globalThis.fetch = function (u) { return impl(u); }; }\n",
     "var g = self;\n" + FILLER + "var r = g.fetch(url); x.fetch = 1;\n",

@@ -343,6 +343,8 @@ BINDING_RADIUS = 2048
 #: and the file is parsed whole instead: never a hook missed for want of a window.
 MAX_NAME_SITES = 128
 MAX_WINDOWS = 512
+#: Names followed over all rounds (each is a pass over the text).
+MAX_NAMES = 64
 #: Rounds of following names (each may lead to new ones); past them, the whole text.
 MAX_ROUNDS = 6
 #: ``k = 'fetch'``: a name before it may stand for a hookable key wherever it is used (the
@@ -446,6 +448,8 @@ def find_hooks_windowed(data: bytes, kind: str, offsets: tuple[int, ...]) -> tup
                 return _judge(parts, text)
             followed |= aliases
             chased |= wanted
+            if len(followed) + len(chased) > MAX_NAMES:
+                raise _TooMany  # each name is a pass over the text: bounded
             for alias in sorted(aliases):
                 for at in _name_sites(data, alias, rb"(?![\w$])"):
                     spans.append(around(at, WINDOW_BEFORE, WINDOW_AFTER))
