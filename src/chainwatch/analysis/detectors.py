@@ -15,11 +15,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chainwatch.manifest import INSTALL_HOOKS as INSTALL_HOOKS  # re-exported
 from chainwatch.manifest import Manifest
 from chainwatch.model import PackageFile
+
+if TYPE_CHECKING:
+    from chainwatch.analysis.hooks import Hook
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,21 @@ DETECTORS: dict[str, Detector] = {}
 def detector(name: str) -> Callable[[Detector], Detector]:
     def register(fn: Detector) -> Detector:
         DETECTORS[name] = fn
+        return fn
+
+    return register
+
+
+#: Detectors that can read a large file in windows around the places their rules' needles
+#: matched (the offsets, every rule of that detector together): the engine calls these
+#: instead of the whole-file ones above its window threshold.
+WindowedDetector = Callable[[PackageFile, dict[str, Any], tuple[int, ...]], list[Hit]]
+WINDOWED_DETECTORS: dict[str, WindowedDetector] = {}
+
+
+def windowed_detector(name: str) -> Callable[[WindowedDetector], WindowedDetector]:
+    def register(fn: WindowedDetector) -> WindowedDetector:
+        WINDOWED_DETECTORS[name] = fn
         return fn
 
     return register
@@ -140,7 +158,7 @@ WALLET_PATTERNS: dict[str, re.Pattern[bytes]] = {
 _QUOTED = re.compile(rb"""["'`]([^"'`\s]{25,100})["'`]""")
 
 
-@lru_cache(maxsize=8)  # two detectors ask for the same file in a row
+@lru_cache(maxsize=4)  # two detectors ask for the same file in a row
 def wallet_addresses(data: bytes) -> dict[str, dict[bytes, int]]:
     """Distinct quoted wallet-address-like literals by chain, with the offset of the first."""
     found: dict[str, dict[bytes, int]] = {}
@@ -286,7 +304,7 @@ def _destination(raw: bytes) -> str | None:
     return text if _DESTINATION.match(text) else None
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=4)
 def decoded_literals(data: bytes) -> tuple[tuple[int, int, str, bytes], ...]:
     """(offset, length, "hex" or "base64", decoded) of each literal that encodes ASCII text."""
     out: list[tuple[int, int, str, bytes]] = []
@@ -345,7 +363,22 @@ def browser_hook(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     from chainwatch.analysis import jsast
     from chainwatch.analysis.hooks import find_hooks
 
+    return _hook_hits(find_hooks(file.data, jsast.language_kind(file.path)), params)
+
+
+@windowed_detector("browser_hook")
+def browser_hook_windowed(file: PackageFile, params: dict[str, Any],
+                          offsets: tuple[int, ...]) -> list[Hit]:
+    """browser_hook of a large file, parsed around the browser rules' needle matches (and the
+    bindings they lead to; see hooks.find_hooks_windowed)."""
+    from chainwatch.analysis import jsast
+    from chainwatch.analysis.hooks import find_hooks_windowed
+
+    return _hook_hits(find_hooks_windowed(file.data, jsast.language_kind(file.path), offsets),
+                      params)
+
+
+def _hook_hits(found: tuple[Hook, ...], params: dict[str, Any]) -> list[Hit]:
     api = str(params.get("api", "fetch"))
-    found = find_hooks(file.data, jsast.language_kind(file.path))
     return [Hit(h.offset, h.length, f"{_HOOK_NAMES.get(api, api)} replaced by {h.how}")
             for h in found if h.api == api]

@@ -14,7 +14,12 @@ import yara
 from chainwatch.analysis import chains as _chains  # noqa: F401 (registers its detector)
 from chainwatch.analysis import decoders as _decoders  # noqa: F401 (registers its detector)
 from chainwatch.analysis import jsast, normalize, yaracache
-from chainwatch.analysis.detectors import DETECTORS, MANIFEST_DETECTORS, Hit
+from chainwatch.analysis.detectors import (
+    DETECTORS,
+    MANIFEST_DETECTORS,
+    WINDOWED_DETECTORS,
+    Hit,
+)
 from chainwatch.analysis.resultcache import ResultCache, rules_hash
 from chainwatch.analysis.rules import Rule
 from chainwatch.analysis.text import LineIndex
@@ -107,6 +112,8 @@ def install_time_files(manifest: Manifest, files: Sequence[PackageFile],
 #: Files larger than this are parsed only around the places their needles matched.
 WINDOW_THRESHOLD = 256 * 1024
 WINDOW_RADIUS = 4096
+#: Files larger than this are read by the windowed detectors (browser_hook) in windows too.
+DETECTOR_WINDOW_THRESHOLD = WINDOW_THRESHOLD
 
 
 def _windows(offsets: Iterable[int], size: int) -> list[tuple[int, int]]:
@@ -219,6 +226,11 @@ class Engine:
                 if rule.detector in MANIFEST_DETECTORS:
                     found = (MANIFEST_DETECTORS[rule.detector](file, manifest, rule.params)
                              if manifest is not None else [])
+                elif rule.detector in WINDOWED_DETECTORS and rule.needle \
+                        and len(file.data) > DETECTOR_WINDOW_THRESHOLD:
+                    # a large file: parsed around the needles of every rule of this detector
+                    found = WINDOWED_DETECTORS[rule.detector](
+                        file, rule.params, self._detector_offsets(rule.detector, needles))
                 else:
                     found = DETECTORS[rule.detector](file, rule.params)
                 if found:
@@ -226,6 +238,10 @@ class Engine:
         for rid in [r for r in hits if len(self.by_id[r].requires) > met[r]]:
             del hits[rid]
         return hits
+
+    def _detector_offsets(self, detector: str, needles: dict[str, list[int]]) -> tuple[int, ...]:
+        return tuple(sorted({o for r in self.rules if r.detector == detector
+                             for o in needles.get(r.id, ())}))
 
     def _query_hits(self, file: PackageFile, queries: list[Rule],
                     needles: dict[str, list[int]], hits: dict[str, list[Hit]]) -> None:

@@ -14,6 +14,7 @@ The candidates are found by tree-sitter queries (in C), so a large bundle costs 
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -228,60 +229,284 @@ def _object_entries(obj: ts.Node, scope: _Scope) -> list[tuple[str, ts.Node, ts.
     return out
 
 
-@lru_cache(maxsize=8)
-def find_hooks(data: bytes, kind: str = "javascript") -> tuple[Hook, ...]:
-    """Every replaced fetch / XHR method / wallet provider method in one JS/TS text."""
+_Caps = dict[str, list[ts.Node]]
+#: (where a parsed text starts in the file, the query matches of that text)
+_Part = tuple[int, list[_Caps]]
+#: (node, holder, key, value, target, how) of a place that may replace an API
+_Site = tuple[ts.Node, "str | None", "str | None", "ts.Node | None", ts.Node, str]
+_HOOKABLE_KEYS = frozenset(_KEYS)
+
+
+def _matches(data: bytes, kind: str) -> list[_Caps] | None:
+    parsed = _parsed(data, kind)
+    return None if parsed is None else parsed[0]
+
+
+def _parsed(data: bytes, kind: str) -> tuple[list[_Caps], ts.Tree] | None:
     query = jsast.compile_query(kind, _QUERY)
     if query is None:
-        return ()
+        return None
     tree = jsast.parse(data, kind)
-    text = data.decode("utf-8", "replace")
+    return [caps for _, caps in ts.QueryCursor(query).matches(tree.root_node)], tree
+
+
+def _cut(tree: ts.Tree, at: int, end: int) -> bool:
+    """The binding whose name stands at ``at`` runs to the end of its window (``end``), or is
+    broken there: the window may have cut its value short."""
+    node: ts.Node | None = tree.root_node.descendant_for_byte_range(at, at)
+    while node is not None:
+        if node.type in ("variable_declarator", "assignment_expression"):
+            return node.end_byte >= end or node.has_error
+        if node.is_error:
+            return True
+        node = node.parent
+    return False  # no binding here (a string, a comment, a parameter's default)
+
+
+@lru_cache(maxsize=4)
+def find_hooks(data: bytes, kind: str = "javascript") -> tuple[Hook, ...]:
+    """Every replaced fetch / XHR method / wallet provider method in one JS/TS text."""
+    matches = _matches(data, kind)
+    if matches is None:
+        return ()
+    return _judge([(0, matches)], data.decode("utf-8", "replace"))
+
+
+def _bind(parts: list[_Part]) -> _Scope:
+    """The constants and aliases the matches bind (two rounds: an alias of an alias)."""
     scope = _Scope()
-    matches = ts.QueryCursor(query).matches(tree.root_node)
-    # bindings first (two rounds: an alias of an alias), then the places that replace an API
     for _ in range(2):
-        for _, caps in matches:
-            if "const.name" in caps:
-                literal = _string_value(caps["const.value"][0])
-                if literal is not None:
-                    scope.consts[_text(caps["const.name"][0])] = literal
-            elif "alias.name" in caps:
-                kind_ = scope.holder(caps["alias.value"][0])
-                if kind_:
-                    scope.aliases[_text(caps["alias.name"][0])] = kind_
+        for _base, matches in parts:
+            for caps in matches:
+                if "const.name" in caps:
+                    literal = _string_value(caps["const.value"][0])
+                    if literal is not None:
+                        scope.consts[_text(caps["const.name"][0])] = literal
+                elif "alias.name" in caps:
+                    kind_ = scope.holder(caps["alias.value"][0])
+                    if kind_:
+                        scope.aliases[_text(caps["alias.name"][0])] = kind_
+    return scope
+
+
+def _judge(parts: list[_Part], text: str) -> tuple[Hook, ...]:
+    """The hooks among the matches of one or more parsed texts of a file (``text``: the
+    whole file's, for the test that it reads the page's own fetch)."""
+    scope = _bind(parts)  # bindings first, then the places that replace an API
     hooks: list[Hook] = []
-    for _, caps in matches:
-        if "assign" in caps:
-            left = caps["assign.left"][0]
-            obj = left.child_by_field_name("object")
-            keynode = left.child_by_field_name(
-                "property" if left.type == "member_expression" else "index")
-            _add(hooks, scope, caps["assign"][0], scope.holder(obj), scope.key(keynode),
-                 caps["assign.right"][0], left, text, "assignment")
-        elif "call" in caps:
-            fn = _text(caps["call.fn"][0])
-            args = caps["call.args"][0].named_children
-            if not args:
-                continue
-            holder = scope.holder(args[0])
-            if holder is None:
-                continue
-            call = caps["call"][0]
-            how = f"{_text(caps['call.obj'][0])}.{fn}"
-            if fn == "defineProperty" and len(args) >= 2:
-                value = _descriptor_value(args[2]) if len(args) >= 3 else None
-                _add(hooks, scope, call, holder, scope.key(args[1]), value, args[0], text, how)
-            elif fn in ("defineProperties", "assign"):
-                for src in args[1:]:
-                    for key, _node, value in _object_entries(src, scope):
-                        if fn == "defineProperties" and value is not None:
-                            value = _descriptor_value(value)
-                        _add(hooks, scope, call, holder, key, value, args[0], text, how)
+    for base, matches in parts:
+        for caps in matches:
+            for site in _sites(caps, scope):
+                _add(hooks, scope, *site, text, base)
     return tuple(sorted(set(hooks), key=lambda h: h.offset))
 
 
+def _sites(caps: _Caps, scope: _Scope) -> list[_Site]:
+    out: list[_Site] = []
+    if "assign" in caps:
+        left = caps["assign.left"][0]
+        obj = left.child_by_field_name("object")
+        keynode = left.child_by_field_name(
+            "property" if left.type == "member_expression" else "index")
+        out.append((caps["assign"][0], scope.holder(obj), scope.key(keynode),
+                    caps["assign.right"][0], left, "assignment"))
+    elif "call" in caps:
+        fn = _text(caps["call.fn"][0])
+        args = caps["call.args"][0].named_children
+        if not args:
+            return out
+        holder = scope.holder(args[0])
+        if holder is None:
+            return out
+        call = caps["call"][0]
+        how = f"{_text(caps['call.obj'][0])}.{fn}"
+        if fn == "defineProperty" and len(args) >= 2:
+            value = _descriptor_value(args[2]) if len(args) >= 3 else None
+            out.append((call, holder, scope.key(args[1]), value, args[0], how))
+        elif fn in ("defineProperties", "assign"):
+            for src in args[1:]:
+                for key, _node, value in _object_entries(src, scope):
+                    if fn == "defineProperties" and value is not None:
+                        value = _descriptor_value(value)
+                    out.append((call, holder, key, value, args[0], how))
+    return out
+
+
+# --- large files: parsed in windows -------------------------------------------------------
+#: Bytes parsed before and after each place a rule's needle matched in a large file (a
+#: polyfill's guard may open well before the assignment it guards).
+WINDOW_BEFORE = 16 * 1024
+WINDOW_AFTER = 4096
+#: Bytes parsed before each binding of a name the windows lead to.
+BINDING_RADIUS = 2048
+#: More places of one name than this (a minifier's ``e``), or more windows than MAX_WINDOWS,
+#: and the file is parsed whole instead: never a hook missed for want of a window.
+MAX_NAME_SITES = 128
+MAX_WINDOWS = 512
+#: Names followed over all rounds (each is a pass over the text).
+MAX_NAMES = 64
+#: Rounds of following names (each may lead to new ones); past them, the whole text.
+MAX_ROUNDS = 6
+#: ``k = 'fetch'``: a name before it may stand for a hookable key wherever it is used (the
+#: pattern starts with a literal, which the regex engine finds fast; the name is read back)
+_CONST_KEY = re.compile(rb"=\s*['\"`](?:" + _KEY_ALT.encode() + rb")['\"`]")
+_NAME_BEFORE = re.compile(rb"(?<![\w$])([A-Za-z_$][\w$]*)\s*$")
+#: what may stand between a name and its ``=``
+_GAP = rb"(?:\s|/\*(?:[^*]|\*(?!/))*\*/|//[^\n]*\n)*"
+
+
+class _TooMany(Exception):
+    pass
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _name_sites(data: bytes, name: str | bytes, after: bytes, before: bytes = b".") -> list[int]:
+    """Where ``name`` stands, followed by ``after`` (a pattern) and not preceded by a name
+    character or any of ``before`` (at most MAX_NAME_SITES, else _TooMany)."""
+    raw = name.encode() if isinstance(name, str) else name
+    found: list[int] = []
+    for m in re.finditer(re.escape(raw) + after, data):
+        at = m.start()
+        if at and (data[at - 1:at].isalnum() or data[at - 1:at] in (b"_", b"$")
+                   or data[at - 1:at] in before):
+            continue
+        found.append(at)
+        if len(found) > MAX_NAME_SITES:
+            raise _TooMany
+    return found
+
+
+@lru_cache(maxsize=4)
+def find_hooks_windowed(data: bytes, kind: str, offsets: tuple[int, ...]) -> tuple[Hook, ...]:
+    """:func:`find_hooks` of a large text, parsing only windows: around ``offsets`` (where
+    the browser rules' needles matched), around every ``name = 'fetch'``-like binding and
+    each use of such a name as a key, around every use of an alias the windows bind, and
+    around the bindings of every unresolved name that holds, at a candidate place, the
+    object whose hookable key is replaced (rounds until no new name: an alias of an alias).
+    When a name has too many places to follow (a minifier's ``e``), or the rounds or windows
+    run out, the text is parsed whole: a window never hides a hook for want of a binding."""
+    size = len(data)
+
+    def around(at: int, before: int, after: int) -> tuple[int, int]:
+        return max(0, at - before), min(size, at + after)
+
+    try:
+        spans = [around(o, WINDOW_BEFORE, WINDOW_AFTER) for o in offsets]
+        bindings: list[int] = []  # where a followed binding's name stands
+        key_names: set[bytes] = set()
+        for n, m in enumerate(_CONST_KEY.finditer(data)):
+            if n >= MAX_NAME_SITES:
+                raise _TooMany
+            name = _NAME_BEFORE.search(data, max(0, m.start() - 256), m.start())
+            if name is not None:
+                spans.append(around(name.start(), BINDING_RADIUS, WINDOW_AFTER))
+                bindings.append(name.start())
+                key_names.add(name.group(1))
+        for key_name in sorted(key_names):
+            # ``x[k]``, ``{[k]: …}``, ``defineProperty(x, k, …)``
+            for at in _name_sites(data, key_name, rb"\s*\]", b""):
+                spans.append(around(at, WINDOW_BEFORE, WINDOW_AFTER))
+            for at in _name_sites(data, key_name, rb"\s*[,)]", b""):
+                if re.search(rb",\s*$", data[max(0, at - 64):at]):
+                    spans.append(around(at, WINDOW_BEFORE, WINDOW_AFTER))
+        parsed: dict[tuple[int, int], tuple[list[_Caps], ts.Tree]] = {}
+        chased: set[str] = set()
+        followed: set[str] = set()
+        text = data.decode("utf-8", "replace")
+        for _ in range(MAX_ROUNDS):
+            windows = _merge(spans)
+            if len(windows) > MAX_WINDOWS:
+                raise _TooMany
+            parts: list[_Part] = []
+            for lo, hi in windows:
+                if (lo, hi) not in parsed:
+                    got = _parsed(data[lo:hi], kind)
+                    if got is None:
+                        return ()
+                    parsed[(lo, hi)] = got
+                parts.append((lo, parsed[(lo, hi)][0]))
+            # a binding whose value the window may have cut short: the whole text decides
+            for at in bindings:
+                lo, hi = windows[bisect.bisect_right(windows, (at, size + 1)) - 1]
+                if hi < size and _cut(parsed[(lo, hi)][1], at - lo, hi - lo):
+                    raise _TooMany
+            bindings.clear()
+            # an alias may be used far from its binding (``P.send = …``, ``var Q = P.x``)
+            aliases = set(_bind(parts).aliases) - followed
+            # a name that holds the object at a hookable place may be bound far away
+            wanted = _unbound_holders(parts) - chased
+            if not aliases and not wanted:
+                return _judge(parts, text)
+            followed |= aliases
+            chased |= wanted
+            if len(followed) + len(chased) > MAX_NAMES:
+                raise _TooMany  # each name is a pass over the text: bounded
+            for alias in sorted(aliases):
+                for at in _name_sites(data, alias, rb"(?![\w$])"):
+                    spans.append(around(at, WINDOW_BEFORE, WINDOW_AFTER))
+            for holder in sorted(wanted):
+                for at in _name_sites(data, holder, _GAP + rb"=(?![=>])"):
+                    spans.append(around(at, BINDING_RADIUS, WINDOW_AFTER))
+                    bindings.append(at)
+        raise _TooMany
+    except _TooMany:
+        return find_hooks(data, kind)
+
+
+def _unbound_holders(parts: list[_Part]) -> set[str]:
+    """Names whose binding would decide whether a place replaces a hookable key: those in the
+    holder of a candidate place whose key is hookable, when the windows did not resolve it."""
+    scope = _bind(parts)
+    names: set[str] = set()
+    for _base, matches in parts:
+        for caps in matches:
+            if "assign" in caps:
+                left = caps["assign.left"][0]
+                keynode = left.child_by_field_name(
+                    "property" if left.type == "member_expression" else "index")
+                if scope.key(keynode) in _HOOKABLE_KEYS \
+                        and scope.holder(left.child_by_field_name("object")) is None:
+                    names |= _free_names(left.child_by_field_name("object"), scope)
+            elif "call" in caps:
+                args = caps["call.args"][0].named_children
+                if not args or scope.holder(args[0]) is not None:
+                    continue
+                if _text(caps["call.fn"][0]) == "defineProperty":
+                    keys = {scope.key(args[1])} if len(args) >= 2 else set()
+                else:
+                    keys = {key for src in args[1:] for key, *_ in _object_entries(src, scope)}
+                if keys & _HOOKABLE_KEYS:
+                    names |= _free_names(args[0], scope)
+    return names
+
+
+def _free_names(node: ts.Node | None, scope: _Scope, depth: int = 0) -> set[str]:
+    """Identifiers of a holder expression the scope does not know (that could be aliases)."""
+    if node is None or depth > 8:
+        return set()
+    if node.type == "identifier":
+        name = _text(node)
+        if name in GLOBALS or name in WALLETS or name == "XMLHttpRequest" \
+                or name in scope.aliases:
+            return set()
+        return {name}
+    out: set[str] = set()
+    for child in node.named_children[:8]:
+        out |= _free_names(child, scope, depth + 1)
+    return out
+
+
 def _add(hooks: list[Hook], scope: _Scope, node: ts.Node, holder: str | None, key: str | None,
-         value: ts.Node | None, target: ts.Node, text: str, how: str) -> None:
+         value: ts.Node | None, target: ts.Node, how: str, text: str, base: int = 0) -> None:
     if holder is None or key is None:
         return
     api = HOOKABLE.get(holder, {}).get(key)
@@ -289,4 +514,4 @@ def _add(hooks: list[Hook], scope: _Scope, node: ts.Node, holder: str | None, ke
         return
     if api == "fetch" and (_absent_guarded(node, key) or not _fetch_is_hook(value, target, text)):
         return
-    hooks.append(Hook(api, node.start_byte, node.end_byte - node.start_byte, how))
+    hooks.append(Hook(api, base + node.start_byte, node.end_byte - node.start_byte, how))

@@ -1255,7 +1255,7 @@ def _undecoded(folder: _Folder) -> list[_Sink]:
         return []
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=4)
 def _normalize(data: bytes, lang: str) -> Normalized:
     edits: list[tuple[int, int, bytes]] = []
     limits: list[str] = []
