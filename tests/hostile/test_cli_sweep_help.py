@@ -88,3 +88,28 @@ def test_help_shows_what_a_person_types_not_python_types(path: str) -> None:
         app, ["--help"], env={"COLUMNS": "250", "NO_COLOR": "1"}).output
     assert "<bool>" not in text and "<list[" not in text and "<str>" not in text, text
     assert "--help " in text  # the flag itself is still there
+
+
+def groups(cmd: Any, path: list[str]) -> Iterator[tuple[str, Any]]:
+    subs = getattr(cmd, "commands", None)
+    if subs:
+        yield " ".join(path), cmd
+        for name, sub in subs.items():
+            yield from groups(sub, [*path, name])
+
+
+GROUPS = dict(groups(ROOT, []))
+
+
+@pytest.mark.parametrize("path", list(GROUPS))
+def test_every_command_summary_is_one_whole_sentence_on_its_line(path: str) -> None:
+    """The first line of each command's docstring is its summary in the list: a short, whole
+    sentence, never cut mid-sentence onto a second line."""
+    text = help_text(path)
+    panel = text.split("Commands", 1)[1].splitlines()[1:]
+    rows = [line.strip().strip("│").strip() for line in panel if line.startswith("│")]
+    assert len(rows) == len(GROUPS[path].commands), rows  # no continuation lines
+    for name, row in zip(GROUPS[path].commands, rows, strict=True):
+        assert row.startswith(name + " "), row
+        assert row.endswith("."), f"{path} {name}: summary does not end a sentence: {row!r}"
+        assert len(row) - len(name) <= 95, f"{path} {name}: summary too long: {row!r}"

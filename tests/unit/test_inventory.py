@@ -443,3 +443,23 @@ def test_unreadable_folder_is_reported(tmp_path: Path) -> None:
     finally:
         locked.chmod(0o755)
     assert any(isinstance(r, FileError) and "cannot read" in r.message for r in results)
+
+
+@pytest.mark.parametrize(("doc", "says"), [
+    ({}, "no lockfileVersion, 'packages' or 'dependencies' (not an npm lockfile)"),
+    ({"lockfileVersion": 3}, "no 'packages' or 'dependencies' (lockfileVersion 3)"),
+    ({"lockfileVersion": "\x1b[2J3"},
+     "no 'packages' or 'dependencies' (and lockfileVersion is not a number)"),
+])
+def test_an_empty_package_lock_says_what_it_lacks_the_same_in_inventory_and_upload(
+        doc: dict[str, object], says: str) -> None:
+    from chainwatch.errors import UsageError
+    from chainwatch.inventory.upload import parse_upload
+
+    data = json.dumps(doc).encode()
+    with pytest.raises(InventoryError) as inv:
+        NpmLockExtractor().extract("package-lock.json", data, NO_SIBLING)
+    assert str(inv.value) == says
+    with pytest.raises(UsageError) as up:
+        parse_upload("package-lock.json", data)
+    assert str(up.value) == f"package-lock.json: {says}"

@@ -296,6 +296,22 @@ def test_only_loopback_host_names_without_a_token(engine: Engine) -> None:
     assert r.status_code == 400
 
 
+def test_a_foreign_host_is_refused_in_one_json_line_on_the_api(engine: Engine) -> None:
+    app = app_with(engine, token=None, allowed_hosts=["127.0.0.1", "localhost", "[::1]"])
+    evil = {"Host": "evil.example.invalid:18433"}
+    r = get(app, "/api/v1/verdicts", headers=evil)
+    assert r.status_code == 400 and r.headers["content-type"].startswith("application/json")
+    assert list(r.json()) == ["error"] and "host" in r.json()["error"].lower()
+    assert r.text.count("\n") <= 1 and r.headers["x-frame-options"] == "DENY"
+    page = get(app, "/", headers=evil)
+    assert page.status_code == 400 and page.headers["content-type"].startswith("text/plain")
+    assert len(page.text) < 200 and "\n" not in page.text.strip()
+    for bad in ("localhost:80x", "localhost@evil.invalid", "[::1", ""):
+        assert get(app, "/api/v1/verdicts", headers={"Host": bad}).status_code == 400
+    for good in ("localhost", "LOCALHOST:8080", "127.0.0.1:18433", "[::1]:8080"):
+        assert get(app, "/api/v1/verdicts", headers={"Host": good}).status_code == 200, good
+
+
 def test_post_an_environment(engine: Engine) -> None:
     seen: list[tuple[str, str, bytes]] = []
 

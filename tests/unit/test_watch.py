@@ -373,3 +373,27 @@ def test_smtp_sink_sends_mail_to_a_loopback_server() -> None:
     with pytest.raises(DeliveryError):
         SmtpSink(f"smtp://127.0.0.1:{port}?to=x@example.invalid", timeout=2).send(
             {"id": "x", "kind": "release", "package": "a", "version": "1", "verdict": "malicious"})
+
+
+def test_status_counts_baselined_versions_and_each_poll_pass_logs_what_it_found(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    registry, _sink, clock, watcher = world(tmp_path)
+    registry.publish("left-padder", "1.0.1", BENIGN_INDEX, T0 - 80 * 86400)
+    registry.publish("right-padder", "2.0.0", BENIGN_INDEX, T0 - 70 * 86400)
+    watcher.watch(["left-padder", "right-padder"], hot=set())
+    with caplog.at_level("INFO", logger="chainwatch"):
+        assert watcher.run_once(roles=["poller"])["polled"] == 2
+    status = watcher.state.status()
+    assert status["versions_seen"] == 0 and status["queued"] == 0
+    assert status["versions_baselined"] == 3 and status["packages_baselined"] == 2
+    assert "baselined 3 versions of 2 packages" in caplog.messages
+    assert not any(m.startswith("queued ") for m in caplog.messages)
+    caplog.clear()
+    registry.publish("right-padder", "2.0.1", BENIGN_INDEX, T0 + 30)
+    clock.now = T0 + 75
+    with caplog.at_level("INFO", logger="chainwatch"):
+        watcher.run_once(roles=["poller"])
+    assert "queued 1 new versions of 1 packages" in caplog.messages
+    assert not any(m.startswith("baselined ") for m in caplog.messages)
+    status = watcher.state.status()
+    assert status["versions_seen"] == 1 and status["versions_baselined"] == 3

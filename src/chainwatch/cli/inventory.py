@@ -56,8 +56,10 @@ def inventory(
     quiet: QuietOpt = False,
     color: ColorOpt = ColorMode.auto,
 ) -> None:
-    """The environments found under PATHS: a line per environment with its package counts
-    (table), or every package with its dependency paths (--format json, cyclonedx)."""
+    """List the environments found under PATHS and the packages each holds.
+
+    A line per environment with its package counts (table), or every package with its
+    dependency paths (--format json, cyclonedx)."""
     from chainwatch.output import inventory as out
 
     envs, errors = _collect(paths, exclude, quiet)

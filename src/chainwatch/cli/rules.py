@@ -23,9 +23,10 @@ def rules_list(
     rules_dir: Annotated[list[Path] | None, typer.Option(
         "--rules", metavar="DIR", help="Extra folder of rule files (repeatable).")] = None,
 ) -> None:
-    """List every finding chainwatch can report: the rule files' rules, then the findings
-    made by code (archive, scan, metadata, diff, sandbox, outputs), each with its severity,
-    technique and title or description."""
+    """List every finding chainwatch can report, with its severity and technique.
+
+    The rule files' rules, then the findings made by code (archive, scan, metadata, diff,
+    sandbox, outputs), each with its severity, technique and title or description."""
     from chainwatch.analysis.catalog import CODE_FINDINGS
     from chainwatch.analysis.rules import load_rules
     from chainwatch.output.escape import plain
@@ -50,8 +51,10 @@ def rules_test(
         metavar="PATH", help="Rule files or folders of them; none: the built-in rules.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run each rule's own test cases: every positive case must fire the rule, every negative
-    case must not. Exit 1 when a case fails, 2 when a rule file cannot be read."""
+    """Run each rule's own test cases against the rule.
+
+    Every positive case must fire the rule, every negative case must not. Exit 1 when a case
+    fails, 2 when a rule file cannot be read."""
     from chainwatch.analysis.engine import Engine
     from chainwatch.analysis.rulecheck import run_cases
     from chainwatch.analysis.rules import builtin_rules, load_rule_paths, load_rules

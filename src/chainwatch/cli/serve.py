@@ -63,8 +63,9 @@ def serve(
         help="Scans submitted over the API that run at once.")] = 2,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Serve the team's web pages and JSON API: verdicts, alerts, incidents, exposure, and
-    what the gate blocked."""
+    """Serve the team's web pages and JSON API over the shared database.
+
+    Verdicts, alerts, incidents, exposure, and what the gate blocked."""
     import logging
 
     from chainwatch.gate.proxy import loopback_host

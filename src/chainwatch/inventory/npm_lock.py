@@ -110,13 +110,12 @@ class NpmLockExtractor:
             return Environment(source, IGNORED, source, (), (
                 "ignored: npm-shrinkwrap.json beside it is what npm installs",))
         doc = json_object(data, "package-lock")
-        version = doc.get("lockfileVersion", 1)
         if isinstance(doc.get("packages"), dict):
             graph = packages_graph(doc["packages"], hidden=source.endswith(".package-lock.json"))
         elif isinstance(doc.get("dependencies"), dict):
             graph = self._v1(doc["dependencies"])
         else:
-            raise InventoryError(f"no 'packages' or 'dependencies' (lockfileVersion {version})")
+            raise InventoryError(_no_packages(doc.get("lockfileVersion")))
         kind = "node_modules" if source.endswith(".package-lock.json") else self.kind
         return graph.to_environment(source, kind, source)
 
@@ -154,3 +153,13 @@ class NpmLockExtractor:
                     "optional" if entry.get("optional") else "prod")
                 graph.importer("(root)", location, kind)
         return graph
+
+
+def _no_packages(version: object) -> str:
+    """Why a package-lock lists nothing; names its lockfileVersion only when the file gives
+    one (a number: the author's text is never echoed)."""
+    if version is None:
+        return "no lockfileVersion, 'packages' or 'dependencies' (not an npm lockfile)"
+    if isinstance(version, int) and not isinstance(version, bool) and 0 <= version < 1000:
+        return f"no 'packages' or 'dependencies' (lockfileVersion {version})"
+    return "no 'packages' or 'dependencies' (and lockfileVersion is not a number)"

@@ -21,7 +21,6 @@ from sqlalchemy import Engine, event
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -115,7 +114,57 @@ def patient(engine: Engine) -> None:
 
 
 def _api_path(request: Request) -> bool:
-    return request.url.path.startswith(("/api/", "/openapi.json", "/healthz"))
+    return _is_api(request.url.path)
+
+
+def _is_api(path: str) -> bool:
+    return path.startswith(("/api/", "/openapi.json", "/healthz"))
+
+
+def _host_name(value: str | None) -> str | None:
+    """The name in a ``Host`` header (``name``, ``name:port``, ``[v6]:port``), lower-cased;
+    None when it is missing or malformed."""
+    if not value:
+        return None
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        name, rest = value[:end + 1], value[end + 1:]
+    else:
+        name, colon, port = value.partition(":")
+        rest = colon + port
+    if rest and not (rest.startswith(":") and rest[1:].isdigit() and len(rest) <= 6):
+        return None
+    return name or None
+
+
+class HostGuard:
+    """Answer only requests whose ``Host`` names this server (a DNS-rebinding page cannot
+    reach it under its own name). A refusal is ``400``: one JSON line on the API, a short
+    plain page elsewhere."""
+
+    DETAIL = "this server answers only to its own host names (Host header refused)"
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(h.lower() for h in allowed_hosts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope.get("headers", [])).get(b"host")
+        if _host_name(raw.decode("latin-1") if raw is not None else None) in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        response: Response
+        if _is_api(str(scope.get("path", ""))):
+            response = error_response(400, self.DETAIL)
+        else:
+            response = PlainTextResponse(self.DETAIL, 400)
+        await response(scope, receive, send)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -192,7 +241,7 @@ def create_app(engine: Engine, *, token: str | None,
     ]
     middleware = [Middleware(Guard)]
     if allowed_hosts is not None:
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+        middleware.append(Middleware(HostGuard, allowed_hosts=list(allowed_hosts)))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

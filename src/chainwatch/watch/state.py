@@ -572,6 +572,8 @@ class WatchState:
                 "due_now": count(packages, packages.c.next_due <= now),
                 "failing_packages": count(packages, packages.c.failures > 0),
                 "versions_seen": count(versions, versions.c.status != "baseline"),
+                "versions_baselined": count(versions, versions.c.status == "baseline"),
+                "packages_baselined": count(packages, packages.c.baselined.is_(True)),
                 "queued": count(versions, versions.c.status == "queued"),
                 "scanning": count(versions, versions.c.status == "queued",
                                   versions.c.lease_until > now),

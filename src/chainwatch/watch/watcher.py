@@ -188,6 +188,9 @@ class Watcher:
         self._scanning: dict[tuple[str, str], Future[Verdict | None]] = {}
         self._scan_pool: ThreadPoolExecutor | None = None
         self._scanning_lock = threading.Lock()
+        #: this poll pass's baselined versions and packages (for its one summary log line)
+        self._baselined = [0, 0]
+        self._tally_lock = threading.Lock()
 
     def _token(self) -> str:
         """A fresh claim token; first (every REAP_EVERY seconds) free the claims of this
@@ -245,8 +248,17 @@ class Watcher:
             return 0
         # several pollers may run: poll only the packages this one claims
         claimed = self.state.claim_due(self._token(), self.clock(), granted, self.config.lease)
+        with self._tally_lock:
+            self._baselined = [0, 0]
         with ThreadPoolExecutor(self.config.poll_workers) as pool:
-            list(pool.map(self._poll_guarded, claimed))
+            found = [q for q in pool.map(self._poll_guarded, claimed) if q]
+        with self._tally_lock:
+            versions, packages = self._baselined
+        if versions:  # a long first pass over a big list shows it is moving
+            log.info("baselined %d versions of %d packages", versions, packages)
+        if found:
+            log.info("queued %d new versions of %d packages",
+                     sum(len(q) for q in found), len(found))
         return len(claimed)
 
     def _poll_guarded(self, due: Due) -> list[str]:
@@ -315,6 +327,10 @@ class Watcher:
         # popular packages are always hot; others while they had a release in the last week
         self.state.record_poll(name, new, baseline=not baselined, now=now,
                                next_due=self._next_due(hot or recent_seen), claim=claim)
+        if len(new) > len(queued):
+            with self._tally_lock:
+                self._baselined[0] += len(new) - len(queued)
+                self._baselined[1] += 1
         for version in queued:
             self.metrics.versions_seen.inc()
             log.info("new release %s@%s queued for scanning", name, version)
