@@ -258,7 +258,9 @@ def _remote_scanner_class() -> type[Scanner]:
 
 
 def registry_scan(engine: Engine, client: RegistryClient,
-                  known_bad: KnownBadSource | None = None) -> tuple[ScanFn, Callable[[], None]]:
+                  known_bad: KnownBadSource | None = None
+                  ) -> tuple[Callable[[ScanRequest], tuple[str, dict[str, Any], str | None]],
+                             Callable[[], None]]:
     """A scan function for the pool that stores each verdict in the verdict memory, and the
     function that closes its scanner."""
     from dataclasses import replace
