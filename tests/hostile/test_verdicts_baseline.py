@@ -20,7 +20,7 @@ from chainwatch.serve.app import create_app
 from chainwatch.serve.scans import ScanPool, registry_scan
 from chainwatch.verdicts import VerdictStore
 from tests.helpers import BENIGN_INDEX, clipper_source, make_tgz, manifest
-from tests.hostile.test_verdicts_poisoning import FakeRegistry, run, sri
+from tests.hostile.test_verdicts_poisoning import FakeRegistry, project, run, sri
 from tests.unit.test_serve_api import TOKEN, post, wait_done
 
 OLD = make_tgz({"package.json": manifest(name="debug", version="4.4.0"),
@@ -158,3 +158,23 @@ def test_the_api_neither_weakens_nor_judges_a_release_against_itself(
     finally:
         close()
         client.close()
+
+
+def test_the_gate_does_not_pass_a_release_on_a_chosen_baseline_verdict(
+        tmp_path: Path, registry: FakeRegistry) -> None:
+    """Stored where nothing was, a benign verdict against a look-alike baseline does not let
+    the release through: the gate judges it against its registry history and replaces it."""
+    db = f"sqlite:///{tmp_path / 'cw.db'}"
+    r = run("scan", "debug@4.4.1", "--against", "debug@1.0.0", "--db", db, "--registry",
+            registry.url, "--fail-on", "never", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    first = VerdictStore(db).by_key(sri(EVIL))
+    assert first is not None and first.level.value != "malicious" and first.baseline_chosen
+    app = project(tmp_path / "app", "debug", "4.4.1")
+    check = run("check", str(app), "--db", db, "--registry", registry.url, "--format", "json",
+                home=tmp_path)
+    assert check.returncode == 1, check.stdout + check.stderr
+    decisions = json.loads(check.stdout)["decisions"]
+    assert [(d["action"], d["rule"]) for d in decisions if d["name"] == "debug"] == [
+        ("block", "scan-malicious")], decisions
+    assert stored(db, sri(EVIL)) == ("malicious", "4.4.0")
