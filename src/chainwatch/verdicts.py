@@ -158,8 +158,9 @@ class Kept:
         """The one line the CLI and the API give when the verdict was not kept."""
         if self.kept:
             return None
-        return (f"not kept in verdict memory: {self.why}; it still says "
+        said = (f"not kept in verdict memory: {self.why}; it still says "
                 f"{self.stored.package}@{self.stored.version} is {self.stored.summary}")
+        return " ".join(said.split())[:600]  # the stored message is the package author's text
 
 
 def _stored(row: Any) -> StoredVerdict:
