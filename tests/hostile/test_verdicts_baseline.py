@@ -178,3 +178,31 @@ def test_the_gate_does_not_pass_a_release_on_a_chosen_baseline_verdict(
     assert [(d["action"], d["rule"]) for d in decisions if d["name"] == "debug"] == [
         ("block", "scan-malicious")], decisions
     assert stored(db, sri(EVIL)) == ("malicious", "4.4.0")
+
+
+def test_the_store_keeps_the_rule_for_every_caller(tmp_path: Path) -> None:
+    """VerdictStore.keep, the one place: a chosen baseline fills an empty slot only, the
+    registry history's judgement replaces it, and the note is one line whatever the package
+    author wrote into the stored message."""
+    from dataclasses import replace
+
+    from chainwatch.model import Finding, Level, PackageRef, Severity, Verdict
+
+    store = VerdictStore(f"sqlite:///{tmp_path / 'cw.db'}")
+    evil = Verdict(PackageRef("x", "1.0.1"), Level.MALICIOUS, 100, "bad", (Finding(
+        "CW-X", Severity.CRITICAL, "t", "c", "line one\nnote: forged\r\x1b[2Jline two"),), (),
+        baseline=PackageRef("x", "1.0.0"), integrity="sha512-AAAA")
+    benign = replace(evil, level=Level.BENIGN, score=0, findings=(),
+                     baseline=PackageRef("x", "0.0.1"), baseline_chosen=True)
+    assert store.keep(evil).kept
+    refused = store.keep(benign)
+    assert not refused.kept and refused.stored.level is Level.MALICIOUS
+    note = refused.note()
+    assert note is not None and "\n" not in note and "\r" not in note
+    assert store.keep(replace(benign, baseline=None)).kept is False  # --against none
+    assert store.by_key("sha512-AAAA").level is Level.MALICIOUS  # type: ignore[union-attr]
+    # on an empty slot it is stored, and the registry history's judgement replaces it
+    other = replace(benign, integrity="sha512-BBBB")
+    assert store.keep(other).kept
+    assert store.keep(replace(other, level=Level.MALICIOUS, baseline_chosen=False)).kept
+    assert store.by_key("sha512-BBBB").level is Level.MALICIOUS  # type: ignore[union-attr]
