@@ -263,6 +263,10 @@ class Verdict:
     content_digest: str | None = None
     #: what the release did in the sandbox, when dynamic analysis was asked for
     dynamic: Dynamic | None = None
+    #: the baseline was chosen by the user (``scan --against``, ``none`` included), not the
+    #: registry history the gate and the watcher judge by: such a verdict never replaces or
+    #: weakens one in verdict memory (see ``verdicts.VerdictStore.keep``)
+    baseline_chosen: bool = False
 
 
 @dataclass(frozen=True)

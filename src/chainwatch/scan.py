@@ -838,11 +838,33 @@ class Scanner:
             baseline = None
         else:
             baseline = self.load(against, packument if "@" in against[1:] else None, limits)
+            if (problem := _same_release(target, baseline)) is not None:
+                raise UsageError(f"{spec}: --against {against} {problem}: a release judged "
+                                 "against itself says nothing (leave --against out to judge "
+                                 "it against its registry history)")
             if self.notice is not None and baseline.ref.name != target.ref.name:
                 self.notice(f"{spec}: --against {against} is another package "
                             f"({baseline.ref.name}, not {target.ref.name}): what changed is measured "
                             "between two different packages")
-        return self.analyze(target, baseline, limits=limits)
+        verdict = self.analyze(target, baseline, limits=limits)
+        # a baseline the user chose: the verdict never replaces what verdict memory says
+        return replace(verdict, baseline_chosen=True) if against is not None else verdict
+
+
+def _same_release(target: Loaded, baseline: Loaded) -> str | None:
+    """Why ``baseline`` is the very release ``target`` is (the same bytes, or the same
+    registry name@version), or None."""
+    mine, theirs = _integrity(target), _integrity(baseline)
+    digest = sri_to_hex(mine) if mine else None
+    if digest is not None and theirs and sri_to_hex(theirs) == digest:
+        return "is the same bytes"
+    if target.content_digest and target.content_digest == baseline.content_digest:
+        return "is the same files"
+    if (target.origin == baseline.origin == "registry"
+            and target.ref.name == baseline.ref.name
+            and target.ref.version == baseline.ref.version):
+        return f"is the same release ({target.ref})"
+    return None
 
 
 def scan_snippet_files(files: dict[str, str | bytes]) -> PackageFiles:

@@ -138,6 +138,30 @@ class StoredVerdict:
         """registry, tarball, folder, or unknown (stored before the origin was recorded)."""
         return str(self.document.get("origin") or "unknown")
 
+    @property
+    def baseline_chosen(self) -> bool:
+        """Judged against a baseline the user chose (``scan --against``), not the registry
+        history: any judgement by the registry history replaces it."""
+        return self.document.get("baseline_chosen") is True
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What ``VerdictStore.keep`` did: ``stored`` is what memory now says of those bytes;
+    ``kept`` whether that is the verdict just given; if not, ``why`` in words."""
+
+    stored: StoredVerdict
+    kept: bool
+    why: str = ""
+
+    def note(self) -> str | None:
+        """The one line the CLI and the API give when the verdict was not kept."""
+        if self.kept:
+            return None
+        said = (f"not kept in verdict memory: {self.why}; it still says "
+                f"{self.stored.package}@{self.stored.version} is {self.stored.summary}")
+        return " ".join(said.split())[:600]  # the stored message is the package author's text
+
 
 def _stored(row: Any) -> StoredVerdict:
     return StoredVerdict(
@@ -164,7 +188,8 @@ def _row(verdict: Verdict) -> dict[str, Any]:
         "top_message": top.message[:1000] if top else None,
         "scanned_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "elapsed_s": verdict.elapsed_s,
-        "document": json.dumps(verdict_dict(verdict)),
+        "document": json.dumps({**verdict_dict(verdict), "baseline_chosen": True}
+                               if verdict.baseline_chosen else verdict_dict(verdict)),
     }
 
 
@@ -191,21 +216,43 @@ class VerdictStore:
         return _stored(row) if row is not None else None
 
     def put(self, verdict: Verdict) -> StoredVerdict:
-        """Store a verdict, benign ones too. A key holds one judgement of its bytes: the newest,
-        except that a verdict made against a baseline is never replaced by one made without
-        (``scan --against none`` is exploratory; the gate's judgement compares with the
-        previous release), so a later baseline scan replaces an exploratory one."""
+        """Store a verdict (see :meth:`keep`); what memory now says of its bytes."""
+        return self.keep(verdict).stored
+
+    def keep(self, verdict: Verdict) -> Kept:
+        """Store a verdict, benign ones too, under the one rule every caller (scan, serve's
+        API, the gate, the watcher) goes through. A key holds one judgement of its bytes:
+        the registry history's (the default baseline, as the gate and the watcher judge),
+        the newest replacing an older one, except that one made without a baseline never
+        replaces one made with (the previous release may have gone since). A verdict made
+        against a baseline the user chose (``scan --against``, ``none`` included) is stored
+        only where nothing is stored for those bytes: it never replaces nor weakens what
+        memory says, else comparing a release with itself would clear its verdict."""
         values = _row(verdict)
         try:
             with self.engine.begin() as conn:
                 conn.execute(verdicts.insert().values(**values))
+            return Kept(self._stored_now(values["key"]), True)
         except IntegrityError:
-            old = self.by_key(values["key"])
-            if old is not None and (values["baseline"] is not None or old.baseline is None):
-                with self.engine.begin() as conn:
-                    conn.execute(verdicts.update().where(verdicts.c.key == values["key"])
-                                 .values(**values))
-        stored = self.by_key(values["key"])
+            pass
+        old = self.by_key(values["key"])
+        if old is None:  # removed in between: store it as new
+            return self.keep(verdict)
+        if verdict.baseline_chosen:
+            why = ("it was judged against a baseline chosen with --against, and verdict memory "
+                   "already holds a judgement of these bytes (only a scan against the registry "
+                   "history replaces it)")
+            return Kept(old, False, why)
+        if values["baseline"] is None and old.baseline is not None and not old.baseline_chosen:
+            return Kept(old, False, "it was judged without a baseline, and the stored one was "
+                                    f"judged against {old.baseline}")
+        with self.engine.begin() as conn:
+            conn.execute(verdicts.update().where(verdicts.c.key == values["key"])
+                         .values(**values))
+        return Kept(self._stored_now(values["key"]), True)
+
+    def _stored_now(self, key: str) -> StoredVerdict:
+        stored = self.by_key(key)
         assert stored is not None
         return stored
 

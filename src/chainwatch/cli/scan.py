@@ -84,11 +84,14 @@ def _progress(show: bool, several: bool) -> Iterator[Any]:
 
 
 def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | None,
-              quiet: bool) -> None:
+              quiet: bool, chosen: bool = False) -> None:
     """Every verdict into verdict memory (incidents, the gate), keyed by the bytes it
     judged; a malicious one into the known-bad store too (exposure, check, proxy), but only
     when it speaks for the registry's release: fetched from it, or a local tarball whose
-    integrity equals the registry's. A local package.json's name@version is only a claim."""
+    integrity equals the registry's. A local package.json's name@version is only a claim.
+    ``chosen``: judged against ``--against``, so never replacing what memory says."""
+    from dataclasses import replace
+
     from chainwatch.intel.store import KnownBadStore
     from chainwatch.model import Level
     from chainwatch.output.escape import plain
@@ -107,7 +110,13 @@ def _remember(verdicts: list[Verdict], db: str | None, client: RegistryClient | 
         store = KnownBadStore(db)
         memory = VerdictStore(engine=store.engine)
         for verdict in verdicts:
-            memory.put(verdict)  # benign too: the newest judgement of these bytes wins
+            if chosen and not verdict.baseline_chosen:  # whatever a Dask worker sent back
+                verdict = replace(verdict, baseline_chosen=True)
+            # benign too: the newest judgement by the registry history wins; one against a
+            # chosen baseline only where nothing is stored (VerdictStore.keep)
+            kept = memory.keep(verdict)
+            if (note := kept.note()) is not None:
+                notice(f"note: {verdict.target}: {note}")
             if verdict.level is not Level.MALICIOUS:
                 continue
             match = registry_match(verdict, asker.packument if asker is not None else None)
@@ -253,7 +262,7 @@ def scan(
     # a benign scan alone creates no database
     if remember and ordered and (any(v.level is not Level.BENIGN for v in ordered)
                                  or not _nothing_stored(db)):
-        _remember(ordered, db, client, quiet)
+        _remember(ordered, db, client, quiet, chosen=against is not None)
     out = ""
     if fmt is Format.json:
         out = render_json(results)  # one shape: a chainwatch.scan-run/1 object, failures included

@@ -201,6 +201,8 @@ class ScanGate:
         if (hit is not None and self.scanner.sandbox and hit.level is Level.BENIGN
                 and "dynamic" not in hit.document):
             return None
+        if hit is not None and hit.baseline_chosen and hit.level is Level.BENIGN:
+            return None  # judged against a baseline someone chose (scan --against): not ours
         return hit
 
     def in_window(self, published: datetime | None, now: datetime) -> bool:
@@ -261,9 +263,13 @@ class ScanGate:
         """A stored verdict the gate may use: not a flagged one made without a baseline (an
         exploratory ``scan --against none``) for a release that has a previous version to
         compare with; that release is scanned against it instead, whatever its age, and the
-        new verdict replaces the old."""
+        new verdict replaces the old. Nor one made against a baseline the user chose
+        (``scan --against``): the gate judges by the registry history, and its verdict
+        replaces that one."""
         if (hit is not None and hit.level is not Level.BENIGN and hit.baseline is None
                 and baseline_version(doc, version) is not None):
+            return None
+        if hit is not None and hit.baseline_chosen:
             return None
         return hit
 

@@ -249,6 +249,11 @@ class Api:
             if (problem := target_problem(target)) is not None:
                 raise ApiError(422, f"target: {problem}")
             against = _string(body, "against", 300, required=False)
+            if against is not None and against.strip() == target.strip():
+                # a release judged against itself says nothing (and the scanner refuses a
+                # baseline that resolves to the target's own bytes too)
+                raise ApiError(422, "against: the target itself; leave it out to judge the "
+                                    "release against its registry history")
             scan = ScanRequest(target=target, against=_checked_against(against))
         try:
             job = self._scans().submit(scan)
@@ -511,5 +516,6 @@ def _schemas() -> dict[str, Any]:
             "id": {"type": "string"}, "status": {"enum": ["queued", "running", "done", "failed"]},
             "target": {"type": "string"}, "against": {"type": ["string", "null"]},
             "verdict_key": {"type": "string"}, "error": {"type": "string"},
+            "note": {"type": "string"},
             "document": _OBJECT}},
     }

@@ -324,6 +324,9 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
         for field_, value in (("target", target), ("against", against)):
             if (value or field_ == "target") and (problem := target_problem(value)):
                 raise BadRequest(f"{field_}: {problem}")
+        if against == target:
+            raise BadRequest("against: the target itself; leave it empty to judge the release "
+                             "against its registry history")
         pool = await call(scan_pool, request)
         if pool is None:
             return _render(request, "error.html", 503, title="No scanner",
@@ -342,12 +345,15 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
             return _render(request, "error.html", 404, title="Not found",
                            message="no such scan (finished scans are forgotten after a while; "
                                    "their verdicts stay in the verdict list)")
-        if job.status == "done" and job.key is not None:
+        if job.status == "done" and job.key is not None and job.note is None:
             return RedirectResponse(views.link_path("verdicts", job.key), 303, headers=HEADERS)
+        # done but not kept (against a chosen baseline where a verdict is stored): say so,
+        # with a link to what verdict memory still says
         return _render(request, "scan.html", title="Scan",
                        target=views.text(job.request.target or "an uploaded tarball", 300),
                        against=views.text(job.request.against, 300), job_status=job.status,
-                       error=views.text(job.error, 500))
+                       error=views.text(job.error, 500), note=views.text(job.note, 600),
+                       stored=views.link_path("verdicts", job.key) if job.key else None)
 
     async def login_form(request: Request) -> Response:
         if auth.token is None:

@@ -76,6 +76,8 @@ class Job:
     document: dict[str, Any] | None = None
     key: str | None = None
     error: str | None = None
+    #: why the verdict was not kept in verdict memory (``VerdictStore.keep``), when it was not
+    note: str | None = None
 
     def public(self) -> dict[str, Any]:
         """What ``GET /api/v1/scans/{id}`` answers: the status, then the document."""
@@ -86,6 +88,8 @@ class Job:
             out["verdict_key"] = self.key
         if self.error is not None:
             out["error"] = self.error
+        if self.note is not None:
+            out["note"] = self.note
         if self.document is not None:
             out["document"] = self.document
         return out
@@ -108,8 +112,10 @@ def target_problem(spec: str) -> str | None:
     return None
 
 
-#: what runs one scan: the request in, (verdict memory key, chainwatch.scan/1 document) out
-ScanFn = Callable[[ScanRequest], tuple[str, dict[str, Any]]]
+#: what runs one scan: the request in, (verdict memory key, chainwatch.scan/1 document) out,
+#: optionally with a note: why verdict memory did not keep the verdict
+ScanFn = Callable[[ScanRequest], tuple[str, dict[str, Any]]
+                  | tuple[str, dict[str, Any], str | None]]
 
 
 class ScanPool:
@@ -183,7 +189,9 @@ class ScanPool:
                 return
             job.status = "running"
             try:
-                job.key, job.document = self._scan(job.request)
+                key, document, *note = self._scan(job.request)
+                job.key, job.document = key, document
+                job.note = note[0] if note else None
                 job.status = "done"
             except Exception as exc:  # one bad scan is one failed job, never a dead worker
                 from chainwatch.errors import ChainwatchError, one_line
@@ -250,9 +258,13 @@ def _remote_scanner_class() -> type[Scanner]:
 
 
 def registry_scan(engine: Engine, client: RegistryClient,
-                  known_bad: KnownBadSource | None = None) -> tuple[ScanFn, Callable[[], None]]:
+                  known_bad: KnownBadSource | None = None
+                  ) -> tuple[Callable[[ScanRequest], tuple[str, dict[str, Any], str | None]],
+                             Callable[[], None]]:
     """A scan function for the pool that stores each verdict in the verdict memory, and the
     function that closes its scanner."""
+    from dataclasses import replace
+
     from chainwatch.archive.limits import Limits
     from chainwatch.output.jsonout import verdict_dict
     from chainwatch.verdicts import VerdictStore
@@ -264,7 +276,7 @@ def registry_scan(engine: Engine, client: RegistryClient,
     store = VerdictStore(engine=engine)
     limits = Limits(max_total_bytes=256 * 1024 * 1024)
 
-    def scan(request: ScanRequest) -> tuple[str, dict[str, Any]]:
+    def scan(request: ScanRequest) -> tuple[str, dict[str, Any], str | None]:
         if request.tarball is not None:
             spec = uploads.hold(request.tarball)
             try:
@@ -274,7 +286,10 @@ def registry_scan(engine: Engine, client: RegistryClient,
         else:
             assert request.target is not None
             verdict = scanner.scan(request.target, request.against, limits=limits)
-        stored = store.put(verdict)
-        return stored.key, verdict_dict(verdict)
+        if request.against is not None and not verdict.baseline_chosen:
+            verdict = replace(verdict, baseline_chosen=True)
+        # against a chosen baseline: stored only where nothing is (VerdictStore.keep)
+        kept = store.keep(verdict)
+        return kept.stored.key, verdict_dict(verdict), kept.note()
 
     return scan, scanner.close
