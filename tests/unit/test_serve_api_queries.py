@@ -365,6 +365,9 @@ def test_verdict_rows_carry_their_origin_and_local_files_join_no_incident(
     assert [r.title for r in found] == ["Malicious release of 1 package: nx"]
     cli = IncidentStore(engine=engine).rebuild()
     assert [i.title for i in cli] == [r.title for r in found]
+    from chainwatch.incidents.render import render_list
+
+    assert "verdicts of local files, uploads included, join no incident" in render_list([])
 
 
 def test_a_local_tarball_with_the_registrys_bytes_still_joins_an_incident(

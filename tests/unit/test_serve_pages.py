@@ -628,9 +628,13 @@ def test_the_verdict_lists_say_where_the_bytes_came_from() -> None:
                        level="malicious", score=90, baseline="20.8.0", top_rule="r",
                        top_message="m", scanned_at="2025-09-08T13:10:00Z", origin="registry",
                        origin_label="registry")]
-    with client(model=RowsModel(verdicts=rows)) as c:
+    doc = scan_doc()
+    doc.update(origin="tarball", source="upload")
+    with client(model=RowsModel(verdicts=rows, docs={"sha512-up": doc})) as c:
         listed = c.get("/verdicts").text
         missing = c.get("/verdicts/chalk@5.3.0")
+        page = c.get("/verdicts/sha512-up").text
+    assert "upload: local files whose package.json claims" in page
     cells = re.findall(r'<td class="origin origin-(\w+)">([^<]*)</td>', listed)
     assert cells == [("tarball", "upload"), ("registry", "registry")]
     assert missing.status_code == 404 and "keyed by their bytes" in missing.text
