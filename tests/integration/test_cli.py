@@ -300,9 +300,26 @@ def test_report_and_incidents_from_scans(tmp_path: Path, packages: dict[str, Pat
     assert exported.returncode == 0 and "not exported" in exported.stderr
     assert list(out.glob("*.json")) == []
     db = f"sqlite:///{tmp_path / 'kb.db'}"
-    # from the database: a remembered verdict becomes an incident
+    # from the database: a remembered verdict of local files is no incident (its package.json's
+    # name@version is only a claim) ...
     assert run("scan", str(packages["bad"]), "--against", str(packages["base"]), "--db", db,
                cache=tmp_path).returncode == 1
+    local = run("incidents", "--db", db, cache=tmp_path)
+    assert local.returncode == 0 and "local files, uploads included, join no incident" in (
+        local.stdout)
+    # ... a registry release's is (stored as the watcher or `scan name@version` would)
+    from sqlalchemy import select, update
+
+    from chainwatch.db import connect
+    from chainwatch.verdicts import verdicts
+
+    engine = connect(db)
+    with engine.begin() as conn:
+        key, text = conn.execute(select(verdicts.c.key, verdicts.c.document)).one()
+        doc = {**json.loads(text), "origin": "registry"}
+        conn.execute(update(verdicts).where(verdicts.c.key == key)
+                     .values(document=json.dumps(doc)))
+    engine.dispose()
     listed = run("incidents", "--db", db, "--format", "json", cache=tmp_path)
     (incident,) = json.loads(listed.stdout)["incidents"]
     assert incident["level"] == "malicious"

@@ -494,3 +494,19 @@ def test_guessing_the_token_is_throttled_per_client(engine: Engine) -> None:
             return (await c.get("/api/v1/verdicts", headers=BEARER)).status_code
 
     assert asyncio.run(elsewhere()) == 200  # another client is not locked out
+
+
+def test_an_uploads_verdict_is_listed_as_one_and_name_at_version_does_not_find_it(
+        engine: Engine) -> None:
+    key = "sha512-upload+/=="
+    put_verdict(engine, "chalk", "5.3.0", "malicious", NOW, key=key, origin="tarball",
+                source="upload", baseline_chosen=True)
+    app = app_with(engine)
+    (row,) = get(app, "/api/v1/verdicts?package=chalk").json()["items"]
+    assert (row["key"], row["origin"], row["origin_label"]) == (key, "tarball", "upload")
+    missing = get(app, "/api/v1/verdicts/chalk@5.3.0")
+    assert missing.status_code == 404 and set(missing.json()) == {"error"}
+    said = missing.json()["error"]
+    assert "keyed by their bytes" in said and "integrity" in said and "key" in said
+    assert get(app, f"/api/v1/verdicts/{quote(key, safe='')}").status_code == 200
+    assert get(app, "/api/v1/incidents").json()["items"] == []

@@ -39,7 +39,8 @@ def put_verdict(engine: Engine, name: str, version: str, level: str, at: datetim
     with engine.begin() as conn:
         conn.execute(insert(verdicts).values(
             key=key, package=name, version=version, integrity=key, level=level,
-            score=doc["score"], baseline=None, explanation="", top_rule="r" if level != "benign"
+            score=doc["score"], baseline=doc["baseline"], explanation="",
+            top_rule="r" if level != "benign"
             else None, top_message=HOSTILE if level != "benign" else None,
             scanned_at=at.isoformat(timespec="seconds"), elapsed_s=0.1,
             document=json.dumps(doc)))
@@ -334,3 +335,55 @@ def test_incident_rows_show_the_hypothesis_title_and_a_stable_update_time(
     assert again.updated_at == first.updated_at
     # the newest member's scan time (NOW), not the time of the request
     assert first.updated_at == NOW.isoformat()
+
+
+def test_verdict_rows_carry_their_origin_and_local_files_join_no_incident(
+        engine: Engine) -> None:
+    """An upload claiming chalk@5.3.0 is listed as an upload, and is no "chalk is malicious"
+    incident; the CLI's incidents (IncidentStore) agree with the read model."""
+    from chainwatch.incidents.store import IncidentStore
+
+    at = NOW - timedelta(minutes=5)
+    put_verdict(engine, "chalk", "5.3.0", "malicious", at, key="sha512-upload",
+                origin="tarball", source="upload", baseline_chosen=True,
+                payload={"fingerprints": ["fp-x"], "indicators": {}})
+    put_verdict(engine, "debug", "4.4.2", "malicious", at + timedelta(seconds=1),
+                key="local:abc", origin="folder", source="/tmp/debug")
+    put_verdict(engine, "left-pad", "1.3.1", "malicious", at + timedelta(seconds=2),
+                key="sha512-lp", origin="tarball", source="./left-pad-1.3.1.tgz",
+                payload={"fingerprints": ["fp-x"], "indicators": {}})
+    put_verdict(engine, "nx", "20.9.0", "malicious", at + timedelta(seconds=3),
+                origin="registry", source="https://registry.npmjs.org/nx/-/nx-20.9.0.tgz")
+    model = ReadModel(engine)
+    rows = {r.package: r for r in model.verdicts().items}
+    assert (rows["chalk"].origin, rows["chalk"].origin_label) == ("tarball", "upload")
+    assert (rows["debug"].origin, rows["debug"].origin_label) == ("folder", "local folder")
+    assert rows["left-pad"].origin_label == "local tarball"
+    assert (rows["nx"].origin, rows["nx"].origin_label) == ("registry", "registry")
+    assert {r.package: r.origin_label for r in model.overview().latest_flagged}["chalk"] == "upload"
+    found = model.incidents()
+    assert [r.title for r in found] == ["Malicious release of 1 package: nx"]
+    cli = IncidentStore(engine=engine).rebuild()
+    assert [i.title for i in cli] == [r.title for r in found]
+    from chainwatch.incidents.render import render_list
+
+    assert "verdicts of local files, uploads included, join no incident" in render_list([])
+
+
+def test_a_local_tarball_with_the_registrys_bytes_still_joins_an_incident(
+        engine: Engine) -> None:
+    """Judged against its registry history (a baseline it did not choose): its sha512 was
+    the registry's for that release, so it speaks for it."""
+    put_verdict(engine, "chalk", "5.6.1", "malicious", NOW, origin="tarball",
+                source="./chalk-5.6.1.tgz", baseline="5.6.0")
+    assert [r.title for r in ReadModel(engine).incidents()] == [
+        "Malicious release of 1 package: chalk"]
+
+
+def test_missing_verdict_says_local_scans_are_keyed_by_their_integrity() -> None:
+    from chainwatch.serve.queries import missing_verdict
+
+    said = missing_verdict("chalk@5.3.0")
+    assert "integrity" in said and "GET /api/v1/verdicts?package=NAME" in said
+    assert missing_verdict("sha512-nope") == "no verdict is stored under sha512-nope"
+    assert "\n" not in missing_verdict("a@1\n" + "x" * 1000)

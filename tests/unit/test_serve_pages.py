@@ -615,3 +615,26 @@ def test_incidents_show_the_leading_hypothesis_by_its_title() -> None:
     assert "Targeted account takeover for financial theft (high)" in listed
     brief = " ".join(" ".join(parse(c.get("/incidents/inc-1").text).text).split())
     assert "Leading: Account takeover (H1), confidence high." in brief
+
+
+def test_the_verdict_lists_say_where_the_bytes_came_from() -> None:
+    from chainwatch.serve.queries import VerdictRow
+
+    rows = [VerdictRow(key="sha512-up", package="chalk", version="5.3.0", integrity="sha512-up",
+                       level="malicious", score=90, baseline=None, top_rule="r",
+                       top_message="m", scanned_at="2025-09-08T13:20:00Z", origin="tarball",
+                       origin_label="upload"),
+            VerdictRow(key="nx@20.9.0", package="nx", version="20.9.0", integrity=None,
+                       level="malicious", score=90, baseline="20.8.0", top_rule="r",
+                       top_message="m", scanned_at="2025-09-08T13:10:00Z", origin="registry",
+                       origin_label="registry")]
+    doc = scan_doc()
+    doc.update(origin="tarball", source="upload")
+    with client(model=RowsModel(verdicts=rows, docs={"sha512-up": doc})) as c:
+        listed = c.get("/verdicts").text
+        missing = c.get("/verdicts/chalk@5.3.0")
+        page = c.get("/verdicts/sha512-up").text
+    assert "upload: local files whose package.json claims" in page
+    cells = re.findall(r'<td class="origin origin-(\w+)">([^<]*)</td>', listed)
+    assert cells == [("tarball", "upload"), ("registry", "registry")]
+    assert missing.status_code == 404 and "keyed by their bytes" in missing.text

@@ -27,7 +27,8 @@ def render_list(rows: list[dict[str, Any]]) -> str:
     from chainwatch.incidents.ach import HYPOTHESES
 
     if not rows:
-        return "no incidents: no suspicious or malicious verdict is stored"
+        return ("no incidents: no suspicious or malicious verdict of a registry release is stored "
+                "(verdicts of local files, uploads included, join no incident)")
     lines = []
     for r in rows:
         first = r.get("first_published")

@@ -1,6 +1,7 @@
 """Incidents in the database, rebuilt from verdict memory (and the watcher's publisher data).
 
-``rebuild`` groups every stored suspicious or malicious verdict, attaches known-bad records that
+``rebuild`` groups every stored suspicious or malicious verdict of a registry release (never one
+of local files: see LOCAL_ORIGINS), attaches known-bad records that
 name the same releases, and writes the incidents table (one row per incident; ids are stable as
 members join).
 """
@@ -11,7 +12,7 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Engine, Integer, String, Table, Text, delete, insert, select
 
@@ -23,6 +24,9 @@ from chainwatch.incidents.model import Incident, Observation
 from chainwatch.intel.base import KnownBadSource
 from chainwatch.model import Level
 from chainwatch.output.jsonout import scan_documents
+
+if TYPE_CHECKING:
+    from chainwatch.verdicts import StoredVerdict
 
 incidents = Table(
     "incidents", metadata,
@@ -39,6 +43,23 @@ incidents = Table(
 )
 
 
+#: the origins of local files (an upload, a tarball, a folder)
+LOCAL_ORIGINS = ("tarball", "folder")
+
+
+def speaks_for_registry(v: StoredVerdict) -> bool:
+    """Whether a stored verdict may name its registry release in an incident (which says that
+    release is compromised). A local file's package.json name@version is only a claim, so a
+    verdict of local files joins no incident unless its bytes were the registry's: a local
+    tarball is judged against its registry history (a baseline it did not choose) only when
+    its sha512 equals the registry's for that release (``Scanner.registry_twin``; the same
+    test as ``verdicts.registry_match``). A verdict stored before origins were recorded
+    ("unknown") keeps counting, as it did."""
+    if v.origin not in LOCAL_ORIGINS:
+        return True
+    return v.origin == "tarball" and v.baseline is not None and not v.baseline_chosen
+
+
 def observations_from_db(engine: Engine, known_bad: KnownBadSource | None = None,
                          limit: int = 100_000) -> list[Observation]:
     from chainwatch.verdicts import VerdictStore
@@ -52,6 +73,8 @@ def observations_from_db(engine: Engine, known_bad: KnownBadSource | None = None
             .where(versions.c.status != "baseline"))}
     out = []
     for v in stored:
+        if not speaks_for_registry(v):
+            continue  # local files: their package.json's name@version is only a claim
         obs = Observation.from_scan(v.document, detected_at=v.scanned_at)
         publisher, published = seen.get((v.package, v.version), (None, None))
         obs = replace(obs, publisher=obs.publisher or publisher,

@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from chainwatch.serve.auth import Auth
-from chainwatch.serve.queries import MAX_CURSOR, MAX_LIMIT, Page, ReadModel
+from chainwatch.serve.queries import MAX_CURSOR, MAX_LIMIT, Page, ReadModel, missing_verdict
 from chainwatch.serve.scans import MAX_UPLOAD, QueueFull, ScanPool, ScanRequest, target_problem
 
 log = logging.getLogger("chainwatch.serve")
@@ -230,7 +230,7 @@ class Api:
     async def verdict(self, request: Request) -> Response:
         doc = await _read(self.model.verdict, request.path_params["key"])
         if doc is None:
-            raise ApiError(404, "no verdict is stored under that key")
+            raise ApiError(404, missing_verdict(request.path_params["key"]))
         return _json(doc)
 
     # -- scans -----------------------------------------------------------------------------

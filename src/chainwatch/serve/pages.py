@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from chainwatch.serve import charts, views
 from chainwatch.serve.auth import Auth
-from chainwatch.serve.queries import MAX_CURSOR, MAX_LIMIT, ReadModel
+from chainwatch.serve.queries import MAX_CURSOR, MAX_LIMIT, ReadModel, missing_verdict
 from chainwatch.serve.scans import QueueFull, ScanPool, ScanRequest, target_problem
 
 #: every page's policy: nothing from another origin, no inline script or style, no framing
@@ -240,7 +240,7 @@ def routes(model: ReadModel, auth: Auth) -> list[BaseRoute]:
         doc = await call(model.verdict, key) if len(key) <= MAX_KEY else None
         if doc is None:
             return _render(request, "error.html", 404, title="Not found",
-                           message=f"no verdict is stored under {views.text(key, 300)}")
+                           message=missing_verdict(views.text(key, 300)))
         v = views.verdict(doc)
         return _render(request, "verdict.html", title=f"Verdict {v.package}@{v.version}",
                        v=v, key=key)

@@ -60,6 +60,13 @@ class VerdictRow:
     top_rule: str | None
     top_message: str | None
     scanned_at: str  # ISO 8601 UTC
+    #: where the judged bytes came from: registry | tarball | folder | unknown (stored before
+    #: the origin was recorded); a tarball or folder is local files, whose package.json's
+    #: name@version is only a claim (see ``verdicts.registry_match``)
+    origin: str = "unknown"
+    #: how the lists show it: "registry", "upload" (a tarball sent to ``POST /api/v1/scans``),
+    #: "local tarball", "local folder" or "unknown"
+    origin_label: str = "unknown"
 
 
 @dataclass(frozen=True)
@@ -222,11 +229,46 @@ def check_package(name: str) -> str:
     return name
 
 
+#: what a stored document's ``origin`` may say; anything else is shown as "unknown"
+ORIGINS = ("registry", "tarball", "folder")
+
+
+def origin_of(doc: Any) -> tuple[str, str]:
+    """A stored ``chainwatch.scan/1`` document's origin and the label the lists show."""
+    origin = doc.get("origin") if isinstance(doc, dict) else None
+    if origin not in ORIGINS:
+        return "unknown", "unknown"
+    if origin == "tarball":
+        return "tarball", "upload" if doc.get("source") == "upload" else "local tarball"
+    return str(origin), "local folder" if origin == "folder" else "registry"
+
+
+def missing_verdict(key: str) -> str:
+    """The 404 message for a verdict key nothing is stored under. A name@version finds only a
+    registry release stored without an integrity: an upload or another local scan is keyed by
+    its bytes (its sha512 integrity, or local:... for a folder), never by the name@version its
+    package.json claims, so the list's ``key`` is the way to it."""
+    shown = " ".join(key.split())[:300]
+    said = f"no verdict is stored under {shown}"
+    if "@" in key.lstrip("@") and not key.startswith(("sha", "local:")):
+        said += (": a name@version finds only a registry release stored without an integrity;"
+                 " registry releases, uploads and other local scans are keyed by their bytes"
+                 " (their sha512 integrity, or local:... for a folder), so take the key from"
+                 " the verdict list (GET /api/v1/verdicts?package=NAME, or the Verdicts page)")
+    return said
+
+
 def _verdict_row(r: Any) -> VerdictRow:
+    try:
+        doc = json.loads(r["document"])
+    except (ValueError, TypeError):
+        doc = None
+    origin, label = origin_of(doc)
     return VerdictRow(key=r["key"], package=r["package"], version=r["version"],
                       integrity=r["integrity"], level=r["level"], score=int(r["score"]),
                       baseline=r["baseline"], top_rule=r["top_rule"],
-                      top_message=r["top_message"], scanned_at=r["scanned_at"])
+                      top_message=r["top_message"], scanned_at=r["scanned_at"],
+                      origin=origin, origin_label=label)
 
 
 def _payload(text: str) -> dict[str, Any]:
@@ -289,7 +331,7 @@ class ReadModel:
         limit = clamp_limit(limit)
         query = select(table.c.key, table.c.package, table.c.version, table.c.integrity,
                        table.c.level, table.c.score, table.c.baseline, table.c.top_rule,
-                       table.c.top_message, table.c.scanned_at)
+                       table.c.top_message, table.c.scanned_at, table.c.document)
         if package is not None:
             query = query.where(table.c.package == check_package(package))
         if level is not None:
@@ -646,7 +688,7 @@ class ReadModel:
 
         query = (select(table.c.key, table.c.package, table.c.version, table.c.integrity,
                         table.c.level, table.c.score, table.c.baseline, table.c.top_rule,
-                        table.c.top_message, table.c.scanned_at)
+                        table.c.top_message, table.c.scanned_at, table.c.document)
                  .where(table.c.level.in_(("suspicious", "malicious")))
                  .order_by(table.c.scanned_at.desc(), table.c.key.desc()).limit(limit))
         with self.engine.connect() as conn:

@@ -141,6 +141,18 @@ class VerdictView:
     dynamic_note: str = ""
 
 
+def _origin(doc: Mapping[str, Any]) -> str:
+    """Where the judged bytes came from, as the lists say it; local files are said to be only
+    what their package.json claims."""
+    from chainwatch.serve.queries import origin_of
+
+    origin, label = origin_of(dict(doc))
+    if origin in ("tarball", "folder"):
+        return (f"{label}: local files whose package.json claims this name@version; "
+                "not known to be the registry's release")
+    return label
+
+
 def verdict(doc: Mapping[str, Any]) -> VerdictView:
     caps = _mapping(doc.get("capabilities"))
     changes = _mapping(doc.get("changes"))
@@ -156,7 +168,7 @@ def verdict(doc: Mapping[str, Any]) -> VerdictView:
         score=str(score) if isinstance(score, int) and not isinstance(score, bool) else "",
         explanation=text(doc.get("explanation")), publisher=text(doc.get("publisher"), 300),
         published=text(doc.get("published"), 100), integrity=text(doc.get("integrity"), 300),
-        origin=text(doc.get("origin"), 100),
+        origin=_origin(doc),
         findings=[finding(f) for f in _list(doc.get("findings"))],
         more_findings=_more(doc.get("findings")),
         signals=[finding(f) for f in _list(doc.get("metadata_signals"))],
