@@ -116,6 +116,7 @@ def serve(
     from chainwatch.db import connect
     from chainwatch.gate.listen import listen_socket
     from chainwatch.serve.app import LOOPBACK_HOSTS, create_app
+    from chainwatch.serve.conn import guarded_protocol
     from chainwatch.serve.scans import ScanPool, registry_scan
 
     try:
@@ -149,7 +150,8 @@ def serve(
               + ("" if token else " (no token: open to this machine only)"), markup=False)
     config = uvicorn.Config(application, log_level="info" if verbose else "warning",
                             proxy_headers=False, server_header=False,
-                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5,
+                            http=guarded_protocol())
 
     class Server(uvicorn.Server):
         signalled = False
