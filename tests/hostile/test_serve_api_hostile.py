@@ -117,3 +117,62 @@ def test_hostile_paths_are_404_json(engine: Engine, path: str) -> None:
 def test_hostile_query_parameters_are_422_json(engine: Engine, query: str) -> None:
     r = get(app_with(engine), f"/api/v1/verdicts?{query}")
     assert r.status_code == 422 and set(r.json()) == {"error"}
+
+
+def test_deeply_nested_json_is_one_422_line(engine: Engine) -> None:
+    from tests.unit.test_serve_api import post
+
+    app = app_with(engine)
+    deep = b"[" * 100_000
+    for url in ("/api/v1/environments", "/api/v1/scans"):
+        r = post(app, url, content=deep, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, r.text
+        assert r.json() == {"error": "the body is JSON nested too deeply"}
+    lockfile = "[" * 100_000  # a lockfile posted as text, parsed on the server
+    r = post(app, "/api/v1/environments", json={
+        "label": "ci", "filename": "package-lock.json", "content": lockfile})
+    assert r.status_code == 422 and "\n" not in r.json()["error"], r.text
+
+
+@pytest.mark.parametrize("wanted", ["/pkg", "~/.npmrc", " /etc/passwd", "/etc", "../x",
+                                    "a/b", "$HOME"])
+def test_a_target_naming_a_path_is_refused_with_one_text(engine: Engine, wanted: str) -> None:
+    from tests.unit.test_serve_api import FakeScans, post
+
+    scans = FakeScans()
+    app = app_with(engine, scans)
+    texts = set()
+    for body in ({"target": f"x@{wanted}"}, {"target": "x@1.0.0", "against": f"x@{wanted}"}):
+        r = post(app, "/api/v1/scans", json=body)
+        assert r.status_code == 422, r.text
+        texts.add(r.json()["error"].split(":", 1)[1])
+    assert len(texts) == 1  # the same text whatever exists on the server
+    assert scans.asked == []
+    r = post(app, "/api/v1/scans?against=x@" + quote(wanted, safe=""), content=b"\x1f\x8b",
+             headers={"Content-Type": "application/gzip"})
+    assert r.status_code == 422 and r.json()["error"].split(":", 1)[1] in texts
+
+
+def test_a_cross_site_write_without_origin_is_refused(engine: Engine) -> None:
+    from tests.unit.test_serve_api import post
+
+    app = app_with(engine, token=None)
+    for site in ("cross-site", "same-site", "Cross-Site"):
+        r = post(app, "/api/v1/scans", json={"target": "chalk@1.0.0"},
+                 headers={"Sec-Fetch-Site": site})
+        assert r.status_code == 403, site
+        assert r.json() == {"error": "a write from another site is refused"}
+    for site in ("same-origin", "none"):
+        assert post(app, "/api/v1/scans", json={"target": "chalk@1.0.0"},
+                    headers={"Sec-Fetch-Site": site}).status_code == 202
+
+
+def test_a_cursor_with_a_lone_surrogate_is_one_clear_422(engine: Engine) -> None:
+    from chainwatch.serve.queries import encode_cursor
+
+    app = app_with(engine)
+    for url, cursor in (("/api/v1/alerts", encode_cursor("alerts", 1.0, "\ud800")),
+                        ("/api/v1/verdicts", encode_cursor("verdicts", "\udc80", "k"))):
+        r = get(app, url, params={"cursor": cursor})
+        assert r.status_code == 422, r.text
+        assert r.json() == {"error": "invalid cursor"}

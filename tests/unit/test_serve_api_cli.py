@@ -64,3 +64,24 @@ def test_read_token_file(tmp_path: Path) -> None:
         read_token_file(tmp_path)
     with pytest.raises(ValueError):
         read_token_file(tmp_path / "missing")
+
+
+def test_beyond_loopback_a_short_token_is_refused(tmp_path: Path) -> None:
+    code, line = serve(tmp_path, "--listen", "0.0.0.0:18089", CHAINWATCH_TOKEN="a")
+    assert code == 2 and "at least 32 characters" in line and "secrets.token_urlsafe" in line
+    token = tmp_path / "token"
+    token.write_text("x" * 31 + "\n")
+    token.chmod(0o600)
+    code, line = serve(tmp_path, "--listen", "0.0.0.0:18089", "--token-file", str(token))
+    assert code == 2 and "at least 32 characters" in line and "x" * 31 not in line
+
+
+def test_on_loopback_a_short_token_is_a_warning(tmp_path: Path) -> None:
+    with socket.socket() as busy:  # busy: the server stops right after the warning
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        result = chainwatch("serve", "--db", f"sqlite:///{tmp_path / 'db.sqlite'}",
+                            "--listen", f"127.0.0.1:{busy.getsockname()[1]}",
+                            env=clean_env(tmp_path, CHAINWATCH_TOKEN="short"))
+    assert result.returncode == 2 and "cannot listen there" in result.stderr
+    assert "warning: the token has 5 characters, fewer than 32" in result.stderr

@@ -20,6 +20,10 @@ from chainwatch.errors import ChainwatchError, one_line
 MAX_CONNECTIONS = 128
 #: a token file larger than this is not a token
 MAX_TOKEN_FILE = 4096
+#: the fewest characters of a token when listening beyond loopback
+MIN_TOKEN = 32
+#: how to make a token strong enough
+MAKE_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def read_token_file(path: Path) -> str:
@@ -91,6 +95,14 @@ def serve(
                   "CHAINWATCH_TOKEN): the pages and API show what the team's environments hold",
                   markup=False)
         raise typer.Exit(2)
+    if token is not None and len(token) < MIN_TOKEN:
+        if not local:
+            err.print(f"error: listening on {host} needs a token of at least {MIN_TOKEN} "
+                      f"characters (this one has {len(token)}); make one with: {MAKE_TOKEN}",
+                      markup=False)
+            raise typer.Exit(2)
+        err.print(f"warning: the token has {len(token)} characters, fewer than {MIN_TOKEN}; "
+                  f"make a stronger one with: {MAKE_TOKEN}", markup=False)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     from chainwatch.output.console import quiet_libraries
@@ -104,6 +116,7 @@ def serve(
     from chainwatch.db import connect
     from chainwatch.gate.listen import listen_socket
     from chainwatch.serve.app import LOOPBACK_HOSTS, create_app
+    from chainwatch.serve.conn import guarded_protocol
     from chainwatch.serve.scans import ScanPool, registry_scan
 
     try:
@@ -137,7 +150,8 @@ def serve(
               + ("" if token else " (no token: open to this machine only)"), markup=False)
     config = uvicorn.Config(application, log_level="info" if verbose else "warning",
                             proxy_headers=False, server_header=False,
-                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5)
+                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5,
+                            http=guarded_protocol())
 
     class Server(uvicorn.Server):
         signalled = False

@@ -122,6 +122,8 @@ async def _read(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """A read-model call off the event loop; its ValueError is the client's 422."""
     try:
         return await run_in_threadpool(fn, *args, **kwargs)
+    except UnicodeError:  # a lone surrogate smuggled in (a cursor's JSON): no codec message
+        raise ApiError(422, "a parameter holds text that is not valid Unicode") from None
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
 
@@ -153,6 +155,8 @@ async def _json_body(request: Request) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeError):
         raise ApiError(422, "the body is not JSON") from None
+    except RecursionError:  # thousands of nested [ or {: refused, never a 500
+        raise ApiError(422, "the body is JSON nested too deeply") from None
     if not isinstance(value, dict):
         raise ApiError(422, "the body is not a JSON object")
     return value
@@ -327,7 +331,10 @@ class Api:
             if not isinstance(body["document"], dict):
                 raise ApiError(422, "document: a chainwatch.inventory/1 JSON object")
             filename = "inventory.json"
-            data = json.dumps(body["document"]).encode()
+            try:
+                data = json.dumps(body["document"]).encode("utf-8", "surrogatepass")
+            except (RecursionError, ValueError):
+                raise ApiError(422, "document: a chainwatch.inventory/1 JSON object") from None
         else:
             filename = _string(body, "filename", MAX_FILENAME) or ""
             if "/" in filename or "\\" in filename or filename in (".", ".."):
@@ -339,6 +346,10 @@ class Api:
 
         try:
             count = await run_in_threadpool(self._record_upload, label, filename, data)
+        except RecursionError:
+            raise ApiError(422, "content: nested too deeply to be a lockfile") from None
+        except UnicodeError:
+            raise ApiError(422, "content: not valid UTF-8 text") from None
         except (ChainwatchError, ValueError) as exc:
             raise ApiError(422, one_line(exc)) from None
         return ApiJSON({"label": label, "packages": count}, 201)

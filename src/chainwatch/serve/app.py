@@ -89,7 +89,11 @@ class Guard:
 
 
 def _same_origin(headers: dict[str, str]) -> bool:
-    """No ``Origin`` (not a browser, or a same-origin GET), or one naming this host."""
+    """No ``Origin`` (not a browser, or a same-origin GET), or one naming this host; and no
+    ``Sec-Fetch-Site`` saying the request comes from another site (a browser that sends no
+    ``Origin`` still says so)."""
+    if headers.get("sec-fetch-site", "").strip().lower() in ("cross-site", "same-site"):
+        return False
     origin = headers.get("origin")
     if origin is None:
         return True

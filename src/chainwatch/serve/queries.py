@@ -192,7 +192,8 @@ def decode_cursor(kind: str, cursor: str, types: tuple[type, ...]) -> list[Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw.decode("utf-8"))
-    except (ValueError, binascii.Error, UnicodeError):
+        json.dumps(values, ensure_ascii=False).encode("utf-8")  # no lone surrogate inside
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
         raise ValueError("invalid cursor") from None
     if (not isinstance(values, list) or len(values) != len(types) + 1 or values[0] != kind
             or not all(_typed(v, t) for v, t in zip(values[1:], types, strict=True))):

@@ -109,6 +109,10 @@ def target_problem(spec: str) -> str | None:
         return f"invalid package name: {problem}"
     if not wanted:
         return "name a version (name@version)"
+    from chainwatch.versions import spec_kind
+
+    if spec_kind(wanted) is None:  # a path, a home folder, a space: one text, no file oracle
+        return "the part after @ must be a version, a range or a tag (name@version)"
     return None
 
 
