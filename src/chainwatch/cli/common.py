@@ -1,4 +1,5 @@
-"""Helpers several commands share: databases, unreadable files, policies, lockfile walks."""
+"""Helpers several commands share: databases, unreadable files, policies, lockfile walks,
+listening servers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from chainwatch.errors import ChainwatchError, one_line
 from chainwatch.output.words import plural
 
 if TYPE_CHECKING:
+    import socket
+    from types import FrameType
+
+    import uvicorn
+
     from chainwatch.gate.policy import Policy
     from chainwatch.intel.base import KnownBadSource
     from chainwatch.model import Environment
@@ -158,3 +164,37 @@ def _policy(policy_file: Path | None, min_age: str | None) -> Policy:
                   f"{gone.expires.isoformat()} and no longer applies ({gone.reason})"[:400],
                   markup=False, soft_wrap=True)
     return policy
+
+
+def bind_listen(host: str, port: int, listen: str) -> socket.socket:
+    """The listening socket for ``--listen``, bound before the server starts, so that a busy
+    port or an unknown host is one line and exit 2."""
+    from chainwatch.gate.listen import listen_socket
+
+    try:
+        return listen_socket(host, port)
+    except OSError as exc:
+        err.print(f"error: --listen {listen}: cannot listen there: "
+                  f"{exc.strerror or one_line(exc)}", markup=False)
+        raise typer.Exit(2) from exc
+
+
+def serve_until_signalled(config: uvicorn.Config, sock: socket.socket) -> None:
+    """Run uvicorn on ``sock``. A signal stops it taking requests and lets those in flight end
+    for the grace period (a request still running cannot hold the shutdown), then exits 130."""
+    import uvicorn
+
+    from chainwatch import interrupt
+
+    class Server(uvicorn.Server):
+        signalled = False
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            self.signalled = True
+            interrupt.arm()
+            super().handle_exit(sig, frame)
+
+    served = Server(config)
+    served.run(sockets=[sock])
+    if served.signalled:
+        interrupt.finish()

@@ -8,12 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from chainwatch import interrupt
 from chainwatch.cli.app import app, err, policy_app
 from chainwatch.cli.common import (
     _collect,
@@ -22,6 +20,8 @@ from chainwatch.cli.common import (
     _nothing_stored,
     _open_db,
     _policy,
+    bind_listen,
+    serve_until_signalled,
 )
 from chainwatch.cli.options import (
     CacheOpt,
@@ -37,7 +37,7 @@ from chainwatch.cli.options import (
     ScanOpt,
     VerboseOpt,
 )
-from chainwatch.errors import ChainwatchError, one_line
+from chainwatch.errors import ChainwatchError
 from chainwatch.output.console import ColorMode, output_width, use_color
 
 if TYPE_CHECKING:
@@ -346,28 +346,10 @@ def proxy(
     except ValueError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(2) from exc
-    from chainwatch.gate.listen import listen_socket
-
-    try:  # bound here, so that a busy port or an unknown host is one line and exit 2
-        sock = listen_socket(host, int(port))
-    except OSError as exc:
-        err.print(f"error: --listen {listen}: cannot listen there: "
-                  f"{exc.strerror or one_line(exc)}", markup=False)
-        raise typer.Exit(2) from exc
+    sock = bind_listen(host, int(port), listen)
     err.print(f"chainwatch proxy on http://{listen}/ filtering {upstream} — point clients at it "
               f"with: npm config set registry http://{listen}/", markup=False)
     # a signal: uvicorn stops taking requests and lets those in flight end, for GRACE seconds
     config = uvicorn.Config(server.app, log_level="info" if verbose else "warning")
 
-    class Server(uvicorn.Server):
-        signalled = False
-
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            self.signalled = True
-            interrupt.arm()  # a request still scanning cannot hold the shutdown
-            super().handle_exit(sig, frame)
-
-    served = Server(config)
-    served.run(sockets=[sock])
-    if served.signalled:
-        interrupt.finish()
+    serve_until_signalled(config, sock)

@@ -6,13 +6,12 @@ import os
 import stat
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Annotated
 
 import typer
 
-from chainwatch import interrupt
 from chainwatch.cli.app import app, err
+from chainwatch.cli.common import bind_listen, serve_until_signalled
 from chainwatch.cli.options import DbOpt, VerboseOpt
 from chainwatch.errors import ChainwatchError, one_line
 
@@ -114,7 +113,6 @@ def serve(
 
     from chainwatch.cli.common import _known_bad
     from chainwatch.db import connect
-    from chainwatch.gate.listen import listen_socket
     from chainwatch.serve.app import LOOPBACK_HOSTS, create_app
     from chainwatch.serve.conn import guarded_protocol
     from chainwatch.serve.scans import ScanPool, registry_scan
@@ -139,12 +137,7 @@ def serve(
     hosts = None if token else [*LOOPBACK_HOSTS, host.strip("[]"), host]
     application = create_app(engine, token=token, scans=pool, known_bad=known_bad,
                              allowed_hosts=hosts)
-    try:  # bound here, so that a busy port or an unknown host is one line and exit 2
-        sock = listen_socket(host, int(port))
-    except OSError as exc:
-        err.print(f"error: --listen {listen}: cannot listen there: "
-                  f"{exc.strerror or one_line(exc)}", markup=False)
-        raise typer.Exit(2) from exc
+    sock = bind_listen(host, int(port), listen)
     shown = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
     err.print(f"chainwatch serve on http://{shown}:{port}/"
               + ("" if token else " (no token: open to this machine only)"), markup=False)
@@ -153,15 +146,4 @@ def serve(
                             limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=5,
                             http=guarded_protocol())
 
-    class Server(uvicorn.Server):
-        signalled = False
-
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            self.signalled = True
-            interrupt.arm()  # a request still running cannot hold the shutdown
-            super().handle_exit(sig, frame)
-
-    served = Server(config)
-    served.run(sockets=[sock])
-    if served.signalled:
-        interrupt.finish()
+    serve_until_signalled(config, sock)
