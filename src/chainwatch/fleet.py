@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import nodesemver
 from sqlalchemy import (
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Table,
     Text,
@@ -107,27 +109,38 @@ class Fleet:
 
     def query(self, spec: str) -> list[Sighting]:
         """Environments that held ``name@version`` or ``name@range`` (newest first)."""
-        at = spec.rfind("@")
-        if at <= 0:
-            name, wanted = spec, "*"
-        else:
-            name, wanted = spec[:at], spec[at + 1 :]
-        from chainwatch.names import name_problem
-
-        if (problem := name_problem(name)) is not None:
-            raise ValueError(f"invalid package name {name!r}: {problem}")
-        exact = parse(wanted) is not None
-        if not exact and nodesemver.valid_range(wanted, False) is None:
-            raise ValueError(f"not a version or range: {wanted!r}")
-        stmt = (select(holdings.c.name, holdings.c.version, holdings.c.dev, holdings.c.path,
-                       environments.c.label, environments.c.kind, environments.c.source,
-                       environments.c.recorded_at)
-                .join(environments, environments.c.pk == holdings.c.environment)
-                .where(holdings.c.name == name))
-        if exact:
-            stmt = stmt.where(holdings.c.version == wanted)
+        name, wanted, exact = parse_spec(spec)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(environments.c.recorded_at.desc())).mappings().all()
+            rows = conn.execute(held_query(name, wanted, exact)
+                                .order_by(environments.c.recorded_at.desc())).mappings().all()
         return [Sighting(r["label"], r["kind"], r["source"], r["recorded_at"], r["name"],
                          r["version"], r["dev"], r["path"])
                 for r in rows if exact or nodesemver.satisfies(r["version"], wanted, False)]
+
+
+def parse_spec(spec: str) -> tuple[str, str, bool]:
+    """``name@version`` or ``name@range`` (or a bare name: any version) as (name, wanted,
+    exact); ValueError, with the text clipped, for a bad name or range."""
+    from chainwatch.names import name_problem
+
+    if len(spec) > 512:
+        raise ValueError("the package spec is longer than 512 characters")
+    at = spec.rfind("@")
+    name, wanted = (spec, "*") if at <= 0 else (spec[:at], spec[at + 1:])
+    if (problem := name_problem(name)) is not None:
+        raise ValueError(f"invalid package name {name[:80]!r}: {problem}")
+    exact = parse(wanted) is not None
+    if not exact and nodesemver.valid_range(wanted, False) is None:
+        raise ValueError(f"not a version or range: {wanted[:80]!r}")
+    return name, wanted, exact
+
+
+def held_query(name: str, wanted: str, exact: bool) -> Select[Any]:
+    """Every recorded holding of ``name`` (of version ``wanted`` when exact; a range is
+    matched by the caller), with its environment's label, kind, source and time."""
+    stmt = (select(holdings.c.name, holdings.c.version, holdings.c.dev, holdings.c.path,
+                   environments.c.label, environments.c.kind, environments.c.source,
+                   environments.c.recorded_at)
+            .join(environments, environments.c.pk == holdings.c.environment)
+            .where(holdings.c.name == name))
+    return stmt.where(holdings.c.version == wanted) if exact else stmt

@@ -480,32 +480,16 @@ class ReadModel:
         One row per (environment label, version): the first and last time that label was
         recorded holding it, with the kind, source, path and dev flag of the latest record;
         newest first, at most MAX_EXPOSURE rows."""
-        from chainwatch.versions import parse
+        from chainwatch.fleet import parse_spec
 
-        if len(spec) > 512:
-            raise ValueError("the package spec is longer than 512 characters")
-        at = spec.rfind("@")
-        name, wanted = (spec, "*") if at <= 0 else (spec[:at], spec[at + 1:])
-        check_package(name)
-        exact = parse(wanted) is not None
-        if not exact:
-            import nodesemver
-
-            if nodesemver.valid_range(wanted, False) is None:
-                raise ValueError(f"not a version or range: {wanted[:80]!r}")
+        name, wanted, exact = parse_spec(spec)
         return self._held(name, wanted, exact=exact)
 
     def _held(self, name: str, wanted: str, *, exact: bool) -> list[ExposureRow]:
-        from chainwatch.fleet import environments, holdings
+        from chainwatch.fleet import environments, held_query
 
-        stmt = (select(holdings.c.name, holdings.c.version, holdings.c.dev, holdings.c.path,
-                       environments.c.label, environments.c.kind, environments.c.source,
-                       environments.c.recorded_at)
-                .join(environments, environments.c.pk == holdings.c.environment)
-                .where(holdings.c.name == name))
-        if exact:
-            stmt = stmt.where(holdings.c.version == wanted)
-        stmt = stmt.order_by(environments.c.recorded_at.desc(), environments.c.pk.desc())
+        stmt = held_query(name, wanted, exact).order_by(environments.c.recorded_at.desc(),
+                                                        environments.c.pk.desc())
         matches: dict[str, bool] = {}
         latest: dict[tuple[str, str], ExposureRow] = {}
         first: dict[tuple[str, str], str] = {}
