@@ -378,6 +378,42 @@ def browser_hook_windowed(file: PackageFile, params: dict[str, Any],
                       params)
 
 
+@detector("browser_hook_abuse")
+def browser_hook_abuse(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
+    """A fetch / XHR / wallet hook that sends what it intercepts to a host, or rewrites the
+    wallet transaction it intercepts (params: {does: exfil | rewrite})."""
+    from chainwatch.analysis import jsast
+    from chainwatch.analysis.hooks import find_hooks
+
+    kind = jsast.language_kind(file.path)
+    return _abuse_hits(file.data, kind, find_hooks(file.data, kind), params)
+
+
+@windowed_detector("browser_hook_abuse")
+def browser_hook_abuse_windowed(file: PackageFile, params: dict[str, Any],
+                                offsets: tuple[int, ...]) -> list[Hit]:
+    """browser_hook_abuse of a large file, parsed in windows like browser_hook."""
+    from chainwatch.analysis import jsast
+    from chainwatch.analysis.hooks import find_hooks_windowed
+
+    kind = jsast.language_kind(file.path)
+    return _abuse_hits(file.data, kind, find_hooks_windowed(file.data, kind, offsets), params)
+
+
+def _abuse_hits(data: bytes, kind: str, found: tuple[Hook, ...],
+                params: dict[str, Any]) -> list[Hit]:
+    from chainwatch.analysis.hooks import hook_abuse
+
+    does = str(params.get("does", "exfil"))
+    hits: list[Hit] = []
+    for h in found:
+        what = hook_abuse(data, kind, h)
+        if what is not None and what.startswith(does + ":"):
+            hits.append(Hit(h.offset, h.length, f"{_HOOK_NAMES.get(h.api, h.api)} hook "
+                            f"{what.split(': ', 1)[1]}"))
+    return hits
+
+
 def _hook_hits(found: tuple[Hook, ...], params: dict[str, Any]) -> list[Hit]:
     api = str(params.get("api", "fetch"))
     return [Hit(h.offset, h.length, f"{_HOOK_NAMES.get(api, api)} replaced by {h.how}")

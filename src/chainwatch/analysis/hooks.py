@@ -515,3 +515,122 @@ def _add(hooks: list[Hook], scope: _Scope, node: ts.Node, holder: str | None, ke
     if api == "fetch" and (_absent_guarded(node, key) or not _fetch_is_hook(value, target, text)):
         return
     hooks.append(Hook(api, base + node.start_byte, node.end_byte - node.start_byte, how))
+
+
+# --- what a hook does with what it intercepts ------------------------------------------------
+#: an absolute URL of a named host (loopback is not "a host" data could leave for)
+_HOST_URL = re.compile(r"^['\"`](https?|wss?)://(?!(localhost|127\.|\[::1\]|0\.0\.0\.0)[:/'\"`])"
+                       r"[\w.-]+\.[A-Za-z]{2,}")
+#: fields of a wallet transaction request whose rewriting redirects the funds
+TX_FIELDS = frozenset({"to", "value", "recipient", "destination", "toPubkey", "receiver",
+                       "toAddress", "data"})
+#: calls that hand data to a connection opened elsewhere in the hook
+_SEND_CALLS = frozenset({"sendBeacon", "send"})
+_FUNCTIONS = ("arrow_function", "function_expression", "function", "function_declaration",
+              "generator_function", "method_definition")
+
+
+def _walk(node: ts.Node) -> list[ts.Node]:
+    out: list[ts.Node] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(reversed(n.named_children))
+    return out
+
+
+def _names(node: ts.Node) -> set[str]:
+    return {_text(n) for n in _walk(node) if n.type in ("identifier",
+                                                          "shorthand_property_identifier")}
+
+
+def _root(node: ts.Node | None) -> ts.Node | None:
+    while node is not None and node.type in ("member_expression", "subscript_expression"):
+        node = node.child_by_field_name("object")
+    return node
+
+
+def _in_return(node: ts.Node, fn: ts.Node) -> bool:
+    """``node`` is (part of) what the hook function ``fn`` returns to its caller: in a return
+    statement of ``fn`` itself or in its expression body (a nested callback's return is not)."""
+    child, parent = node, node.parent
+    while parent is not None:
+        if parent.type == "sequence_expression" and parent.named_children \
+                and parent.named_children[-1].id != child.id:
+            return False  # ``(send(x), orig(u))``: evaluated for its effect, not returned
+        if parent.id == fn.id:
+            body = fn.child_by_field_name("body")
+            return body is not None and body.type != "statement_block"
+        if parent.type == "return_statement":
+            return True
+        if parent.type in _FUNCTIONS:
+            return False
+        child, parent = parent, parent.parent
+    return False
+
+
+def hook_abuse(data: bytes, kind: str, hook: Hook) -> str | None:
+    """What the replacement function of ``hook`` does with the data it intercepts, when that
+    is an attack: ``exfil: …`` (its arguments reach a request to a host named in the hook
+    itself, by sendBeacon, an Image URL, XHR/WebSocket send or a fetch not returned to the
+    caller) or ``rewrite: …`` (a wallet hook assigns a transaction's recipient/amount field of
+    what the page asked to sign). None for a wrapper that logs, retries or forwards."""
+    span = data[hook.offset:hook.offset + hook.length]
+    if len(span) > 256 * 1024:
+        return None
+    query_free = jsast.parse(span, kind)
+    nodes = _walk(query_free.root_node)
+    fn = next((n for n in nodes if n.type in _FUNCTIONS), None)
+    if fn is None:
+        return None
+    params_node = fn.child_by_field_name("parameters") or fn.child_by_field_name("parameter")
+    tainted = (_names(params_node) if params_node is not None else set()) | {"arguments"}
+    body = fn.child_by_field_name("body") or fn
+    inner = _walk(body)
+    # values computed from the intercepted arguments (one pass, in source order)
+    for n in sorted(inner, key=lambda x: x.start_byte):
+        if n.type == "variable_declarator":
+            name, value = n.child_by_field_name("name"), n.child_by_field_name("value")
+            if name is not None and value is not None and _names(value) & tainted:
+                tainted |= _names(name)
+    if hook.api == "wallet":
+        for n in inner:
+            if n.type != "assignment_expression":
+                continue
+            left = n.child_by_field_name("left")
+            if left is None or left.type not in ("member_expression", "subscript_expression"):
+                continue
+            prop = left.child_by_field_name(
+                "property" if left.type == "member_expression" else "index")
+            key = _text(prop) if prop is not None and prop.type == "property_identifier" \
+                else (_string_value(prop) if prop is not None else None)
+            root = _root(left)
+            if key in TX_FIELDS and root is not None and _text(root) in tainted:
+                return f"rewrite: sets the transaction's `{key}` before it is signed"
+    if not any(n.type in ("string", "template_string") and _HOST_URL.match(_text(n))
+               for n in inner):
+        return None
+    for n in inner:
+        if n.type == "call_expression":
+            callee = n.child_by_field_name("function")
+            args = n.child_by_field_name("arguments")
+            if callee is None or args is None or not (_names(args) & tainted):
+                continue
+            called = _text(callee.child_by_field_name("property")) \
+                if callee.type == "member_expression" else _text(callee)
+            has_url = any(c.type in ("string", "template_string") and _HOST_URL.match(_text(c))
+                          for c in _walk(args))
+            if (called in _SEND_CALLS or has_url) and not _in_return(n, fn):
+                return f"exfil: the intercepted request reaches {called}() to a host"
+        elif n.type == "assignment_expression":
+            left = n.child_by_field_name("left")
+            right = n.child_by_field_name("right")
+            if left is None or right is None or left.type != "member_expression":
+                continue
+            if _text(left.child_by_field_name("property")) in ("src", "href", "action") \
+                    and _names(right) & tainted \
+                    and any(c.type in ("string", "template_string")
+                            and _HOST_URL.match(_text(c)) for c in _walk(right)):
+                return "exfil: the intercepted request is put in a URL to a host"
+    return None
