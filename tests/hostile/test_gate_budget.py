@@ -30,7 +30,7 @@ from chainwatch.model import Verdict
 from chainwatch.scan import Scanner
 from tests.hostile.fake_registry import OLD, UPSTREAM, fake_resolver
 
-PACKAGES = 16  # enough to queue for a two-packument budget; tracemalloc makes each one slow
+PACKAGES = 32
 MB = 1024 * 1024
 
 
@@ -70,7 +70,7 @@ def concurrent_peak(budget: MemoryBudget, handler: Any = upstream) -> tuple[int,
     quiet = Policy(min_age="off", trust_downgrade="off", publisher_change="off")  # memory only
     proxy = Proxy(UPSTREAM, Checker(quiet, None, BuiltinKnownBad()),
                   transport=httpx.MockTransport(handler), resolver=fake_resolver,
-                  cache_bytes=4 * MB, budget=budget, budget_wait=60)
+                  cache_bytes=4 * MB, budget=budget, budget_wait=300)  # slow under load, never refused
 
     async def go() -> list[int]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy.app),
