@@ -4,8 +4,10 @@ function of (target, options), a failure is a record, and names come back as the
 from __future__ import annotations
 
 import pickle
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,3 +72,53 @@ def test_a_task_that_never_answered_is_one_line_with_its_exit_code() -> None:
     net = cluster._failure("a@1.0.0", ConnectionError("reset"), 0)
     assert net.exit_code == 3
     assert TaskResult(net).notices == ()
+
+
+class _NoWorkerLeft:
+    """A client of a cluster whose every worker has died: tasks never finish."""
+
+    def scheduler_info(self) -> dict[str, Any]:
+        return {"workers": {}}
+
+    def scatter(self, value: Any, broadcast: bool = False) -> Any:
+        return value
+
+    def submit(self, *args: Any, **kwargs: Any) -> _Never:
+        return _Never()
+
+    def cancel(self, futures: Any) -> None:
+        pass
+
+
+class _Never:
+    def result(self, timeout: float | None = None) -> Any:
+        time.sleep(timeout or 0)
+        raise TimeoutError
+
+    def release(self) -> None:
+        pass
+
+
+def test_with_every_worker_gone_the_targets_fail_instead_of_waiting_forever(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: `scan --dask` (and `watch --dask`) waited forever, silent, once the cluster's
+    last worker was killed mid-run (found by a reviewer with SIGKILL on the only worker)."""
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(cluster, "LOST_TIMEOUT", 0.3)
+    monkeypatch.setattr(cluster, "POLL", 0.05)
+
+    def wait(pending: Any, timeout: float, return_when: str) -> Any:
+        time.sleep(timeout)
+        raise TimeoutError
+
+    monkeypatch.setattr(cluster, "_dask", lambda: SimpleNamespace(wait=wait))
+    client: Any = _NoWorkerLeft()
+    got = list(cluster.scan_all(client, ["a@1.0.0", "b@2.0.0"], None, options(tmp_path)))
+    assert sorted(i for i, _ in got) == [0, 1]  # every target answered, once
+    for _, result in got:
+        assert isinstance(result.outcome, Failed) and result.outcome.exit_code == 2
+        assert "no Dask worker was left in the cluster" in result.outcome.error
+    executor = cluster.DaskScanExecutor(client, options(tmp_path), in_flight=1)
+    with pytest.raises(cluster.ScanFailed, match="no Dask worker was left in the cluster"):
+        executor.scan("a@1.0.0", None)

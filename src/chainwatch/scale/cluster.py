@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,11 @@ log = logging.getLogger("chainwatch.scale")
 CONNECT_TIMEOUT = 10.0
 #: Extra tries of a task that raised (or whose worker died) before its target is failed.
 RETRIES = 2
+#: Seconds a run waits with no worker left in the cluster before the targets it still waits
+#: for are failed (a worker restarting after a crash rejoins well within it).
+LOST_TIMEOUT = 30.0
+#: How often a waiting run asks the scheduler whether any worker is left.
+POLL = 2.0
 
 Task = Callable[..., TaskResult]
 
@@ -167,19 +173,56 @@ def scan_all(client: Client, specs: Sequence[str], against: str | None,
                                priority=_size(spec), pure=False)
         futures[future] = i
     distributed = _dask()
+    pending = set(futures)
+    lost = _LostWorkers(client)
     try:
-        for future in distributed.as_completed(list(futures)):
-            i = futures[future]
+        while pending:
             try:
-                result = future.result()
-                if not isinstance(result, TaskResult):
-                    raise TypeError(f"a task answered {type(result).__name__}")
-            except Exception as exc:  # the task's own error, re-raised here by Dask
-                result = TaskResult(_failure(specs[i], exc, retries))
-            future.release()
-            yield i, replace(result, outcome=_as_given(result.outcome, shipped[i], specs[i]))
+                done, pending = distributed.wait(pending, timeout=POLL,
+                                                 return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            for future in done:
+                i = futures[future]
+                try:
+                    result = future.result()
+                    if not isinstance(result, TaskResult):
+                        raise TypeError(f"a task answered {type(result).__name__}")
+                except Exception as exc:  # the task's own error, re-raised here by Dask
+                    result = TaskResult(_failure(specs[i], exc, retries))
+                future.release()
+                yield i, replace(result, outcome=_as_given(result.outcome, shipped[i], specs[i]))
+            if pending and not done and lost.for_too_long():
+                for future in sorted(pending, key=futures.__getitem__):
+                    i = futures[future]
+                    yield i, TaskResult(Failed(redact_credentials(specs[i]), lost.message, 2))
+                return
     finally:
         client.cancel(list(futures))
+
+
+class _LostWorkers:
+    """Whether the cluster has had no worker for ``LOST_TIMEOUT`` seconds (all of them died
+    or left): a run then fails what it still waits for instead of waiting forever."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.since: float | None = None
+        self.message = (f"no Dask worker was left in the cluster for {LOST_TIMEOUT:.0f} s, so "
+                        "this target was not scanned (the workers died or were stopped)")
+
+    def for_too_long(self) -> bool:
+        try:
+            workers = len(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # the scheduler itself is gone: its tasks fail on their own
+            workers = 0
+        if workers:
+            self.since = None
+            return False
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        return now - self.since >= LOST_TIMEOUT
 
 
 class DaskScanExecutor:
@@ -203,9 +246,18 @@ class DaskScanExecutor:
         future = self.client.submit(self.task, spec, None, self.options, packument,
                                     key=f"chainwatch-watch-{uuid.uuid4().hex}",
                                     retries=self.retries, pure=False)
+        lost = _LostWorkers(self.client)
         try:
             try:
-                result = future.result()
+                while True:
+                    try:
+                        result = future.result(timeout=POLL)
+                        break
+                    except TimeoutError:
+                        if lost.for_too_long():
+                            raise ScanFailed(lost.message) from None
+            except ScanFailed:
+                raise
             except Exception as exc:
                 failed = _failure(spec, exc, self.retries)
                 raise ScanFailed(failed.error, failed.exit_code) from exc
