@@ -178,6 +178,15 @@ def clamp_limit(limit: int) -> int:
     return max(1, min(int(limit), MAX_LIMIT))
 
 
+def _newest_by_pk(table: Any, query: Any, kind: str, cursor: str | None, limit: int) -> Any:
+    """``query`` newest first by primary key, after ``cursor`` (a ``kind`` cursor naming the
+    last pk seen), one row more than ``limit`` (so the caller knows whether a page follows)."""
+    if cursor:
+        (pk,) = decode_cursor(kind, cursor, (int,))
+        query = query.where(table.c.pk < pk)
+    return query.order_by(table.c.pk.desc()).limit(limit + 1)
+
+
 def encode_cursor(kind: str, *values: str | int | float) -> str:
     """An opaque cursor: the position after the last row of a page, for one kind of list."""
     raw = json.dumps([kind, *values], separators=(",", ":")).encode()
@@ -517,11 +526,7 @@ class ReadModel:
         from chainwatch.fleet import holdings
 
         limit = clamp_limit(limit)
-        query = select(table)
-        if cursor:
-            (pk,) = decode_cursor("environments", cursor, (int,))
-            query = query.where(table.c.pk < pk)
-        query = query.order_by(table.c.pk.desc()).limit(limit + 1)
+        query = _newest_by_pk(table, select(table), "environments", cursor, limit)
         with self.engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
             more = len(rows) > limit
@@ -602,10 +607,7 @@ class ReadModel:
             if action not in ACTIONS:
                 raise ValueError(f"action must be one of {', '.join(ACTIONS)}")
             query = query.where(table.c.action == action)
-        if cursor:
-            (pk,) = decode_cursor("decisions", cursor, (int,))
-            query = query.where(table.c.pk < pk)
-        query = query.order_by(table.c.pk.desc()).limit(limit + 1)
+        query = _newest_by_pk(table, query, "decisions", cursor, limit)
         with self.engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
         more = len(rows) > limit
