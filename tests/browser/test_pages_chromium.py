@@ -113,14 +113,19 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
     # what was flagged today, and who holds it, straight from the overview
     assert page.inner_text("#today-malicious") == "5 malicious"
     page.locator("table.flagged tr", has_text="chalk").locator("a", has_text="who holds it").click()
+    page.wait_for_load_state()
     assert page.inner_text("p.answer") == "2 environments hold chalk@5.6.1."
     page.go_back()
+    page.wait_for_load_state()
     page.click("#today-malicious")
+    page.wait_for_load_state()
     assert len(page.locator("table.verdicts .level").all_inner_texts()) == 5
     page.go_back()
+    page.wait_for_load_state()
 
     # an alert links to its verdict: findings with file, line and snippet, the capability delta
     page.locator("#latest-alerts a", has_text="chalk@5.6.1").click()
+    page.wait_for_load_state()
     assert urlsplit(page.url).path.startswith("/verdicts/")
     assert page.inner_text("h1").startswith("Verdict")
     finding = page.inner_text("article.finding")
@@ -132,6 +137,7 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
 
     # who holds it: the verdict page links to the exposure search
     page.locator("main a", has_text="Who holds chalk@5.6.1?").click()
+    page.wait_for_load_state()
     assert page.input_value("input[name=package]") == "chalk@5.6.1"
     table = page.inner_text("table.exposure")
     assert "web-shop" in table and "web-shop > @babel/core > chalk" in table
@@ -140,6 +146,7 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
     shot(page, "exposure", tmp_path)
     page.fill("input[name=package]", "debug@>=4.4.2 <4.4.3")
     page.click("form[role=search] button")
+    page.wait_for_load_state()
     assert "billing-api > express > debug" in page.inner_text("table.exposure")
 
     # every page of the navigation
@@ -147,6 +154,7 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
                 "Environments": "billing-api", "Gate decisions": "GHSA-8mgj-vmr8-frr6"}
     for label, needle in expected.items():
         page.click(f"nav a:text-is('{label}')")
+        page.wait_for_load_state()
         assert page.inner_text("h1") == label
         body = page.inner_text("main")
         assert needle in body or needle in page.content(), label
@@ -154,16 +162,21 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
 
     # verdict filters and a flagged release from the list
     page.click("nav a:text-is('Verdicts')")
+    page.wait_for_load_state()
     page.select_option("select[name=level]", "malicious")
     page.click("form.filters button")
+    page.wait_for_load_state()
     levels = page.locator("table.verdicts .level").all_inner_texts()
     assert levels and set(levels) == {"malicious"} and len(levels) == 5
     page.locator("table.verdicts a", has_text="debug").click()
+    page.wait_for_load_state()
     assert "debug@4.4.2" in page.inner_text("main")
 
     # an incident, with its brief inline
     page.click("nav a:text-is('Incidents')")
+    page.wait_for_load_state()
     page.locator("tr", has_text="by qix").locator("a").first.click()
+    page.wait_for_load_state()
     main = page.inner_text("main")
     assert "Bottom line up front" in main and "strip-ansi" in main
     assert "Recommendations" in main
@@ -171,6 +184,7 @@ def test_login_then_every_page_by_its_links(served: Server, tab: tuple[Any, Watc
     clean(page, watched)
     # its printable report, from the API (same origin, the session cookie)
     page.locator("main a", has_text="printable report").click()
+    page.wait_for_load_state()
     assert "Bottom line up front" in page.inner_text("body")
     clean(page, watched)
 
@@ -180,6 +194,7 @@ def test_hostile_names_paths_and_snippets_stay_text(served: Server,
     page, watched = tab
     login(page, served.url, "/verdicts")
     page.locator("table.verdicts a", has_text="evil<script>").click()
+    page.wait_for_load_state()
     main = page.inner_text("main")
     assert HOSTILE_NAME in main and SNIPPET in page.inner_text("pre.snippet")
     assert IMG in main and "lib/\ufffdtxt.exe" in main and "\u202e" not in page.content()
@@ -192,6 +207,7 @@ def test_hostile_names_paths_and_snippets_stay_text(served: Server,
         assert "<script>" in page.inner_text("main") or path == "/", path
     page.goto(served.url + "/incidents")
     page.locator("tr", has_text="mallory").locator("a").first.click()
+    page.wait_for_load_state()
     assert "<img src=x onerror=alert(2)>" in page.inner_text("main")
     assert not page.evaluate("window.__pwned")
     clean(page, watched)
@@ -224,6 +240,7 @@ def test_scan_a_release_from_the_verdict_list(served: Server, tab: tuple[Any, Wa
     login(page, served.url, "/verdicts")
     page.fill("form.scan input[name=target]", "left-pad@1.3.0")
     page.click("form.scan button")
+    page.wait_for_load_state()
     assert urlsplit(page.url).path.startswith("/scans/")
     assert page.inner_text(".scan-status") in ("queued", "running")
     page.wait_for_url(lambda u: urlsplit(u).path.startswith("/verdicts/"), timeout=15_000)
@@ -245,6 +262,7 @@ def test_every_page_works_without_javascript(served: Server, browser: Any) -> No
         assert set(page.locator("table.decisions .action").all_inner_texts()) == {"block"}
         page.goto(served.url + "/")
         page.click("#refresh-link")
+        page.wait_for_load_state()
         assert page.locator("figure.chart svg").count() == 2
         page.goto(served.url + "/exposure")
         page.fill("input[name=package]", "chalk@5.6.1")
@@ -355,11 +373,14 @@ def test_a_new_user_runs_chainwatch_serve_and_answers_the_three_questions(
         # who holds it
         page.locator("table.flagged tr", has_text="chalk").locator("a", has_text="who holds it"
                                                                      ).click()
+        page.wait_for_load_state()
         assert page.inner_text("p.answer") == "2 environments hold chalk@5.6.1."
         # what the gate stopped
         page.click("nav a:text-is('Gate decisions')")
+        page.wait_for_load_state()
         page.select_option("select[name=action]", "block")
         page.click("form.filters button")
+        page.wait_for_load_state()
         blocked = page.inner_text("table.decisions")
         assert "chalk@5.6.1" in blocked and "debug@4.4.2" in blocked and "left-pad" not in blocked
     finally:
@@ -387,6 +408,7 @@ def test_scan_form_works_without_a_token_and_refuses_another_site(
         assert page.get_attribute("form.scan input[name=csrf]", "value")
         page.fill("form.scan input[name=target]", "left-pad@1.3.1")
         page.click("form.scan button")
+        page.wait_for_load_state()
         page.wait_for_url(lambda u: urlsplit(u).path.startswith(("/verdicts/", "/scans/")))
         assert "Refused" not in page.inner_text("h1")
         page.wait_for_url(lambda u: urlsplit(u).path.startswith("/verdicts/"), timeout=15_000)
