@@ -99,3 +99,36 @@ def test_bindings_that_lead_back_to_themselves_are_no_constant_and_no_crash() ->
         assert not out.limits
         found = ENGINE.scan_file(PackageFile("index.js", src))
         assert "CW-NORMALIZE-LIMIT" not in {f.rule for f in found}
+
+
+# many folds, so the time backstop is looked at several times (every 1024 folds)
+_MANY_FOLDS = ("".join(f"var v{i} = 'ev' + 'al';\n" for i in range(2_000))).encode()
+
+
+def test_a_starved_thread_folds_what_an_idle_one_folds(monkeypatch: object) -> None:
+    """The backstop counts this thread's CPU time: wall time lost to a loaded machine (here
+    each look at the clock jumps a second) changes nothing under MAX_WALL_SECONDS."""
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    N._normalize.cache_clear()  # a view is kept for the file's next reader
+    idle = N.normalize(_MANY_FOLDS)
+    assert idle.limits == [] and idle.folds >= 2_000
+    N._normalize.cache_clear()
+    wall = iter(range(0, 10**6))
+    monkeypatch.setattr(N.time, "monotonic", lambda: float(next(wall)))
+    starved = N.normalize(_MANY_FOLDS)
+    assert (starved.text, starved.limits) == (idle.text, idle.limits)
+
+
+def test_the_cpu_backstop_stops_folding(monkeypatch: object) -> None:
+    import pytest
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    cpu = iter(range(0, 10**6))
+    N._normalize.cache_clear()
+    monkeypatch.setattr(N.time, "thread_time", lambda: float(next(cpu)))
+    out = N.normalize(_MANY_FOLDS)
+    assert any("CPU s" in limit for limit in out.limits)
+    assert b"eval" not in out.text  # folding stopped (an idle run folds every one)
+    N._normalize.cache_clear()
