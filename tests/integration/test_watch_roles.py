@@ -204,9 +204,9 @@ def test_two_scanners_one_killed_every_version_scanned_and_alerted_once(
         missing = expected - set(finished)
         if missing:  # say what became of them: their rows and every log line about them
             with state.engine.connect() as conn:
-                rows = conn.execute(select(versions).where(
+                lost = conn.execute(select(versions).where(
                     (versions.c.name + "@" + versions.c.version).in_(missing))).mappings().all()
-            pytest.fail(f"never finished: {[dict(r) for r in rows]}; " + "\n".join(
+            pytest.fail(f"never finished: {[dict(r) for r in lost]}; " + "\n".join(
                 f"{n}: {line}" for n in logs for line in logs[n].splitlines()
                 if any(m in line for m in missing)))
         assert [spec for spec, times in finished.items() if times != 1] == []
