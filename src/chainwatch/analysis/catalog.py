@@ -166,6 +166,10 @@ CODE_FINDINGS: tuple[CodeFinding, ...] = (
     _f("CW-DIFF-INSTALL-ENV-CHILD", H, "install-time-execution", "diff",
        "A changed file that runs at install, fetching, writing and running a file, now starts "
        "a process with the whole environment (env: process.env)."),
+    _f("CW-ANALYSIS-LIMIT", M, "obfuscation", "analysis",
+       "A file nests deeper than 500 levels (real code: 200 at most): the structural "
+       "(tree-sitter) search, whose time grows with the nesting, did not look below that, so "
+       "the file was not analysed whole and the release is not benign."),
     _f("CW-NORMALIZE-LIMIT", N, "obfuscation", "analysis",
        "A bound of the normaliser (size, depth, folds, time) left part of a file unfolded."),
 )

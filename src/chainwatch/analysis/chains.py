@@ -643,7 +643,7 @@ def _collect_query(lang: str) -> ts.Query:
 
 
 def _collect(tree: ts.Tree, lang: str) -> list[ts.Node]:
-    return ts.QueryCursor(_collect_query(lang)).captures(tree.root_node).get("n", [])
+    return jsast.captures(_collect_query(lang), tree.root_node).get("n", [])
 
 
 def _returned(fn: ts.Node) -> list[ts.Node]:
@@ -693,7 +693,7 @@ def find_chains(data: bytes, path: str = "index.js") -> list[Chain]:
     return list(_find_chains(data, jsast.language_kind(path)))
 
 
-@lru_cache(maxsize=8)
+@jsast.noting_cache(maxsize=8)
 def _find_chains(data: bytes, lang: str) -> tuple[Chain, ...]:
     analysis = _Analysis(data, lang)
     if not analysis.walk():
@@ -733,7 +733,7 @@ MAX_BRANCH = 4000
 _NULLISH = {"null", "undefined", "''", '""', "0", "void 0"}
 
 
-@lru_cache(maxsize=4)
+@jsast.noting_cache(maxsize=4)
 def _flow(data: bytes, lang: str) -> _Analysis | None:
     """The analysis with taints propagated, without needing a sink (a branch is the 'sink')."""
     analysis = _Analysis(data, lang)
@@ -781,7 +781,7 @@ def secret_fallback(file: PackageFile, params: dict[str, Any]) -> list[Hit]:
     query = jsast.compile_query(lang, _IF_QUERY)
     if query is None:
         return []
-    for _, cap in ts.QueryCursor(query).matches(analysis.tree.root_node):
+    for _, cap in jsast.matches(query, analysis.tree.root_node):
         node, cond = cap["if"][0], cap["cond"][0]
         tested = _tested_name(cond)
         if tested is None:

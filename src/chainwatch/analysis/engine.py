@@ -128,6 +128,20 @@ def _windows(offsets: Iterable[int], size: int) -> list[tuple[int, int]]:
     return spans
 
 
+#: a file the structural search could not search whole: not analysed, so not known to be clean
+ANALYSIS_LIMIT = "CW-ANALYSIS-LIMIT"
+
+
+def _analysis_limit(file: PackageFile, cut: list[str], install_time: bool) -> Finding:
+    """Medium, capability ``analysis-incomplete``: a trust signal, so a release is never judged
+    benign on a file chainwatch could not search whole."""
+    return Finding(
+        rule=ANALYSIS_LIMIT, severity=Severity.MEDIUM, technique="obfuscation",
+        capability="analysis-incomplete", install_time=install_time,
+        message="part of this file was not searched for code structure: " + "; ".join(cut),
+        file=file.path, line=1)
+
+
 class Engine:
     """Compiled rules, ready to run over many files.
 
@@ -336,12 +350,15 @@ class Engine:
             return []
         if manifest is None and "manifest" in kinds:  # a caller without a PackageFiles
             manifest = parse_manifest(file.data)
-        hits = self._hits(file, kinds, manifest)
-        for rid in [r for r in hits if self.by_id[r].view == "normalized"]:
-            del hits[rid]
-        findings = self._findings(file, hits, install_time)
-        if "code" in kinds:
-            findings.extend(self._normalized_findings(file, kinds, findings, install_time))
+        with jsast.limits_met() as cut:  # what the structural search could not reach
+            hits = self._hits(file, kinds, manifest)
+            for rid in [r for r in hits if self.by_id[r].view == "normalized"]:
+                del hits[rid]
+            findings = self._findings(file, hits, install_time)
+            if "code" in kinds:
+                findings.extend(self._normalized_findings(file, kinds, findings, install_time))
+        if cut:
+            findings.append(_analysis_limit(file, cut, install_time))
         return findings
 
     def _normalized_findings(self, file: PackageFile, kinds: tuple[str, ...],

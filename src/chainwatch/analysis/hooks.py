@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import tree_sitter as ts
 
@@ -247,7 +246,7 @@ def _parsed(data: bytes, kind: str) -> tuple[list[_Caps], ts.Tree] | None:
     if query is None:
         return None
     tree = jsast.parse(data, kind)
-    return [caps for _, caps in ts.QueryCursor(query).matches(tree.root_node)], tree
+    return [caps for _, caps in jsast.matches(query, tree.root_node)], tree
 
 
 def _cut(tree: ts.Tree, at: int, end: int) -> bool:
@@ -263,7 +262,7 @@ def _cut(tree: ts.Tree, at: int, end: int) -> bool:
     return False  # no binding here (a string, a comment, a parameter's default)
 
 
-@lru_cache(maxsize=4)
+@jsast.noting_cache(maxsize=4)
 def find_hooks(data: bytes, kind: str = "javascript") -> tuple[Hook, ...]:
     """Every replaced fetch / XHR method / wallet provider method in one JS/TS text."""
     matches = _matches(data, kind)
@@ -385,7 +384,7 @@ def _name_sites(data: bytes, name: str | bytes, after: bytes, before: bytes = b"
     return found
 
 
-@lru_cache(maxsize=4)
+@jsast.noting_cache(maxsize=4)
 def find_hooks_windowed(data: bytes, kind: str, offsets: tuple[int, ...]) -> tuple[Hook, ...]:
     """:func:`find_hooks` of a large text, parsing only windows: around ``offsets`` (where
     the browser rules' needles matched), around every ``name = 'fetch'``-like binding and

@@ -11,8 +11,6 @@ import posixpath
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-import tree_sitter as ts
-
 from chainwatch.analysis import jsast
 from chainwatch.analysis.gyp import MAX_GYP_INCLUDES, gyp_named_files, parse_gyp
 from chainwatch.manifest import Manifest
@@ -160,10 +158,10 @@ def _without_comments(file: PackageFile) -> bytes:
     if query is None:
         return file.data
     tree = jsast.parse(file.data, kind)
+    comments = jsast.captures(query, tree.root_node).get("c", [])
     parts: list[bytes] = []
     last = 0
-    for node in sorted(ts.QueryCursor(query).captures(tree.root_node).get("c", []),
-                       key=lambda n: n.start_byte):
+    for node in sorted(comments, key=lambda n: n.start_byte):
         if node.start_byte >= last:
             parts.append(file.data[last:node.start_byte])
             last = node.end_byte

@@ -50,6 +50,8 @@ CATEGORY: dict[str, str] = {
     "known-bad": "integrity",
     # scan --sandbox asked for and could not run: not decided, so not benign (fail closed)
     "dynamic-unavailable": "trust",
+    # a file the structural search could not finish (engine.ANALYSIS_LIMIT): not clean either
+    "analysis-incomplete": "trust",
 }
 BEHAVIOUR = {"concealment", "theft", "exfiltration", "attack"}
 DANGER_CAPABILITIES = {
