@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -220,10 +222,25 @@ def routes(sample: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def logged_in(base: str) -> httpx.Client:
+    """A client with a page session, as a browser gets one: the login form, then its post."""
+    client = httpx.Client(base_url=base, timeout=60)
+    form = client.get("/login").text
+    fields = {name: value for name, value in re.findall(
+        r'name="(csrf|nonce)" value="([^"]*)"', form)}
+    done = client.post("/login", data={**fields, "next": "/", "token": TOKEN},
+                       headers={"Origin": base})
+    if done.status_code != 303:
+        raise SystemExit(f"logging in to the pages failed: HTTP {done.status_code}")
+    return client
+
+
 def measure(base: str, sample: dict[str, Any], requests: int) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
-        first = client.get("/api/v1/verdicts")
+    pages = logged_in(base)  # already open (it logged in): closed, never entered
+    with httpx.Client(base_url=base, headers=headers, timeout=60) as api, \
+            contextlib.closing(pages):
+        first = api.get("/api/v1/verdicts")
         cursor = first.json().get("next_cursor") if first.status_code == 200 else None
         print(f"{'route':30} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  status  bytes")
         for label, path in routes(sample):
@@ -232,6 +249,7 @@ def measure(base: str, sample: dict[str, Any], requests: int) -> None:
                     print(f"{label:30} (no cursor in the first page)")
                     continue
                 path = f"/api/v1/verdicts?cursor={cursor}"
+            client = api if path.startswith("/api/") else pages  # a page needs the session
             client.get(path)  # warm
             times, statuses, size = [], set(), 0
             for _ in range(requests):
