@@ -215,6 +215,17 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:notaport", "scheduler here",
+                                     "http://scheduler.invalid:8786"])
+def test_a_malformed_scheduler_address_is_said_as_such(tmp_path: Path, address: str) -> None:
+    _dask_needed()
+    run = chainwatch("scan", "examples/left-padder-1.0.1", "--dask", address,
+                     env=clean_env(tmp_path), cwd=ROOT, real=True, timeout=120)
+    assert run.returncode == 2 and run.stdout == "" and "Traceback" not in run.stderr
+    assert run.stderr.startswith(f"error: --dask {address}: not a scheduler address ("), \
+        run.stderr
+
+
 def test_watch_with_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path: Path) -> None:
     _dask_needed()
     with socket.socket() as s:

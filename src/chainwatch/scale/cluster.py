@@ -63,6 +63,20 @@ def _dask() -> Any:
     return distributed
 
 
+
+def _check_address(address: str, where: str) -> None:
+    """A malformed address is a usage error said as such (not "no scheduler answered")."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address, strict=False)
+        if scheme not in ("tcp", "tls"):
+            raise ValueError(f"scheme {scheme!r} is not tcp or tls")
+        parse_host_port(location)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--dask {where}: not a scheduler address ({one_line(exc)}); give "
+                         "tcp://host:port (or host:port, tls://host:port), or 'local'") from exc
+
 @contextlib.contextmanager
 def connect(address: str, timeout: float = CONNECT_TIMEOUT,
             workers: int | None = None) -> Iterator[Client]:
@@ -96,6 +110,7 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT,
         finally:
             cluster.close()
         return
+    _check_address(address, where)
     try:
         client = distributed.Client(address, timeout=timeout)
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
