@@ -122,3 +122,21 @@ def test_with_every_worker_gone_the_targets_fail_instead_of_waiting_forever(
     executor = cluster.DaskScanExecutor(client, options(tmp_path), in_flight=1)
     with pytest.raises(cluster.ScanFailed, match="no Dask worker was left in the cluster"):
         executor.scan("a@1.0.0", None)
+
+
+def test_a_relative_sqlite_store_travels_absolute(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's working folder is not ours: ``--db sqlite:///x.db`` reaches it as the file
+    the client means (it failed closed on every worker before)."""
+    from chainwatch.cli.scale import known_bad_url
+    from chainwatch.db import connect
+
+    monkeypatch.chdir(tmp_path)
+    connect("sqlite:///x.db").dispose()  # something stored: the workers must read it
+    (tmp_path / "x.db").touch()
+    shipped = known_bad_url("sqlite:///x.db")
+    assert shipped == f"sqlite:///{tmp_path / 'x.db'}"
+    assert known_bad_url("sqlite:///:memory:") in (None, "sqlite:///:memory:")
+    monkeypatch.chdir(ROOT)  # a worker elsewhere still opens the client's file
+    result = scan_target(EXAMPLE, BASE, options(tmp_path, db=shipped))
+    assert not isinstance(result.outcome, Failed), result.outcome

@@ -27,7 +27,27 @@ def known_bad_url(db: str | None) -> str | None:
     (``None``: nothing was ever stored, the built-in list is the whole answer)."""
     from chainwatch.db import default_url
 
-    return None if _nothing_stored(db) else (db or default_url())
+    if _nothing_stored(db):
+        return None
+    return _absolute_sqlite(db or default_url())
+
+
+def _absolute_sqlite(url: str) -> str:
+    """A SQLite file named relative to our working folder, named absolutely: a worker's working
+    folder is not ours (it still needs the file at that path, or fails closed)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" \
+            or database.startswith("file:") or Path(database).is_absolute():
+        return url
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(
+        hide_password=False)
 
 
 def scan_options(config: NpmConfig, cache_dir: Path | None, offline: bool, db: str | None,
